@@ -1,0 +1,293 @@
+/*
+ * engine.c - backend choice, slot bookkeeping and argument checks: the only
+ * file that knows both backends.
+ *
+ * Slots are handed out from a stack of free ids so open/close cost O(1) and
+ * never allocate. A step's slot list is checked (range, open, distinct)
+ * before the backend sees it, using a per-engine stamp array instead of a
+ * per-step set, so the check allocates nothing either.
+ *
+ * Thread context: an engine belongs to one thread at a time (the server's
+ * scheduler thread); nothing here is shared between engines.
+ */
+#include "engine_impl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct demix_engine {
+    const demix_backend_ops *ops;
+    void *ctx;
+    const demix_model *model;
+    int max_slots;
+    unsigned char *slot_open;  /* [max_slots] */
+    int *free_slots;           /* stack of closed slot ids */
+    int free_count;
+    uint32_t *seen_stamp;      /* [max_slots] duplicate check per step */
+    uint32_t stamp;
+    char describe[256];
+    char error[512];
+};
+
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+    DEMIX_PRINTF(3, 4);
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+{
+    if (!err || !cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+}
+
+#define ENGINE_ERROR(e, ...) snprintf((e)->error, sizeof (e)->error, __VA_ARGS__)
+
+void demix_engine_options_init(demix_engine_options *opt)
+{
+    if (!opt)
+        return;
+    memset(opt, 0, sizeof *opt);
+    opt->backend = DEMIX_BACKEND_AUTO;
+    opt->precision = DEMIX_PRECISION_DEFAULT;
+    opt->max_slots = 1;
+}
+
+int demix_backend_parse(const char *text, demix_backend *out)
+{
+    if (!text || !out)
+        return DEMIX_EARG;
+    if (strcmp(text, "auto") == 0)
+        *out = DEMIX_BACKEND_AUTO;
+    else if (strcmp(text, "cpu") == 0)
+        *out = DEMIX_BACKEND_CPU;
+    else if (strcmp(text, "cuda") == 0)
+        *out = DEMIX_BACKEND_CUDA;
+    else
+        return DEMIX_EARG;
+    return DEMIX_OK;
+}
+
+int demix_engine_create(const demix_model *model,
+                        const demix_engine_options *opt, demix_engine **out,
+                        char *err, size_t err_cap)
+{
+    if (err && err_cap)
+        err[0] = '\0';
+    if (!out) {
+        set_err(err, err_cap, "engine: no output pointer");
+        return DEMIX_EARG;
+    }
+    *out = NULL;
+    if (!model || !opt) {
+        set_err(err, err_cap, "engine: model and options are required");
+        return DEMIX_EARG;
+    }
+    if (opt->max_slots < 1 || opt->max_slots > (1 << 20)) {
+        set_err(err, err_cap,
+                "engine: max_slots must be between 1 and 1048576 (got %d)",
+                opt->max_slots);
+        return DEMIX_EARG;
+    }
+    if (opt->threads < 0 || opt->threads > 1024) {
+        set_err(err, err_cap, "engine: threads must be between 0 and 1024");
+        return DEMIX_EARG;
+    }
+
+    const demix_backend_ops *ops = NULL;
+    void *ctx = NULL;
+    char why[512] = "";
+    int rc = DEMIX_OK;
+    if (opt->backend == DEMIX_BACKEND_CUDA || opt->backend == DEMIX_BACKEND_AUTO) {
+        const demix_backend_ops *cuda = demix__cuda_backend();
+        if (!cuda) {
+            snprintf(why, sizeof why,
+                     "this build has no CUDA backend (built without nvcc or "
+                     "with -DDEMIX_CUDA=OFF)");
+            rc = DEMIX_EDEVICE;
+        } else {
+            rc = cuda->create(model, opt, &ctx, why, sizeof why);
+            if (rc == DEMIX_OK)
+                ops = cuda;
+        }
+        if (rc && opt->backend == DEMIX_BACKEND_CUDA) {
+            set_err(err, err_cap, "cuda backend: %s", why);
+            return rc;
+        }
+        /* A lack of memory for the asked slots is the caller's to fix, not
+         * a reason to fall back silently to a far slower CPU. */
+        if (rc == DEMIX_ENOMEM && cuda) {
+            set_err(err, err_cap, "cuda backend: %s", why);
+            return rc;
+        }
+    } else if (opt->backend != DEMIX_BACKEND_CPU) {
+        set_err(err, err_cap, "engine: unknown backend %d", (int)opt->backend);
+        return DEMIX_EARG;
+    }
+    if (!ops) {
+        ops = demix__cpu_backend();
+        rc = ops->create(model, opt, &ctx, err, err_cap);
+        if (rc)
+            return rc;
+        /* Leave the reason for the fallback where the caller can log it. */
+        if (opt->backend == DEMIX_BACKEND_AUTO)
+            set_err(err, err_cap, "using the CPU backend: %s", why);
+    }
+
+    demix_engine *e = calloc(1, sizeof *e);
+    int S = opt->max_slots;
+    if (e) {
+        e->slot_open = calloc((size_t)S, 1);
+        e->free_slots = malloc((size_t)S * sizeof *e->free_slots);
+        e->seen_stamp = calloc((size_t)S, sizeof *e->seen_stamp);
+    }
+    if (!e || !e->slot_open || !e->free_slots || !e->seen_stamp) {
+        ops->destroy(ctx);
+        if (e) {
+            free(e->slot_open);
+            free(e->free_slots);
+            free(e->seen_stamp);
+            free(e);
+        }
+        set_err(err, err_cap, "engine: out of memory for %d slots", S);
+        return DEMIX_ENOMEM;
+    }
+    e->ops = ops;
+    e->ctx = ctx;
+    e->model = model;
+    e->max_slots = S;
+    /* Lowest ids first: slot 0 is on top of the stack. */
+    for (int i = 0; i < S; i++)
+        e->free_slots[i] = S - 1 - i;
+    e->free_count = S;
+    snprintf(e->describe, sizeof e->describe, "%s", ops->describe(ctx));
+    *out = e;
+    return DEMIX_OK;
+}
+
+void demix_engine_destroy(demix_engine *e)
+{
+    if (!e)
+        return;
+    e->ops->destroy(e->ctx);
+    free(e->slot_open);
+    free(e->free_slots);
+    free(e->seen_stamp);
+    free(e);
+}
+
+const char *demix_engine_backend_name(const demix_engine *e)
+{
+    return e ? e->ops->name : "none";
+}
+
+const char *demix_engine_describe(const demix_engine *e)
+{
+    return e ? e->describe : "";
+}
+
+const demix_model_config *demix_engine_config(const demix_engine *e)
+{
+    return e ? &e->model->config : NULL;
+}
+
+int demix_engine_max_slots(const demix_engine *e)
+{
+    return e ? e->max_slots : 0;
+}
+
+int demix_engine_open_count(const demix_engine *e)
+{
+    return e ? e->max_slots - e->free_count : 0;
+}
+
+int demix_engine_open_slot(demix_engine *e, int *slot)
+{
+    if (!e || !slot)
+        return DEMIX_EARG;
+    if (e->free_count == 0) {
+        ENGINE_ERROR(e, "all %d slots are open", e->max_slots);
+        return DEMIX_EBUSY;
+    }
+    int s = e->free_slots[e->free_count - 1];
+    int rc = e->ops->reset_slot(e->ctx, s);
+    if (rc) {
+        ENGINE_ERROR(e, "open slot %d: %s", s, e->ops->last_error(e->ctx));
+        return rc;
+    }
+    e->free_count--;
+    e->slot_open[s] = 1;
+    *slot = s;
+    return DEMIX_OK;
+}
+
+int demix_engine_close_slot(demix_engine *e, int slot)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (slot < 0 || slot >= e->max_slots || !e->slot_open[slot]) {
+        ENGINE_ERROR(e, "close: slot %d is not open", slot);
+        return DEMIX_EARG;
+    }
+    e->slot_open[slot] = 0;
+    e->free_slots[e->free_count++] = slot;
+    return DEMIX_OK;
+}
+
+int demix_engine_reset_slot(demix_engine *e, int slot)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (slot < 0 || slot >= e->max_slots || !e->slot_open[slot]) {
+        ENGINE_ERROR(e, "reset: slot %d is not open", slot);
+        return DEMIX_EARG;
+    }
+    int rc = e->ops->reset_slot(e->ctx, slot);
+    if (rc)
+        ENGINE_ERROR(e, "reset slot %d: %s", slot, e->ops->last_error(e->ctx));
+    return rc;
+}
+
+int demix_engine_step(demix_engine *e, int n, const int *slots,
+                      const float *in, float *out)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (n < 1 || n > e->max_slots || !slots || !in || !out) {
+        ENGINE_ERROR(e, "step: n must be 1..%d with slots, in and out given "
+                        "(n = %d)", e->max_slots, n);
+        return DEMIX_EARG;
+    }
+    if (++e->stamp == 0) { /* wrapped: old stamps could collide */
+        memset(e->seen_stamp, 0, (size_t)e->max_slots * sizeof *e->seen_stamp);
+        e->stamp = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        int s = slots[i];
+        if (s < 0 || s >= e->max_slots || !e->slot_open[s]) {
+            ENGINE_ERROR(e, "step: slot %d (entry %d) is not open", s, i);
+            return DEMIX_EARG;
+        }
+        if (e->seen_stamp[s] == e->stamp) {
+            ENGINE_ERROR(e, "step: slot %d is listed twice", s);
+            return DEMIX_EARG;
+        }
+        e->seen_stamp[s] = e->stamp;
+    }
+    int rc = e->ops->step(e->ctx, n, slots, in, out);
+    if (rc)
+        ENGINE_ERROR(e, "step: %s", e->ops->last_error(e->ctx));
+    return rc;
+}
+
+const char *demix_engine_last_error(const demix_engine *e)
+{
+    return e ? e->error : "no engine";
+}
+
+void *demix__engine_backend_context(demix_engine *e)
+{
+    return e ? e->ctx : NULL;
+}

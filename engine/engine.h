@@ -1,0 +1,198 @@
+/*
+ * engine.h - the one engine API of demixd: load an HS-TasNet model, create an
+ * engine with S stream slots on a backend (CPU or CUDA), and run batched
+ * streaming steps over any subset of the open slots.
+ *
+ * Usage sketch:
+ *
+ *     char err[512];
+ *     demix_model *model;
+ *     if (demix_model_load("model.safetensors", &model, err, sizeof err))
+ *         die(err);
+ *     const demix_model_config *cfg = demix_model_get_config(model);
+ *
+ *     demix_engine_options opt;
+ *     demix_engine_options_init(&opt);
+ *     opt.max_slots = 64;
+ *     demix_engine *eng;
+ *     if (demix_engine_create(model, &opt, &eng, err, sizeof err))
+ *         die(err);
+ *
+ *     int slot;
+ *     demix_engine_open_slot(eng, &slot);          // state zeroed
+ *     // in:  n x C x H floats, out: n x T x C x H floats (see below)
+ *     demix_engine_step(eng, 1, &slot, in, out);
+ *     demix_engine_close_slot(eng, slot);
+ *     demix_engine_destroy(eng);                   // before the model
+ *     demix_model_destroy(model);
+ *
+ * Audio layout. A hop is H (= W/2, 512) frames of C (2) channels, planar:
+ * in[i][ch][k] at in[(i*C + ch)*H + k] for the i-th listed slot. The output
+ * of a step holds T sources per listed slot, planar as well:
+ * out[i][t][ch][k] at out[((i*T + t)*C + ch)*H + k], sources in the order of
+ * cfg->source_names. The hop emitted after input hop k covers input samples
+ * [(k-1)H, kH): the algorithmic latency is W samples (model-spec.md).
+ *
+ * Semantics. A slot's output depends only on the hops fed to that slot since
+ * it was opened, never on which other slots share a step or their order.
+ *
+ * Ownership. The model is immutable after loading and may be shared by any
+ * number of engines, which must be destroyed before it. destroy(NULL) is a
+ * no-op. Nothing here allocates after create/open except as documented.
+ *
+ * Threads. The engine starts no threads of its own (the BLAS library may run
+ * its own pool, sized by demix_engine_options.threads). One engine is used by
+ * one thread at a time; different engines may run concurrently. A model may
+ * be read by many threads at once.
+ *
+ * Errors. Functions return DEMIX_OK (0) or a negative demix_status. Creation
+ * and loading write a one-line explanation into the caller's err buffer;
+ * step/open/close errors are explained by demix_engine_last_error().
+ */
+#ifndef DEMIX_ENGINE_H
+#define DEMIX_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "demix_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DEMIX_MAX_SOURCES 8
+#define DEMIX_SOURCE_NAME_BYTES 32
+#define DEMIX_META_TEXT_BYTES 256
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct demix_model demix_model;
+
+/* Hyper-parameters, all inferred from the tensor shapes and metadata. */
+typedef struct demix_model_config {
+    int dim;              /* D: hidden size of every branch */
+    int num_basis;        /* NB: waveform basis count */
+    int small;            /* 1: one-layer LSTMs, summed fusion, no residual */
+    int lstm_layers;      /* L: 2, or 1 when small */
+    int fusion_dim;       /* DF: 2D, or D when small */
+    int window_samples;   /* W: window = segment = n_fft (1024) */
+    int hop_samples;      /* H = W/2 (512) */
+    int bins;             /* F = W/2 + 1 */
+    int channels;         /* C: 2 */
+    int spec_features;    /* S = C*F*2 */
+    int num_sources;      /* T: 4 */
+    int sample_rate_hz;   /* metadata sample_rate, default 44100 */
+    char source_names[DEMIX_MAX_SOURCES][DEMIX_SOURCE_NAME_BYTES];
+    char name[DEMIX_META_TEXT_BYTES];    /* metadata, may be empty */
+    char license[DEMIX_META_TEXT_BYTES]; /* metadata, may be empty */
+    int64_t parameter_count;
+} demix_model_config;
+
+/* Which stored dtype the tensors had (widened to float32 on load). */
+typedef enum demix_dtype {
+    DEMIX_DTYPE_F32 = 0,
+    DEMIX_DTYPE_F16 = 1,
+    DEMIX_DTYPE_BF16 = 2,
+} demix_dtype;
+
+/* Load a safetensors model file (model-spec.md). On failure returns
+ * DEMIX_EIO (cannot read), DEMIX_EFORMAT (malformed, hostile or not an
+ * HS-TasNet file: err names the tensor or field and what is wrong) or
+ * DEMIX_ENOMEM. err may be NULL when err_cap is 0. */
+DEMIX_WARN_UNUSED int demix_model_load(const char *path, demix_model **out,
+                                       char *err, size_t err_cap);
+
+/* The same, from a file image in memory (the fuzz target's entry). */
+DEMIX_WARN_UNUSED int demix_model_load_memory(const void *data, size_t size,
+                                              demix_model **out, char *err,
+                                              size_t err_cap);
+
+/* A model of the given size (D = dim, NB = num_basis, the small variant or
+ * not) with random weights at PyTorch's default initialisation scale, for
+ * benchmarks and tests; stereo, W = 1024, sources drums,bass,vocals,other.
+ * The same seed gives the same weights. */
+DEMIX_WARN_UNUSED int demix_model_create_random(int dim, int num_basis,
+                                                int small, int sample_rate_hz,
+                                                uint64_t seed,
+                                                demix_model **out);
+
+void demix_model_destroy(demix_model *model);
+
+const demix_model_config *demix_model_get_config(const demix_model *model);
+
+/* --------------------------------------------------------------- engine */
+
+typedef struct demix_engine demix_engine;
+
+typedef enum demix_backend {
+    DEMIX_BACKEND_AUTO = 0, /* CUDA when built in and a device opens, else CPU */
+    DEMIX_BACKEND_CPU = 1,
+    DEMIX_BACKEND_CUDA = 2,
+} demix_backend;
+
+typedef enum demix_precision {
+    DEMIX_PRECISION_DEFAULT = 0, /* the backend's best mode that meets the bar */
+    DEMIX_PRECISION_FP32 = 1,    /* float32 everywhere: the reference */
+    DEMIX_PRECISION_FAST = 2,    /* reduced-precision weights, f32 state */
+} demix_precision;
+
+typedef struct demix_engine_options {
+    demix_backend backend;
+    demix_precision precision;
+    int max_slots;  /* S: slots that may be open at once (>= 1) */
+    int threads;    /* CPU math threads; 0 = library default */
+    int device;     /* CUDA device ordinal */
+} demix_engine_options;
+
+void demix_engine_options_init(demix_engine_options *opt);
+
+/* Parse "auto", "cpu", "cuda". Returns DEMIX_EARG for anything else. */
+DEMIX_WARN_UNUSED int demix_backend_parse(const char *text, demix_backend *out);
+
+/* Create an engine. DEMIX_EARG for bad options, DEMIX_EDEVICE when CUDA was
+ * asked for explicitly and cannot be used, DEMIX_ENOMEM when the slots do
+ * not fit (err then says how many would). With DEMIX_BACKEND_AUTO a missing
+ * GPU is not an error: the CPU backend is used and err carries the reason. */
+DEMIX_WARN_UNUSED int demix_engine_create(const demix_model *model,
+                                          const demix_engine_options *opt,
+                                          demix_engine **out, char *err,
+                                          size_t err_cap);
+
+void demix_engine_destroy(demix_engine *engine);
+
+/* "cpu" or "cuda" (the backend actually in use), and a one-line description
+ * of the device and precision for logs. */
+const char *demix_engine_backend_name(const demix_engine *engine);
+const char *demix_engine_describe(const demix_engine *engine);
+
+const demix_model_config *demix_engine_config(const demix_engine *engine);
+int demix_engine_max_slots(const demix_engine *engine);
+int demix_engine_open_count(const demix_engine *engine);
+
+/* Open a free slot with zeroed state. DEMIX_EBUSY when all are open. */
+DEMIX_WARN_UNUSED int demix_engine_open_slot(demix_engine *engine, int *slot);
+
+/* Close an open slot; it may be handed out again by open. DEMIX_EARG when
+ * the slot is not open. */
+int demix_engine_close_slot(demix_engine *engine, int slot);
+
+/* Zero an open slot's state, as if it had just been opened. */
+DEMIX_WARN_UNUSED int demix_engine_reset_slot(demix_engine *engine, int slot);
+
+/* Run one hop for n listed slots (distinct, open; 1 <= n <= max_slots) in
+ * one batched step. in: n*C*H floats, out: n*T*C*H floats (layout above).
+ * DEMIX_EARG for a bad list (nothing is changed), DEMIX_EDEVICE when the
+ * accelerator failed (the slots' state is then undefined; close them). */
+DEMIX_WARN_UNUSED int demix_engine_step(demix_engine *engine, int n,
+                                        const int *slots, const float *in,
+                                        float *out);
+
+/* Explanation of the last failed open/close/reset/step; "" if none. */
+const char *demix_engine_last_error(const demix_engine *engine);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DEMIX_ENGINE_H */
