@@ -90,4 +90,10 @@ int demix__model_tensors(demix_model *model, demix_tensor_ref *refs, int cap);
 
 #define DEMIX_MODEL_MAX_TENSORS 64
 
+/* Write a model as a safetensors file (model-spec.md names, tensors stored
+ * as dtype, metadata sample_rate, sources, name, license) so it loads back
+ * with demix_model_load(). For tests and tools. DEMIX_EIO names the path. */
+int demix__model_save(const demix_model *model, const char *path,
+                      demix_dtype dtype, char *err, size_t err_cap);
+
 #endif /* DEMIX_MODEL_IMPL_H */
