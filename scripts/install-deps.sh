@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev libkissfft-dev libcjson-dev
   libsndfile1-dev libsoxr-dev libopus-dev libwebsockets-dev
   libcmocka-dev
+  clang
   sndfile-programs
 )
 

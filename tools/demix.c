@@ -1,2 +1,174 @@
-/* STUB */
-int main(void) { return 1; }
+/*
+ * demix.c - the demix command line: subcommand dispatch, usage, --help and
+ * --version, and the option helpers of commands.h.
+ *
+ *   demix separate ...   split audio files into stems   (cmd_separate.c)
+ *   demix bench ...      engine speed and real-time capacity (cmd_bench.c)
+ *   demix stream|loadgen|eval   reserved for later versions
+ *
+ * Exit status: 0 success, 1 failure, 2 usage error.
+ *
+ * Thread context: the main thread only.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "engine.h"
+
+#ifndef DEMIX_VERSION
+#define DEMIX_VERSION "0.0.0"
+#endif
+
+typedef struct command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*usage)(FILE *out);
+} command;
+
+static const command commands[] = {
+    {"separate", "split audio files into stems (drums, bass, vocals, other)",
+     cmd_separate, cmd_separate_usage},
+    {"bench", "measure step time and real-time capacity of an engine",
+     cmd_bench, cmd_bench_usage},
+    {"stream", "separate a live stream through a demixd server (not yet)",
+     NULL, NULL},
+    {"loadgen", "load-test a demixd server with many sessions (not yet)",
+     NULL, NULL},
+    {"eval", "measure separation quality (SDR) on a data set (not yet)",
+     NULL, NULL},
+};
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: demix COMMAND [OPTIONS] [ARGS]\n"
+            "\n"
+            "Real-time music source separation (HS-TasNet).\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\n"
+            "  demix help COMMAND    options of one command\n"
+            "  demix --version       version\n"
+            "\n"
+            "examples:\n"
+            "  demix separate song.flac                # stems in separated/song/\n"
+            "  demix bench --streams 1,8,32            # speed of the full-size network\n");
+}
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int not_yet(const command *c)
+{
+    fprintf(stderr,
+            "demix %s: not yet implemented in demix %s (planned for a later "
+            "version)\n",
+            c->name, DEMIX_VERSION);
+    return DEMIX_EXIT_USAGE;
+}
+
+static int help(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stdout);
+        return 0;
+    }
+    const command *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "demix: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return DEMIX_EXIT_USAGE;
+    }
+    if (!c->usage)
+        return not_yet(c);
+    c->usage(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return DEMIX_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        return help(argc - 1, argv + 1);
+    if (strcmp(name, "help") == 0)
+        return help(argc - 1, argv + 1);
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 ||
+        strcmp(name, "version") == 0) {
+        printf("demix %s\n", DEMIX_VERSION);
+        return 0;
+    }
+    const command *c = find_command(name);
+    if (!c) {
+        fprintf(stderr, "demix: unknown command '%s'\n\n", name);
+        usage(stderr);
+        return DEMIX_EXIT_USAGE;
+    }
+    if (!c->run)
+        return not_yet(c);
+    return c->run(argc - 1, argv + 1);
+}
+
+/* ----------------------------------------------------- option helpers */
+
+int cli_option(int argc, char **argv, int *i, const char *name,
+               const char *alias, const char **value)
+{
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=') {
+        *value = arg + n + 1;
+        return 1;
+    }
+    if (strcmp(arg, name) != 0 && !(alias && strcmp(arg, alias) == 0))
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "demix: option %s needs a value\n", arg);
+        return -1;
+    }
+    *value = argv[++*i];
+    return 1;
+}
+
+int cli_int(const char *cmd, const char *option, const char *text, long lo,
+            long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "demix %s: %s must be a whole number from %ld to %ld "
+                        "(got '%s')\n",
+                cmd, option, lo, hi, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("demix: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

@@ -1,0 +1,40 @@
+/*
+ * commands.h - the subcommands of the demix command line and the small
+ * option-parsing helpers they share (defined in demix.c).
+ *
+ * Each command takes the arguments after its own name (argv[0] is the
+ * command name) and returns the process exit status: 0 success, 1 a failure
+ * while working, 2 a usage error.
+ *
+ * Thread context: the main thread.
+ */
+#ifndef DEMIX_COMMANDS_H
+#define DEMIX_COMMANDS_H
+
+#include <stdio.h>
+
+#include "demix_error.h"
+
+#define DEMIX_EXIT_USAGE 2
+
+int cmd_separate(int argc, char **argv);
+void cmd_separate_usage(FILE *out);
+
+int cmd_bench(int argc, char **argv);
+void cmd_bench_usage(FILE *out);
+
+/* If argv[*i] is the option `name` ("--model"), or `alias` ("-m", may be
+ * NULL), store its value and return 1: "--model X" (advancing *i past X)
+ * or "--model=X". A missing value prints an error and returns -1. Else 0. */
+int cli_option(int argc, char **argv, int *i, const char *name,
+               const char *alias, const char **value);
+
+/* Parse a whole decimal integer in [lo, hi]; 0 on success, -1 (after
+ * printing "demix CMD: OPTION ...") otherwise. */
+int cli_int(const char *cmd, const char *option, const char *text, long lo,
+            long hi, long *out);
+
+/* Print "demix: error: " and the message to stderr. */
+void cli_error(const char *fmt, ...) DEMIX_PRINTF(1, 2);
+
+#endif /* DEMIX_COMMANDS_H */
