@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libopenblas-dev libkissfft-dev libcjson-dev
+  libkissfft-dev libcjson-dev
   libsndfile1-dev libsoxr-dev libopus-dev libwebsockets-dev
   libcmocka-dev
   clang
