@@ -173,6 +173,10 @@ DEMIX_TILE(4, 1)
 static const tile_fn block_tile[TILE_MAX_ROWS + 1] = {0, tile_1x8, tile_2x8,
                                                       tile_3x6, tile_4x4};
 static const int block_cols[TILE_MAX_ROWS + 1] = {0, 8, 8, 6, 4};
+_Static_assert(DEMIX_CPU_BF16_COLUMN_ALIGN % 8 == 0 &&
+                   DEMIX_CPU_BF16_COLUMN_ALIGN % 6 == 0 &&
+                   DEMIX_CPU_BF16_COLUMN_ALIGN % 4 == 0,
+               "column ranges must start on a block of every tile shape");
 static const tile_fn leftover_rows_tile[TILE_MAX_ROWS] = {0, tile_1x4,
                                                           tile_2x4, tile_3x4};
 static const tile_fn single_col_tile[TILE_MAX_ROWS + 1] = {

@@ -28,6 +28,11 @@
 /* Row lengths are padded to this many bfloat16 values. */
 #define DEMIX_CPU_BF16_PAD 32
 
+/* Output columns come in blocks of 8, 8, 6 or 4 (cpu_bf16.c): a column
+ * range starting at a multiple of this tiles as in the call over all
+ * columns (see DEMIX_CPU_MATMUL_COLUMN_ALIGN). */
+#define DEMIX_CPU_BF16_COLUMN_ALIGN 24
+
 /* 1 when this CPU runs the bf16 kernels. */
 int demix__cpu_bf16_available(void);
 

@@ -12,7 +12,10 @@
  * computes, and scatters it back; past and the tails are read and written
  * in place. Nothing is allocated after create.
  *
- * Thread context: one thread at a time per context (engine_impl.h).
+ * Thread context: one thread at a time per context (engine_impl.h). With a
+ * pool, a step's tasks run on the pool's threads and write disjoint parts
+ * of the work rows; per-task resources (FFT plan, FFT scratch) are indexed
+ * by the task, which no two threads run at once (threadpool.h).
  */
 #ifndef DEMIX_CPU_CONTEXT_H
 #define DEMIX_CPU_CONTEXT_H
@@ -22,6 +25,7 @@
 
 #include "cpu_fft.h"
 #include "engine_impl.h"
+#include "threadpool.h"
 
 /* A weight matrix in the fast mode's packed bfloat16 form (cpu_bf16.h). */
 typedef struct demix_cpu_bf16_weight {
@@ -37,7 +41,10 @@ typedef struct demix_cpu_context {
     int fast_requested; /* DEMIX_PRECISION_FAST asked for */
     int bf16;           /* ... and running it: bf16 products (cpu_bf16.h) */
 
-    demix_cpu_fft *fft;
+    demix_threadpool *pool; /* the caller's (opt->pool), or NULL */
+    int threads;            /* its participants; 1 without a pool */
+
+    demix_cpu_fft **fft; /* [threads]: plan i serves task i of a run */
     float *env;        /* [H] w[n]^2 + w[n+H]^2 */
     float *decode_t;   /* [CW][NB] conv_decode.weight transposed */
     float *lstm_bias[DEMIX_BRANCH_COUNT][DEMIX_LSTM_MAX_LAYERS]; /* b_ih+b_hh */
@@ -80,7 +87,7 @@ typedef struct demix_cpu_context {
     float *gates;     /* [4*DF] */
     float *h_work[DEMIX_BRANCH_COUNT][DEMIX_LSTM_MAX_LAYERS]; /* [hid] */
     float *c_work[DEMIX_BRANCH_COUNT][DEMIX_LSTM_MAX_LAYERS];
-    float *fft_scratch; /* [2F + 2], one row at a time */
+    float *fft_scratch; /* [threads][2F + 2]: row i for task i of a run */
     float *work;        /* owns state and every work buffer above */
     size_t work_floats;
 

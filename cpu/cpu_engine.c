@@ -6,19 +6,28 @@
  * linear layer is one demix__cpu_matmul() over the n rows (the decoder one
  * over the n*T rows; demix__cpu_matmul_bf16() in the fast mode), so the
  * weights are streamed from memory once per step whatever n; the FFTs and
- * elementwise parts run row by row. Results are bit-identical whichever slots share a
- * step and in whatever order they are listed: every operation on a row is
- * the same sequence of float operations as when the row is alone (see
- * cpu_matmul.h for why the products are not cblas_sgemm). All memory is
- * taken at create for max_slots rows (cpu_context.h); a step allocates
- * nothing and cannot fail once engine.c has checked its slot list.
+ * elementwise parts run row by row. Results are bit-identical whichever
+ * slots share a step and in whatever order they are listed: every operation
+ * on a row is the same sequence of float operations as when the row is
+ * alone (see cpu_matmul.h for why the products are not cblas_sgemm). All
+ * memory is taken at create for max_slots rows (cpu_context.h); a step
+ * allocates nothing and cannot fail once engine.c has checked its slot list.
+ *
+ * Threads. With a pool in the options (engine.h), each product is split by
+ * output columns, the LSTM cells and the gated basis by units
+ * (cpu_parallel.h), the spectral features by rows and the inverse FFTs by
+ * (row, source), each task with its own FFT plan and scratch. No element
+ * is computed differently from the single-thread step, so the output is
+ * bit-identical for any thread count. Gathers, norms, windows and the
+ * overlap-add (a few microseconds) stay on the calling thread.
  *
  * Precision: float32 throughout by default (DEMIX_PRECISION_DEFAULT and
  * FP32). DEMIX_PRECISION_FAST rounds weights and the activations entering
  * each product to bfloat16 (cpu_bf16.h) where the CPU has AVX512-BF16, and
  * runs float32 elsewhere; describe() says which.
  *
- * Threads: none are started. All math runs on the calling thread; the
+ * Threads: none are started. The math runs on the calling thread and, when
+ * the options carry a pool, on the pool's workers during step(); the
  * threads option is not used by this backend (OpenBLAS is not called).
  * Thread context: one thread at a time per context.
  */
@@ -34,6 +43,7 @@
 #include "cpu_lstm.h"
 #include "cpu_masks.h"
 #include "cpu_matmul.h"
+#include "cpu_parallel.h"
 
 static void set_err(char *err, size_t cap, const char *fmt, ...)
     DEMIX_PRINTF(3, 4);
@@ -52,7 +62,10 @@ static void cpu_destroy(void *vctx)
     demix_cpu_context *x = vctx;
     if (!x)
         return;
-    demix__cpu_fft_destroy(x->fft);
+    if (x->fft)
+        for (int i = 0; i < x->threads; i++)
+            demix__cpu_fft_destroy(x->fft[i]);
+    free(x->fft);
     free(x->params);
     free(x->bf16_weights);
     free(x->bf16_act);
@@ -181,7 +194,7 @@ static int make_work(demix_cpu_context *x, char *err, size_t err_cap)
     x->slot_floats = off;
 
     size_t row_floats = work_row_floats(x);
-    size_t scratch = 2 * (size_t)x->F + 2;
+    size_t scratch = (2 * (size_t)x->F + 2) * (size_t)x->threads;
     x->work_floats = S_rows * (x->slot_floats + row_floats) + scratch;
     x->work = calloc(x->work_floats, sizeof(float));
     if (!x->work) {
@@ -274,10 +287,18 @@ static int cpu_create(const demix_model *model, const demix_engine_options *opt,
     x->small = cfg->small;
     x->max_slots = opt->max_slots;
     x->fast_requested = opt->precision == DEMIX_PRECISION_FAST;
+    x->pool = opt->pool;
+    x->threads = demix_threadpool_threads(opt->pool);
 
     x->bf16 = x->fast_requested && demix__cpu_bf16_available();
 
-    int rc = demix__cpu_fft_create(x->W, &x->fft);
+    int rc = DEMIX_ENOMEM;
+    x->fft = calloc((size_t)x->threads, sizeof *x->fft);
+    if (x->fft) {
+        rc = DEMIX_OK;
+        for (int i = 0; i < x->threads && rc == DEMIX_OK; i++)
+            rc = demix__cpu_fft_create(x->W, &x->fft[i]);
+    }
     if (rc == DEMIX_OK)
         rc = make_params(x);
     if (rc == DEMIX_OK && x->bf16)
@@ -293,18 +314,20 @@ static int cpu_create(const demix_model *model, const demix_engine_options *opt,
         cpu_destroy(x);
         return rc;
     }
+    const char *plural = x->threads == 1 ? "" : "s";
     if (x->bf16)
         snprintf(x->describe, sizeof x->describe,
                  "cpu fast: bf16 weights and activations, fp32 accumulation "
-                 "and state, avx512-bf16 row-stable kernels, 1 thread, "
-                 "kissfft");
+                 "and state, avx512-bf16 row-stable kernels, %d thread%s, "
+                 "kissfft",
+                 x->threads, plural);
     else
         snprintf(x->describe, sizeof x->describe,
-                 "cpu fp32%s, %s row-stable kernels, 1 thread, kissfft",
+                 "cpu fp32%s, %s row-stable kernels, %d thread%s, kissfft",
                  x->fast_requested ? " (fast mode needs a CPU with "
                                      "AVX512-BF16)"
                                    : "",
-                 demix__cpu_matmul_isa());
+                 demix__cpu_matmul_isa(), x->threads, plural);
     *out = x;
     return DEMIX_OK;
 }
@@ -343,12 +366,14 @@ static void linear(demix_cpu_context *x, int rows, const float *in,
     if (x->bf16) {
         demix__cpu_bf16_rows(rows, in, (size_t)in_size, in_size, NULL, 0, 0,
                              x->bf16_act, w16->k_pad);
-        demix__cpu_matmul_bf16(rows, out_size, w16->k_pad, x->bf16_act, w16->w,
-                               b, y, (size_t)out_size);
+        demix__cpu_matmul_bf16_pool(x->pool, rows, out_size, w16->k_pad,
+                                    x->bf16_act, w16->w, b, y,
+                                    (size_t)out_size);
         return;
     }
     demix_cpu_operand op = {in, (size_t)in_size, w, (size_t)in_size, in_size};
-    demix__cpu_matmul(rows, out_size, &op, 1, b, y, (size_t)out_size);
+    demix__cpu_matmul_pool(x->pool, rows, out_size, &op, 1, b, y,
+                           (size_t)out_size);
 }
 
 /* R(x) = x + LSTM(x) over every layer of branch b (small: R(x) = LSTM(x)).
@@ -363,12 +388,13 @@ static void run_branch(demix_cpu_context *x, int b, int rows, const float *in,
     for (int k = 0; k < l->layers; k++) {
         if (x->bf16)
             demix__cpu_lstm_layer_bf16(
-                rows, layer_in, (size_t)layer_in_size, layer_in_size,
+                x->pool, rows, layer_in, (size_t)layer_in_size, layer_in_size,
                 x->h_work[b][k], x->c_work[b][k], hid, x->bf16_lstm[b][k].w,
                 x->bf16_lstm[b][k].k_pad, x->lstm_bias[b][k], x->gates,
                 x->bf16_act);
         else
-            demix__cpu_lstm_layer(rows, layer_in, (size_t)layer_in_size,
+            demix__cpu_lstm_layer(x->pool, rows, layer_in,
+                                  (size_t)layer_in_size,
                                   layer_in_size, x->h_work[b][k],
                                   x->c_work[b][k], hid, l->w_ih[k], l->w_hh[k],
                                   x->lstm_bias[b][k], x->gates);
@@ -408,13 +434,60 @@ static void move_lstm_state(demix_cpu_context *x, int n, const int *slots,
     }
 }
 
+/* The per-row FFT stages: `items` work items (rows, or (row, source)
+ * pairs) dealt round-robin to min(threads, items) tasks; task i uses FFT
+ * plan i and scratch row i. */
+typedef struct rows_job {
+    demix_cpu_context *x;
+    int items, tasks;
+} rows_job;
+
+static float *task_scratch(const demix_cpu_context *x, int task)
+{
+    return x->fft_scratch + (size_t)task * (2 * (size_t)x->F + 2);
+}
+
+static void spec_features_task(void *arg, int task)
+{
+    const rows_job *j = arg;
+    demix_cpu_context *x = j->x;
+    for (int r = task; r < j->items; r += j->tasks)
+        demix__cpu_spec_features(x->fft[task], x->model->window, x->C, x->W,
+                                 x->frame + (size_t)r * x->CW,
+                                 task_scratch(x, task),
+                                 x->spec_feat + (size_t)r * x->S);
+}
+
+static void spec_synth_task(void *arg, int task)
+{
+    const rows_job *j = arg;
+    demix_cpu_context *x = j->x;
+    size_t T = (size_t)x->T;
+    for (int i = task; i < j->items; i += j->tasks) {
+        size_t r = (size_t)i / T;
+        int t = (int)((size_t)i % T);
+        demix__cpu_spec_synth_source(
+            x->fft[task], x->model->window, t, x->T, x->C, x->W,
+            x->spec_feat + r * x->S, x->spec_mask + r * T * x->S,
+            task_scratch(x, task), x->spec_out + r * T * x->CW);
+    }
+}
+
+static void run_rows(demix_cpu_context *x, int items, demix_threadpool_fn fn)
+{
+    rows_job j = {.x = x, .items = items,
+                  .tasks = items < x->threads ? items : x->threads};
+    int rc = demix_threadpool_run(x->pool, j.tasks, fn, &j);
+    DEMIX_ASSERT(rc == DEMIX_OK);
+}
+
 static int cpu_step(void *vctx, int n, const int *slots, const float *in,
                     float *out)
 {
     demix_cpu_context *x = vctx;
     const demix_model *m = x->model;
     size_t C = x->C, W = x->W, H = x->H, T = x->T, D = x->D;
-    size_t DF = x->DF, S = x->S, CW = x->CW;
+    size_t DF = x->DF, CW = x->CW;
 
     /* frame = [past | x]; past = x (model-spec.md "One frame"). */
     for (int r = 0; r < n; r++) {
@@ -429,17 +502,14 @@ static int cpu_step(void *vctx, int n, const int *slots, const float *in,
     }
 
     /* 1-2: spectral features and encoder. */
-    for (int r = 0; r < n; r++)
-        demix__cpu_spec_features(x->fft, m->window, x->C, x->W,
-                                 x->frame + (size_t)r * CW, x->fft_scratch,
-                                 x->spec_feat + (size_t)r * S);
+    run_rows(x, n, spec_features_task);
     linear(x, n, x->spec_feat, x->S, m->spec_encode_w, &x->bf16_spec_encode,
            m->spec_encode_b, x->D, x->spec);
 
     /* 3-4: waveform encoder, gated basis, embedding. */
     linear(x, n, x->frame, x->CW, m->conv_encode_w, &x->bf16_conv_encode,
            m->conv_encode_b, 2 * x->NB, x->ag);
-    demix__cpu_gate_basis(n, x->NB, x->ag, x->basis);
+    demix__cpu_gate_basis_pool(x->pool, n, x->NB, x->ag, x->basis);
     linear(x, n, x->basis, x->NB, m->basis_to_embed_w, &x->bf16_basis_to_embed,
            m->basis_to_embed_b, x->D, x->wave);
 
@@ -477,10 +547,7 @@ static int cpu_step(void *vctx, int n, const int *slots, const float *in,
     demix__cpu_rmsnorm(n, x->D, x->s2, m->spec_mask_gain, x->norm);
     linear(x, n, x->norm, x->D, m->spec_mask_w, &x->bf16_spec_mask,
            m->spec_mask_b, x->T * x->S, x->spec_mask);
-    for (size_t r = 0; r < (size_t)n; r++)
-        demix__cpu_spec_synth(x->fft, m->window, x->T, x->C, x->W,
-                              x->spec_feat + r * S, x->spec_mask + r * T * S,
-                              x->fft_scratch, x->spec_out + r * T * CW);
+    run_rows(x, n * x->T, spec_synth_task);
 
     /* 8: waveform masks and the transposed-conv decoder, all n*T rows in
      * one product, then the window per tap. */

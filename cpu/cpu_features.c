@@ -30,11 +30,17 @@ void demix__cpu_spec_features(demix_cpu_fft *fft, const float *window,
 void demix__cpu_gate_basis(int rows, int num_basis, const float *ag,
                            float *basis)
 {
+    demix__cpu_gate_basis_units(rows, num_basis, 0, num_basis, ag, basis);
+}
+
+void demix__cpu_gate_basis_units(int rows, int num_basis, int k0, int k1,
+                                 const float *ag, float *basis)
+{
     size_t NB = (size_t)num_basis;
     for (size_t r = 0; r < (size_t)rows; r++) {
         const float *a = ag + r * 2 * NB, *g = a + NB;
         float *out = basis + r * NB;
-        for (size_t k = 0; k < NB; k++) {
+        for (size_t k = (size_t)k0; k < (size_t)k1; k++) {
             float relu = a[k] > 0.0f ? a[k] : 0.0f;
             out[k] = relu * (1.0f / (1.0f + expf(-g[k])));
         }

@@ -20,4 +20,8 @@ void demix__cpu_spec_features(demix_cpu_fft *fft, const float *window,
 void demix__cpu_gate_basis(int rows, int num_basis, const float *ag,
                            float *basis);
 
+/* The same for basis entries k0..k1-1 only (every row). */
+void demix__cpu_gate_basis_units(int rows, int num_basis, int k0, int k1,
+                                 const float *ag, float *basis);
+
 #endif /* DEMIX_CPU_FEATURES_H */

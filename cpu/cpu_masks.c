@@ -32,24 +32,35 @@ void demix__cpu_rmsnorm(int rows, int dim, const float *x, const float *gain,
     }
 }
 
+void demix__cpu_spec_synth_source(demix_cpu_fft *fft, const float *window,
+                                  int source, int sources, int channels,
+                                  int window_samples, const float *feat,
+                                  const float *mask, float *spectrum,
+                                  float *out)
+{
+    size_t W = (size_t)window_samples, F = W / 2 + 1, T = (size_t)sources;
+    size_t t = (size_t)source;
+    for (size_t ch = 0; ch < (size_t)channels; ch++) {
+        const float *X = feat + ch * 2 * F;
+        const float *m = mask + ch * 2 * F * T + t;
+        for (size_t i = 0; i < 2 * F; i++)
+            spectrum[i] = X[i] * m[i * T];
+        float *y = out + (t * (size_t)channels + ch) * W;
+        demix__cpu_irfft(fft, spectrum, y);
+        for (size_t n = 0; n < W; n++)
+            y[n] *= window[n];
+    }
+}
+
 void demix__cpu_spec_synth(demix_cpu_fft *fft, const float *window,
                            int sources, int channels, int window_samples,
                            const float *feat, const float *mask,
                            float *spectrum, float *out)
 {
-    size_t W = (size_t)window_samples, F = W / 2 + 1, T = (size_t)sources;
-    for (size_t t = 0; t < T; t++) {
-        for (size_t ch = 0; ch < (size_t)channels; ch++) {
-            const float *X = feat + ch * 2 * F;
-            const float *m = mask + ch * 2 * F * T + t;
-            for (size_t i = 0; i < 2 * F; i++)
-                spectrum[i] = X[i] * m[i * T];
-            float *y = out + (t * (size_t)channels + ch) * W;
-            demix__cpu_irfft(fft, spectrum, y);
-            for (size_t n = 0; n < W; n++)
-                y[n] *= window[n];
-        }
-    }
+    for (int t = 0; t < sources; t++)
+        demix__cpu_spec_synth_source(fft, window, t, sources, channels,
+                                     window_samples, feat, mask, spectrum,
+                                     out);
 }
 
 void demix__cpu_decoder_input(int rows, int sources, int num_basis,

@@ -30,6 +30,13 @@ void demix__cpu_spec_synth(demix_cpu_fft *fft, const float *window,
                            const float *feat, const float *mask,
                            float *spectrum, float *out);
 
+/* The same for source `source` of `sources` only: out[source][ch]. */
+void demix__cpu_spec_synth_source(demix_cpu_fft *fft, const float *window,
+                                  int source, int sources, int channels,
+                                  int window_samples, const float *feat,
+                                  const float *mask, float *spectrum,
+                                  float *out);
+
 /* dec_in[r*T + t][k] = basis[r][k] * mask[r][t*NB + k]. */
 void demix__cpu_decoder_input(int rows, int sources, int num_basis,
                               const float *basis, const float *mask,

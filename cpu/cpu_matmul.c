@@ -200,6 +200,11 @@ DEMIX_TILE(4, 1)
 static const tile_fn block_tile[TILE_MAX_ROWS + 1] = {0, tile_1x8, tile_2x6,
                                                       tile_3x4, tile_4x3};
 static const int block_cols[TILE_MAX_ROWS + 1] = {0, 8, 6, 4, 3};
+_Static_assert(DEMIX_CPU_MATMUL_COLUMN_ALIGN % 8 == 0 &&
+                   DEMIX_CPU_MATMUL_COLUMN_ALIGN % 6 == 0 &&
+                   DEMIX_CPU_MATMUL_COLUMN_ALIGN % 4 == 0 &&
+                   DEMIX_CPU_MATMUL_COLUMN_ALIGN % 3 == 0,
+               "column ranges must start on a block of every tile shape");
 static const tile_fn leftover_rows_tile[TILE_MAX_ROWS] = {0, tile_1x3,
                                                           tile_2x3, tile_3x3};
 static const tile_fn single_col_tile[TILE_MAX_ROWS + 1] = {

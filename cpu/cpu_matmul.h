@@ -36,6 +36,13 @@ typedef struct demix_cpu_operand {
 
 #define DEMIX_CPU_MAX_OPERANDS 2
 
+/* Output columns (weight rows) are computed in blocks of 8, 6, 4 or 3
+ * (cpu_matmul.c, by batch size). A call over a column range that starts at
+ * a multiple of this (w, bias and y offset by the start) tiles those
+ * columns exactly as the call over all of them: cpu_parallel.c splits
+ * products that way. */
+#define DEMIX_CPU_MATMUL_COLUMN_ALIGN 24
+
 /* y[r][j] (row stride y_stride) for r < rows, j < n. op_count is 1 or 2
  * (an LSTM layer passes [x | h] against [W_ih | W_hh] without packing);
  * bias may be NULL. y must not overlap any x. */

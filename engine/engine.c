@@ -53,6 +53,7 @@ void demix_engine_options_init(demix_engine_options *opt)
     opt->backend = DEMIX_BACKEND_AUTO;
     opt->precision = DEMIX_PRECISION_DEFAULT;
     opt->max_slots = 1;
+    opt->pool = NULL; /* single-threaded unless the driver gives a pool */
 }
 
 int demix_backend_parse(const char *text, demix_backend *out)

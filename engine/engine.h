@@ -40,10 +40,14 @@
  * number of engines, which must be destroyed before it. destroy(NULL) is a
  * no-op. Nothing here allocates after create/open except as documented.
  *
- * Threads. The engine starts no threads of its own (the BLAS library may run
- * its own pool, sized by demix_engine_options.threads). One engine is used by
- * one thread at a time; different engines may run concurrently. A model may
- * be read by many threads at once.
+ * Threads. The engine starts no threads of its own. A driver that wants a
+ * step's math spread over several cores creates a demix_threadpool
+ * (threadpool.h) and passes it in demix_engine_options.pool: the CPU
+ * backend then splits each step across the pool's threads, with results
+ * bit-identical to a single thread's. One engine is used by one thread at a
+ * time; different engines may run concurrently (with a pool each, or one
+ * pool shared by engines of one thread). A model may be read by many
+ * threads at once.
  *
  * Errors. Functions return DEMIX_OK (0) or a negative demix_status. Creation
  * and loading write a one-line explanation into the caller's err buffer;
@@ -56,6 +60,7 @@
 #include <stdint.h>
 
 #include "demix_error.h"
+#include "threadpool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -141,8 +146,14 @@ typedef struct demix_engine_options {
     demix_backend backend;
     demix_precision precision;
     int max_slots;  /* S: slots that may be open at once (>= 1) */
-    int threads;    /* CPU math threads; 0 = library default */
+    int threads;    /* CPU math threads; 0 = library default (0..1024; the
+                     * CPU backend's threads are the pool's, below) */
     int device;     /* CUDA device ordinal */
+    /* Worker threads for the CPU backend's math; NULL (the default) runs
+     * it on the calling thread only. The caller creates and owns the pool,
+     * which must outlive the engine; the engine runs its math on it and
+     * starts no threads itself. */
+    demix_threadpool *pool;
 } demix_engine_options;
 
 void demix_engine_options_init(demix_engine_options *opt);

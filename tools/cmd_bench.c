@@ -17,11 +17,16 @@
  * branches, the two mask heads T*S*D and T*NB*D, and the decoder
  * T*NB*C*W. FFTs and element-wise work (well under 1 %) are left out.
  *
+ * Threads: --threads N makes a demix_threadpool of N threads (the main
+ * thread and N - 1 workers; default one per online CPU) and hands it to the
+ * engine; the table header and every JSON line say N and the precision.
+ *
  * Capacity: the largest measured B whose median step fits in one hop
  * period, and an estimate between measured points by linear interpolation
  * of step time in B (extrapolated past the last point when all fit).
  *
- * Thread context: the main thread only.
+ * Thread context: the main thread; the pool's workers only inside
+ * demix_engine_step().
  */
 #include <math.h>
 #include <stdint.h>
@@ -47,6 +52,7 @@ typedef struct bench_options {
     int n_streams;
     double seconds;
     long threads;
+    demix_precision precision;
     int json;
 } bench_options;
 
@@ -72,14 +78,17 @@ void cmd_bench_usage(FILE *out)
             "                       small (D=500, NB=1500, one-layer LSTMs) or D,NB\n"
             "      --streams LIST   batch sizes B to measure (default: 1,8,32)\n"
             "      --seconds S      timed seconds per B (default: 3; >= %d steps)\n"
-            "  -t, --threads N      CPU math threads (default: the BLAS library's choice)\n"
+            "  -p, --precision P    fp32 (float32 reference) or fast (bf16 products\n"
+            "                       where the CPU has AVX512-BF16); default: the engine's\n"
+            "  -t, --threads N      threads for the CPU engine's math, this one included\n"
+            "                       (default: one per online CPU, here %d)\n"
             "      --json           one JSON object per line per B, then a summary line\n"
             "  -h, --help           this text\n"
             "\n"
             "columns: ms/step median and p99 of one step of B streams; rtf = median\n"
             "step / hop period (<= 1: all B streams run in real time); realtime =\n"
             "B when rtf <= 1, else 0; GFLOP/s of the matrix products.\n",
-            MIN_STEPS);
+            MIN_STEPS, cli_default_threads());
 }
 
 static double now_s(void)
@@ -153,6 +162,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
     o->streams[0] = 1, o->streams[1] = 8, o->streams[2] = 32;
     o->n_streams = 3;
     o->seconds = 3.0;
+    o->threads = cli_default_threads();
+    o->precision = DEMIX_PRECISION_DEFAULT;
     int have_size = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -192,7 +203,13 @@ static int parse_args(int argc, char **argv, bench_options *o)
                 return DEMIX_EXIT_USAGE;
             }
         } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("bench", "--threads", v, 0, 1024, &o->threads))
+            if (r < 0 || cli_int("bench", "--threads", v, 0,
+                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+                return DEMIX_EXIT_USAGE;
+            if (o->threads == 0)
+                o->threads = cli_default_threads();
+        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
+            if (r < 0 || cli_precision("bench", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
         } else {
             fprintf(stderr, "demix bench: unknown argument '%s' (see demix help "
@@ -321,15 +338,23 @@ int cmd_bench(int argc, char **argv)
         if (o.streams[i] > max_b)
             max_b = o.streams[i];
 
+    demix_threadpool *pool = NULL;
+    if (cli_threadpool((int)o.threads, &pool)) {
+        demix_model_destroy(model);
+        return 1;
+    }
     demix_engine_options eo;
     demix_engine_options_init(&eo);
     eo.backend = o.backend;
+    eo.precision = o.precision;
     eo.max_slots = max_b;
     eo.threads = (int)o.threads;
+    eo.pool = pool;
     demix_engine *eng = NULL;
     err[0] = '\0';
     if (demix_engine_create(model, &eo, &eng, err, sizeof err)) {
         cli_error("cannot create the engine with %d slots: %s", max_b, err);
+        demix_threadpool_destroy(pool);
         demix_model_destroy(model);
         return 1;
     }
@@ -367,10 +392,10 @@ int cmd_bench(int argc, char **argv)
                cfg->dim, cfg->num_basis, variant,
                (double)cfg->parameter_count / 1e6, flops / 1e6);
         printf("backend: %s\n", describe);
-        printf("hop:     %d samples at %d Hz = %.2f ms; threads: %ld%s; %g s "
-               "per batch size\n\n",
-               cfg->hop_samples, cfg->sample_rate_hz, hop_ms, o.threads,
-               o.threads ? "" : " (library default)", o.seconds);
+        printf("hop:     %d samples at %d Hz = %.2f ms; %g s per batch size\n",
+               cfg->hop_samples, cfg->sample_rate_hz, hop_ms, o.seconds);
+        printf("threads: %ld; precision: %s\n\n", o.threads,
+               cli_precision_name(o.precision));
         printf("%7s  %10s  %10s  %7s  %8s  %8s  %6s\n", "streams", "ms median",
                "ms p99", "rtf", "realtime", "GFLOP/s", "steps");
         fflush(stdout);
@@ -393,11 +418,13 @@ int cmd_bench(int argc, char **argv)
                    "\"hop_ms\":%.4f,\"rtf\":%.4f,\"realtime_streams\":%d,"
                    "\"gflops\":%.2f,\"steps\":%d,\"mflop_per_stream_hop\":%.3f,"
                    "\"model_dim\":%d,\"model_num_basis\":%d,\"model_small\":%d,"
-                   "\"parameters\":%lld,\"threads\":%ld,\"describe\":",
+                   "\"parameters\":%lld,\"threads\":%ld,\"precision\":\"%s\","
+                   "\"describe\":",
                    r->streams, r->ms_median, r->ms_p99, hop_ms, r->rtf,
                    r->realtime_streams, r->gflops, r->steps, flops / 1e6,
                    cfg->dim, cfg->num_basis, cfg->small,
-                   (long long)cfg->parameter_count, o.threads);
+                   (long long)cfg->parameter_count, o.threads,
+                   cli_precision_name(o.precision));
             json_string(stdout, describe);
             printf("}\n");
         } else {
@@ -486,6 +513,7 @@ done:
     free(slots);
     free(times);
     demix_engine_destroy(eng);
+    demix_threadpool_destroy(pool);
     demix_model_destroy(model);
     return rc;
 }

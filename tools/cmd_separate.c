@@ -17,7 +17,12 @@
  * stderr: the backend once, a progress bar on a terminal, one line per file
  * written, errors.
  *
- * Thread context: the main thread only.
+ * Threads: --threads N makes a demix_threadpool of N threads (the main
+ * thread and N - 1 workers; default one per online CPU) for the engine's
+ * math; the output does not depend on N, bit for bit.
+ *
+ * Thread context: the main thread; the pool's workers only inside
+ * demix_engine_step().
  */
 #include <errno.h>
 #include <stdio.h>
@@ -52,6 +57,7 @@ typedef struct separate_options {
     demix_backend backend;
     int float32;
     long threads;
+    demix_precision precision;
     long jobs;
 } separate_options;
 
@@ -94,7 +100,10 @@ void cmd_separate_usage(FILE *out)
             "  -o, --out DIR        output folder (default: separated)\n"
             "      --float32        write 32-bit float WAV (default: 16-bit PCM, clipped)\n"
             "      --stems A,B      write only these sources (default: all the model has)\n"
-            "  -t, --threads N      CPU math threads (default: the BLAS library's choice)\n"
+            "  -p, --precision P    fp32 (float32 reference) or fast (bf16 products\n"
+            "                       where the CPU has AVX512-BF16); default: the engine's\n"
+            "  -t, --threads N      threads for the CPU engine's math, this one included\n"
+            "                       (default: one per online CPU, here %d)\n"
             "  -j, --jobs N         files separated at once, in one batched step\n"
             "                       (default: %d)\n"
             "  -h, --help           this text\n"
@@ -102,7 +111,7 @@ void cmd_separate_usage(FILE *out)
             "exit status: 0 when every input was separated, 1 when any failed,\n"
             "2 for a usage error.\n",
             DEMIX_INSTALL_MODELS_DIR, DEFAULT_MODEL_FILE, DEMIX_SOURCE_MODELS_DIR,
-            DEFAULT_MODEL_FILE, DEFAULT_JOBS);
+            DEFAULT_MODEL_FILE, cli_default_threads(), DEFAULT_JOBS);
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -220,6 +229,8 @@ static int parse_args(int argc, char **argv, separate_options *o,
     o->out_dir = "separated";
     o->backend = DEMIX_BACKEND_AUTO;
     o->jobs = DEFAULT_JOBS;
+    o->threads = cli_default_threads();
+    o->precision = DEMIX_PRECISION_DEFAULT;
     *inputs = calloc((size_t)argc, sizeof **inputs);
     *n_inputs = 0;
     if (!*inputs)
@@ -260,7 +271,13 @@ static int parse_args(int argc, char **argv, separate_options *o,
                 return DEMIX_EXIT_USAGE;
             }
         } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("separate", "--threads", v, 0, 1024, &o->threads))
+            if (r < 0 || cli_int("separate", "--threads", v, 0,
+                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+                return DEMIX_EXIT_USAGE;
+            if (o->threads == 0)
+                o->threads = cli_default_threads();
+        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
+            if (r < 0 || cli_precision("separate", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
         } else if ((r = cli_option(argc, argv, &i, "--jobs", "-j", &v))) {
             if (r < 0 || cli_int("separate", "--jobs", v, 1, MAX_JOBS, &o->jobs))
@@ -552,15 +569,25 @@ int cmd_separate(int argc, char **argv)
     }
 
     int jobs = (int)(o.jobs < usable ? o.jobs : usable);
+    demix_threadpool *pool = NULL;
+    if (cli_threadpool((int)o.threads, &pool)) {
+        free(inputs);
+        demix_model_destroy(model);
+        free(paths);
+        return 1;
+    }
     demix_engine_options eo;
     demix_engine_options_init(&eo);
     eo.backend = o.backend;
+    eo.precision = o.precision;
     eo.max_slots = jobs;
     eo.threads = (int)o.threads;
+    eo.pool = pool;
     demix_engine *engine = NULL;
     err[0] = '\0';
     if (demix_engine_create(model, &eo, &engine, err, sizeof err)) {
         cli_error("cannot create the engine: %s", err);
+        demix_threadpool_destroy(pool);
         free(inputs);
         demix_model_destroy(model);
         free(paths);
@@ -709,6 +736,7 @@ int cmd_separate(int argc, char **argv)
     free(in_buf);
     free(out_buf);
     demix_engine_destroy(engine);
+    demix_threadpool_destroy(pool);
     demix_model_destroy(model);
     free(inputs);
     free(paths);

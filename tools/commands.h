@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "demix_error.h"
+#include "engine.h"
 
 #define DEMIX_EXIT_USAGE 2
 
@@ -22,6 +23,9 @@ void cmd_separate_usage(FILE *out);
 
 int cmd_bench(int argc, char **argv);
 void cmd_bench_usage(FILE *out);
+
+int cmd_stream(int argc, char **argv);
+void cmd_stream_usage(FILE *out);
 
 /* If argv[*i] is the option `name` ("--model"), or `alias` ("-m", may be
  * NULL), store its value and return 1: "--model X" (advancing *i past X)
@@ -33,6 +37,20 @@ int cli_option(int argc, char **argv, int *i, const char *name,
  * printing "demix CMD: OPTION ...") otherwise. */
 int cli_int(const char *cmd, const char *option, const char *text, long lo,
             long hi, long *out);
+
+/* Parse --precision: "fp32", "fast" or "default". 0 on success, -1 (after
+ * printing "demix CMD: --precision ...") otherwise. */
+int cli_precision(const char *cmd, const char *text, demix_precision *out);
+
+/* Name of a precision for messages: "default", "fp32", "fast". */
+const char *cli_precision_name(demix_precision precision);
+
+/* The default of --threads: one per online CPU (sysconf), at least 1. */
+int cli_default_threads(void);
+
+/* The pool for --threads N (N participants, the main thread included); on
+ * failure prints why and returns -1. */
+int cli_threadpool(int threads, demix_threadpool **out);
 
 /* Print "demix: error: " and the message to stderr. */
 void cli_error(const char *fmt, ...) DEMIX_PRINTF(1, 2);

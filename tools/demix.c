@@ -4,7 +4,8 @@
  *
  *   demix separate ...   split audio files into stems   (cmd_separate.c)
  *   demix bench ...      engine speed and real-time capacity (cmd_bench.c)
- *   demix stream|loadgen|eval   reserved for later versions
+ *   demix stream ...     a file through a demixd server  (cmd_stream.c)
+ *   demix loadgen|eval   reserved for later versions
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  *
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "engine.h"
@@ -35,8 +37,8 @@ static const command commands[] = {
      cmd_separate, cmd_separate_usage},
     {"bench", "measure step time and real-time capacity of an engine",
      cmd_bench, cmd_bench_usage},
-    {"stream", "separate a live stream through a demixd server (not yet)",
-     NULL, NULL},
+    {"stream", "stream a file through a demixd server, write its stems",
+     cmd_stream, cmd_stream_usage},
     {"loadgen", "load-test a demixd server with many sessions (not yet)",
      NULL, NULL},
     {"eval", "measure separation quality (SDR) on a data set (not yet)",
@@ -171,4 +173,52 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+int cli_precision(const char *cmd, const char *text, demix_precision *out)
+{
+    if (strcmp(text, "fp32") == 0)
+        *out = DEMIX_PRECISION_FP32;
+    else if (strcmp(text, "fast") == 0)
+        *out = DEMIX_PRECISION_FAST;
+    else if (strcmp(text, "default") == 0)
+        *out = DEMIX_PRECISION_DEFAULT;
+    else {
+        fprintf(stderr, "demix %s: --precision must be fp32, fast or default "
+                        "(got '%s')\n",
+                cmd, text);
+        return -1;
+    }
+    return 0;
+}
+
+const char *cli_precision_name(demix_precision precision)
+{
+    switch (precision) {
+    case DEMIX_PRECISION_FP32:
+        return "fp32";
+    case DEMIX_PRECISION_FAST:
+        return "fast";
+    default:
+        return "default";
+    }
+}
+
+int cli_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > DEMIX_THREADPOOL_MAX_THREADS ? DEMIX_THREADPOOL_MAX_THREADS
+                                            : (int)n;
+}
+
+int cli_threadpool(int threads, demix_threadpool **out)
+{
+    int rc = demix_threadpool_create(threads, out);
+    if (rc) {
+        cli_error("cannot start %d threads: %s", threads, demix_strerror(rc));
+        return -1;
+    }
+    return 0;
 }

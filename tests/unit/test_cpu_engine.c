@@ -14,9 +14,14 @@
  *  (g) name, description and precision options;
  *  (h) the fast mode (bf16 products, where the CPU has AVX512-BF16): SDR
  *      against float32 >= 40 dB on music-like input, and the slot
- *      independence of (c), bit for bit, in that mode too.
+ *      independence of (c), bit for bit, in that mode too;
+ *  (i) threads: engines given a pool of 1, 2 and 3 threads produce outputs
+ *      bit-identical (memcmp) to the engine without a pool, hop by hop over
+ *      30 hops of 5 slots (and steps of fewer slots in between), fp32 and
+ *      fast, and describe() gives the thread count.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -826,6 +831,83 @@ static void test_fast_mode(void **state)
     demix_model_destroy(m);
 }
 
+/* --------------------------------------------------------- (i) threads */
+
+static void check_threads_bit_identical(demix_precision precision)
+{
+    enum { SLOTS = 5, HOPS = 30, ENGINES = 4 };
+    /* D 64, NB 128: every product splits into several column chunks at 2
+     * and 3 threads, and 4D = 256 leaves a partial last chunk. */
+    demix_model *m = random_model(64, 128, 0, demix_test_seed() ^ 0x7487);
+    const demix_model_config *c = demix_model_get_config(m);
+    size_t hop = (size_t)c->channels * c->hop_samples;
+    size_t out_hop = hop * (size_t)c->num_sources;
+    uint64_t rng = demix_test_seed() ^ 0x74;
+    float *in = alloc_floats((size_t)HOPS * SLOTS * hop);
+    demix_test_fill_uniform(in, (size_t)HOPS * SLOTS * hop, 0.8f, &rng);
+    float *outs[ENGINES];
+    int threads[ENGINES] = {0, 1, 2, 3}; /* 0: no pool */
+    int sizes[HOPS];
+    for (int k = 0; k < HOPS; k++) /* mostly all 5, some 1..4 */
+        sizes[k] = k % 4 == 3 ? 1 + (int)(demix_test_rand(&rng) % 4) : SLOTS;
+
+    for (int e = 0; e < ENGINES; e++) {
+        demix_threadpool *pool = NULL;
+        if (threads[e])
+            assert_int_equal(demix_threadpool_create(threads[e], &pool), 0);
+        demix_engine_options opt;
+        demix_engine_options_init(&opt);
+        opt.backend = DEMIX_BACKEND_CPU;
+        opt.max_slots = SLOTS;
+        opt.precision = precision;
+        opt.pool = pool;
+        demix_engine *eng = NULL;
+        char err[256];
+        assert_int_equal(demix_engine_create(m, &opt, &eng, err, sizeof err), 0);
+        char want[32];
+        snprintf(want, sizeof want, " %d thread%s,", threads[e] ? threads[e] : 1,
+                 threads[e] > 1 ? "s" : "");
+        if (!strstr(demix_engine_describe(eng), want))
+            fail_msg("describe '%s' lacks '%s'", demix_engine_describe(eng), want);
+        int ids[SLOTS];
+        for (int s = 0; s < SLOTS; s++)
+            ids[s] = open_slot(eng);
+        outs[e] = alloc_floats((size_t)HOPS * SLOTS * out_hop);
+        for (int k = 0; k < HOPS; k++)
+            assert_int_equal(demix_engine_step(eng, sizes[k], ids,
+                                               in + (size_t)k * SLOTS * hop,
+                                               outs[e] + (size_t)k * SLOTS * out_hop),
+                             0);
+        demix_engine_destroy(eng);
+        demix_threadpool_destroy(pool);
+    }
+    for (int e = 1; e < ENGINES; e++)
+        for (int k = 0; k < HOPS; k++) {
+            size_t at = (size_t)k * SLOTS * out_hop;
+            if (memcmp(outs[e] + at, outs[0] + at,
+                       (size_t)sizes[k] * out_hop * sizeof(float)))
+                fail_msg("%s: %d-thread pool, hop %d (%d slots) differs from "
+                         "the engine without a pool",
+                         precision == DEMIX_PRECISION_FAST ? "fast" : "fp32",
+                         threads[e], k, sizes[k]);
+        }
+    print_message("%s: pools of 1, 2, 3 threads bit-identical to no pool over "
+                  "%d hops of up to %d slots\n",
+                  precision == DEMIX_PRECISION_FAST ? "fast" : "fp32", HOPS,
+                  SLOTS);
+    for (int e = 0; e < ENGINES; e++)
+        free(outs[e]);
+    free(in);
+    demix_model_destroy(m);
+}
+
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    check_threads_bit_identical(DEMIX_PRECISION_FP32);
+    check_threads_bit_identical(DEMIX_PRECISION_FAST);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -839,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_stage_reader_errors),
         cmocka_unit_test(test_name_describe_precision),
         cmocka_unit_test(test_fast_mode),
+        cmocka_unit_test(test_threads_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,12 +92,12 @@ static void test_two_layers_three_steps(void **state)
     memset(rc, 0, sizeof rc);
 
     for (int t = 0; t < STEPS; t++) {
-        demix__cpu_lstm_layer(ROWS, &x[t][0][0], IN, IN, &h[0][0][0],
-                              &c[0][0][0], HID, w_ih[0], &lw[0].w_hh[0][0],
-                              lw[0].bias, &gates[0][0]);
-        demix__cpu_lstm_layer(ROWS, &h[0][0][0], HID, HID, &h[1][0][0],
-                              &c[1][0][0], HID, w_ih[1], &lw[1].w_hh[0][0],
-                              lw[1].bias, &gates[0][0]);
+        demix__cpu_lstm_layer(NULL, ROWS, &x[t][0][0], IN, IN,
+                              &h[0][0][0], &c[0][0][0], HID, w_ih[0],
+                              &lw[0].w_hh[0][0], lw[0].bias, &gates[0][0]);
+        demix__cpu_lstm_layer(NULL, ROWS, &h[0][0][0], HID, HID,
+                              &h[1][0][0], &c[1][0][0], HID, w_ih[1],
+                              &lw[1].w_hh[0][0], lw[1].bias, &gates[0][0]);
         for (int r = 0; r < ROWS; r++) {
             double xin[IN];
             for (int k = 0; k < IN; k++)
@@ -132,10 +132,10 @@ static void test_rows_independent(void **state)
     float h1[HID], c1[HID], g1[4 * HID];
     memcpy(h1, h[1], sizeof h1);
     memcpy(c1, c[1], sizeof c1);
-    demix__cpu_lstm_layer(ROWS, &x[0][0], IN, IN, &h[0][0], &c[0][0], HID,
-                          w_ih, &lw.w_hh[0][0], lw.bias, &gates[0][0]);
-    demix__cpu_lstm_layer(1, x[1], IN, IN, h1, c1, HID, w_ih, &lw.w_hh[0][0],
-                          lw.bias, g1);
+    demix__cpu_lstm_layer(NULL, ROWS, &x[0][0], IN, IN, &h[0][0], &c[0][0],
+                          HID, w_ih, &lw.w_hh[0][0], lw.bias, &gates[0][0]);
+    demix__cpu_lstm_layer(NULL, 1, x[1], IN, IN, h1, c1, HID, w_ih,
+                          &lw.w_hh[0][0], lw.bias, g1);
     assert_memory_equal(h1, h[1], sizeof h1);
     assert_memory_equal(c1, c[1], sizeof c1);
 }
