@@ -1,0 +1,323 @@
+/*
+ * cuda_frame.cu - one frame of model-spec.md for the B rows of a batch
+ * bucket, as a sequence of cuBLAS products, cuFFT transforms and the fused
+ * kernels, recorded on two streams: captured once per bucket into a CUDA
+ * graph at create time (or run directly when graphs are off).
+ *
+ * The order, with the side stream s1 taking the independent halves:
+ *
+ *   s0: gather --+--> enc GEMM, enc_post --+--> b2e GEMM, bias, pre_wave
+ *   s1:          +--> rfft (X)             +--> pre_spec
+ *   s0: fusion (joins s1) --+--> post_wave, RMSNorm, wave mask GEMM,
+ *                           |    wave mask, decoder GEMM
+ *   s1:                     +--> post_spec, RMSNorm, spec mask GEMM,
+ *                                spec mask, irfft
+ *   s0: overlap-add (joins s1)
+ *
+ * The small variant (u = s1 + w1 needs both pre-branches) runs on s0 alone.
+ * Each LSTM layer is one product [x | h] @ [W_ih | W_hh]^T followed by the
+ * cell kernel, which also routes the layer's result to its consumers.
+ *
+ * Thread context: the engine's thread, at create time (capture) or in step
+ * (graphs off).
+ */
+#include "cuda_internal.h"
+
+#include <string.h>
+
+static bool gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
+                 int K, const dmat *A, const dmat *Wm, bool w_trans,
+                 float *C, int ldc)
+{
+    return demix__gemm(g, h, group, M, N, K, A, Wm, w_trans, C, ldc);
+}
+
+/* Column `col` of a typed matrix's first row. */
+static void *act_at(const dmat *m, int col)
+{
+    return m->bf16 ? (void *)((__nv_bfloat16 *)m->p + col)
+                   : (void *)((float *)m->p + col);
+}
+
+static demix_cell_route route(int j0, int j1, const float *add, int ld_add,
+                              float *f32, int ld_f32, const dmat *act,
+                              int act_col)
+{
+    demix_cell_route r;
+    r.j0 = j0;
+    r.j1 = j1;
+    r.add = add;
+    r.ld_add = ld_add;
+    r.f32 = f32;
+    r.ld_f32 = ld_f32;
+    r.act = act ? act_at(act, act_col) : NULL;
+    r.ld_act = act ? act->ld : 0;
+    r.act_bf16 = act ? act->bf16 : 0;
+    return r;
+}
+
+/* Profiling: an event after the op just issued, with its name. */
+static bool mark(demix_cuda *g, const char *label)
+{
+    if (!g->prof || g->prof_n >= DEMIX_CUDA_PROF_MARKS)
+        return true;
+    g->prof_label[g->prof_n] = label;
+    return CK(&g->err, cudaEventRecord(g->prof_ev[g->prof_n++], g->stream));
+}
+
+/* Every layer of one branch: the product, then the cell. Layer k < L-1
+ * feeds layer k+1's x; the last layer gets the residual, the stage buffer
+ * and the routes of `last`. */
+static bool run_lstm(demix_cuda *g, cudaStream_t s, cublasHandle_t h, int br,
+                     int rows, const int *slots, const demix_cell_params *last)
+{
+    static const char *const names[DEMIX_BRANCH_COUNT][2] = {
+        {"pre_spec l0", "pre_spec l1"}, {"pre_wave l0", "pre_wave l1"},
+        {"fusion l0", "fusion l1"}, {"post_spec l0", "post_spec l1"},
+        {"post_wave l0", "post_wave l1"}};
+    const bool fused = rows <= g->gemv_rows;
+    for (int l = 0; l < g->L; l++) {
+        demix_cuda_layer *ly = &g->layer[br][l];
+        if (!fused &&
+            (!gemm(g, h, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid,
+                   ly->in + ly->hid, &ly->xh, &ly->w, true, ly->gates,
+                   ly->ld_gates) ||
+             !mark(g, "lstm gemm")))
+            return false;
+        demix_cell_params p;
+        if (l == g->L - 1) {
+            p = *last;
+        } else {
+            memset(&p, 0, sizeof p);
+            p.nroutes = 1;
+            p.route[0] = route(0, ly->hid, NULL, 0, NULL, 0,
+                               &g->layer[br][l + 1].xh, 0);
+        }
+        p.gates = ly->gates;
+        p.ld_gates = ly->ld_gates;
+        p.hid = ly->hid;
+        p.bias = ly->bias;
+        p.state = g->state;
+        p.slots = slots;
+        p.P = g->P;
+        p.off_h = ly->off_h;
+        p.off_c = ly->off_c;
+        if (g->small)
+            p.res = NULL; /* no residual in the small variant */
+        bool ok = fused ? demix__launch_lstm_gemv(&g->err, s, rows, &p, &ly->w,
+                                                  &ly->xh, ly->in + ly->hid)
+                        : demix__launch_cell(&g->err, s, rows, &p);
+        if (!ok || !mark(g, fused ? names[br][l] : "lstm cell"))
+            return false;
+    }
+    return true;
+}
+
+static bool fork(demix_cuda *g, cudaStream_t from, cudaStream_t to, int ev)
+{
+    if (from == to)
+        return true;
+    return CK(&g->err, cudaEventRecord(g->ev[ev], from)) &&
+           CK(&g->err, cudaStreamWaitEvent(to, g->ev[ev], 0));
+}
+
+bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
+{
+    demix_cuda_err *e = &g->err;
+    const int B = bk->rows;
+    const int D = g->D, NB = g->NB, T = g->T, S = g->S;
+    const int *slots = (const int *)g->d_inbuf;
+    const float *in = (const float *)(g->d_inbuf + demix__slot_bytes(B));
+    const bool par = !g->small && !g->prof;
+    cudaStream_t s0 = g->stream, s1 = par ? g->side : g->stream;
+    cublasHandle_t h0 = g->h0, h1 = par ? g->h1 : g->h0;
+    demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
+
+    /* 1. frames and the h half of every LSTM input */
+    demix_gather_params gp;
+    memset(&gp, 0, sizeof gp);
+    gp.slots = slots;
+    gp.in = in;
+    gp.state = g->state;
+    gp.P = g->P;
+    gp.off_past = g->off_past;
+    gp.C = g->C;
+    gp.W = g->W;
+    gp.H = g->H;
+    gp.window = g->window;
+    gp.frame = g->frame.p;
+    gp.ld_frame = g->frame.ld;
+    gp.frame_bf16 = g->frame.bf16;
+    gp.frame_win = g->frame_win;
+    int items = g->CW;
+    for (int br = 0; br < DEMIX_BRANCH_COUNT; br++) {
+        for (int l = 0; l < g->L; l++) {
+            int k = gp.nlayers++;
+            gp.layer[k].off_h = ly[br][l].off_h;
+            gp.layer[k].hid = ly[br][l].hid;
+            gp.layer[k].start = items;
+            gp.layer[k].xh = ly[br][l].xh.p;
+            gp.layer[k].ld = ly[br][l].xh.ld;
+            gp.layer[k].col = ly[br][l].in;
+            gp.layer[k].bf16 = ly[br][l].xh.bf16;
+            items += ly[br][l].hid;
+        }
+    }
+    gp.total = items;
+    if (!demix__launch_gather(e, s0, B, &gp) || !mark(g, "gather") ||
+        !fork(g, s0, s1, 0))
+        return false;
+
+    /* 2. the spectrum, for the masks at the end (side stream) */
+    if (!CK(e, cufftExecR2C(bk->r2c, g->frame_win, (cufftComplex *)g->X)) ||
+        !mark(g, "rfft"))
+        return false;
+
+    /* 3. encoders: one product for spec (folded DFT) and a | g */
+    if (!gemm(g, h0, DEMIX_CUDA_G_ENC, B, D + 2 * NB, g->CW, &g->frame,
+              &g->w_enc, true, g->enc, g->ld_enc) ||
+        !mark(g, "encoder gemm"))
+        return false;
+    demix_enc_post_params ep;
+    ep.enc = g->enc;
+    ep.ld_enc = g->ld_enc;
+    ep.D = D;
+    ep.NB = NB;
+    ep.b_spec = g->b_spec;
+    ep.b_conv = g->b_conv;
+    ep.spec = g->spec;
+    ep.ldD = g->ldD;
+    ep.xh = ly[DEMIX_BRANCH_PRE_SPEC][0].xh.p;
+    ep.ld_xh = ly[DEMIX_BRANCH_PRE_SPEC][0].xh.ld;
+    ep.xh_bf16 = ly[DEMIX_BRANCH_PRE_SPEC][0].xh.bf16;
+    ep.basis = g->basis;
+    ep.basis_act = g->basis_act.p;
+    ep.ldNB = g->ldNB;
+    ep.act_bf16 = g->basis_act.bf16;
+    if (!demix__launch_enc_post(e, s0, B, &ep) || !mark(g, "encoder post") ||
+        !fork(g, s0, s1, 1))
+        return false;
+
+    /* 4. pre_spec on s1: s1 = R(spec) -> u[:D] */
+    demix_cell_params cp;
+    memset(&cp, 0, sizeof cp);
+    cp.res = g->spec;
+    cp.ld_res = g->ldD;
+    cp.stage = g->s1;
+    cp.ld_stage = g->ldD;
+    if (!g->small) {
+        cp.nroutes = 1;
+        cp.route[0] = route(0, D, NULL, 0, g->u, g->ldDF,
+                            &ly[DEMIX_BRANCH_FUSION][0].xh, 0);
+    }
+    if (!run_lstm(g, s1, h1, DEMIX_BRANCH_PRE_SPEC, B, slots, &cp))
+        return false;
+
+    /* 5. wave on s0, then pre_wave: w1 = R(wave) -> u[D:] (small: u =
+     * s1 + w1) */
+    if (!gemm(g, h0, DEMIX_CUDA_G_B2E, B, D, NB, &g->basis_act, &g->w_b2e,
+              true, g->wave_raw, g->ldD) ||
+        !mark(g, "b2e gemm"))
+        return false;
+    const dmat *pw0 = &ly[DEMIX_BRANCH_PRE_WAVE][0].xh;
+    if (!demix__launch_bias_route(e, s0, B, D, g->wave_raw, g->ldD, g->b_b2e,
+                                  g->wave, g->ldD, pw0->p, pw0->ld,
+                                  pw0->bf16) ||
+        !mark(g, "wave bias"))
+        return false;
+    memset(&cp, 0, sizeof cp);
+    cp.res = g->wave;
+    cp.ld_res = g->ldD;
+    cp.stage = g->w1;
+    cp.ld_stage = g->ldD;
+    cp.nroutes = 1;
+    if (!g->small)
+        cp.route[0] = route(0, D, NULL, 0, g->u + D, g->ldDF,
+                            &ly[DEMIX_BRANCH_FUSION][0].xh, D);
+    else
+        cp.route[0] = route(0, D, g->s1, g->ldD, g->u, g->ldDF,
+                            &ly[DEMIX_BRANCH_FUSION][0].xh, 0);
+    if (!run_lstm(g, s0, h0, DEMIX_BRANCH_PRE_WAVE, B, slots, &cp) ||
+        !fork(g, s1, s0, 2))
+        return false;
+
+    /* 6. fusion: v = R(u); post inputs vs + spec, vw + wave */
+    memset(&cp, 0, sizeof cp);
+    cp.res = g->u;
+    cp.ld_res = g->ldDF;
+    cp.stage = g->fused;
+    cp.ld_stage = g->ldDF;
+    cp.nroutes = 2;
+    const int split = g->small ? 0 : D;
+    cp.route[0] = route(0, D, g->spec, g->ldD, g->ps_in, g->ldD,
+                        &ly[DEMIX_BRANCH_POST_SPEC][0].xh, 0);
+    cp.route[1] = route(split, split + D, g->wave, g->ldD, g->pw_in, g->ldD,
+                        &ly[DEMIX_BRANCH_POST_WAVE][0].xh, 0);
+    if (!run_lstm(g, s0, h0, DEMIX_BRANCH_FUSION, B, slots, &cp) ||
+        !fork(g, s0, s1, 3))
+        return false;
+
+    /* 7. post_spec on s1, spectral masks, irfft */
+    memset(&cp, 0, sizeof cp);
+    cp.res = g->ps_in;
+    cp.ld_res = g->ldD;
+    cp.stage = g->s2;
+    cp.ld_stage = g->ldD;
+    if (!run_lstm(g, s1, h1, DEMIX_BRANCH_POST_SPEC, B, slots, &cp) ||
+        !demix__launch_rmsnorm(e, s1, B, D, g->s2, g->ldD, g->gain_s,
+                               g->norm_s.p, g->norm_s.ld, g->norm_s.bf16) ||
+        !mark(g, "rmsnorm") ||
+        !gemm(g, h1, DEMIX_CUDA_G_MASK, B, T * S, D, &g->norm_s, &g->w_smask,
+              true, g->ms, g->ld_ms) ||
+        !mark(g, "spec mask gemm") ||
+        !demix__launch_spec_mask(e, s1, B, T, S, g->ms, g->ld_ms, g->b_smask,
+                                 g->X, g->Y) ||
+        !mark(g, "spec mask apply") ||
+        !CK(e, cufftExecC2R(bk->c2r, (cufftComplex *)g->Y, g->yraw)) ||
+        !mark(g, "irfft"))
+        return false;
+
+    /* 8. post_wave on s0, waveform masks, decoder */
+    memset(&cp, 0, sizeof cp);
+    cp.res = g->pw_in;
+    cp.ld_res = g->ldD;
+    cp.stage = g->w2;
+    cp.ld_stage = g->ldD;
+    if (!run_lstm(g, s0, h0, DEMIX_BRANCH_POST_WAVE, B, slots, &cp) ||
+        !demix__launch_rmsnorm(e, s0, B, D, g->w2, g->ldD, g->gain_w,
+                               g->norm_w.p, g->norm_w.ld, g->norm_w.bf16) ||
+        !mark(g, "rmsnorm") ||
+        !gemm(g, h0, DEMIX_CUDA_G_MASK, B, T * NB, D, &g->norm_w,
+              &g->w_wmask, true, g->mw, g->ld_mw) ||
+        !mark(g, "wave mask gemm") ||
+        !demix__launch_wave_mask(e, s0, B, T, NB, g->mw, g->ld_mw,
+                                 g->b_wmask, g->basis, g->ldNB, g->mb.p,
+                                 g->mb.ld, g->mb.bf16) ||
+        !mark(g, "wave mask apply") ||
+        !gemm(g, h0, DEMIX_CUDA_G_DEC, B * T, g->CW, NB, &g->mb, &g->w_dec,
+              false, g->z, g->ld_z) ||
+        !mark(g, "decoder gemm") ||
+        !fork(g, s1, s0, 4))
+        return false;
+
+    /* 9. overlap-add, emit */
+    demix_ola_params op;
+    op.slots = slots;
+    op.state = g->state;
+    op.P = g->P;
+    op.off_tail_spec = g->off_tail_spec;
+    op.off_tail_wave = g->off_tail_wave;
+    op.T = T;
+    op.C = g->C;
+    op.W = g->W;
+    op.H = g->H;
+    op.yraw = g->yraw;
+    op.z = g->z;
+    op.ld_z = g->ld_z;
+    op.window = g->window;
+    op.env = g->env;
+    op.inv_w = 1.0f / (float)g->W;
+    op.out = g->d_out;
+    return demix__launch_overlap_add(e, s0, B, &op) &&
+           mark(g, "overlap-add");
+}
