@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
 # Quick start: installs the dependencies (Debian packages), builds demixd and
-# the demix command line, and starts the server with the shipped model when
-# both exist (the CPU engine when there is no GPU).
+# the demix command line, and starts the server on http://127.0.0.1:8080/
+# (the CUDA engine when a GPU opens, else the CPU engine). Arguments go to
+# demixd (demixd --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-echo
-echo "built: build/tools/demix"
-build/tools/demix --version
-if [ -x build/server/demixd ]; then
-  exec build/server/demixd "$@"
+model_args=()
+if [ -z "${DEMIX_MODEL:-}" ] && [ ! -f models/default.safetensors ]; then
+  # No trained model ships yet: run the pipeline on the tiny random-weight
+  # test model so that everything else can be tried.
+  echo "quickstart: no models/default.safetensors yet; using the random-weight" \
+       "test model tests/data/tiny.safetensors (stems are not meaningful)" >&2
+  model_args=(--model tests/data/tiny.safetensors)
 fi
-cat <<'TXT'
-
-The WebSocket server (demixd) and a trained model are not in this version
-yet. Meanwhile:
-  build/tools/demix bench --streams 1,8        # speed of the full-size network
-  build/tools/demix separate --model tests/data/tiny.safetensors SONG.wav
-                                               # pipeline check (random weights)
-TXT
+exec build/server/demixd "${model_args[@]}" "$@"
