@@ -16,6 +16,13 @@
  *        [--profile] (per-op device times, one stream, no graph)
  *        [--gemv-rows N] (the fused LSTM kernel for buckets <= N rows)
  *        [--gemm-tuning 0|1] (1: each product timed among cuBLASLt's algorithms)
+ *        [--pipelined] (each B also through submit/collect, 2 steps in
+ *        flight: "host=pipelined", the interval between collects)
+ *        [--variant NAME=V] (a backend switch, see cuda_backend.h)
+ *        [--gemm-shapes] (the frame's products alone at 1024 rows, as run
+ *        and with N, K rounded up to 64 and 128: "GEMM ..." lines)
+ *        [--shape-reps N] (timed runs per shape, default 20; 1: no warm-up,
+ *        for ncu)
  *
  * Thread context: a single-threaded program.
  */
@@ -216,6 +223,112 @@ static void ceilings(void)
     fflush(stdout);
 }
 
+/* The frame's products alone, B = 1024 rows (the decoder B*T), each
+ * timed (median of 20 after 3 warm-ups, random data) in the layouts and
+ * output types cuBLAS offers: "TN" = Y = A W^T with W stored [N][K] (what
+ * the engine runs), "NN" = Y = A W with W stored [K][N]; output float32
+ * (the engine) or bf16. Row-major Y[M][N] is column-major Y^T = W A^T. */
+static int shape_reps = 20;
+
+static void gemm_shapes(int rows)
+{
+    struct {
+        const char *name;
+        int M, N, K;
+    } base[] = {
+        {"encoder", rows, 3500, 2048}, {"b2e", rows, 500, 1500},
+        {"lstm", rows, 2000, 1000},    {"fusion lstm", rows, 4000, 2000},
+        {"spec mask", rows, 8208, 500}, {"wave mask", rows, 6000, 500},
+        {"decoder", 4 * rows, 2048, 1500},
+    };
+    /* each as the engine runs it (ld a multiple of 16), then with N and K
+     * rounded up to 64 and to 128 (gemm_pad) */
+    enum { NB = sizeof base / sizeof base[0] };
+    struct {
+        const char *name;
+        int M, N, K, pad;
+    } sh[3 * NB];
+    for (int i = 0; i < NB; i++)
+        for (int v = 0; v < 3; v++) {
+            int q = v == 0 ? 1 : v == 1 ? 64 : 128;
+            sh[3 * i + v].name = base[i].name;
+            sh[3 * i + v].M = base[i].M;
+            sh[3 * i + v].N = (base[i].N + q - 1) / q * q;
+            sh[3 * i + v].K = (base[i].K + q - 1) / q * q;
+            sh[3 * i + v].pad = v == 0 ? 0 : q;
+        }
+    size_t maxA = 0, maxW = 0, maxC = 0;
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        size_t a = (size_t)sh[i].M * (sh[i].K + 16),
+               w = (size_t)sh[i].N * (sh[i].K + 16),
+               c = (size_t)sh[i].M * (sh[i].N + 16);
+        maxA = a > maxA ? a : maxA;
+        maxW = w > maxW ? w : maxW;
+        maxC = c > maxC ? c : maxC;
+    }
+    void *A, *Wt, *C;
+    CUDA_OR_DIE(cudaMalloc(&A, maxA * 2));
+    CUDA_OR_DIE(cudaMalloc(&Wt, maxW * 2));
+    CUDA_OR_DIE(cudaMalloc(&C, maxC * 4));
+    fill_random_bytes(A, maxA * 2, 1);
+    fill_random_bytes(Wt, maxW * 2, 1);
+    cublasHandle_t hd;
+    CUBLAS_OR_DIE(cublasCreate(&hd));
+    void *ws;
+    CUDA_OR_DIE(cudaMalloc(&ws, (size_t)32 << 20));
+    CUBLAS_OR_DIE(cublasSetWorkspace(hd, ws, (size_t)32 << 20));
+    cudaEvent_t a, b;
+    CUDA_OR_DIE(cudaEventCreate(&a));
+    CUDA_OR_DIE(cudaEventCreate(&b));
+    const float one = 1, zero = 0;
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        const int M = sh[i].M, N = sh[i].N, K = sh[i].K;
+        const int ldk = (K + 15) / 16 * 16, ldn = (N + 15) / 16 * 16;
+        /* TN with float32 output only: round 2 measured NN and bf16
+         * output within 10% of it for every shape */
+        for (int lay = 0; lay < 1; lay++)
+            for (int ob = 0; ob < 1; ob++) {
+                double t[64];
+                const int reps = shape_reps, warm = reps > 1 ? 3 : 0;
+                cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+                for (int r = 0; r < reps + warm && st == CUBLAS_STATUS_SUCCESS;
+                     r++) {
+                    CUDA_OR_DIE(cudaEventRecord(a, 0));
+                    st = cublasGemmEx(hd, lay ? CUBLAS_OP_N : CUBLAS_OP_T,
+                                      CUBLAS_OP_N, N, M, K, &one, Wt,
+                                      CUDA_R_16BF, lay ? ldn : ldk, A,
+                                      CUDA_R_16BF, ldk, &zero, C,
+                                      ob ? CUDA_R_16BF : CUDA_R_32F, ldn,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                    CUDA_OR_DIE(cudaEventRecord(b, 0));
+                    double ms = time_events(a, b);
+                    if (r >= warm)
+                        t[r - warm] = ms;
+                }
+                if (st != CUBLAS_STATUS_SUCCESS) {
+                    printf("GEMM shape=%s pad=%d M=%d N=%d K=%d layout=%s out=%s "
+                           "failed=%s\n", sh[i].name, sh[i].pad, M, N, K,
+                           lay ? "NN" : "TN", ob ? "bf16" : "f32",
+                           cublasGetStatusString(st));
+                    continue;
+                }
+                double ms = median_of(t, reps);
+                printf("GEMM shape=%s pad=%d M=%d N=%d K=%d layout=%s out=%s "
+                       "us=%.1f TFLOPs=%.0f\n", sh[i].name, sh[i].pad, M, N, K,
+                       lay ? "NN" : "TN", ob ? "bf16" : "f32", ms * 1e3,
+                       2.0 * M * N * (double)K / (ms * 1e9));
+            }
+    }
+    fflush(stdout);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cublasDestroy(hd);
+    cudaFree(ws);
+    cudaFree(A);
+    cudaFree(Wt);
+    cudaFree(C);
+}
+
 /* ----------------------------------------------------------- the sweep */
 
 static double model_flops_per_row(const demix_model_config *c)
@@ -231,7 +344,42 @@ static double model_flops_per_row(const demix_model_config *c)
     return 2 * f;
 }
 
-static int profile_flag, gemv_on, tuning = -1;
+static int profile_flag, gemv_on, tuning = -1, pipelined_flag;
+static char variant_tag[128] = "";
+
+/* Steady pipeline of `iters` steps after `warm`: intervals between
+ * consecutive collects; each ring input buffer written once. */
+static int run_pipelined(demix_engine *e, int B, const int *slots,
+                         const float *in, size_t in_n, int warm, int iters,
+                         double *t)
+{
+    int filled = 0, collected = 0;
+    double last = 0;
+    while (collected < warm + iters) {
+        float *buf = demix_engine_input_buffer(e, B);
+        if (!buf)
+            return -1;
+        if (filled < DEMIX_ENGINE_MAX_IN_FLIGHT + 1) {
+            memcpy(buf, in, in_n * sizeof *buf);
+            filled++;
+        }
+        if (demix_engine_submit(e, B, slots, buf))
+            return -1;
+        if (demix_engine_in_flight(e) < DEMIX_ENGINE_MAX_IN_FLIGHT)
+            continue;
+        if (demix_engine_collect(e, NULL))
+            return -1;
+        double now = now_ms();
+        if (collected >= warm)
+            t[collected - warm] = now - last;
+        last = now;
+        collected++;
+    }
+    while (demix_engine_in_flight(e) > 0)
+        if (demix_engine_collect(e, NULL))
+            return -1;
+    return 0;
+}
 
 static int run_size(const demix_model *m, demix_precision prec, int B,
                     int iters, int pageable, int try_largest)
@@ -326,17 +474,36 @@ static int run_size(const demix_model *m, demix_precision prec, int B,
     if (B <= 4096 &&
         demix__cuda_time_graph(ctx, B, iters < 50 ? iters : 50, &graph_ms))
         graph_ms = -1;
-    printf("RESULT engine=cuda precision=%s host=%s%s%s B=%d median_ms=%.4f "
+    printf("RESULT engine=cuda precision=%s host=%s%s%s%s B=%d median_ms=%.4f "
            "p99_ms=%.4f streams_rt=%.0f graph_ms=%.4f bucket=%d "
            "device_GiB=%.2f engine_GiB=%.2f\n",
            prec == DEMIX_PRECISION_FP32 ? "fp32" : "fast",
            pageable ? "pageable" : "pinned",
-           gemv_on ? " lstm=fused" : "",
+           gemv_on ? " lstm=fused" : "", variant_tag,
            tuning < 0 ? "" : tuning ? " gemm=tuned" : " gemm=default",
            B, med, p99, B * hop_ms / med,
            graph_ms, B <= 4096 ? demix__cuda_bucket_rows(ctx, B) : 4096,
            (double)(free0 - free1) / 1073741824.0,
            demix__cuda_device_bytes(ctx) / 1073741824.0);
+    if (pipelined_flag && !try_largest && !pageable) {
+        if (run_pipelined(e, B, slots, in, in_n, warm, iters, t)) {
+            printf("# pipelined B=%d failed: %s\n", B,
+                   demix_engine_last_error(e));
+        } else {
+            qsort(t, (size_t)iters, sizeof *t, cmp_double);
+            double pm = t[iters / 2], pp = t[(int)(0.99 * (iters - 1))];
+            printf("RESULT engine=cuda precision=%s host=pipelined%s%s%s B=%d "
+                   "median_ms=%.4f p99_ms=%.4f streams_rt=%.0f graph_ms=%.4f "
+                   "bucket=%d device_GiB=%.2f engine_GiB=%.2f\n",
+                   prec == DEMIX_PRECISION_FP32 ? "fp32" : "fast",
+                   gemv_on ? " lstm=fused" : "", variant_tag,
+                   tuning < 0 ? "" : tuning ? " gemm=tuned" : " gemm=default",
+                   B, pm, pp, B * hop_ms / pm, graph_ms,
+                   B <= 4096 ? demix__cuda_bucket_rows(ctx, B) : 4096,
+                   (double)(free0 - free1) / 1073741824.0,
+                   demix__cuda_device_bytes(ctx) / 1073741824.0);
+        }
+    }
     if (profile_flag && B <= 4096) {
         char text[4096];
         if (demix__cuda_profile(ctx, B, 20, text, sizeof text) == DEMIX_OK)
@@ -359,7 +526,7 @@ static int run_size(const demix_model *m, demix_precision prec, int B,
 int main(int argc, char **argv)
 {
     const char *sizes = "1,16,64,256,1024,4096";
-    int largest = 0, do_ceilings = 0, iters = 0, pageable = 0;
+    int largest = 0, do_ceilings = 0, iters = 0, pageable = 0, shapes_flag = 0;
     int dim = 500, basis = 1500;
     demix_precision prec = DEMIX_PRECISION_DEFAULT;
     for (int i = 1; i < argc; i++) {
@@ -373,6 +540,29 @@ int main(int argc, char **argv)
             pageable = 1;
         else if (!strcmp(argv[i], "--profile"))
             profile_flag = 1;
+        else if (!strcmp(argv[i], "--pipelined"))
+            pipelined_flag = 1;
+        else if (!strcmp(argv[i], "--gemm-shapes"))
+            shapes_flag = 1;
+        else if (!strcmp(argv[i], "--shape-reps") && i + 1 < argc) {
+            shape_reps = atoi(argv[++i]);
+            shape_reps = shape_reps < 1 ? 1 : shape_reps > 64 ? 64 : shape_reps;
+        }
+        else if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (demix__cuda_set_variant(v) != DEMIX_OK) {
+                fprintf(stderr, "unknown variant '%s'\n", v);
+                return 2;
+            }
+            /* " variant=a:1,b:2" in the RESULT lines */
+            size_t used = strlen(variant_tag);
+            snprintf(variant_tag + used, sizeof variant_tag - used, "%s",
+                     used ? "," : " variant=");
+            used = strlen(variant_tag);
+            for (const char *c = v; *c && used + 1 < sizeof variant_tag; c++)
+                variant_tag[used++] = *c == '=' ? ':' : *c;
+            variant_tag[used] = '\0';
+        }
         else if (!strcmp(argv[i], "--gemm-tuning") && i + 1 < argc) {
             tuning = atoi(argv[++i]) != 0;
             demix__cuda_set_gemm_tuning(tuning);
@@ -416,6 +606,8 @@ int main(int argc, char **argv)
            prop.totalGlobalMem / 1073741824.0, prop.l2CacheSize >> 20, drv, rt);
     if (do_ceilings)
         ceilings();
+    if (shapes_flag)
+        gemm_shapes(1024);
 
     demix_model *m = NULL;
     if (demix_model_create_random(dim, basis, 0, 44100, 7, &m)) {

@@ -11,9 +11,10 @@
 #   4. bench: bench/gpu_bench.c: the ceilings (device copy bandwidth, cuBLAS
 #             bf16/tf32/fp32 rates, host<->device copies), then B = 1, 16,
 #             64, 256, 1024, 4096 and the largest that fits (fast mode,
-#             pinned host buffers), the pageable-buffer path, fp32 mode,
-#             variants (tuned products, fused small-batch LSTM kernel),
-#             a per-op profile, and `demix bench --backend cuda`;
+#             pinned host buffers; synchronous steps and the submit/collect
+#             pipeline), the pageable-buffer path, fp32 mode, variants
+#             (demix__cuda_set_variant), a per-op profile, and
+#             `demix bench --backend cuda` with and without --pipelined;
 #   5. torch: bench/torch_baseline.py, the same step in PyTorch (eager and
 #             CUDA graph, TF32), same B values, same device call;
 #   6. table: one table with medians, p99, streams at real time, floors
@@ -105,20 +106,34 @@ fi
 if has bench; then
   say "cuda sweep"
   {
-    with_libs timeout 150 "$B/gpu/demix_gpu_bench" --ceilings --largest
+    with_libs timeout 150 "$B/gpu/demix_gpu_bench" --ceilings --gemm-shapes --largest --pipelined
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --pageable --sizes 1,16,256,1024,4096
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --precision fp32 --sizes 1,16,256,1024,4096
-    # variants: products tuned among cuBLASLt's algorithms, the fused LSTM
-    # kernel at small batches, and the per-op profile
-    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --gemm-tuning 1 --sizes 1,16,256,1024,4096
-    with_libs timeout 30 "$B/gpu/demix_gpu_bench" --gemv-rows 8 --sizes 1,4,8
+    # variants (gpu/NOTES.md, round 2): products at their own sizes
+    # (gemm_pad=0, round 1) and padded to 64; all round-1 kernels; then
+    # the per-op profile of the defaults
+    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --variant gemm_pad=0 --sizes 1,256,1024,4096 --pipelined
+    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --variant gemm_pad=64 --sizes 1,1024,4096
+    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --variant gemm_pad=0 --variant gather=1 --variant fuse_norm=0 --variant cell_vec=0 --sizes 1,256,1024,4096 --pipelined
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --profile --sizes 1,16,256,1024,4096 --iters 50
-    if [ -x "$B/tools/demix" ]; then
-      echo "# demix bench --backend cuda"
-      with_libs timeout 45 "$B/tools/demix" bench --backend cuda \
-        --streams 1,16,64,256,1024,4096 --seconds 1 2>&1 | sed 's/^/# demix: /'
+    # which cuBLAS kernels the products get (names and device times);
+    # opt-in (GPU_CHECK_NCU=1): ncu adds about a minute
+    NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    if [ -n "$NCU" ] && [ "${GPU_CHECK_NCU:-0}" = 1 ]; then
+      with_libs timeout 90 "$NCU" --clock-control none --csv \
+        --metrics gpu__time_duration.sum "$B/gpu/demix_gpu_bench" \
+        --gemm-shapes --shape-reps 1 --sizes 0 >"$OUTDIR/ncu.txt" 2>&1 \
+        || echo "# ncu failed (rc $?)"
+      echo "# ncu: $(grep -c gpu__time_duration "$OUTDIR/ncu.txt") kernels in ncu.txt"
     fi
-  } 2>&1 | tee "$OUTDIR/bench.txt" | grep -E '^(RESULT|CEILING|FLOOR|PROFILE|# (device|demix))'
+    if [ -x "$B/tools/demix" ]; then
+      for mode in "" --pipelined; do
+        echo "# demix bench --backend cuda $mode"
+        with_libs timeout 45 "$B/tools/demix" bench --backend cuda $mode \
+          --streams 1,16,64,256,1024,4096 --seconds 1 2>&1 | sed 's/^/# demix: /'
+      done
+    fi
+  } 2>&1 | tee "$OUTDIR/bench.txt" | grep -E '^(RESULT|CEILING|FLOOR|PROFILE|GEMM|# (device|demix))'
 fi
 
 # ---- 5. PyTorch baseline ------------------------------------------------------
@@ -149,7 +164,7 @@ for l in lines:
         rows.append(kv(l))
 def get(**want):
     for r in rows:
-        if "lstm" in r or "gemm" in r:  # variant runs, not the sweep
+        if "lstm" in r or "gemm" in r or "variant" in r:  # variant runs
             continue
         if all(r.get(k) == str(v) for k, v in want.items()):
             return r
@@ -162,8 +177,9 @@ for k, v in ceil.items():
 hop_ms = 512 / 44100 * 1e3
 sizes = sorted({int(r["B"]) for r in rows if r.get("engine") == "cuda"})
 hdr = ("B", "cuda ms med", "p99", "graph ms", "streams@rt", "dev GiB",
-       "pageable", "fp32", "torch eager", "torch graph", "xeager", "xgraph",
-       "floor dev", "floor step", "x floor")
+       "pipelined", "p99", "streams@rt", "pageable", "fp32", "torch eager",
+       "torch graph", "xeager", "xgraph", "xgraph pipe", "floor dev",
+       "floor step", "x floor", "floor pipe", "x floor pipe")
 print("\nfast mode (bf16 products, f32 state); ms per step incl. host<->device "
       "copies of all B hops; pinned host buffers unless noted")
 print("| " + " | ".join(hdr) + " |")
@@ -174,6 +190,7 @@ for B in sizes:
     if not c:
         continue
     pg = get(engine="cuda", precision="fast", host="pageable", B=B)
+    pl = get(engine="cuda", precision="fast", host="pipelined", B=B)
     fp = get(engine="cuda", precision="fp32", host="pinned", B=B)
     te = get(engine="torch", mode="eager", B=B)
     tg = get(engine="torch", mode="graph", B=B)
@@ -186,19 +203,35 @@ for B in sizes:
     io = B * (4096 / (ceil.get("h2d_GBps", 1) * 1e9) +
               16384 / (ceil.get("d2h_GBps", 1) * 1e9)) * 1e3
     fstep = fdev + io
+    fpipe = max(fdev, B * 16384 / (ceil.get("d2h_GBps", 1) * 1e9) * 1e3,
+                B * 4096 / (ceil.get("h2d_GBps", 1) * 1e9) * 1e3)
+    pm = float(pl["median_ms"]) if pl else None
     cells = [str(B), f(med), f(float(c["p99_ms"])), f(float(c["graph_ms"])) if float(c["graph_ms"]) > 0 else "-",
              f"{B * hop_ms / med:.0f}", c["device_GiB"],
+             f(pm), f(float(pl["p99_ms"])) if pl else "-",
+             f"{B * hop_ms / pm:.0f}" if pm else "-",
              f(float(pg["median_ms"])) if pg else "-",
              f(float(fp["median_ms"])) if fp else "-",
              f(float(te["median_ms"])) if te else "-",
              f(float(tg["median_ms"])) if tg else "-",
              f"{float(te['median_ms']) / med:.1f}" if te else "-",
              f"{float(tg['median_ms']) / med:.1f}" if tg else "-",
-             f(fdev), f(fstep), f"{med / fstep:.1f}" if fstep else "-"]
+             f"{float(tg['median_ms']) / pm:.1f}" if tg and pm else "-",
+             f(fdev), f(fstep), f"{med / fstep:.1f}" if fstep else "-",
+             f(fpipe), f"{pm / fpipe:.1f}" if pm and fpipe else "-"]
     print("| " + " | ".join(cells) + " |")
 print("\nfloor dev = max(bf16 weight bytes / device copy rate, B x FLOPs / "
       "cuBLAS bf16 rate); floor step = floor dev + B x (4 KiB up / h2d rate "
       "+ 16 KiB down / d2h rate); x floor = measured / floor step")
-print("xeager, xgraph = PyTorch ms / CUDA engine ms (same B, same device call)")
+print("pipelined: submit/collect, 2 steps in flight, interval between collects; "
+      "floor pipe = max(floor dev, B x 16 KiB / d2h rate, B x 4 KiB / h2d rate)")
+print("xeager, xgraph = PyTorch ms / CUDA engine ms (same B, same device call); "
+      "xgraph pipe = PyTorch graph ms / pipelined ms")
+variants = [r for r in rows if "variant" in r]
+if variants:
+    print("\nvariants (demix__cuda_set_variant), ms median:")
+    for r in variants:
+        print(f"  {r.get('variant')} host={r.get('host')} B={r['B']}: "
+              f"{float(r['median_ms']):.4f} (graph {float(r['graph_ms']):.4f})")
 PY
 fi

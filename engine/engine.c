@@ -7,6 +7,14 @@
  * before the backend sees it, using a per-engine stamp array instead of a
  * per-step set, so the check allocates nothing either.
  *
+ * Pipelined steps (submit/collect): a ring of DEMIX_ENGINE_MAX_IN_FLIGHT + 1
+ * input and output buffers from the backend's host_alloc (page-locked on
+ * CUDA). Step k uses entry k % 3: with at most two steps in flight at a
+ * submit, the entry it takes is neither in flight nor the last collected
+ * output (which stays readable until the next collect). A backend without
+ * submit/wait (the CPU) runs the step inside submit, so its outputs are the
+ * synchronous ones, bit for bit.
+ *
  * Thread context: an engine belongs to one thread at a time (the server's
  * scheduler thread); nothing here is shared between engines.
  */
@@ -27,9 +35,19 @@ struct demix_engine {
     int free_count;
     uint32_t *seen_stamp;      /* [max_slots] duplicate check per step */
     uint32_t stamp;
-    char describe[256];
+    char describe[512];
     char error[512];
+    /* pipelined steps */
+    struct {
+        float *in, *out;
+        size_t in_cap, out_cap; /* floats */
+        int n;                  /* rows of the step that used it last */
+    } ring[DEMIX_ENGINE_MAX_IN_FLIGHT + 1];
+    uint64_t submitted, collected;
+    int have_output; /* the entry of step collected - 1 holds an output */
 };
+
+#define RING (DEMIX_ENGINE_MAX_IN_FLIGHT + 1)
 
 static void set_err(char *err, size_t cap, const char *fmt, ...)
     DEMIX_PRINTF(3, 4);
@@ -168,10 +186,29 @@ int demix_engine_create(const demix_model *model,
     return DEMIX_OK;
 }
 
+static void ring_free(demix_engine *e, void *p)
+{
+    if (!p)
+        return;
+    if (e->ops->host_free)
+        e->ops->host_free(e->ctx, p);
+    else
+        free(p);
+}
+
 void demix_engine_destroy(demix_engine *e)
 {
     if (!e)
         return;
+    /* steps in flight still write into the ring: let them finish */
+    while (e->ops->wait && e->collected < e->submitted) {
+        (void)e->ops->wait(e->ctx);
+        e->collected++;
+    }
+    for (int i = 0; i < RING; i++) {
+        ring_free(e, e->ring[i].in);
+        ring_free(e, e->ring[i].out);
+    }
     e->ops->destroy(e->ctx);
     free(e->slot_open);
     free(e->free_slots);
@@ -251,6 +288,29 @@ int demix_engine_reset_slot(demix_engine *e, int slot)
     return rc;
 }
 
+/* Range, open and distinct; "what" names the call in the error. */
+static int check_list(demix_engine *e, const char *what, int n,
+                      const int *slots)
+{
+    if (++e->stamp == 0) { /* wrapped: old stamps could collide */
+        memset(e->seen_stamp, 0, (size_t)e->max_slots * sizeof *e->seen_stamp);
+        e->stamp = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        int s = slots[i];
+        if (s < 0 || s >= e->max_slots || !e->slot_open[s]) {
+            ENGINE_ERROR(e, "%s: slot %d (entry %d) is not open", what, s, i);
+            return DEMIX_EARG;
+        }
+        if (e->seen_stamp[s] == e->stamp) {
+            ENGINE_ERROR(e, "%s: slot %d is listed twice", what, s);
+            return DEMIX_EARG;
+        }
+        e->seen_stamp[s] = e->stamp;
+    }
+    return DEMIX_OK;
+}
+
 int demix_engine_step(demix_engine *e, int n, const int *slots,
                       const float *in, float *out)
 {
@@ -261,26 +321,153 @@ int demix_engine_step(demix_engine *e, int n, const int *slots,
                         "(n = %d)", e->max_slots, n);
         return DEMIX_EARG;
     }
-    if (++e->stamp == 0) { /* wrapped: old stamps could collide */
-        memset(e->seen_stamp, 0, (size_t)e->max_slots * sizeof *e->seen_stamp);
-        e->stamp = 1;
-    }
-    for (int i = 0; i < n; i++) {
-        int s = slots[i];
-        if (s < 0 || s >= e->max_slots || !e->slot_open[s]) {
-            ENGINE_ERROR(e, "step: slot %d (entry %d) is not open", s, i);
-            return DEMIX_EARG;
-        }
-        if (e->seen_stamp[s] == e->stamp) {
-            ENGINE_ERROR(e, "step: slot %d is listed twice", s);
-            return DEMIX_EARG;
-        }
-        e->seen_stamp[s] = e->stamp;
-    }
+    if (check_list(e, "step", n, slots))
+        return DEMIX_EARG;
     int rc = e->ops->step(e->ctx, n, slots, in, out);
     if (rc)
         ENGINE_ERROR(e, "step: %s", e->ops->last_error(e->ctx));
     return rc;
+}
+
+/* ------------------------------------------------------ pipelined steps */
+
+/* Grow one ring buffer to at least `floats` floats (its contents are not
+ * kept). The entry is neither in flight nor the readable output here. */
+static int ring_grow(demix_engine *e, float **buf, size_t *cap, size_t floats,
+                     const char *what)
+{
+    if (*cap >= floats)
+        return DEMIX_OK;
+    ring_free(e, *buf);
+    *buf = NULL;
+    *cap = 0;
+    size_t bytes = floats * sizeof(float);
+    void *p = e->ops->host_alloc ? e->ops->host_alloc(e->ctx, bytes)
+                                 : malloc(bytes);
+    if (!p) {
+        ENGINE_ERROR(e, "%s: out of host memory for a %zu-byte I/O buffer",
+                     what, bytes);
+        return DEMIX_ENOMEM;
+    }
+    *buf = p;
+    *cap = floats;
+    return DEMIX_OK;
+}
+
+static size_t in_floats(const demix_engine *e, int n)
+{
+    const demix_model_config *c = &e->model->config;
+    return (size_t)n * (size_t)c->channels * (size_t)c->hop_samples;
+}
+
+static size_t out_floats(const demix_engine *e, int n)
+{
+    return in_floats(e, n) * (size_t)e->model->config.num_sources;
+}
+
+float *demix_engine_input_buffer(demix_engine *e, int n)
+{
+    if (!e)
+        return NULL;
+    if (n < 1 || n > e->max_slots) {
+        ENGINE_ERROR(e, "input_buffer: n must be 1..%d (n = %d)",
+                     e->max_slots, n);
+        return NULL;
+    }
+    int q = (int)(e->submitted % RING);
+    if (ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap, in_floats(e, n),
+                  "input_buffer"))
+        return NULL;
+    return e->ring[q].in;
+}
+
+int demix_engine_submit(demix_engine *e, int n, const int *slots,
+                        const float *in)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (n < 1 || n > e->max_slots || !slots || !in) {
+        ENGINE_ERROR(e, "submit: n must be 1..%d with slots and in given "
+                        "(n = %d)", e->max_slots, n);
+        return DEMIX_EARG;
+    }
+    if (e->submitted - e->collected >= DEMIX_ENGINE_MAX_IN_FLIGHT) {
+        ENGINE_ERROR(e, "submit: %d steps are in flight already; collect one "
+                        "first", DEMIX_ENGINE_MAX_IN_FLIGHT);
+        return DEMIX_EBUSY;
+    }
+    if (check_list(e, "submit", n, slots))
+        return DEMIX_EARG;
+    int q = (int)(e->submitted % RING);
+    int rc = ring_grow(e, &e->ring[q].out, &e->ring[q].out_cap,
+                       out_floats(e, n), "submit");
+    if (rc)
+        return rc;
+    if (!e->ops->submit) {
+        /* synchronous backend: the step runs here, collect hands it over */
+        rc = e->ops->step(e->ctx, n, slots, in, e->ring[q].out);
+    } else {
+        /* the backend reads its input asynchronously: from the ring entry,
+         * which the caller filled in place or which gets a copy now */
+        if (in != e->ring[q].in) {
+            rc = ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap,
+                           in_floats(e, n), "submit");
+            if (rc)
+                return rc;
+            memcpy(e->ring[q].in, in, in_floats(e, n) * sizeof(float));
+        } else if (e->ring[q].in_cap < in_floats(e, n)) {
+            ENGINE_ERROR(e, "submit: the input buffer was asked for fewer "
+                            "than %d rows", n);
+            return DEMIX_EARG;
+        }
+        rc = e->ops->submit(e->ctx, n, slots, e->ring[q].in, e->ring[q].out);
+    }
+    if (rc) {
+        ENGINE_ERROR(e, "submit: %s", e->ops->last_error(e->ctx));
+        return rc;
+    }
+    e->ring[q].n = n;
+    e->submitted++;
+    return DEMIX_OK;
+}
+
+int demix_engine_collect(demix_engine *e, float *out)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (e->collected == e->submitted) {
+        ENGINE_ERROR(e, "collect: no step is in flight");
+        return DEMIX_EARG;
+    }
+    int q = (int)(e->collected % RING);
+    int rc = e->ops->wait ? e->ops->wait(e->ctx) : DEMIX_OK;
+    e->collected++;
+    if (rc) {
+        e->have_output = 0;
+        ENGINE_ERROR(e, "collect: %s", e->ops->last_error(e->ctx));
+        return rc;
+    }
+    e->have_output = 1;
+    if (out)
+        memcpy(out, e->ring[q].out, out_floats(e, e->ring[q].n) * sizeof(float));
+    return DEMIX_OK;
+}
+
+const float *demix_engine_output(const demix_engine *e, int *n)
+{
+    if (n)
+        *n = 0;
+    if (!e || !e->have_output)
+        return NULL;
+    int q = (int)((e->collected - 1) % RING);
+    if (n)
+        *n = e->ring[q].n;
+    return e->ring[q].out;
+}
+
+int demix_engine_in_flight(const demix_engine *e)
+{
+    return e ? (int)(e->submitted - e->collected) : 0;
 }
 
 const char *demix_engine_last_error(const demix_engine *e)

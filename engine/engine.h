@@ -202,6 +202,67 @@ DEMIX_WARN_UNUSED int demix_engine_step(demix_engine *engine, int n,
 /* Explanation of the last failed open/close/reset/step; "" if none. */
 const char *demix_engine_last_error(const demix_engine *engine);
 
+/* ------------------------------------------------------ pipelined steps
+ *
+ * demix_engine_submit() starts a step and returns without waiting for it;
+ * demix_engine_collect() waits for the oldest step in flight and hands its
+ * output over. On CUDA a step's host->device copy, its compute and its
+ * device->host copy then overlap those of the steps around it, so a steady
+ * pipeline costs about max(compute, copies) per step instead of their sum.
+ * On the CPU, submit runs the whole step and collect only hands the output
+ * over. Outputs are those of demix_engine_step() called with the same
+ * lists and inputs in the same order (bit for bit on the CPU; to rounding
+ * on CUDA, whose batch buckets may differ between the two paths).
+ *
+ *     float *in = demix_engine_input_buffer(eng, n);  // write n hops here
+ *     demix_engine_submit(eng, n, slots, in);          // returns at once
+ *     ...                                              // prepare the next
+ *     demix_engine_collect(eng, NULL);                 // oldest step done
+ *     const float *out = demix_engine_output(eng, &n); // its n*T*C*H floats
+ *
+ * Steps run in submission order: a slot may be listed by consecutive
+ * submits, and open/close/reset between submits act on the steps submitted
+ * after them. demix_engine_step() may be called with steps in flight; it
+ * runs after them. Buffers: the input and output buffers are the engine's
+ * (page-locked host memory on CUDA, so the device copies them directly),
+ * a ring of DEMIX_ENGINE_MAX_IN_FLIGHT + 1 of each, allocated the first
+ * time a size is asked for and grown only when a larger n comes (never per
+ * step at a steady size). */
+
+#define DEMIX_ENGINE_MAX_IN_FLIGHT 2
+
+/* The engine's buffer for the input of the next submit: room for n hops
+ * (n*C*H floats, layout of demix_engine_step). Asking again before that
+ * submit gives the same buffer unless n grew past its size (then it moves
+ * and the earlier pointer is void). Its contents are not kept between
+ * uses. NULL when n is not in 1..max_slots or memory runs out (last_error
+ * says which). */
+float *demix_engine_input_buffer(demix_engine *engine, int n);
+
+/* Start one step for n listed slots (checked as demix_engine_step does).
+ * in: the buffer from demix_engine_input_buffer() (read in place: leave it
+ * alone until this step is collected), or any other buffer, which is
+ * copied before submit returns. slots is read before submit returns.
+ * DEMIX_EBUSY when DEMIX_ENGINE_MAX_IN_FLIGHT steps are in flight (collect
+ * one first), DEMIX_EARG for a bad list, DEMIX_ENOMEM when an I/O buffer
+ * cannot grow, DEMIX_EDEVICE when the accelerator failed (as step). */
+DEMIX_WARN_UNUSED int demix_engine_submit(demix_engine *engine, int n,
+                                          const int *slots, const float *in);
+
+/* Wait for the oldest step in flight and, unless out is NULL, copy its
+ * output (n*T*C*H floats) into out. DEMIX_EARG when none is in flight,
+ * DEMIX_EDEVICE when the accelerator failed (the step is dropped; its
+ * slots' state is undefined, as after a failed step). */
+DEMIX_WARN_UNUSED int demix_engine_collect(demix_engine *engine, float *out);
+
+/* The output of the last collected step in the engine's buffer, valid
+ * until the next collect; *n (if not NULL) gets its row count. NULL (and
+ * *n = 0) before the first collect. */
+const float *demix_engine_output(const demix_engine *engine, int *n);
+
+/* Steps submitted and not yet collected (0..DEMIX_ENGINE_MAX_IN_FLIGHT). */
+int demix_engine_in_flight(const demix_engine *engine);
+
 #ifdef __cplusplus
 }
 #endif

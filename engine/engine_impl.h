@@ -33,6 +33,23 @@ typedef struct demix_backend_ops {
                 float *out);
 
     const char *(*last_error)(void *ctx);
+
+    /* Optional (NULL: malloc/free): host memory for the engine's pipelined
+     * I/O buffers (CUDA: page-locked). host_alloc returns NULL on failure
+     * without failing the context. */
+    void *(*host_alloc)(void *ctx, size_t bytes);
+    void (*host_free)(void *ctx, void *p);
+
+    /* Optional pipelined step (NULL: engine.c runs step() inside submit).
+     * submit starts one step reading in and writing out, both from
+     * host_alloc and left alone by engine.c until wait() has returned for
+     * this step, and returns without waiting; at most
+     * DEMIX_ENGINE_MAX_IN_FLIGHT are outstanding. wait waits for the oldest
+     * outstanding step; its out is complete when it returns DEMIX_OK. A
+     * failure leaves a sentence for last_error. */
+    int (*submit)(void *ctx, int n, const int *slots, const float *in,
+                  float *out);
+    int (*wait)(void *ctx);
 } demix_backend_ops;
 
 /* The backends linked into this build; cuda is NULL-returning when CUDA was

@@ -58,6 +58,32 @@ void demix__cuda_set_gemv_rows(int rows);
  * product's weights sit in L2; in the frame they do not). */
 void demix__cuda_set_gemm_tuning(int on);
 
+/* Named switches, "name=value", for engines created afterwards (the
+ * measured variants of gpu/NOTES.md; benchmarks and tests only):
+ *   split_rows=N  buckets of at most N rows (0..64) split each LSTM
+ *                 product: h_prev W_hh^T of every layer runs at the start
+ *                 of the frame on a third stream, and only x W_ih^T (added
+ *                 onto it) stays on the critical path
+ *   fuse_norm=0|1 the post branches' last cell kernel also applies the
+ *                 RMSNorm that feeds the mask products
+ *   gather=1|2    1: the per-item gather kernel; 2: segmented, 4 items a
+ *                 thread
+ *   dec_t=0|1     decoder weights stored [C*W][NB] (a TN product) instead
+ *                 of [NB][C*W]
+ *   gemm_pad=0|16|32|64|128  every product's N and K rounded up to this
+ *                 multiple (zero weight rows and columns; leading
+ *                 dimensions too)
+ *   cell_vec=0|1  1: the LSTM cell four units a thread (16-byte accesses)
+ *                 where sizes and addresses allow; 0: one unit a thread.
+ *                 Takes effect at the next launch (also of graphs
+ *                 captured afterwards)
+ *   gemv_rows=N, gemm_tuning=0|1, graphs=0|1: as the functions above
+ * DEMIX_EARG for an unknown name or a value out of range. */
+int demix__cuda_set_variant(const char *name_value);
+
+/* The current value of a switch of demix__cuda_set_variant (-1: unknown). */
+int demix__cuda_get_variant(const char *name);
+
 /* Per-op device time of the frame for n rows (n <= 4096), run directly on
  * one stream with an event after each op, averaged over `iters` runs:
  * "name=us;name=us;...;total=us" into text. Benchmarks only. */

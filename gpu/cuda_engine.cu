@@ -23,6 +23,18 @@
  *   gave one. Buckets of at
  *   most 64 rows have a second graph with both staging copies inside, so
  *   a small step is one graph launch and one synchronisation.
+ * - Pipelined steps (cuda_submit / cuda_wait, engine.h's submit/collect):
+ *   copies on two copy streams (h2d, d2h) and compute on the main stream,
+ *   through two device landing zones for the input (d_pin) and two for the
+ *   output (d_pout), alternating by chunk: chunk c's upload and download
+ *   overlap the compute of its neighbours. Each bucket has a graph per
+ *   zone (exec_p[2]), captured on that zone's input and output.
+ * - Variants (demix__cuda_set_variant, gpu/NOTES.md): split LSTM products
+ *   for small buckets (the h half on a third stream), the decoder's
+ *   weights transposed, the round-1 gather and separate RMSNorm kernels.
+ * - State per slot: the past hop, h and c of every layer, and one overlap
+ *   tail (overlap_add.cu: both paths' second halves summed, the spectral
+ *   one divided by the envelope beforehand).
  * - Errors: every CUDA, cuBLAS and cuFFT call goes through CK(), which
  *   keeps the first failure (call text, file, line). A failed step returns
  *   DEMIX_EDEVICE and every later step and reset is refused: the state is
@@ -51,6 +63,11 @@ static demix_cuda_policy fast_policy = DEMIX_CUDA_POLICY_BF16;
 static int use_graphs = 1;
 static int gemv_rows = 0; /* measured slower than cuBLAS: see NOTES.md */
 static int gemm_tuning = 0; /* timed in isolation, weights sit in L2: see NOTES.md */
+static int split_rows = 0;  /* see NOTES.md, round 2 */
+static int fuse_norm = 1;
+static int gather_v = 2;
+static int dec_t = 0;
+static int gemm_pad = 16; /* cuBLAS's sm90 kernels need N, K % 8 == 0: NOTES.md */
 
 /* ------------------------------------------------------------ errors */
 
@@ -156,9 +173,10 @@ static void *take(carver *c, size_t bytes)
     return p;
 }
 
-static void take_mat(carver *c, dmat *m, size_t rows, int cols, int kind)
+static void take_mat(const demix_cuda *g, carver *c, dmat *m, size_t rows,
+                     int cols, int kind)
 {
-    m->ld = demix__pad16(cols);
+    m->ld = demix__ld(g, cols);
     m->bf16 = kind == DEMIX_CUDA_BF16;
     m->p = take(c, rows * (size_t)m->ld * (m->bf16 ? 2 : 4));
 }
@@ -171,18 +189,27 @@ static float *take_f(carver *c, size_t n)
 static void layout_weights(demix_cuda *g, carver *c)
 {
     const int D = g->D, NB = g->NB, T = g->T, S = g->S;
-    take_mat(c, &g->w_enc, (size_t)D + 2 * NB, g->CW, g->kind[DEMIX_CUDA_G_ENC]);
-    take_mat(c, &g->w_b2e, D, NB, g->kind[DEMIX_CUDA_G_B2E]);
+    /* weights [N][K] (rows rounded up to gpad: zero rows) */
+    take_mat(g, c, &g->w_enc, demix__gdim(g, D + 2 * NB), g->CW,
+             g->kind[DEMIX_CUDA_G_ENC]);
+    take_mat(g, c, &g->w_b2e, demix__gdim(g, D), NB, g->kind[DEMIX_CUDA_G_B2E]);
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
-            take_mat(c, &ly->w, 4 * (size_t)ly->hid, ly->in + ly->hid,
-                     g->kind[DEMIX_CUDA_G_LSTM]);
+            take_mat(g, c, &ly->w, demix__gdim(g, 4 * ly->hid),
+                     ly->hcol + ly->hid, g->kind[DEMIX_CUDA_G_LSTM]);
             ly->bias = take_f(c, 4 * (size_t)ly->hid);
         }
-    take_mat(c, &g->w_smask, (size_t)T * S, D, g->kind[DEMIX_CUDA_G_MASK]);
-    take_mat(c, &g->w_wmask, (size_t)T * NB, D, g->kind[DEMIX_CUDA_G_MASK]);
-    take_mat(c, &g->w_dec, NB, g->CW, g->kind[DEMIX_CUDA_G_DEC]);
+    take_mat(g, c, &g->w_smask, demix__gdim(g, T * S), D,
+             g->kind[DEMIX_CUDA_G_MASK]);
+    take_mat(g, c, &g->w_wmask, demix__gdim(g, T * NB), D,
+             g->kind[DEMIX_CUDA_G_MASK]);
+    if (g->dec_t)
+        take_mat(g, c, &g->w_dec, demix__gdim(g, g->CW), NB,
+                 g->kind[DEMIX_CUDA_G_DEC]);
+    else /* [K][N]: K rows */
+        take_mat(g, c, &g->w_dec, demix__gdim(g, NB), g->CW,
+                 g->kind[DEMIX_CUDA_G_DEC]);
     g->b_spec = take_f(c, D);
     g->b_conv = take_f(c, 2 * (size_t)NB);
     g->b_b2e = take_f(c, D);
@@ -200,41 +227,47 @@ static void layout_activations(demix_cuda *g, carver *c, size_t R)
     const int *k = g->kind;
     g->d_inbuf = (char *)take(c, demix__slot_bytes((int)R) +
                                      R * C * g->H * sizeof(float));
-    take_mat(c, &g->frame, R, g->CW, k[DEMIX_CUDA_G_ENC]);
+    take_mat(g, c, &g->frame, R, g->CW, k[DEMIX_CUDA_G_ENC]);
     g->frame_win = take_f(c, R * g->CW);
     g->X = (float2 *)take(c, R * C * g->F * sizeof(float2));
-    g->ld_enc = demix__pad16(D + 2 * NB);
+    g->ld_enc = demix__ld(g, D + 2 * NB);
     g->enc = take_f(c, R * g->ld_enc);
-    g->ldD = demix__pad16(D);
-    g->ldNB = demix__pad16(NB);
-    g->ldDF = demix__pad16(g->DF);
+    g->ldD = demix__ld(g, D);
+    g->ldNB = demix__ld(g, NB);
+    g->ldDF = demix__ld(g, g->DF);
     float **d_bufs[] = {&g->spec, &g->wave_raw, &g->wave, &g->s1, &g->w1,
                         &g->ps_in, &g->pw_in, &g->s2, &g->w2};
     for (size_t i = 0; i < sizeof d_bufs / sizeof d_bufs[0]; i++)
         *d_bufs[i] = take_f(c, R * g->ldD);
     g->basis = take_f(c, R * g->ldNB);
-    take_mat(c, &g->basis_act, R, NB, k[DEMIX_CUDA_G_B2E]);
+    take_mat(g, c, &g->basis_act, R, NB, k[DEMIX_CUDA_G_B2E]);
     g->u = take_f(c, R * g->ldDF);
     g->fused = take_f(c, R * g->ldDF);
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
-            take_mat(c, &ly->xh, R, ly->in + ly->hid, k[DEMIX_CUDA_G_LSTM]);
-            ly->ld_gates = demix__pad16(4 * ly->hid);
+            take_mat(g, c, &ly->xh, R, ly->hcol + ly->hid,
+                     k[DEMIX_CUDA_G_LSTM]);
+            ly->ld_gates = demix__ld(g, 4 * ly->hid);
             ly->gates = take_f(c, R * ly->ld_gates);
         }
-    take_mat(c, &g->norm_s, R, D, k[DEMIX_CUDA_G_MASK]);
-    take_mat(c, &g->norm_w, R, D, k[DEMIX_CUDA_G_MASK]);
-    g->ld_ms = demix__pad16(T * g->S);
+    take_mat(g, c, &g->norm_s, R, D, k[DEMIX_CUDA_G_MASK]);
+    take_mat(g, c, &g->norm_w, R, D, k[DEMIX_CUDA_G_MASK]);
+    g->ld_ms = demix__ld(g, T * g->S);
     g->ms = take_f(c, R * g->ld_ms);
-    g->ld_mw = demix__pad16(T * NB);
+    g->ld_mw = demix__ld(g, T * NB);
     g->mw = take_f(c, R * g->ld_mw);
     g->Y = (float2 *)take(c, R * T * C * g->F * sizeof(float2));
     g->yraw = take_f(c, R * T * C * g->W);
-    take_mat(c, &g->mb, R * T, NB, k[DEMIX_CUDA_G_DEC]);
-    g->ld_z = demix__pad16(g->CW);
+    take_mat(g, c, &g->mb, R * T, NB, k[DEMIX_CUDA_G_DEC]);
+    g->ld_z = demix__ld(g, g->CW);
     g->z = take_f(c, R * T * g->ld_z);
     g->d_out = take_f(c, R * T * C * g->H);
+    for (int i = 0; i < 2; i++) {
+        g->d_pin[i] = (char *)take(c, demix__slot_bytes((int)R) +
+                                          R * C * g->H * sizeof(float));
+        g->d_pout[i] = take_f(c, R * T * C * g->H);
+    }
 }
 
 static size_t activation_bytes(demix_cuda *g, size_t R)
@@ -349,7 +382,7 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
         for (int l = 0; ok && l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
             part p[2] = {{lw->w_ih[l], ly->in, 0},
-                         {lw->w_hh[l], ly->hid, ly->in}};
+                         {lw->w_hh[l], ly->hid, ly->hcol}};
             ok = upload_mat(g, &ly->w, 4 * ly->hid, p, 2, tmp);
             free(bias);
             bias = (float *)malloc(4 * (size_t)ly->hid * sizeof(float));
@@ -371,9 +404,23 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
         part p = {m->wave_mask_w, D, 0};
         ok = upload_mat(g, &g->w_wmask, g->T * NB, &p, 1, tmp);
     }
-    if (ok) {
+    if (ok && !g->dec_t) {
         part p = {m->conv_decode_w, g->CW, 0};
         ok = upload_mat(g, &g->w_dec, NB, &p, 1, tmp);
+    } else if (ok) { /* [CW][NB]: the transpose, made on the host */
+        float *tr = (float *)malloc((size_t)g->CW * NB * sizeof(float));
+        if (!tr) {
+            ok = record_failure(e, 1, "ENOMEM", "host memory", "malloc",
+                                __FILE__, __LINE__);
+        } else {
+            for (int k = 0; k < NB; k++)
+                for (int j = 0; j < g->CW; j++)
+                    tr[(size_t)j * NB + k] = m->conv_decode_w[(size_t)k * g->CW + j];
+            part p = {tr, NB, 0};
+            ok = upload_mat(g, &g->w_dec, g->CW, &p, 1, tmp) &&
+                 CK(e, cudaStreamSynchronize(g->stream));
+            free(tr);
+        }
     }
     ok = ok && CK(e, cudaStreamSynchronize(g->stream));
     free(bias);
@@ -386,17 +433,18 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
  * float, plus spec_encode_w and the twiddle tables for the fold. */
 static size_t weight_tmp_floats(const demix_cuda *g)
 {
-    size_t mx = ((size_t)g->D + 2 * g->NB) * demix__pad16(g->CW);
-    size_t v[] = {(size_t)g->D * demix__pad16(g->NB),
-                  (size_t)g->T * g->S * demix__pad16(g->D),
-                  (size_t)g->T * g->NB * demix__pad16(g->D),
-                  (size_t)g->NB * demix__pad16(g->CW)};
-    for (size_t i = 0; i < 4; i++)
+    size_t mx = ((size_t)g->D + 2 * g->NB) * demix__ld(g, g->CW);
+    size_t v[] = {(size_t)g->D * demix__ld(g, g->NB),
+                  (size_t)g->T * g->S * demix__ld(g, g->D),
+                  (size_t)g->T * g->NB * demix__ld(g, g->D),
+                  (size_t)g->NB * demix__ld(g, g->CW),
+                  (size_t)g->CW * demix__ld(g, g->NB)};
+    for (size_t i = 0; i < 5; i++)
         mx = v[i] > mx ? v[i] : mx;
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             const demix_cuda_layer *ly = &g->layer[br][l];
-            size_t n = 4 * (size_t)ly->hid * demix__pad16(ly->in + ly->hid);
+            size_t n = 4 * (size_t)ly->hid * demix__ld(g, ly->hcol + ly->hid);
             mx = n > mx ? n : mx;
         }
     return mx + 64 + (size_t)g->D * g->S + 64 + 4 * (size_t)g->W;
@@ -511,6 +559,27 @@ static bool make_graphs(demix_cuda *g)
             !CK(e, cudaGraphInstantiate(&b->exec, b->graph, 0)) ||
             !CK(e, cudaGraphUpload(b->exec, g->stream)))
             return false;
+        /* the pipelined path's two graphs: the same frame on landing zone
+         * p's input and output (no device-to-device copies) */
+        for (int p = 0; p < 2; p++) {
+            char *keep_in = g->d_inbuf;
+            float *keep_out = g->d_out;
+            g->d_inbuf = g->d_pin[p];
+            g->d_out = g->d_pout[p];
+            rc = cudaStreamBeginCapture(g->stream,
+                                        cudaStreamCaptureModeThreadLocal);
+            ok = CK(e, rc) && demix__cuda_record_frame(g, b);
+            graph = NULL;
+            rc = rc == cudaSuccess ? cudaStreamEndCapture(g->stream, &graph)
+                                   : rc;
+            g->d_inbuf = keep_in;
+            g->d_out = keep_out;
+            b->graph_p[p] = graph;
+            if (!ok || !CK(e, rc) ||
+                !CK(e, cudaGraphInstantiate(&b->exec_p[p], b->graph_p[p], 0)) ||
+                !CK(e, cudaGraphUpload(b->exec_p[p], g->stream)))
+                return false;
+        }
         if (b->rows > DEMIX_CUDA_IO_GRAPH_ROWS)
             continue;
         /* the same with the staging copies of a whole bucket inside */
@@ -596,6 +665,11 @@ static int setup(demix_cuda *g, const demix_model *m,
     g->use_graphs = use_graphs;
     g->gemv_rows = gemv_rows;
     g->gemm_tuning = gemm_tuning;
+    g->split_rows = g->small ? 0 : split_rows;
+    g->fuse_norm = fuse_norm;
+    g->gather_v = gather_v;
+    g->dec_t = dec_t;
+    g->gpad = gemm_pad;
     g->pool = opt->pool;
     set_kinds(g);
 
@@ -608,15 +682,14 @@ static int setup(demix_cuda *g, const demix_model *m,
             demix_cuda_layer *ly = &g->layer[br][l];
             ly->in = l == 0 ? in0 : hid;
             ly->hid = hid;
+            ly->hcol = g->split_rows > 0 ? demix__pad16(ly->in) : ly->in;
             ly->off_h = off;
             off += hid;
             ly->off_c = off;
             off += hid;
         }
     }
-    g->off_tail_spec = off;
-    off += g->T * g->C * g->H;
-    g->off_tail_wave = off;
+    g->off_tail = off;
     off += g->T * g->C * g->H;
     g->P = (off + 63) & ~63;
 
@@ -661,8 +734,13 @@ static int setup(demix_cuda *g, const demix_model *m,
 
     /* streams, events, cuBLAS */
     if (!CK(e, cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) ||
-        !CK(e, cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking)))
+        !CK(e, cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking)) ||
+        !CK(e, cudaStreamCreateWithFlags(&g->aux, cudaStreamNonBlocking)))
         return setup_failed(g);
+    for (int i = 0; i <= DEMIX_CUDA_LAYERS; i++)
+        if (!CK(e, cudaEventCreateWithFlags(&g->ev_split[i],
+                                            cudaEventDisableTiming)))
+            return setup_failed(g);
     for (int i = 0; i < 8; i++) {
         if (!CK(e, cudaEventCreateWithFlags(&g->ev[i],
                                             cudaEventDisableTiming)))
@@ -670,15 +748,23 @@ static int setup(demix_cuda *g, const demix_model *m,
         g->have_ev = i + 1;
     }
     if (!CK(e, cublasCreate(&g->h0)) || !CK(e, cublasCreate(&g->h1)) ||
-        !CK(e, cublasLtCreate(&g->lt)) ||
+        !CK(e, cublasCreate(&g->h2)) || !CK(e, cublasLtCreate(&g->lt)) ||
         !CK(e, cudaMalloc(&g->ws0, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cudaMalloc(&g->ws1, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cublasSetStream(g->h0, g->stream)) ||
         !CK(e, cublasSetStream(g->h1, g->side)) ||
+        !CK(e, cublasSetStream(g->h2, g->aux)) ||
         !CK(e, cublasSetWorkspace(g->h0, g->ws0, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cublasSetWorkspace(g->h1, g->ws1, DEMIX_CUDA_CUBLAS_WS_BYTES)))
         return setup_failed(g);
     g->device_bytes += 2 * DEMIX_CUDA_CUBLAS_WS_BYTES;
+    if (g->split_rows > 0) { /* the third stream's products */
+        if (!CK(e, cudaMalloc(&g->ws2, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
+            !CK(e, cublasSetWorkspace(g->h2, g->ws2,
+                                      DEMIX_CUDA_CUBLAS_WS_BYTES)))
+            return setup_failed(g);
+        g->device_bytes += DEMIX_CUDA_CUBLAS_WS_BYTES;
+    }
 
     /* weights, through a create-time scratch buffer */
     float *tmp = NULL;
@@ -725,6 +811,27 @@ static int setup(demix_cuda *g, const demix_model *m,
                                   sizeof(float))))
         return setup_failed(g);
 
+    /* pipelined steps: copy streams, events, pinned slot-id ring */
+    {
+        size_t chunks_all = ((size_t)g->max_slots + g->rows - 1) / g->rows;
+        g->ids_cap = chunks_all * (size_t)demix__pad16(g->rows);
+        if (!CK(e, cudaStreamCreateWithFlags(&g->h2d, cudaStreamNonBlocking)) ||
+            !CK(e, cudaStreamCreateWithFlags(&g->d2h, cudaStreamNonBlocking)) ||
+            !CK(e, cudaMallocHost(&g->h_ids, 2 * g->ids_cap * sizeof(int))))
+            return setup_failed(g);
+        cudaEvent_t *evs[] = {&g->ev_h2d[0],      &g->ev_h2d[1],
+                              &g->ev_comp[0],     &g->ev_comp[1],
+                              &g->ev_out_free[0], &g->ev_out_free[1]};
+        for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+            if (!CK(e, cudaEventCreateWithFlags(evs[i],
+                                                cudaEventDisableTiming)))
+                return setup_failed(g);
+        for (int i = 0; i < DEMIX_ENGINE_MAX_IN_FLIGHT; i++)
+            if (!CK(e, cudaEventCreateWithFlags(&g->ev_done[i],
+                                                cudaEventDisableTiming)))
+                return setup_failed(g);
+    }
+
     /* buckets, FFT plans, graphs */
     g->bucket_of = (uint8_t *)malloc((size_t)g->rows + 1);
     if (!g->bucket_of) {
@@ -747,12 +854,20 @@ static int setup(demix_cuda *g, const demix_model *m,
     if (g->gemm_tuning)
         set_msg(tuned, sizeof tuned, ", %d of %d products on tuned cuBLASLt",
                 demix__gemm_lt_count(g), g->nplans);
+    char vars[128] = "";
+    if (g->split_rows || !g->fuse_norm || g->gather_v != 2 || g->dec_t ||
+        g->gemv_rows || g->gpad)
+        set_msg(vars, sizeof vars,
+                ", variants split_rows=%d fuse_norm=%d gather=%d dec_t=%d "
+                "gemv_rows=%d gemm_pad=%d",
+                g->split_rows, g->fuse_norm, g->gather_v, g->dec_t,
+                g->gemv_rows, g->gpad);
     set_msg(g->describe, sizeof g->describe,
             "cuda: %s (sm_%d%d, %.1f GiB), %s, %d slots, %d batch buckets "
-            "up to %d rows%s%s, %.2f GiB on the device",
+            "up to %d rows%s%s%s, %.2f GiB on the device",
             prop.name, prop.major, prop.minor, total_b / 1073741824.0, prec,
             g->max_slots, g->nbuckets, g->rows,
-            g->use_graphs ? " as CUDA graphs" : " (graphs off)", tuned,
+            g->use_graphs ? " as CUDA graphs" : " (graphs off)", tuned, vars,
             g->device_bytes / 1073741824.0);
     return DEMIX_OK;
 }
@@ -802,12 +917,38 @@ static void cuda_destroy(void *ctx)
         cudaStreamSynchronize(g->stream);
     if (g->side)
         cudaStreamSynchronize(g->side);
+    if (g->aux)
+        cudaStreamSynchronize(g->aux);
+    if (g->h2d)
+        cudaStreamSynchronize(g->h2d);
+    if (g->d2h)
+        cudaStreamSynchronize(g->d2h);
+    cudaEvent_t pev[] = {g->ev_h2d[0],  g->ev_h2d[1],      g->ev_comp[0],
+                         g->ev_comp[1], g->ev_out_free[0], g->ev_out_free[1]};
+    for (size_t i = 0; i < sizeof pev / sizeof pev[0]; i++)
+        if (pev[i])
+            cudaEventDestroy(pev[i]);
+    for (int i = 0; i < DEMIX_ENGINE_MAX_IN_FLIGHT; i++)
+        if (g->ev_done[i])
+            cudaEventDestroy(g->ev_done[i]);
+    if (g->h_ids)
+        cudaFreeHost(g->h_ids);
+    if (g->h2d)
+        cudaStreamDestroy(g->h2d);
+    if (g->d2h)
+        cudaStreamDestroy(g->d2h);
     for (int i = 0; i < g->nbuckets; i++) {
         demix_cuda_bucket *b = &g->bucket[i];
         if (b->exec)
             cudaGraphExecDestroy(b->exec);
         if (b->exec_io)
             cudaGraphExecDestroy(b->exec_io);
+        for (int p = 0; p < 2; p++) {
+            if (b->exec_p[p])
+                cudaGraphExecDestroy(b->exec_p[p]);
+            if (b->graph_p[p])
+                cudaGraphDestroy(b->graph_p[p]);
+        }
         if (b->graph_io)
             cudaGraphDestroy(b->graph_io);
         if (b->graph)
@@ -824,7 +965,12 @@ static void cuda_destroy(void *ctx)
         cublasDestroy(g->h0);
     if (g->h1)
         cublasDestroy(g->h1);
-    void *dev[] = {g->ws0, g->ws1, g->wblock, g->state, g->ablock,
+    if (g->h2)
+        cublasDestroy(g->h2);
+    for (int i = 0; i <= DEMIX_CUDA_LAYERS; i++)
+        if (g->ev_split[i])
+            cudaEventDestroy(g->ev_split[i]);
+    void *dev[] = {g->ws0, g->ws1, g->ws2, g->wblock, g->state, g->ablock,
                    g->fft_ws_r2c, g->fft_ws_c2r};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
@@ -839,6 +985,8 @@ static void cuda_destroy(void *ctx)
         cudaStreamDestroy(g->stream);
     if (g->side)
         cudaStreamDestroy(g->side);
+    if (g->aux)
+        cudaStreamDestroy(g->aux);
     (void)cudaGetLastError();
     free(g->bucket_of);
     free(g);
@@ -1014,6 +1162,117 @@ static int cuda_step(void *ctx, int n, const int *slots, const float *in,
     return DEMIX_OK;
 }
 
+/* ---------------------------------------------------- pipelined steps */
+
+static void *cuda_host_alloc(void *ctx, size_t bytes)
+{
+    demix_cuda *g = (demix_cuda *)ctx;
+    void *p = NULL;
+    if (cudaSetDevice(g->device) != cudaSuccess ||
+        cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not a device failure: no pinned memory */
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_host_free(void *ctx, void *p)
+{
+    (void)ctx;
+    if (p)
+        cudaFreeHost(p);
+}
+
+/* Start a step on three streams and return: per chunk of at most R rows,
+ * with p alternating between chunks,
+ *   h2d:     slot ids and input -> landing zone p, once the graph that
+ *            last read it is done (ev_comp[p])              -> ev_h2d[p]
+ *   compute: the bucket's graph captured on zone p (its input and output
+ *            there), once the upload is in and the zone's last output
+ *            has left (ev_out_free[p])                       -> ev_comp[p]
+ *   d2h:     output zone p -> out                            -> ev_out_free[p]
+ * so chunk c's copies overlap the compute of chunks c - 1 and c + 1, and
+ * no device-to-device copy is needed. in and out are page-locked (the
+ * engine's ring, from cuda_host_alloc). */
+static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
+                       float *out)
+{
+    demix_cuda *g = (demix_cuda *)ctx;
+    demix_cuda_err *e = &g->err;
+    if (g->err.failed)
+        return refuse(g);
+    if (!CK(e, cudaSetDevice(g->device)))
+        return step_failed(g);
+    const size_t in_row = (size_t)g->C * g->H;
+    const size_t out_row = (size_t)g->T * g->C * g->H;
+    int *ids = g->h_ids + (size_t)(g->sub_seq % 2) * g->ids_cap;
+    size_t id_off = 0;
+    for (int off = 0; off < n;) {
+        int m = n - off < g->rows ? n - off : g->rows;
+        demix_cuda_bucket *b = &g->bucket[g->bucket_of[m]];
+        const int p = (int)(g->chunk_seq++ % 2);
+        const size_t sb = demix__slot_bytes(b->rows);
+        int *cid = ids + id_off;
+        id_off += (size_t)demix__pad16(b->rows);
+        for (int i = 0; i < m; i++)
+            cid[i] = slots[off + i];
+        for (int i = m; i < b->rows; i++)
+            cid[i] = g->max_slots; /* padding: the scratch slot */
+        const size_t in_bytes = (size_t)m * in_row * sizeof(float);
+        const size_t out_bytes = (size_t)m * out_row * sizeof(float);
+        bool ok =
+            CK(e, cudaStreamWaitEvent(g->h2d, g->ev_comp[p], 0)) &&
+            CK(e, cudaMemcpyAsync(g->d_pin[p], cid, sb,
+                                  cudaMemcpyHostToDevice, g->h2d)) &&
+            CK(e, cudaMemcpyAsync(g->d_pin[p] + sb, in + (size_t)off * in_row,
+                                  in_bytes, cudaMemcpyHostToDevice, g->h2d)) &&
+            CK(e, cudaEventRecord(g->ev_h2d[p], g->h2d)) &&
+            CK(e, cudaStreamWaitEvent(g->stream, g->ev_h2d[p], 0)) &&
+            CK(e, cudaStreamWaitEvent(g->stream, g->ev_out_free[p], 0));
+        if (ok && g->use_graphs) {
+            ok = CK(e, cudaGraphLaunch(b->exec_p[p], g->stream));
+        } else if (ok) { /* graphs off: the same frame run directly */
+            char *keep_in = g->d_inbuf;
+            float *keep_out = g->d_out;
+            g->d_inbuf = g->d_pin[p];
+            g->d_out = g->d_pout[p];
+            ok = demix__cuda_record_frame(g, b);
+            g->d_inbuf = keep_in;
+            g->d_out = keep_out;
+        }
+        ok = ok && CK(e, cudaEventRecord(g->ev_comp[p], g->stream)) &&
+             CK(e, cudaStreamWaitEvent(g->d2h, g->ev_comp[p], 0)) &&
+             CK(e, cudaMemcpyAsync(out + (size_t)off * out_row, g->d_pout[p],
+                                   out_bytes, cudaMemcpyDeviceToHost,
+                                   g->d2h)) &&
+             CK(e, cudaEventRecord(g->ev_out_free[p], g->d2h));
+        if (!ok)
+            return step_failed(g);
+        g->last_rows = m;
+        off += m;
+    }
+    if (!CK(e, cudaEventRecord(
+                   g->ev_done[g->sub_seq % DEMIX_ENGINE_MAX_IN_FLIGHT], g->d2h)))
+        return step_failed(g);
+    g->sub_seq++;
+    return DEMIX_OK;
+}
+
+static int cuda_wait(void *ctx)
+{
+    demix_cuda *g = (demix_cuda *)ctx;
+    if (g->wait_seq >= g->sub_seq) {
+        set_msg(g->last_error, sizeof g->last_error, "no step in flight");
+        return DEMIX_EARG;
+    }
+    cudaEvent_t ev = g->ev_done[g->wait_seq++ % DEMIX_ENGINE_MAX_IN_FLIGHT];
+    if (g->err.failed)
+        return refuse(g);
+    if (!CK(&g->err, cudaEventSynchronize(ev)))
+        return step_failed(g);
+    return DEMIX_OK;
+}
+
 /* ------------------------------------------------------------ hooks */
 
 extern "C" int demix__cuda_device_count(void)
@@ -1050,6 +1309,71 @@ extern "C" void demix__cuda_set_graphs(int on)
 extern "C" void demix__cuda_set_gemm_tuning(int on)
 {
     gemm_tuning = on ? 1 : 0;
+}
+
+extern "C" int demix__cuda_set_variant(const char *nv)
+{
+    if (!nv)
+        return DEMIX_EARG;
+    const char *eq = strchr(nv, '=');
+    if (!eq || eq == nv || !eq[1])
+        return DEMIX_EARG;
+    char *end = NULL;
+    long v = strtol(eq + 1, &end, 10);
+    if (*end)
+        return DEMIX_EARG;
+    size_t len = (size_t)(eq - nv);
+#define IS(name) (len == sizeof name - 1 && !strncmp(nv, name, len))
+    if (IS("split_rows") && v >= 0 && v <= DEMIX_CUDA_IO_GRAPH_ROWS)
+        split_rows = (int)v;
+    else if (IS("fuse_norm") && (v == 0 || v == 1))
+        fuse_norm = (int)v;
+    else if (IS("gather") && (v == 1 || v == 2))
+        gather_v = (int)v;
+    else if (IS("dec_t") && (v == 0 || v == 1))
+        dec_t = (int)v;
+    else if (IS("cell_vec") && (v == 0 || v == 1))
+        demix__cuda_set_cell_vec((int)v);
+    else if (IS("gemm_pad") && (v == 0 || v == 16 || v == 32 || v == 64 ||
+                                v == 128))
+        gemm_pad = (int)v;
+    else if (IS("gemv_rows") && v >= 0 && v <= DEMIX_CUDA_GEMV_MAX_ROWS)
+        gemv_rows = (int)v;
+    else if (IS("gemm_tuning") && (v == 0 || v == 1))
+        gemm_tuning = (int)v;
+    else if (IS("graphs") && (v == 0 || v == 1))
+        use_graphs = (int)v;
+    else
+        return DEMIX_EARG;
+    return DEMIX_OK;
+}
+
+extern "C" int demix__cuda_get_variant(const char *name)
+{
+    if (!name)
+        return -1;
+    const char *nv = name;
+    size_t len = strlen(name);
+    if (IS("split_rows"))
+        return split_rows;
+    if (IS("fuse_norm"))
+        return fuse_norm;
+    if (IS("gather"))
+        return gather_v;
+    if (IS("dec_t"))
+        return dec_t;
+    if (IS("gemm_pad"))
+        return gemm_pad;
+    if (IS("cell_vec"))
+        return demix__cuda_get_cell_vec();
+    if (IS("gemv_rows"))
+        return gemv_rows;
+    if (IS("gemm_tuning"))
+        return gemm_tuning;
+    if (IS("graphs"))
+        return use_graphs;
+#undef IS
+    return -1;
 }
 
 extern "C" void demix__cuda_set_gemv_rows(int rows)
@@ -1224,8 +1548,9 @@ extern "C" int demix__cuda_read_stage(void *ctx, demix_cpu_stage stage,
 /* ------------------------------------------------------------ table */
 
 static const demix_backend_ops cuda_ops = {
-    "cuda",          cuda_create,     cuda_destroy, cuda_describe,
-    cuda_reset_slot, cuda_step,       cuda_last_error,
+    "cuda",          cuda_create,     cuda_destroy,    cuda_describe,
+    cuda_reset_slot, cuda_step,       cuda_last_error, cuda_host_alloc,
+    cuda_host_free,  cuda_submit,     cuda_wait,
 };
 
 extern "C" const demix_backend_ops *demix__cuda_backend(void)

@@ -93,9 +93,11 @@ typedef struct dmat {
 
 typedef struct demix_cuda_layer {
     int in, hid;   /* width of x, of h and c */
-    dmat w;        /* [4hid][in + hid]: [W_ih | W_hh] packed */
+    int hcol;      /* column of h in xh and w: in, or pad16(in) when the
+                    * products may be split (aligned h half) */
+    dmat w;        /* [4hid][hcol + hid]: [W_ih | 0 | W_hh] packed */
     float *bias;   /* [4hid]: b_ih + b_hh */
-    dmat xh;       /* [R][in + hid]: GEMM input [x | h_prev] */
+    dmat xh;       /* [R][hcol + hid]: GEMM input [x | 0 | h_prev] */
     float *gates;  /* [R][ld_gates]: GEMM output */
     int ld_gates;
     int off_h, off_c; /* offsets in a slot's state, floats */
@@ -111,6 +113,10 @@ typedef struct demix_cuda_bucket {
      * the pinned staging buffers inside the graph (one launch a step) */
     cudaGraph_t graph_io;
     cudaGraphExec_t exec_io;
+    /* the pipelined path: the frame on landing zone p's input and output
+     * (d_pin[p], d_pout[p]) */
+    cudaGraph_t graph_p[2];
+    cudaGraphExec_t exec_p[2];
 } demix_cuda_bucket;
 
 typedef struct demix_gemm_plan demix_gemm_plan; /* gemm.cu */
@@ -127,6 +133,12 @@ typedef struct demix_cuda {
     int kind[DEMIX_CUDA_G_COUNT];
     int use_graphs;
     int gemv_rows; /* buckets up to this many rows use the fused LSTM kernel */
+    int split_rows; /* buckets up to this many rows split the LSTM products */
+    int fuse_norm;  /* post branches: RMSNorm in the last cell kernel */
+    int gather_v;   /* 1: per-item gather kernel; 2: segmented, vectorised */
+    int dec_t;      /* decoder weights stored [CW][NB] (a TN product) */
+    int gpad;       /* 0, or products' N and K rounded up to a multiple of
+                     * this (zero rows/columns), leading dimensions too */
 
     /* profiling (demix__cuda_profile): one stream, an event after each op */
     int prof, prof_n;
@@ -135,16 +147,18 @@ typedef struct demix_cuda {
 
     demix_cuda_err err;
     char last_error[600];
-    char describe[320];
+    char describe[512];
 
     int device;
     size_t device_bytes; /* what this context allocated on the device */
 
     cudaStream_t stream, side; /* main stream; side stream in the graphs */
+    cudaStream_t aux;  /* third stream in the graphs: split h products */
     cudaEvent_t ev[8];
     int have_ev;
-    cublasHandle_t h0, h1; /* one per stream, each with its workspace */
-    void *ws0, *ws1;
+    cudaEvent_t ev_split[DEMIX_CUDA_LAYERS + 1]; /* h products done; fork */
+    cublasHandle_t h0, h1, h2; /* one per stream, each with its workspace */
+    void *ws0, *ws1, *ws2;
     cublasLtHandle_t lt;
     demix_gemm_plan *plans; /* one per distinct product, tuned at create */
     int nplans, plans_cap;
@@ -166,7 +180,8 @@ typedef struct demix_cuda {
     /* per-slot state */
     float *state;
     int P; /* floats per slot */
-    int off_past, off_tail_spec, off_tail_wave;
+    int off_past, off_tail; /* one tail: both paths' second halves, the
+                             * spectral one already divided by env */
 
     /* activations, [R] rows each */
     void *ablock;
@@ -192,6 +207,18 @@ typedef struct demix_cuda {
     float *h_stage_out;
     size_t chunk_in_bytes;
 
+    /* pipelined steps (cuda_submit / cuda_wait in cuda_engine.cu): chunk c
+     * of the stream of chunks uses landing zones c % 2 */
+    cudaStream_t h2d, d2h;   /* the two copy directions */
+    char *d_pin[2];          /* input, d_inbuf's layout, for R rows */
+    float *d_pout[2];        /* [R][T][C][H] outputs */
+    int *h_ids;              /* pinned [2][ids_cap]: a step's slot ids */
+    size_t ids_cap;
+    cudaEvent_t ev_h2d[2], ev_comp[2], ev_out_free[2];
+    cudaEvent_t ev_done[DEMIX_ENGINE_MAX_IN_FLIGHT];
+    int have_pev;
+    unsigned long long chunk_seq, sub_seq, wait_seq;
+
     /* buckets */
     int nbuckets;
     demix_cuda_bucket bucket[DEMIX_CUDA_MAX_BUCKETS];
@@ -207,12 +234,78 @@ static inline int demix__pad16(int n)
     return (n + 15) & ~15;
 }
 
+/* Leading dimension (elements) of a product's operand or output of n
+ * columns: a multiple of 16, or of gpad when larger. */
+static inline int demix__ld(const demix_cuda *g, int n)
+{
+    const int q = g->gpad > 16 ? g->gpad : 16;
+    return (n + q - 1) / q * q;
+}
+
+/* A product's N or K as run: n, or n rounded up to gpad (the operands'
+ * extra rows and columns are zero, so the result is the same). */
+static inline int demix__gdim(const demix_cuda *g, int n)
+{
+    return g->gpad ? (n + g->gpad - 1) / g->gpad * g->gpad : n;
+}
+
 static inline size_t demix__slot_bytes(int bucket_rows)
 {
     return (size_t)demix__pad16(bucket_rows) * sizeof(int);
 }
 
 /* ---------------------------------------------------------- kernels */
+
+#ifdef __CUDACC__
+/* V consecutive floats (V = 4: one 16-byte access, the address aligned)
+ * for the vectorised kernels (frame.cu, lstm.cu). */
+template <int V>
+static __device__ __forceinline__ void load_v(const float *src, float *v)
+{
+    if (V == 4) {
+        float4 a = *(const float4 *)src;
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            v[i] = src[i];
+    }
+}
+
+template <int V>
+static __device__ __forceinline__ void store_v(float *dst, const float *v)
+{
+    if (V == 4) {
+        *(float4 *)dst = make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            dst[i] = v[i];
+    }
+}
+
+/* V values into a GEMM input at element i (float or bf16). */
+template <int V>
+static __device__ __forceinline__ void store_act_v(void *base, size_t i,
+                                                   const float *v, int bf16)
+{
+    if (!bf16) {
+        store_v<V>((float *)base + i, v);
+    } else if (V == 4) {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]);
+        __nv_bfloat162 hi = __floats2bfloat162_rn(v[2], v[3]);
+        uint2 u;
+        u.x = *(const unsigned int *)&lo;
+        u.y = *(const unsigned int *)&hi;
+        *(uint2 *)((__nv_bfloat16 *)base + i) = u;
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            ((__nv_bfloat16 *)base)[i + k] = __float2bfloat16_rn(v[k]);
+    }
+}
+
+#endif
 
 /* gather: build the frames of B rows and the h half of every LSTM input,
  * move the new hop into the slot's past. */
@@ -231,11 +324,19 @@ typedef struct demix_gather_params {
         int off_h, hid, start; /* start: first item of this layer */
         void *xh;
         int ld, col, bf16;
+        int blk0; /* gather_v 2: first block (blockIdx.x) of this layer */
     } layer[DEMIX_CUDA_LAYERS];
     int total; /* items per row */
+    int frame_blocks; /* gather_v 2: blocks of the frame segment */
+    int blocks;       /* gather_v 2: blocks per row */
 } demix_gather_params;
 bool demix__launch_gather(demix_cuda_err *e, cudaStream_t s, int rows,
                           const demix_gather_params *p);
+/* The same, segmented (a block works in the frame or in one layer) and
+ * four items a thread where the sizes allow (C*H, W, every hid, off_h
+ * and col multiples of 4); fills the blk0/frame_blocks/blocks fields. */
+bool demix__launch_gather_v2(demix_cuda_err *e, cudaStream_t s, int rows,
+                             demix_gather_params *p);
 
 /* enc_post: spec = enc[:D] + b; basis = relu(a + ba) * sigmoid(g + bg). */
 typedef struct demix_enc_post_params {
@@ -286,6 +387,23 @@ typedef struct demix_cell_params {
 } demix_cell_params;
 bool demix__launch_cell(demix_cuda_err *e, cudaStream_t s, int rows,
                         const demix_cell_params *p);
+/* Process-wide: 1 (default) lets demix__launch_cell use its four-units-a-
+ * thread kernel where aligned (variant cell_vec of cuda_backend.h). */
+void demix__cuda_set_cell_vec(int on);
+int demix__cuda_get_cell_vec(void);
+
+/* The cell of a branch's last layer followed by RMSNorm of its result
+ * (the stage value R) into a GEMM input, one block per row; for hid <=
+ * DEMIX_CUDA_NORM_MAX_HID (larger: the cell and demix__launch_rmsnorm). */
+#define DEMIX_CUDA_NORM_MAX_HID 2048
+typedef struct demix_norm_params {
+    const float *gain;
+    void *out;
+    int ld_out, out_bf16;
+} demix_norm_params;
+bool demix__launch_cell_norm(demix_cuda_err *e, cudaStream_t s, int rows,
+                             const demix_cell_params *p,
+                             const demix_norm_params *q);
 
 /* Small batches (rows <= DEMIX_CUDA_GEMV_MAX_ROWS): the layer's product
  * [x | h] W^T and the cell in one kernel, the weights read once at full
@@ -316,7 +434,7 @@ bool demix__launch_wave_mask(demix_cuda_err *e, cudaStream_t s, int rows,
 typedef struct demix_ola_params {
     const int *slots;
     float *state;
-    int P, off_tail_spec, off_tail_wave;
+    int P, off_tail;
     int T, C, W, H;
     const float *yraw; /* [B][T][C][W], unscaled irfft */
     const float *z;    /* [B*T][ld_z] */
@@ -336,12 +454,13 @@ bool demix__launch_fold(demix_cuda_err *e, cudaStream_t s, int D, int C,
 bool demix__launch_to_bf16(demix_cuda_err *e, cudaStream_t s,
                            const float *src, __nv_bfloat16 *dst, size_t n);
 
-/* One product Y[M][N] (ld ldc, float32) = A[M][K] W^T (w_trans) or A W,
- * in the precision of `group`, on h's stream (h0: main, h1: side), through
+/* One product Y[M][N] (ld ldc, float32) = A[M][K] W^T (w_trans) or A W
+ * (or Y += when accumulate), in the precision of `group`, on h's stream
+ * (h0: main, h1: side, h2: aux), through
  * the product's tuned plan (gemm.cu). */
 bool demix__gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
                  int K, const dmat *A, const dmat *W, bool w_trans, float *C,
-                 int ldc);
+                 int ldc, bool accumulate);
 int demix__gemm_lt_count(const demix_cuda *g);
 void demix__gemm_free(demix_cuda *g);
 

@@ -9,7 +9,12 @@
  * (blockIdx.y), 256 threads striding over the row's items.
  *
  * Variants: each GEMM input is written as float or bf16 (the GEMM group's
- * precision); the branch on the flag is uniform across a launch.
+ * precision); the branch on the flag is uniform across a launch. Two
+ * gathers: the per-item kernel (round 1, variant gather=1) and the
+ * default segmented one (a block works in the frame or in one layer's h,
+ * 128 threads of 4 items with 16-byte accesses where sizes allow).
+ * (Both read the layer's h column from hcol: in, or pad16(in) when the
+ * LSTM products may be split.)
  * Validation: tests/gpu/test_cuda_engine.c compares every stage these
  * kernels produce (spec_feat, spec, basis, wave) with the CPU engine.
  *
@@ -70,6 +75,83 @@ static __global__ void gather_kernel(demix_gather_params p)
                   (size_t)b * p.layer[k].ld + p.layer[k].col + j, h,
                   p.layer[k].bf16);
     }
+}
+
+/* gather_v 2: block x of a row works in one segment, the frame (blocks
+ * [0, frame_blocks)) or layer k (blocks [blk0, next blk0)); V consecutive
+ * items a thread, V = 4 where every size and offset allows 16-byte
+ * accesses (then V divides W and H, so a thread's items share the channel
+ * and the side of the past/new boundary). */
+#define GATHER_THREADS 128
+
+template <int V>
+static __global__ void __launch_bounds__(GATHER_THREADS)
+    gather_v2_kernel(demix_gather_params p)
+{
+    const int b = blockIdx.y;
+    const int blk = blockIdx.x;
+    const int slot = p.slots[b];
+    float *st = p.state + (size_t)slot * p.P;
+    float v[V];
+    if (blk < p.frame_blocks) {
+        const int i = (blk * GATHER_THREADS + threadIdx.x) * V;
+        const int CW = p.C * p.W;
+        if (i >= CW)
+            return;
+        const int ch = i / p.W, n = i - ch * p.W;
+        const float *x = p.in + (size_t)b * p.C * p.H + (size_t)ch * p.H;
+        if (n < p.H) {
+            float *past = st + p.off_past + ch * p.H + n;
+            float xv[V];
+            load_v<V>(past, v);
+            load_v<V>(x + n, xv);
+            store_v<V>(past, xv); /* this thread alone reads these */
+        } else {
+            load_v<V>(x + n - p.H, v);
+        }
+        store_act_v<V>(p.frame, (size_t)b * p.ld_frame + i, v, p.frame_bf16);
+        float w[V];
+        load_v<V>(p.window + n, w);
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            w[k] *= v[k];
+        store_v<V>(p.frame_win + (size_t)b * CW + i, w);
+        return;
+    }
+    int k = p.nlayers - 1;
+    while (k > 0 && blk < p.layer[k].blk0)
+        k--;
+    const int j = ((blk - p.layer[k].blk0) * GATHER_THREADS + threadIdx.x) * V;
+    if (j >= p.layer[k].hid)
+        return;
+    load_v<V>(st + p.layer[k].off_h + j, v);
+    store_act_v<V>(p.layer[k].xh,
+                   (size_t)b * p.layer[k].ld + p.layer[k].col + j, v,
+                   p.layer[k].bf16);
+}
+
+bool demix__launch_gather_v2(demix_cuda_err *e, cudaStream_t s, int rows,
+                             demix_gather_params *p)
+{
+    bool vec = p->H % 4 == 0 && p->W % 4 == 0 && (p->C * p->H) % 4 == 0 &&
+               p->P % 4 == 0 && p->off_past % 4 == 0 && p->ld_frame % 4 == 0;
+    for (int k = 0; k < p->nlayers; k++)
+        vec = vec && p->layer[k].hid % 4 == 0 && p->layer[k].off_h % 4 == 0 &&
+              p->layer[k].col % 4 == 0 && p->layer[k].ld % 4 == 0;
+    const int V = vec ? 4 : 1, per = GATHER_THREADS * V;
+    p->frame_blocks = (p->C * p->W + per - 1) / per;
+    int blk = p->frame_blocks;
+    for (int k = 0; k < p->nlayers; k++) {
+        p->layer[k].blk0 = blk;
+        blk += (p->layer[k].hid + per - 1) / per;
+    }
+    p->blocks = blk;
+    dim3 grid(blk, rows);
+    if (vec)
+        gather_v2_kernel<4><<<grid, GATHER_THREADS, 0, s>>>(*p);
+    else
+        gather_v2_kernel<1><<<grid, GATHER_THREADS, 0, s>>>(*p);
+    return CK_LAUNCH(e);
 }
 
 static int blocks_for(int items)

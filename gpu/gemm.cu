@@ -19,7 +19,7 @@
  * plan's results do not vary from run to run.
  *
  * Variants: cublasGemmEx (CUBLAS_GEMM_DEFAULT) or cublasLtMatmul with the
- * plan's algorithm. Validation: tests/gpu/test_cuda_engine.c (stage and
+ * plan's algorithm; C = A W^T or C += A W^T (the split LSTM products). Validation: tests/gpu/test_cuda_engine.c (stage and
  * end-to-end parity with the CPU in fp32 mode, the fast mode's SDR).
  *
  * Thread context: the engine's thread; plans are made outside any capture.
@@ -33,7 +33,7 @@
 #define TUNE_REPS 5
 
 struct demix_gemm_plan {
-    int kind, M, N, K, lda, ldw, ldc, trans;
+    int kind, M, N, K, lda, ldw, ldc, trans, acc;
     int use_lt;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
@@ -61,16 +61,17 @@ typedef struct gemm_args {
     bool trans;
     float *C;
     int ldc, kind;
+    int acc; /* 1: C += A W^T (beta = 1) */
 } gemm_args;
 
 static cublasStatus_t run_ex(const gemm_args *a)
 {
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = a->acc ? 1.0f : 0.0f;
     const cudaDataType t = elem_type(a->kind);
     /* Row-major Y[M][N] = A[M][K] W^T is column-major Y^T = W A^T. */
     return cublasGemmEx(a->h, a->trans ? CUBLAS_OP_T : CUBLAS_OP_N,
                         CUBLAS_OP_N, a->N, a->M, a->K, &one, a->W->p, t,
-                        a->W->ld, a->A->p, t, a->A->ld, &zero, a->C,
+                        a->W->ld, a->A->p, t, a->A->ld, &beta, a->C,
                         CUDA_R_32F, a->ldc, compute_type(a->kind),
                         CUBLAS_GEMM_DEFAULT);
 }
@@ -79,9 +80,9 @@ static cublasStatus_t run_lt(demix_cuda *g, const gemm_args *a,
                              const demix_gemm_plan *p,
                              const cublasLtMatmulAlgo_t *algo)
 {
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = a->acc ? 1.0f : 0.0f;
     return cublasLtMatmul(g->lt, p->op, &one, a->W->p, p->la, a->A->p, p->lb,
-                          &zero, a->C, p->lc, a->C, p->lc, algo, a->ws,
+                          &beta, a->C, p->lc, a->C, p->lc, algo, a->ws,
                           DEMIX_CUDA_CUBLAS_WS_BYTES, a->s);
 }
 
@@ -181,7 +182,9 @@ static demix_gemm_plan *new_plan(demix_cuda *g, const gemm_args *a)
     p->ldw = a->W->ld;
     p->ldc = a->ldc;
     p->trans = a->trans;
-    if (g->gemm_tuning && make_lt(g, p)) {
+    p->acc = a->acc;
+    /* an accumulating product is not timed (each run would add again) */
+    if (g->gemm_tuning && !a->acc && make_lt(g, p)) {
         cudaEvent_t t0 = NULL, t1 = NULL;
         if (!CK(e, cudaEventCreate(&t0)) || !CK(e, cudaEventCreate(&t1))) {
             if (t0)
@@ -232,12 +235,13 @@ static demix_gemm_plan *new_plan(demix_cuda *g, const gemm_args *a)
 
 bool demix__gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
                  int K, const dmat *A, const dmat *W, bool w_trans, float *C,
-                 int ldc)
+                 int ldc, bool accumulate)
 {
     gemm_args a;
     a.h = h;
-    a.s = h == g->h1 ? g->side : g->stream;
-    a.ws = h == g->h1 ? g->ws1 : g->ws0;
+    a.s = h == g->h1 ? g->side : h == g->h2 ? g->aux : g->stream;
+    a.ws = h == g->h1 ? g->ws1 : h == g->h2 ? g->ws2 : g->ws0;
+    a.acc = accumulate ? 1 : 0;
     a.M = M;
     a.N = N;
     a.K = K;
@@ -252,7 +256,7 @@ bool demix__gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
         demix_gemm_plan *q = &g->plans[i];
         if (q->kind == a.kind && q->M == M && q->N == N && q->K == K &&
             q->lda == A->ld && q->ldw == W->ld && q->ldc == ldc &&
-            q->trans == (int)w_trans) {
+            q->trans == (int)w_trans && q->acc == a.acc) {
             p = q;
             break;
         }

@@ -8,7 +8,9 @@
  * additions, float32 stage buffers).
  *
  * Shapes: gates [B][4*hid] (i, f, g, o; PyTorch order) from the GEMM,
- * without bias; state c and h [slot][hid]. Grid (hid / 256, B).
+ * without bias; state c and h [slot][hid]. Grid (hid / 256, B), or
+ * (hid / 512, B) for the four-units-a-thread kernel, used when every
+ * size and address allows 16-byte accesses (cell_vec, default on).
  *
  * Variants: routes write GEMM inputs as float or bf16. Validation:
  * tests/gpu/test_cuda_engine.c compares s1, w1, fused, s2, w2 and the end
@@ -17,6 +19,8 @@
  * Thread context: launched on the engine's streams by its one thread.
  */
 #include "cuda_internal.h"
+
+#include <stdint.h>
 
 #define THREADS 256
 
@@ -35,8 +39,9 @@ static __device__ __forceinline__ void store_act(void *base, size_t i,
 }
 
 /* The cell of unit j of row b from its four gate sums (without bias), and
- * everything after it up to the next product. */
-static __device__ __forceinline__ void cell_apply(const demix_cell_params &p,
+ * everything after it up to the next product; returns R (= res + h, or h
+ * without a residual). */
+static __device__ __forceinline__ float cell_apply(const demix_cell_params &p,
                                                   int b, int j, float gi,
                                                   float gf, float gg, float go)
 {
@@ -67,6 +72,7 @@ static __device__ __forceinline__ void cell_apply(const demix_cell_params &p,
             store_act(p.route[k].act, (size_t)b * p.route[k].ld_act + jj, v,
                       p.route[k].act_bf16);
     }
+    return r;
 }
 
 static __global__ void cell_kernel(demix_cell_params p)
@@ -80,11 +86,187 @@ static __global__ void cell_kernel(demix_cell_params p)
                g[3 * p.hid + j]);
 }
 
+/* Four consecutive units a thread: 16-byte loads of each gate, of c, of
+ * the residual and the skip additions, 16-byte stores of c, h, R and the
+ * routes (8 bytes for bf16 GEMM inputs). Same arithmetic as cell_apply. */
+#define CELL_V4_THREADS 128
+
+static __global__ void __launch_bounds__(CELL_V4_THREADS)
+    cell_v4_kernel(demix_cell_params p)
+{
+    const int b = blockIdx.y;
+    const int j = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    const int hid = p.hid;
+    if (j >= hid)
+        return;
+    const float *g = p.gates + (size_t)b * p.ld_gates;
+    float gi[4], gf[4], gg[4], go[4], bi[4], bf[4], bg[4], bo[4], c[4], h[4];
+    load_v<4>(g + j, gi);
+    load_v<4>(g + hid + j, gf);
+    load_v<4>(g + 2 * hid + j, gg);
+    load_v<4>(g + 3 * hid + j, go);
+    load_v<4>(p.bias + j, bi);
+    load_v<4>(p.bias + hid + j, bf);
+    load_v<4>(p.bias + 2 * hid + j, bg);
+    load_v<4>(p.bias + 3 * hid + j, bo);
+    float *st = p.state + (size_t)p.slots[b] * p.P;
+    load_v<4>(st + p.off_c + j, c);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        c[k] = sigmoidf_(gf[k] + bf[k]) * c[k] +
+               sigmoidf_(gi[k] + bi[k]) * tanhf(gg[k] + bg[k]);
+        h[k] = sigmoidf_(go[k] + bo[k]) * tanhf(c[k]);
+    }
+    store_v<4>(st + p.off_c + j, c);
+    store_v<4>(st + p.off_h + j, h);
+    float r[4];
+    if (p.res) {
+        load_v<4>(p.res + (size_t)b * p.ld_res + j, r);
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            r[k] += h[k];
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            r[k] = h[k];
+    }
+    if (p.stage)
+        store_v<4>(p.stage + (size_t)b * p.ld_stage + j, r);
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+        if (q >= p.nroutes || j < p.route[q].j0 || j >= p.route[q].j1)
+            continue;
+        const int jj = j - p.route[q].j0;
+        float v[4];
+        if (p.route[q].add) {
+            load_v<4>(p.route[q].add + (size_t)b * p.route[q].ld_add + jj, v);
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                v[k] += r[k];
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                v[k] = r[k];
+        }
+        if (p.route[q].f32)
+            store_v<4>(p.route[q].f32 + (size_t)b * p.route[q].ld_f32 + jj, v);
+        if (p.route[q].act)
+            store_act_v<4>(p.route[q].act, (size_t)b * p.route[q].ld_act + jj,
+                           v, p.route[q].act_bf16);
+    }
+}
+
+static int cell_vec = 1; /* demix__cuda_set_cell_vec */
+
+void demix__cuda_set_cell_vec(int on)
+{
+    cell_vec = on ? 1 : 0;
+}
+
+int demix__cuda_get_cell_vec(void)
+{
+    return cell_vec;
+}
+
+static bool aligned(const void *p, size_t bytes)
+{
+    return ((uintptr_t)p & (bytes - 1)) == 0;
+}
+
+/* Whether every access of cell_v4_kernel is aligned for these parameters. */
+static bool cell_v4_ok(const demix_cell_params *p)
+{
+    if (p->hid % 4 || p->ld_gates % 4 || p->P % 4 || p->off_c % 4 ||
+        p->off_h % 4 || !aligned(p->gates, 16) || !aligned(p->bias, 16) ||
+        !aligned(p->state, 16))
+        return false;
+    if (p->res && (p->ld_res % 4 || !aligned(p->res, 16)))
+        return false;
+    if (p->stage && (p->ld_stage % 4 || !aligned(p->stage, 16)))
+        return false;
+    for (int q = 0; q < p->nroutes; q++) {
+        const demix_cell_route *r = &p->route[q];
+        if (r->j0 % 4 || (r->j1 % 4 && r->j1 < p->hid))
+            return false;
+        if (r->add && (r->ld_add % 4 || !aligned(r->add, 16)))
+            return false;
+        if (r->f32 && (r->ld_f32 % 4 || !aligned(r->f32, 16)))
+            return false;
+        if (r->act &&
+            (r->ld_act % 4 || !aligned(r->act, r->act_bf16 ? 8 : 16)))
+            return false;
+    }
+    return true;
+}
+
 bool demix__launch_cell(demix_cuda_err *e, cudaStream_t s, int rows,
                         const demix_cell_params *p)
 {
+    if (cell_vec && cell_v4_ok(p)) {
+        dim3 grid((p->hid / 4 + CELL_V4_THREADS - 1) / CELL_V4_THREADS, rows);
+        cell_v4_kernel<<<grid, CELL_V4_THREADS, 0, s>>>(*p);
+        return CK_LAUNCH(e);
+    }
     dim3 grid((p->hid + THREADS - 1) / THREADS, rows);
     cell_kernel<<<grid, THREADS, 0, s>>>(*p);
+    return CK_LAUNCH(e);
+}
+
+/* One block of NORM_THREADS per row: each thread keeps the R of its units
+ * (at most NORM_UNITS, indexed by unrolled constants so they stay in
+ * registers), the block sums their squares, then writes
+ * R / sqrt(eps + mean) * gain (masks.cu's RMSNorm, eps = 2^-23). */
+#define NORM_THREADS 512
+#define NORM_UNITS (DEMIX_CUDA_NORM_MAX_HID / NORM_THREADS)
+
+static __global__ void __launch_bounds__(NORM_THREADS)
+    cell_norm_kernel(demix_cell_params p, demix_norm_params q)
+{
+    __shared__ float partial[NORM_THREADS / 32];
+    const int b = blockIdx.x;
+    const float *g = p.gates + (size_t)b * p.ld_gates;
+    float r[NORM_UNITS];
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < NORM_UNITS; u++) {
+        const int j = threadIdx.x + u * NORM_THREADS;
+        r[u] = 0.0f;
+        if (j < p.hid) {
+            r[u] = cell_apply(p, b, j, g[j], g[p.hid + j], g[2 * p.hid + j],
+                              g[3 * p.hid + j]);
+            ss += r[u] * r[u];
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0)
+        partial[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NORM_THREADS / 32; w++)
+        total += partial[w];
+    const float eps = 1.1920928955078125e-07f; /* 2^-23 */
+    const float denom = sqrtf(eps + total / (float)p.hid);
+#pragma unroll
+    for (int u = 0; u < NORM_UNITS; u++) {
+        const int j = threadIdx.x + u * NORM_THREADS;
+        if (j < p.hid)
+            store_act(q.out, (size_t)b * q.ld_out + j, r[u] / denom * q.gain[j],
+                      q.out_bf16);
+    }
+}
+
+bool demix__launch_cell_norm(demix_cuda_err *e, cudaStream_t s, int rows,
+                             const demix_cell_params *p,
+                             const demix_norm_params *q)
+{
+    if (p->hid > DEMIX_CUDA_NORM_MAX_HID)
+        return demix__cuda_ok(e, cudaErrorInvalidValue,
+                              "demix__launch_cell_norm(hid)", __FILE__,
+                              __LINE__);
+    cell_norm_kernel<<<rows, NORM_THREADS, 0, s>>>(*p, *q);
     return CK_LAUNCH(e);
 }
 

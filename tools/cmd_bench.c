@@ -21,6 +21,14 @@
  * thread and N - 1 workers; default one per online CPU) and hands it to the
  * engine; the table header and every JSON line say N and the precision.
  *
+ * --pipelined: the same through demix_engine_submit()/collect() with up to
+ * DEMIX_ENGINE_MAX_IN_FLIGHT steps in flight (on CUDA a step's copies then
+ * overlap the neighbouring steps' compute). The random input is written
+ * into each of the engine's input buffers once (the ring of
+ * DEMIX_ENGINE_MAX_IN_FLIGHT + 1), outputs stay in the engine's buffer
+ * (collect without a copy); a step's time is the interval between
+ * consecutive collects in the steady pipeline.
+ *
  * Capacity: the largest measured B whose median step fits in one hop
  * period, and an estimate between measured points by linear interpolation
  * of step time in B (extrapolated past the last point when all fit).
@@ -54,6 +62,7 @@ typedef struct bench_options {
     long threads;
     demix_precision precision;
     int json;
+    int pipelined;
 } bench_options;
 
 typedef struct bench_result {
@@ -82,13 +91,15 @@ void cmd_bench_usage(FILE *out)
             "                       where the CPU has AVX512-BF16); default: the engine's\n"
             "  -t, --threads N      threads for the CPU engine's math, this one included\n"
             "                       (default: one per online CPU, here %d)\n"
+            "      --pipelined      steps through submit/collect, up to %d in flight\n"
+            "                       (CUDA: copies overlap the neighbouring steps)\n"
             "      --json           one JSON object per line per B, then a summary line\n"
             "  -h, --help           this text\n"
             "\n"
             "columns: ms/step median and p99 of one step of B streams; rtf = median\n"
             "step / hop period (<= 1: all B streams run in real time); realtime =\n"
             "B when rtf <= 1, else 0; GFLOP/s of the matrix products.\n",
-            MIN_STEPS, cli_default_threads());
+            MIN_STEPS, cli_default_threads(), DEMIX_ENGINE_MAX_IN_FLIGHT);
 }
 
 static double now_s(void)
@@ -173,6 +184,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
             return -1;
         } else if (strcmp(a, "--json") == 0) {
             o->json = 1;
+        } else if (strcmp(a, "--pipelined") == 0) {
+            o->pipelined = 1;
         } else if ((r = cli_option(argc, argv, &i, "--backend", "-b", &v))) {
             if (r < 0)
                 return DEMIX_EXIT_USAGE;
@@ -253,11 +266,90 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+static void summarise(double *times, size_t n, int B, double flops,
+                      double hop_ms, bench_result *res)
+{
+    qsort(times, n, sizeof *times, cmp_double);
+    res->streams = B;
+    res->steps = (int)n;
+    res->ms_median = n % 2 ? times[n / 2]
+                           : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+    size_t k99 = (size_t)ceil(0.99 * (double)n);
+    res->ms_p99 = times[k99 ? k99 - 1 : 0];
+    res->rtf = res->ms_median / hop_ms;
+    res->realtime_streams = res->ms_median <= hop_ms ? B : 0;
+    res->gflops = B * flops / (res->ms_median * 1e-3) / 1e9;
+}
+
+/* --pipelined: the slots are open; times are the intervals between
+ * consecutive collects once WARMUP_STEPS steps have been collected. */
+static int bench_one_pipelined(demix_engine *eng, int B, double seconds,
+                               const float *in, int *slots, double **times,
+                               size_t *cap, bench_result *res, double flops,
+                               double hop_ms, size_t in_hop)
+{
+    int rc = 0, oom = 0, filled = 0;
+    long submitted = 0, collected = 0;
+    size_t n = 0;
+    double last = 0, start = 0;
+    while (!rc) {
+        if (collected >= WARMUP_STEPS + MIN_STEPS &&
+            now_s() - start >= seconds)
+            break;
+        float *buf = demix_engine_input_buffer(eng, B);
+        if (!buf) {
+            rc = DEMIX_ENOMEM;
+            break;
+        }
+        if (filled < DEMIX_ENGINE_MAX_IN_FLIGHT + 1) /* each ring entry once */
+            memcpy(buf, in + (size_t)(filled++ & 1) * in_hop,
+                   in_hop * sizeof *buf);
+        rc = demix_engine_submit(eng, B, slots, buf);
+        if (rc)
+            break;
+        submitted++;
+        if (demix_engine_in_flight(eng) < DEMIX_ENGINE_MAX_IN_FLIGHT)
+            continue;
+        rc = demix_engine_collect(eng, NULL);
+        double t = now_s();
+        if (rc)
+            break;
+        if (++collected == WARMUP_STEPS)
+            start = t;
+        if (collected > WARMUP_STEPS) {
+            if (n == *cap) {
+                double *nt = realloc(*times, 2 * *cap * sizeof *nt);
+                if (!nt) {
+                    cli_error("out of memory");
+                    oom = 1;
+                    break;
+                }
+                *times = nt;
+                *cap *= 2;
+            }
+            (*times)[n++] = (t - last) * 1e3;
+        }
+        last = t;
+    }
+    if (rc)
+        cli_error("pipelined step of %d streams failed: %s", B,
+                  demix_engine_last_error(eng));
+    while (demix_engine_in_flight(eng) > 0)
+        if (demix_engine_collect(eng, NULL) && !rc)
+            rc = -1;
+    for (int i = 0; i < B; i++)
+        (void)demix_engine_close_slot(eng, slots[i]);
+    if (rc || oom || n == 0)
+        return -1;
+    summarise(*times, n, B, flops, hop_ms, res);
+    return 0;
+}
+
 /* Time one batch size. times holds room for *cap doubles (may grow). */
 static int bench_one(demix_engine *eng, int B, double seconds, const float *in,
                      float *out, int *slots, double **times, size_t *cap,
                      bench_result *res, const demix_model_config *cfg,
-                     double flops, double hop_ms)
+                     double flops, double hop_ms, int pipelined)
 {
     for (int i = 0; i < B; i++)
         if (demix_engine_open_slot(eng, &slots[i])) {
@@ -269,6 +361,9 @@ static int bench_one(demix_engine *eng, int B, double seconds, const float *in,
         }
     size_t in_hop = (size_t)B * (size_t)cfg->channels * (size_t)cfg->hop_samples;
     int rc = 0;
+    if (pipelined)
+        return bench_one_pipelined(eng, B, seconds, in, slots, times, cap, res,
+                                   flops, hop_ms, in_hop);
     for (int w = 0; w < WARMUP_STEPS && !rc; w++)
         rc = demix_engine_step(eng, B, slots, in + (size_t)(w & 1) * in_hop, out);
     size_t n = 0;
@@ -296,16 +391,7 @@ static int bench_one(demix_engine *eng, int B, double seconds, const float *in,
         (void)demix_engine_close_slot(eng, slots[i]);
     if (rc || oom)
         return -1;
-    qsort(*times, n, sizeof **times, cmp_double);
-    res->streams = B;
-    res->steps = (int)n;
-    res->ms_median = n % 2 ? (*times)[n / 2]
-                           : 0.5 * ((*times)[n / 2 - 1] + (*times)[n / 2]);
-    size_t k99 = (size_t)ceil(0.99 * (double)n);
-    res->ms_p99 = (*times)[k99 ? k99 - 1 : 0];
-    res->rtf = res->ms_median / hop_ms;
-    res->realtime_streams = res->ms_median <= hop_ms ? B : 0;
-    res->gflops = B * flops / (res->ms_median * 1e-3) / 1e9;
+    summarise(*times, n, B, flops, hop_ms, res);
     return 0;
 }
 
@@ -394,8 +480,9 @@ int cmd_bench(int argc, char **argv)
         printf("backend: %s\n", describe);
         printf("hop:     %d samples at %d Hz = %.2f ms; %g s per batch size\n",
                cfg->hop_samples, cfg->sample_rate_hz, hop_ms, o.seconds);
-        printf("threads: %ld; precision: %s\n\n", o.threads,
-               cli_precision_name(o.precision));
+        printf("threads: %ld; precision: %s%s\n\n", o.threads,
+               cli_precision_name(o.precision),
+               o.pipelined ? "; pipelined (submit/collect)" : "");
         printf("%7s  %10s  %10s  %7s  %8s  %8s  %6s\n", "streams", "ms median",
                "ms p99", "rtf", "realtime", "GFLOP/s", "steps");
         fflush(stdout);
@@ -406,7 +493,7 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < o.n_streams; i++) {
         bench_result *r = &res[n_res];
         if (bench_one(eng, o.streams[i], o.seconds, in, out, slots, &times, &cap,
-                      r, cfg, flops, hop_ms)) {
+                      r, cfg, flops, hop_ms, o.pipelined)) {
             rc = 1;
             goto done;
         }
@@ -419,12 +506,12 @@ int cmd_bench(int argc, char **argv)
                    "\"gflops\":%.2f,\"steps\":%d,\"mflop_per_stream_hop\":%.3f,"
                    "\"model_dim\":%d,\"model_num_basis\":%d,\"model_small\":%d,"
                    "\"parameters\":%lld,\"threads\":%ld,\"precision\":\"%s\","
-                   "\"describe\":",
+                   "\"pipelined\":%d,\"describe\":",
                    r->streams, r->ms_median, r->ms_p99, hop_ms, r->rtf,
                    r->realtime_streams, r->gflops, r->steps, flops / 1e6,
                    cfg->dim, cfg->num_basis, cfg->small,
                    (long long)cfg->parameter_count, o.threads,
-                   cli_precision_name(o.precision));
+                   cli_precision_name(o.precision), o.pipelined);
             json_string(stdout, describe);
             printf("}\n");
         } else {

@@ -28,10 +28,13 @@
  * Memory is bounded and independent of the file's length (the latency
  * figures aside: one double per message).
  *
- * Latency. "announced" is ready.latency_frames; "measured" is, for each
- * message's first position p, the time from sending it to the moment output
- * position p was there on every stem (median, 90th percentile). In --fast
- * mode it includes the time spent queued behind earlier audio.
+ * Latency. "announced" is ready.latency_frames, the algorithmic worst case;
+ * "measured" is, for each message's first position p, the time from sending
+ * it to the moment output position p was there on every stem (median, 90th
+ * percentile, max). Positions late in a model hop or a resampler block need
+ * less lookahead than the worst case, so the median is below the announced
+ * figure and the max near it plus network and compute time. In --fast mode
+ * it includes the time spent queued behind earlier audio.
  *
  * Stems. --stems A,B asks for those; without it all the model's sources
  * are asked for: first by the default names (drums, bass, vocals, other),
@@ -70,6 +73,7 @@
 #define PROBE_RING 8192         /* latency probes outstanding */
 #define TICK_S 0.1              /* idle check period */
 #define DEFAULT_TIMEOUT_S 30
+#define CLOSE_GRACE_S 3.0       /* wait for the close after a failure */
 #define DEFAULT_RATE_HZ 48000
 #define MIX_STEM_SLOT DEMIX_PROTO_MAX_STEMS /* stems[] slot of the mix */
 
@@ -127,6 +131,7 @@ typedef struct session {
     int state;
     int failed;
     int server_error;  /* failed because of an error message */
+    double failed_at;  /* when the failure was noticed (timer) */
     char err[1024];
     int probe_only;    /* stop at ready (reading the model's sources) */
     int stem_count_req;
@@ -459,7 +464,7 @@ static void send_next(session *s)
     if (s->end_sent || s->failed)
         return;
     size_t ch = (size_t)s->channels;
-    size_t want = s->enc ? (size_t)s->chunk_frames : (size_t)s->chunk_frames;
+    size_t want = (size_t)s->chunk_frames; /* frames per message */
     if (fill_fifo(s, want))
         return;
     if (s->enc && s->reader_done) {
@@ -939,6 +944,15 @@ static void ev_timer(void *user)
     if (!s->failed && s->state != ST_SUMMARY &&
         now - s->last_rx > (double)s->o->timeout_s) {
         fail(s, "no reply from the server for %ld s", s->o->timeout_s);
+        s->failed_at = now;
+        ws_client_abort(s->ws);
+        return;
+    }
+    /* After a failure (ours or the server's error message) the close
+     * handshake gets a few seconds, then the connection is dropped. */
+    if (s->failed && s->failed_at == 0.0)
+        s->failed_at = now;
+    if (s->failed && now - s->failed_at > CLOSE_GRACE_S) {
         ws_client_abort(s->ws);
         return;
     }
@@ -1099,11 +1113,13 @@ static void print_report(session *s)
         qsort(s->lat, s->lat_n, sizeof *s->lat, cmp_double);
         double med = s->lat[s->lat_n / 2];
         double p90 = s->lat[(size_t)(0.9 * (double)(s->lat_n - 1))];
+        double max = s->lat[s->lat_n - 1];
         fprintf(stderr,
-                "demix stream: latency: announced %.1f ms (%d frames), measured "
-                "median %.1f ms, p90 %.1f ms over %zu positions%s\n",
+                "demix stream: latency: announced %.1f ms (%d frames, the "
+                "worst case), measured median %.1f ms, p90 %.1f ms, max %.1f "
+                "ms over %zu positions%s\n",
                 1000.0 * r->latency_frames / rate, r->latency_frames,
-                1000.0 * med, 1000.0 * p90, s->lat_n,
+                1000.0 * med, 1000.0 * p90, 1000.0 * max, s->lat_n,
                 s->o->realtime ? "" : " (--fast: includes queueing)");
     }
     const demix_proto_summary *m = &s->summary;

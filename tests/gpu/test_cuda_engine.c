@@ -28,8 +28,19 @@
  *   DEMIX_ENOMEM and says how many would fit.
  * - fast_sdr_music: the default (fast) mode's output over 30 s of
  *   music-like input (notes, bass, percussive bursts) has SDR >= 40 dB
- *   against the CPU engine for every source; the other fast policies and
- *   fp32 are measured and printed beside it.
+ *   against the CPU engine for every source; the other fast policies, the
+ *   split-product variant and fp32 are measured and printed beside it.
+ * - pipelined_matches_step: submit/collect (two steps in flight, the
+ *   engine's page-locked buffers and the caller's own) gives the outputs
+ *   of demix_engine_step() on a twin engine fed the same lists, to
+ *   rounding (1e-6 relative), over mixed batch sizes (in-graph-copy
+ *   buckets and larger ones) and over steps of more than one 4096-row
+ *   chunk.
+ * The variants of demix__cuda_set_variant (split LSTM products, the
+ * decoder's transposed weights, products padded to multiples of 64 or
+ * 128, the per-item gather, RMSNorm apart from the cell, the cell a unit
+ * a thread) run through
+ * stage_parity_fp32 and end_to_end_fp32 too.
  *
  * Every test but the first skips itself when no CUDA device opens.
  */
@@ -66,6 +77,40 @@ static int have_device(void)
         if (!have_device())                                                    \
             skip();                                                            \
     } while (0)
+
+/* Variant switches for the engines created next, and back to the
+ * defaults. */
+static const char *const variant_names[] = {
+    "split_rows", "fuse_norm", "gather", "dec_t", "gemm_pad", "cell_vec"};
+#define NVARIANTS (int)(sizeof variant_names / sizeof variant_names[0])
+static int variant_saved[NVARIANTS];
+
+static void set_variants3(const char *a, const char *b, const char *c)
+{
+    for (int i = 0; i < NVARIANTS; i++)
+        variant_saved[i] = demix__cuda_get_variant(variant_names[i]);
+    assert_int_equal(demix__cuda_set_variant(a), DEMIX_OK);
+    if (b)
+        assert_int_equal(demix__cuda_set_variant(b), DEMIX_OK);
+    if (c)
+        assert_int_equal(demix__cuda_set_variant(c), DEMIX_OK);
+    print_message("# variants: %s %s %s\n", a, b ? b : "", c ? c : "");
+}
+
+static void set_variants(const char *a, const char *b)
+{
+    set_variants3(a, b, NULL);
+}
+
+static void restore_variants(void)
+{
+    char text[64];
+    for (int i = 0; i < NVARIANTS; i++) {
+        snprintf(text, sizeof text, "%s=%d", variant_names[i],
+                 variant_saved[i]);
+        assert_int_equal(demix__cuda_set_variant(text), DEMIX_OK);
+    }
+}
 
 static demix_model *random_model(int D, int NB, int small, uint64_t seed)
 {
@@ -258,6 +303,28 @@ static void test_stage_parity_fp32(void **state)
     stage_parity(500, 1500, 0, 3, 3, seed + 6);
     stage_parity(24, 40, 1, 3, 4, seed + 7);
     demix__cuda_set_gemv_rows(0);
+    /* split products and the transposed decoder */
+    set_variants("split_rows=64", "dec_t=1");
+    stage_parity(500, 1500, 0, 3, 3, seed + 8);
+    stage_parity(37, 53, 0, 20, 3, seed + 9);
+    stage_parity(24, 40, 1, 3, 3, seed + 10);
+    restore_variants();
+    /* products with N and K rounded up (zero rows and columns) */
+    set_variants("gemm_pad=64", NULL);
+    stage_parity(500, 1500, 0, 3, 3, seed + 13);
+    stage_parity(37, 53, 0, 20, 3, seed + 14);
+    stage_parity(24, 40, 1, 3, 3, seed + 15);
+    restore_variants();
+    set_variants("gemm_pad=128", "dec_t=1");
+    stage_parity(37, 53, 0, 5, 3, seed + 16);
+    restore_variants();
+    /* the round-1 kernels: per-item gather, RMSNorm apart, a unit a
+     * thread in the cell, products at their own sizes */
+    set_variants3("gather=1", "fuse_norm=0", "cell_vec=0");
+    assert_int_equal(demix__cuda_set_variant("gemm_pad=0"), DEMIX_OK);
+    stage_parity(500, 1500, 0, 3, 3, seed + 11);
+    stage_parity(37, 53, 0, 5, 3, seed + 12);
+    restore_variants();
 }
 
 /* Graph replay against running the same work directly. */
@@ -364,6 +431,12 @@ static void test_end_to_end_fp32(void **state)
     demix__cuda_set_gemv_rows(8); /* the fused small-batch LSTM kernel */
     end_to_end(500, 1500, 0, 4, 100, seed + 3);
     demix__cuda_set_gemv_rows(0);
+    set_variants("split_rows=64", "dec_t=1");
+    end_to_end(500, 1500, 0, 4, 100, seed + 4);
+    restore_variants();
+    set_variants("gemm_pad=64", NULL);
+    end_to_end(500, 1500, 0, 12, 50, seed + 5);
+    restore_variants();
 }
 
 /* 8 slots in random subsets and orders, each compared with its own copy
@@ -759,14 +832,22 @@ static void test_fast_sdr_music(void **state)
          DEMIX_CUDA_POLICY_BF16_LSTM},
         {"fast tf32", DEMIX_PRECISION_FAST, DEMIX_CUDA_POLICY_TF32},
         {"fp32", DEMIX_PRECISION_FP32, -1},
+        {"fast split+dec_t", DEMIX_PRECISION_DEFAULT, -2},
+        {"fast gemm_pad=64", DEMIX_PRECISION_DEFAULT, -3},
     };
     double default_min = 0;
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         if (runs[r].policy >= 0)
             demix__cuda_set_fast_policy((demix_cuda_policy)runs[r].policy);
+        if (runs[r].policy == -2)
+            set_variants("split_rows=64", "dec_t=1");
+        if (runs[r].policy == -3)
+            set_variants("gemm_pad=64", NULL);
         demix_engine *gpu = make_engine(m, DEMIX_BACKEND_CUDA, runs[r].prec, 1);
         if (runs[r].policy >= 0)
             demix__cuda_set_fast_policy(DEMIX_CUDA_POLICY_BF16);
+        if (runs[r].policy <= -2)
+            restore_variants();
         run_signal(gpu, x, hops, H, got, out_row);
         double db[DEMIX_MAX_SOURCES], mn = 1e9;
         sdr(got, ref, hops, T, per_source, db);
@@ -788,6 +869,114 @@ static void test_fast_sdr_music(void **state)
     demix_model_destroy(m);
 }
 
+/* One engine stepped synchronously, a twin through submit/collect, the
+ * same random lists of sizes from `sizes`; returns the worst relative
+ * difference of a collected output from the synchronous one. */
+static double pipeline_vs_step(demix_model *m, demix_precision prec, int slots,
+                               const int *sizes, int nsizes, int hops,
+                               uint64_t seed)
+{
+    const demix_model_config *cfg = demix_model_get_config(m);
+    demix_engine *sync = make_engine(m, DEMIX_BACKEND_CUDA, prec, slots);
+    demix_engine *pipe = make_engine(m, DEMIX_BACKEND_CUDA, prec, slots);
+    int *ids = malloc((size_t)slots * sizeof *ids);
+    int *idp = malloc((size_t)slots * sizeof *idp);
+    int *list = malloc((size_t)slots * sizeof *list);
+    assert_true(ids && idp && list);
+    open_slots(sync, slots, ids);
+    open_slots(pipe, slots, idp);
+    const size_t in_row = (size_t)cfg->channels * cfg->hop_samples;
+    const size_t out_row = in_row * cfg->num_sources;
+    const int Q = DEMIX_ENGINE_MAX_IN_FLIGHT + 1;
+    float *in = malloc((size_t)slots * in_row * sizeof *in);
+    float *ref[DEMIX_ENGINE_MAX_IN_FLIGHT + 1];
+    int nq[DEMIX_ENGINE_MAX_IN_FLIGHT + 1];
+    for (int i = 0; i < Q; i++) {
+        ref[i] = malloc((size_t)slots * out_row * sizeof(float));
+        assert_non_null(ref[i]);
+    }
+    float *own = malloc((size_t)slots * out_row * sizeof *own);
+    assert_true(in && own);
+    uint64_t st = seed;
+    long head = 0, tail = 0;
+    double worst = 0;
+    for (int h = 0; h < hops || tail < head; h++) {
+        if (h < hops) {
+            int n = sizes[demix_test_rand(&st) % (uint64_t)nsizes];
+            for (int i = 0; i < slots; i++)
+                list[i] = i;
+            shuffle(list, slots, &st);
+            demix_test_fill_uniform(in, (size_t)n * in_row, 0.5f, &st);
+            int q = (int)(head % Q);
+            nq[q] = n;
+            step_ok(sync, n, list, in, ref[q]);
+            const float *src = in;
+            if (h % 3) { /* the engine's page-locked buffer, mostly */
+                float *buf = demix_engine_input_buffer(pipe, n);
+                assert_non_null(buf);
+                memcpy(buf, in, (size_t)n * in_row * sizeof *buf);
+                src = buf;
+            }
+            int rc = demix_engine_submit(pipe, n, list, src);
+            if (rc)
+                print_message("# submit failed: %s\n",
+                              demix_engine_last_error(pipe));
+            assert_int_equal(rc, DEMIX_OK);
+            head++;
+        }
+        while (tail < head &&
+               (demix_engine_in_flight(pipe) == DEMIX_ENGINE_MAX_IN_FLIGHT ||
+                h >= hops)) {
+            int q = (int)(tail % Q), copy = (int)(tail % 2), n = 0;
+            int rc = demix_engine_collect(pipe, copy ? own : NULL);
+            if (rc)
+                print_message("# collect failed: %s\n",
+                              demix_engine_last_error(pipe));
+            assert_int_equal(rc, DEMIX_OK);
+            const float *view = demix_engine_output(pipe, &n);
+            assert_int_equal(n, nq[q]);
+            size_t cnt = (size_t)n * out_row;
+            worst = dmax(worst, demix_test_rel_error(view, ref[q], cnt));
+            if (copy)
+                assert_memory_equal(own, view, cnt * sizeof *own);
+            tail++;
+        }
+    }
+    for (int i = 0; i < Q; i++)
+        free(ref[i]);
+    free(in);
+    free(own);
+    free(ids);
+    free(idp);
+    free(list);
+    demix_engine_destroy(sync);
+    demix_engine_destroy(pipe);
+    return worst;
+}
+
+static void test_pipelined_matches_step(void **state)
+{
+    (void)state;
+    REQUIRE_DEVICE();
+    uint64_t seed = demix_test_seed() + 70;
+    demix_model *m = random_model(500, 1500, 0, seed);
+    static const int sizes[] = {1, 2, 3, 7, 16, 33, 40};
+    double w = pipeline_vs_step(m, DEMIX_PRECISION_DEFAULT, 40, sizes, 7, 60,
+                                seed);
+    print_message("# pipelined vs step, full size, 60 steps of 1..40 rows: "
+                  "worst rel %.2e\n", w);
+    assert_true(w <= 1e-6);
+    demix_model_destroy(m);
+    /* more rows than one 4096-row chunk */
+    m = random_model(24, 40, 0, seed + 1);
+    static const int big[] = {4500, 4097, 4096, 300};
+    w = pipeline_vs_step(m, DEMIX_PRECISION_FP32, 4500, big, 4, 8, seed + 1);
+    print_message("# pipelined vs step, D=24, 8 steps of up to 4500 rows: "
+                  "worst rel %.2e\n", w);
+    assert_true(w <= 1e-6);
+    demix_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +989,7 @@ int main(void)
         cmocka_unit_test(test_pinned_and_pageable_buffers_agree),
         cmocka_unit_test(test_too_many_slots),
         cmocka_unit_test(test_fast_sdr_music),
+        cmocka_unit_test(test_pipelined_matches_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
