@@ -11,7 +11,11 @@ packages=(
   libcmocka-dev
   clang
   sndfile-programs
+  chromium
 )
+# The browser test (tests/browser) also needs node >= 20 and npm; a nodejs
+# that is already there (it may bundle npm) is kept.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

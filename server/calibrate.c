@@ -1,0 +1,137 @@
+/*
+ * calibrate.c - the start-up capacity measurement of calibrate.h.
+ *
+ * Thread context: the main thread, before the scheduler starts.
+ */
+#include "calibrate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define WARMUP 2
+#define STEPS 5
+
+typedef struct cal {
+    demix_engine *eng;
+    int C, H, T, opened, max;
+    int *slots;
+    float *in, *out;
+} cal;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median step time in ms for B streams; opens slots as needed. */
+static int measure(cal *c, int B, double *ms)
+{
+    while (c->opened < B) {
+        int rc = demix_engine_open_slot(c->eng, &c->slots[c->opened]);
+        if (rc)
+            return rc;
+        c->opened++;
+    }
+    double t[STEPS];
+    for (int i = 0; i < WARMUP + STEPS; i++) {
+        int64_t t0 = demixd_now_ns();
+        int rc = demix_engine_step(c->eng, B, c->slots, c->in, c->out);
+        if (rc)
+            return rc;
+        if (i >= WARMUP)
+            t[i - WARMUP] = (double)(demixd_now_ns() - t0) * 1e-6;
+    }
+    qsort(t, STEPS, sizeof *t, cmp_double);
+    *ms = t[STEPS / 2];
+    demixd_log(DEMIXD_LOG_DEBUG, "calibrate_point", "batch=%d step_ms=%.3f", B,
+               *ms);
+    return DEMIX_OK;
+}
+
+int demixd_calibrate(const demix_model *model, const demix_engine_options *opt,
+                     int max_slots, demixd_calibration *out, char *err,
+                     size_t err_cap)
+{
+    if (!model || !opt || !out || max_slots < 1)
+        return DEMIX_EARG;
+    memset(out, 0, sizeof *out);
+    cal c = {0};
+    demix_engine_options o = *opt;
+    int rc;
+    for (;;) {
+        o.max_slots = max_slots;
+        rc = demix_engine_create(model, &o, &c.eng, err, err_cap);
+        if (rc != DEMIX_ENOMEM || max_slots == 1)
+            break;
+        max_slots /= 2;
+    }
+    if (rc)
+        return rc;
+    const demix_model_config *cfg = demix_engine_config(c.eng);
+    c.C = cfg->channels;
+    c.H = cfg->hop_samples;
+    c.T = cfg->num_sources;
+    c.max = max_slots;
+    c.slots = calloc((size_t)max_slots, sizeof *c.slots);
+    c.in = malloc((size_t)max_slots * (size_t)(c.C * c.H) * sizeof *c.in);
+    c.out =
+        malloc((size_t)max_slots * (size_t)(c.T * c.C * c.H) * sizeof *c.out);
+    if (!c.slots || !c.in || !c.out) {
+        rc = DEMIX_ENOMEM;
+        snprintf(err, err_cap, "calibration: out of memory");
+        goto done;
+    }
+    uint32_t x = 20240227u;
+    for (size_t i = 0; i < (size_t)max_slots * (size_t)(c.C * c.H); i++) {
+        x = x * 1664525u + 1013904223u;
+        c.in[i] = (float)(x >> 8) / (float)(1u << 24) - 0.5f;
+    }
+    out->hop_ms = 1e3 * c.H / cfg->sample_rate_hz;
+
+    int lo = 0, hi = 0; /* lo fits (0: none yet), hi does not (0: none) */
+    double lo_ms = 0, ms = 0;
+    for (int B = 1;;
+         B = B * 2 > max_slots && B < max_slots ? max_slots : B * 2) {
+        if ((rc = measure(&c, B, &ms)))
+            goto engine_error;
+        if (ms <= out->hop_ms) {
+            lo = B;
+            lo_ms = ms;
+        } else {
+            hi = B;
+            break;
+        }
+        if (B >= max_slots)
+            break;
+    }
+    while (lo && hi && hi - lo > (lo / 16 > 1 ? lo / 16 : 1)) {
+        int mid = lo + (hi - lo) / 2;
+        if ((rc = measure(&c, mid, &ms)))
+            goto engine_error;
+        if (ms <= out->hop_ms) {
+            lo = mid;
+            lo_ms = ms;
+        } else {
+            hi = mid;
+        }
+    }
+    out->fits_at_one = lo > 0;
+    out->capacity = lo > 0 ? lo : 1;
+    out->step_ms = lo > 0 ? lo_ms : ms;
+    rc = DEMIX_OK;
+    goto done;
+engine_error:
+    snprintf(err, err_cap, "calibration step failed: %s",
+             demix_engine_last_error(c.eng));
+done:
+    free(c.slots);
+    free(c.in);
+    free(c.out);
+    demix_engine_destroy(c.eng);
+    return rc;
+}

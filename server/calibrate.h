@@ -1,0 +1,37 @@
+/*
+ * calibrate.h - how many sessions this engine serves in real time, measured
+ * at start-up with the real model (the default of --max-sessions).
+ *
+ * Method: an engine with max_slots slots; for B = 1, 2, 4, ... it runs
+ * WARMUP steps of B slots, then STEPS timed steps, and takes the median
+ * step time. B fits when the median is at most one hop period (H / rate).
+ * After the first B that does not fit, a bisection between it and the last
+ * that did narrows the answer to within 1/16. capacity = the largest B
+ * that fits, at least 1 (logged as a warning when even B = 1 is slower
+ * than real time). The same criterion as `demix bench`'s realtime column.
+ *
+ * Threads: the calling thread (main, at start-up); the engine it creates
+ * uses opt->pool if given, and is destroyed before returning.
+ */
+#ifndef DEMIXD_CALIBRATE_H
+#define DEMIXD_CALIBRATE_H
+
+#include <stddef.h>
+
+#include "engine.h"
+
+typedef struct demixd_calibration {
+    int capacity;    /* largest B whose step fits in a hop, >= 1 */
+    double step_ms;  /* median step time at B = capacity */
+    double hop_ms;   /* the hop period */
+    int fits_at_one; /* 0 when even one stream is slower than real time */
+} demixd_calibration;
+
+/* DEMIX_OK or the engine's status (err says why). max_slots bounds the
+ * search (the engine is created with it, halved on DEMIX_ENOMEM). */
+DEMIX_WARN_UNUSED int demixd_calibrate(const demix_model *model,
+                                       const demix_engine_options *opt,
+                                       int max_slots, demixd_calibration *out,
+                                       char *err, size_t err_cap);
+
+#endif /* DEMIXD_CALIBRATE_H */

@@ -1,0 +1,340 @@
+/*
+ * http.c - demixd's HTTP side on the one port: routing, static files of
+ * web/, GET /v1/health, GET /metrics, and the response writer shared with
+ * the file API (fileapi.c).
+ *
+ *   GET  /v1/health     200 {"status":"ok","sessions":..,"max_sessions":..,
+ *                       "capacity":..,"backend":..,"file_jobs":..,
+ *                       "max_file_jobs":..,"uptime_s":..}; 503 with status
+ *                       "shutting_down" while stopping
+ *   GET  /metrics       Prometheus text (metrics.h)
+ *   POST /v1/separate   the file API (fileapi.c)
+ *   GET  /v1/stream     without an Upgrade: 426
+ *   GET  /anything      a file under web/ (static_files.h), else 404
+ *   other methods       405
+ *
+ * Every response carries X-Content-Type-Options: nosniff and a strict
+ * Content-Security-Policy (default-src 'self'; connect-src 'self' ws: wss:;
+ * no inline script, no framing), and API responses Cache-Control: no-store.
+ *
+ * Thread context: the lws service thread.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_impl.h"
+#include "log.h"
+#include "static_files.h"
+
+#define CSP                                                                    \
+    "default-src 'self'; script-src 'self'; style-src 'self'; "                \
+    "img-src 'self' data:; media-src 'self' blob:; "                           \
+    "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; "        \
+    "frame-ancestors 'none'; form-action 'self'"
+
+/* One chunk buffer for every response: the lws thread writes one at a
+ * time, and lws copies what it cannot send at once. */
+static unsigned char chunk[LWS_PRE + HTTP_CHUNK_BYTES];
+
+static int add_header(struct lws *wsi, const char *name, const char *value,
+                      unsigned char **p, unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                       (const unsigned char *)value,
+                                       (int)strlen(value), p, end);
+}
+
+static int add_security_headers(struct lws *wsi, unsigned char **p,
+                                unsigned char *end)
+{
+    return add_header(wsi, "x-content-type-options:", "nosniff", p, end) ||
+           add_header(wsi, "content-security-policy:", CSP, p, end) ||
+           add_header(wsi, "referrer-policy:", "no-referrer", p, end) ||
+           add_header(wsi, "x-frame-options:", "DENY", p, end);
+}
+
+int demixd__http_respond(demixd_http *h, int status, const char *ctype,
+                         char *body, size_t len)
+{
+    free(h->body);
+    h->body = body;
+    h->body_len = body ? len : 0;
+    h->body_off = 0;
+    h->status = status;
+    h->ctype = ctype;
+    h->responding = 1;
+    h->headers_done = 0;
+    if (!body && !h->zip)
+        h->close_after = 1; /* out of memory: say nothing, close */
+    lws_callback_on_writable(h->wsi);
+    return 0;
+}
+
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+int demixd__http_error(demixd_http *h, int status, const char *code,
+                       const char *fmt, ...)
+{
+    char msg[256], esc[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_escape(esc, sizeof esc, msg);
+    size_t cap = strlen(esc) + strlen(code) + 64;
+    char *body = malloc(cap);
+    int n = body
+                ? snprintf(body, cap,
+                           "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+                           code, esc)
+                : 0;
+    demixd_log(status >= 500 ? DEMIXD_LOG_WARN : DEMIXD_LOG_DEBUG, "http_error",
+               "req=%s status=%d code=%s", h->id, status, code);
+    return demixd__http_respond(h, status, "application/json", body,
+                                n > 0 ? (size_t)n : 0);
+}
+
+static int health(demixd_http *h)
+{
+    demixd *d = h->d;
+    double p50, p99, bm, up;
+    uint64_t hops;
+    demixd_metrics_recent(d->metrics, &p50, &p99, &bm, &hops, &up);
+    char *body = malloc(512);
+    int n = body ? snprintf(body, 512,
+                            "{\"status\":\"%s\",\"sessions\":%d,"
+                            "\"max_sessions\":%d,\"capacity\":%d,"
+                            "\"backend\":\"%s\",\"file_jobs\":%d,"
+                            "\"max_file_jobs\":%d,\"uptime_s\":%.3f}\n",
+                            d->stopping ? "shutting_down" : "ok",
+                            demixd_sched_count(d->sched, DEMIXD_STREAM_LIVE),
+                            d->max_sessions, d->capacity, d->backend,
+                            demixd_sched_count(d->sched, DEMIXD_STREAM_FILE),
+                            d->opt.file_jobs, up)
+                 : 0;
+    return demixd__http_respond(h, d->stopping ? 503 : 200, "application/json",
+                                body, n > 0 ? (size_t)n : 0);
+}
+
+static int metrics(demixd_http *h)
+{
+    demixd *d = h->d;
+    demixd_gauges g = {
+        .sessions = demixd_sched_count(d->sched, DEMIXD_STREAM_LIVE),
+        .max_sessions = d->max_sessions,
+        .capacity = d->capacity,
+        .file_jobs = demixd_sched_count(d->sched, DEMIXD_STREAM_FILE),
+    };
+    size_t cap = 16384, len = 0;
+    for (;;) {
+        char *body = malloc(cap);
+        if (!body)
+            return demixd__http_respond(h, 500, "text/plain", NULL, 0);
+        int rc = demixd_metrics_render(d->metrics, &g, body, cap, &len);
+        if (rc == DEMIX_OK)
+            return demixd__http_respond(h, 200,
+                                        "text/plain; version=0.0.4; "
+                                        "charset=utf-8",
+                                        body, len);
+        free(body);
+        if (rc != DEMIX_ENOSPACE || cap > (1u << 20))
+            return demixd__http_respond(h, 500, "text/plain", NULL, 0);
+        cap *= 4;
+    }
+}
+
+static int static_file(demixd_http *h, const char *uri)
+{
+    demixd *d = h->d;
+    char path[PATH_MAX];
+    int st = demixd_static_resolve(d->web_root, uri, path, sizeof path);
+    if (st == 400)
+        return demixd__http_error(h, 400, "bad_path",
+                                  "The path is not allowed.");
+    if (st)
+        return demixd__http_error(h, 404, "not_found", "No such file.");
+    unsigned char hdr[1024], *p = hdr, *end = hdr + sizeof hdr;
+    if (add_security_headers(h->wsi, &p, end) ||
+        add_header(h->wsi, "cache-control:", "no-cache", &p, end))
+        return -1;
+    int n = lws_serve_http_file(h->wsi, path, demixd_static_mime(path),
+                                (const char *)hdr, (int)(p - hdr));
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(h->wsi)))
+        return -1;
+    return 0;
+}
+
+static void http_free(demixd_http *h)
+{
+    demixd__fileapi_free(h);
+    free(h->body);
+    free(h);
+}
+
+int demixd_http_request(demixd *d, struct lws *wsi, demixd_conn *c,
+                        const char *uri)
+{
+    if (c->http) { /* the previous request of a keep-alive connection */
+        http_free(c->http);
+        c->http = NULL;
+    }
+    demixd_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    h->d = d;
+    h->wsi = wsi;
+    snprintf(h->id, sizeof h->id, "h%" PRIu64, ++d->serial);
+    c->http = h;
+    char *mu;
+    int mulen;
+    int method = lws_http_get_uri_and_method(wsi, &mu, &mulen);
+    if (!uri)
+        uri = "/";
+    /* The URI as lws gives it must not hide a NUL. */
+    if (mu && mulen >= 0 && (size_t)mulen != strlen(mu))
+        return demixd__http_error(h, 400, "bad_path",
+                                  "The path is not allowed.");
+    demixd_log(DEMIXD_LOG_DEBUG, "http_request", "req=%s method=%d uri=%s",
+               h->id, method, uri);
+    if (d->stopping)
+        return demixd__http_error(h, 503, "shutting_down",
+                                  "The server is shutting down.");
+    if (!strcmp(uri, "/v1/separate")) {
+        if (method != LWSHUMETH_POST)
+            return demixd__http_error(h, 405, "method_not_allowed",
+                                      "Use POST with the audio file as the "
+                                      "body.");
+        return demixd__fileapi_begin(h);
+    }
+    if (method != LWSHUMETH_GET)
+        return demixd__http_error(h, 405, "method_not_allowed",
+                                  "Only GET here.");
+    if (!strcmp(uri, "/v1/health"))
+        return health(h);
+    if (!strcmp(uri, "/metrics"))
+        return metrics(h);
+    if (!strcmp(uri, DEMIX_PROTO_PATH))
+        return demixd__http_error(h, 426, "upgrade_required",
+                                  "This is the WebSocket endpoint: connect "
+                                  "with a WebSocket client.");
+    return static_file(h, uri);
+}
+
+int demixd_http_body(demixd_http *h, const void *in, size_t len)
+{
+    return h->upload ? demixd__fileapi_body(h, in, len) : 0;
+}
+
+int demixd_http_body_done(demixd_http *h)
+{
+    return h->upload ? demixd__fileapi_done(h) : 0;
+}
+
+int demixd_http_writeable(demixd_http *h)
+{
+    if (!h->responding)
+        return 0;
+    struct lws *wsi = h->wsi;
+    if (!h->headers_done) {
+        unsigned char *start = chunk + LWS_PRE, *p = start,
+                      *end = chunk + sizeof chunk - 1;
+        uint64_t len = h->zip ? h->zip->total_bytes : h->body_len;
+        if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->ctype,
+                                        (lws_filepos_t)len, &p, end) ||
+            add_security_headers(wsi, &p, end) ||
+            add_header(wsi, "cache-control:", "no-store", &p, end) ||
+            (h->disposition[0] && add_header(wsi, "content-disposition:",
+                                             h->disposition, &p, end)) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+            return -1;
+        h->headers_done = 1;
+        if (len == 0)
+            goto complete;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    size_t n;
+    int final;
+    if (h->zip) {
+        int st = DEMIX_OK;
+        n = demixd_zip_read(h->zip, chunk + LWS_PRE, HTTP_CHUNK_BYTES, &st);
+        if (st || (n == 0 && h->zip_sent < h->zip->total_bytes)) {
+            demixd_log(DEMIXD_LOG_ERROR, "zip_read", "req=%s", h->id);
+            return -1;
+        }
+        h->zip_sent += n;
+        final = h->zip_sent >= h->zip->total_bytes;
+    } else {
+        n = h->body_len - h->body_off;
+        if (n > HTTP_CHUNK_BYTES)
+            n = HTTP_CHUNK_BYTES;
+        memcpy(chunk + LWS_PRE, h->body + h->body_off, n);
+        h->body_off += n;
+        final = h->body_off >= h->body_len;
+    }
+    if (lws_write(wsi, chunk + LWS_PRE, n,
+                  final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        return -1;
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+complete:
+    h->responding = 0;
+    /* The request is over: give back its job, file slot and buffers now
+     * (a keep-alive connection may stay open long after). */
+    demixd__fileapi_free(h);
+    free(h->body);
+    h->body = NULL;
+    if (h->close_after)
+        return -1;
+    if (lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+void demixd_http_closed(demixd_http *h)
+{
+    http_free(h);
+}
+
+void demixd_http_wake(demixd *d)
+{
+    demixd_http *h = d->waiting;
+    while (h) {
+        demixd_http *next = h->wnext;
+        if (demixd_job_get_state(h->job) != DEMIXD_JOB_RUNNING)
+            demixd__fileapi_finished(h);
+        h = next;
+    }
+}
+
+void demixd_http_shutdown(demixd *d)
+{
+    demixd_http *h = d->waiting;
+    while (h) {
+        demixd_http *next = h->wnext;
+        demixd__fileapi_free(h); /* cancels the job, unlinks */
+        demixd__http_error(h, 503, "shutting_down",
+                           "The server is shutting down.");
+        h = next;
+    }
+}

@@ -1,0 +1,350 @@
+/*
+ * main.c - demixd: start-up, the lws service loop, and shutdown.
+ *
+ * Start-up (main thread): parse options; load the model; make the engine's
+ * thread pool; measure the real-time capacity unless --max-sessions is
+ * given (calibrate.h); create the engine with max_sessions + file_jobs
+ * slots; start the scheduler and the file workers; create the lws context
+ * on HOST:PORT and log `listening on HOST:PORT` with the bound port (so
+ * --port 0 can be used by tests); start the signal thread; serve.
+ *
+ * Signals: SIGINT and SIGTERM are blocked in every thread and taken by the
+ * signal thread with sigwait(), which sets stop_requested and wakes the
+ * lws thread, then keeps waking it every 100 ms so the shutdown deadline
+ * is checked (callbacks.c). SIGPIPE is ignored.
+ *
+ * Shutdown order: the service loop ends; d->lws is cleared under
+ * wake_lock so no other thread calls lws_cancel_service on it again; the
+ * lws context is destroyed (every connection closes, sessions release
+ * their streams); the file workers and the scheduler are joined (the
+ * scheduler closes the remaining slots); the engine, pool and model are
+ * freed. Exit status 0 after a signal, 1 on a start-up failure.
+ *
+ * Thread context: main() is the lws service thread; signal_main runs on
+ * the signal thread; demixd_wake on any thread.
+ */
+#define _XOPEN_SOURCE 700 /* realpath */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "calibrate.h"
+#include "files.h"
+#include "log.h"
+#include "server.h"
+#include "zip.h"
+
+#ifndef DEMIXD_VERSION
+#define DEMIXD_VERSION "0.0.0"
+#endif
+
+#define CALIBRATE_MAX_SLOTS 1024
+#define RX_BUFFER_BYTES 16384
+
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int main_done;
+
+void demixd_wake(demixd *d)
+{
+    if (atomic_exchange(&d->wake_pending, 1))
+        return; /* one is on its way */
+    pthread_mutex_lock(&wake_lock);
+    if (d->lws)
+        lws_cancel_service(d->lws);
+    pthread_mutex_unlock(&wake_lock);
+}
+
+static void wake_live(void *user)
+{
+    demixd_wake(user);
+}
+
+static void *signal_main(void *arg)
+{
+    demixd *d = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (atomic_load(&main_done))
+        return NULL;
+    demixd_log(DEMIXD_LOG_INFO, "signal", "signal=%s",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+    atomic_store(&d->stop_requested, 1);
+    while (!atomic_load(&main_done)) {
+        atomic_store(&d->wake_pending, 0);
+        demixd_wake(d);
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void lws_log(int level, const char *line)
+{
+    char q[512];
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)n, line);
+    demixd_log(level == LLL_ERR    ? DEMIXD_LOG_ERROR
+               : level == LLL_WARN ? DEMIXD_LOG_WARN
+                                   : DEMIXD_LOG_DEBUG,
+               "lws", "msg=\"%s\"", demixd_log_quote(tmp, q, sizeof q));
+}
+
+static struct lws_protocols protocols[] = {
+    {DEMIX_PROTO_SUBPROTOCOL, demixd_lws_callback, sizeof(demixd_conn),
+     RX_BUFFER_BYTES, 0, NULL, DEMIX_PROTO_MAX_BINARY_BYTES + 64},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static int load(demixd *d)
+{
+    char err[512];
+    if (!d->opt.model_path[0]) {
+        demixd_log(DEMIXD_LOG_ERROR, "model",
+                   "msg=\"no model given and no default found: pass --model "
+                   "PATH or set DEMIX_MODEL\"");
+        return -1;
+    }
+    if (demix_model_load(d->opt.model_path, &d->model, err, sizeof err)) {
+        char q[512];
+        demixd_log(DEMIXD_LOG_ERROR, "model", "path=%s msg=\"%s\"",
+                   d->opt.model_path, demixd_log_quote(err, q, sizeof q));
+        return -1;
+    }
+    d->cfg = demix_model_get_config(d->model);
+    d->num_sources = d->cfg->num_sources;
+    if (d->num_sources < 1 || d->num_sources > DEMIX_PROTO_MAX_STEMS) {
+        demixd_log(DEMIXD_LOG_ERROR, "model", "msg=\"%d sources\"",
+                   d->num_sources);
+        return -1;
+    }
+    for (int t = 0; t < d->num_sources; t++)
+        snprintf(d->names[t], sizeof d->names[t], "%s",
+                 d->cfg->source_names[t]);
+    demixd_log(DEMIXD_LOG_INFO, "model",
+               "path=%s name=\"%s\" rate=%d hop=%d window=%d sources=%d "
+               "parameters=%" PRId64,
+               d->opt.model_path, d->cfg->name, d->cfg->sample_rate_hz,
+               d->cfg->hop_samples, d->cfg->window_samples, d->num_sources,
+               d->cfg->parameter_count);
+    return 0;
+}
+
+static int make_engine(demixd *d)
+{
+    char err[512], q[512];
+    if (demix_threadpool_create(d->opt.threads, &d->pool)) {
+        demixd_log(DEMIXD_LOG_ERROR, "threads", "threads=%d", d->opt.threads);
+        return -1;
+    }
+    demix_engine_options eo;
+    demix_engine_options_init(&eo);
+    eo.backend = d->opt.backend;
+    eo.precision = d->opt.precision;
+    eo.threads = d->opt.threads;
+    eo.pool = d->pool;
+    if (d->opt.max_sessions > 0) {
+        d->max_sessions = d->opt.max_sessions;
+        d->capacity = d->opt.max_sessions;
+    } else {
+        demixd_calibration cal;
+        int rc = demixd_calibrate(d->model, &eo, CALIBRATE_MAX_SLOTS, &cal, err,
+                                  sizeof err);
+        if (rc) {
+            demixd_log(DEMIXD_LOG_ERROR, "calibrate", "status=%s msg=\"%s\"",
+                       demix_errname(rc), demixd_log_quote(err, q, sizeof q));
+            return -1;
+        }
+        d->capacity = cal.capacity;
+        d->max_sessions = cal.capacity;
+        demixd_log(cal.fits_at_one ? DEMIXD_LOG_INFO : DEMIXD_LOG_WARN,
+                   "calibrate",
+                   "capacity=%d step_ms=%.3f hop_ms=%.3f threads=%d%s",
+                   cal.capacity, cal.step_ms, cal.hop_ms, d->opt.threads,
+                   cal.fits_at_one ? ""
+                                   : " msg=\"even one session is slower "
+                                     "than real time\"");
+    }
+    eo.max_slots = d->max_sessions + d->opt.file_jobs;
+    err[0] = '\0';
+    int rc = demix_engine_create(d->model, &eo, &d->engine, err, sizeof err);
+    if (rc) {
+        demixd_log(DEMIXD_LOG_ERROR, "engine", "status=%s msg=\"%s\"",
+                   demix_errname(rc), demixd_log_quote(err, q, sizeof q));
+        return -1;
+    }
+    if (err[0]) /* auto fell back to the CPU */
+        demixd_log(DEMIXD_LOG_INFO, "engine_fallback", "msg=\"%s\"",
+                   demixd_log_quote(err, q, sizeof q));
+    snprintf(d->backend, sizeof d->backend, "%s",
+             demix_engine_backend_name(d->engine));
+    demixd_log(DEMIXD_LOG_INFO, "engine",
+               "backend=%s slots=%d max_sessions=%d file_jobs=%d "
+               "desc=\"%s\"",
+               d->backend, demix_engine_max_slots(d->engine), d->max_sessions,
+               d->opt.file_jobs,
+               demixd_log_quote(demix_engine_describe(d->engine), q, sizeof q));
+    return 0;
+}
+
+static void resolve_web(demixd *d)
+{
+    d->web_root[0] = '\0';
+    if (!d->opt.web_dir[0]) {
+        demixd_log(DEMIXD_LOG_WARN, "web",
+                   "msg=\"no web directory: static paths answer 404\"");
+        return;
+    }
+    if (!realpath(d->opt.web_dir, d->web_root)) {
+        demixd_log(DEMIXD_LOG_WARN, "web",
+                   "dir=%s msg=\"cannot resolve: static paths answer 404\"",
+                   d->opt.web_dir);
+        d->web_root[0] = '\0';
+        return;
+    }
+    demixd_log(DEMIXD_LOG_INFO, "web", "dir=%s", d->web_root);
+}
+
+static int start_lws(demixd *d)
+{
+    int lws_levels = LLL_ERR | LLL_WARN;
+    if (demixd_log_enabled(DEMIXD_LOG_DEBUG))
+        lws_levels |= LLL_NOTICE;
+    lws_set_log_level(lws_levels, lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = d->opt.port;
+    info.iface = d->opt.host;
+    info.protocols = protocols;
+    info.user = d;
+    info.pt_serv_buf_size = 32768;
+    info.server_string = "demixd";
+    info.timeout_secs = 30;
+    if (!strchr(d->opt.host, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    struct lws_context *ctx = lws_create_context(&info);
+    if (!ctx) {
+        demixd_log(DEMIXD_LOG_ERROR, "listen",
+                   "host=%s port=%d msg=\"cannot listen\"", d->opt.host,
+                   d->opt.port);
+        return -1;
+    }
+    pthread_mutex_lock(&wake_lock);
+    d->lws = ctx;
+    pthread_mutex_unlock(&wake_lock);
+    struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
+    d->port = vh ? lws_get_vhost_listen_port(vh) : d->opt.port;
+    if (d->port <= 0) {
+        demixd_log(DEMIXD_LOG_ERROR, "listen",
+                   "host=%s port=%d msg=\"no listening socket\"", d->opt.host,
+                   d->opt.port);
+        return -1;
+    }
+    demixd_log(DEMIXD_LOG_INFO, "listening",
+               "msg=\"listening on %s:%d\" host=%s port=%d ws=ws://%s:%d%s",
+               d->opt.host, d->port, d->opt.host, d->port, d->opt.host, d->port,
+               DEMIX_PROTO_PATH);
+    return 0;
+}
+
+static void stop_lws(demixd *d)
+{
+    pthread_mutex_lock(&wake_lock);
+    struct lws_context *ctx = d->lws;
+    d->lws = NULL;
+    pthread_mutex_unlock(&wake_lock);
+    if (ctx)
+        lws_context_destroy(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    static demixd d; /* large; zeroed */
+    int r = demixd_options_parse(argc, argv, &d.opt);
+    if (r)
+        return r > 0 ? 0 : 2;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it */
+    signal(SIGPIPE, SIG_IGN);
+    (void)demixd_crc32(0, NULL, 0); /* build the table before threads */
+    if (getrandom(&d.id_key, sizeof d.id_key, 0) != sizeof d.id_key)
+        d.id_key = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+
+    demixd_log(DEMIXD_LOG_INFO, "start", "version=%s pid=%d", DEMIXD_VERSION,
+               (int)getpid());
+    int status = 1;
+    pthread_t sig_thread;
+    int have_sig_thread = 0;
+    if (load(&d) || make_engine(&d))
+        goto out;
+    if (demixd_metrics_create(&d.metrics))
+        goto out;
+    demixd_sched_params sp = {
+        .engine = d.engine,
+        .max_live = d.max_sessions,
+        .max_file = d.opt.file_jobs,
+        .capacity = d.capacity,
+        .metrics = d.metrics,
+        .wake_live = wake_live,
+        .wake_user = &d,
+    };
+    if (demixd_sched_create(&sp, &d.sched)) {
+        demixd_log(DEMIXD_LOG_ERROR, "scheduler", "msg=\"cannot start\"");
+        goto out;
+    }
+    demixd_files_params fp = {
+        .cfg = d.cfg,
+        .sched = d.sched,
+        .metrics = d.metrics,
+        .workers = d.opt.file_jobs,
+        .max_seconds = d.opt.max_file_seconds,
+        .done = wake_live,
+        .done_user = &d,
+    };
+    if (demixd_files_create(&fp, &d.files)) {
+        demixd_log(DEMIXD_LOG_ERROR, "files", "msg=\"cannot start workers\"");
+        goto out;
+    }
+    resolve_web(&d);
+    if (start_lws(&d))
+        goto out;
+    if (pthread_create(&sig_thread, NULL, signal_main, &d) == 0)
+        have_sig_thread = 1;
+    while (!d.exit_loop)
+        if (lws_service(d.lws, 0) < 0)
+            break;
+    status = d.stopping ? 0 : 1;
+out:
+    atomic_store(&main_done, 1);
+    if (have_sig_thread) {
+        pthread_kill(sig_thread, SIGTERM); /* ends a sigwait, if any */
+        pthread_join(sig_thread, NULL);
+    }
+    stop_lws(&d);
+    demixd_files_destroy(d.files);
+    demixd_sched_destroy(d.sched);
+    demix_engine_destroy(d.engine);
+    demix_threadpool_destroy(d.pool);
+    demix_model_destroy(d.model);
+    demixd_metrics_destroy(d.metrics);
+    demixd_log(DEMIXD_LOG_INFO, "stopped", "status=%d", status);
+    return status;
+}

@@ -1,0 +1,95 @@
+/*
+ * metrics.h - the server's counters: what /metrics exports (Prometheus text
+ * format 0.0.4) and what a `stats` reply and /v1/health report.
+ *
+ *   demixd_sessions                 gauge   live WebSocket sessions
+ *   demixd_max_sessions             gauge   the session limit
+ *   demixd_capacity_sessions        gauge   measured real-time capacity
+ *   demixd_hops_total               counter session-hops stepped (live+file)
+ *   demixd_late_hops_total          counter live hops computed after their
+ *                                           real-time deadline
+ *   demixd_steps_total              counter engine steps
+ *   demixd_step_errors_total        counter failed engine steps
+ *   demixd_step_seconds             histogram engine step time
+ *   demixd_batch_size               histogram hops per step
+ *   demixd_paused_sessions{direction="input"|"output"}
+ *                                   gauge   sessions paused by flow control
+ *   demixd_file_jobs                gauge   file API jobs in progress
+ *   demixd_file_jobs_total{result=...} counter finished file API jobs
+ *   demixd_sessions_total{result=...}  counter ended sessions by outcome
+ *   demixd_uptime_seconds           gauge
+ *
+ * Usage sketch:
+ *
+ *     demixd_metrics_step(m, seconds, batch, live_hops, late_hops); // sched
+ *     demixd_metrics_recent(m, &p50_ms, &p99_ms, &batch_mean);   // stats
+ *     demixd_metrics_render(m, &gauges, buf, cap, &len);         // /metrics
+ *
+ * Threads: the scheduler records steps; the lws thread and file workers
+ * record their own counters and read. Every field is guarded by the
+ * metrics' mutex; nothing here is called on a per-hop path other than once
+ * per step.
+ */
+#ifndef DEMIXD_METRICS_H
+#define DEMIXD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "demix_error.h"
+
+typedef struct demixd_metrics demixd_metrics;
+
+/* Values owned elsewhere, passed in when rendering. */
+typedef struct demixd_gauges {
+    int sessions;
+    int max_sessions;
+    int capacity;
+    int file_jobs;
+} demixd_gauges;
+
+typedef enum demixd_session_result {
+    DEMIXD_RESULT_OK = 0,   /* ended with summary */
+    DEMIXD_RESULT_ERROR,    /* closed after an error message */
+    DEMIXD_RESULT_VANISHED, /* the client closed or disappeared */
+    DEMIXD_RESULT_REFUSED,  /* at capacity */
+    DEMIXD_RESULT_SHUTDOWN, /* ended by the server's shutdown */
+    DEMIXD_RESULT_COUNT
+} demixd_session_result;
+
+typedef enum demixd_pause_dir {
+    DEMIXD_PAUSE_INPUT = 0,  /* its socket is not read: input ring full */
+    DEMIXD_PAUSE_OUTPUT = 1, /* its hops are skipped: output backlog full */
+} demixd_pause_dir;
+
+DEMIX_WARN_UNUSED int demixd_metrics_create(demixd_metrics **out);
+void demixd_metrics_destroy(demixd_metrics *m);
+
+/* Scheduler: one step of `batch` hops took `seconds`; late of them missed
+ * their deadline. failed: the step returned an error. */
+void demixd_metrics_step(demixd_metrics *m, double seconds, int batch, int late,
+                         int failed);
+
+/* Sessions paused in one direction: +1 when one pauses, -1 when it goes on. */
+void demixd_metrics_pause(demixd_metrics *m, demixd_pause_dir dir, int delta);
+
+void demixd_metrics_session_end(demixd_metrics *m, demixd_session_result r);
+
+/* A file job finished: ok or not. */
+void demixd_metrics_file_job(demixd_metrics *m, int ok);
+
+/* Median and 99th percentile step time (ms) and mean batch over the last
+ * steps (a window of 1024), hops since start, uptime. */
+void demixd_metrics_recent(demixd_metrics *m, double *p50_ms, double *p99_ms,
+                           double *batch_mean, uint64_t *hops,
+                           double *uptime_s);
+
+/* Prometheus text into buf. DEMIX_ENOSPACE when cap is short. */
+DEMIX_WARN_UNUSED int demixd_metrics_render(demixd_metrics *m,
+                                            const demixd_gauges *g, char *buf,
+                                            size_t cap, size_t *len);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t demixd_now_ns(void);
+
+#endif /* DEMIXD_METRICS_H */

@@ -1,0 +1,49 @@
+/*
+ * options.h - demixd's command line.
+ *
+ *   demixd [--model PATH] [--backend auto|cpu|cuda] [--precision fp32|fast]
+ *          [--threads N] [--host H] [--port P] [--max-sessions N]
+ *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
+ *          [--file-jobs N] [--log-level error|warn|info|debug]
+ *
+ * Defaults are filled by demixd_options_parse: the model is $DEMIX_MODEL,
+ * else <datadir>/demixd/models/default.safetensors, else the source tree's
+ * models/default.safetensors (as `demix separate` looks); the web root is
+ * <datadir>/demixd/web, else the source tree's web/ (none: every static
+ * path is 404). Host 127.0.0.1 (0.0.0.0 or another address is opt-in),
+ * port 8080 (0: the kernel picks a free one, logged).
+ *
+ * Thread context: the main thread, before any other starts.
+ */
+#ifndef DEMIXD_OPTIONS_H
+#define DEMIXD_OPTIONS_H
+
+#include <stdio.h>
+
+#include "engine.h"
+#include "log.h"
+
+#define DEMIXD_PATH_BYTES 4096
+
+typedef struct demixd_options {
+    char model_path[DEMIXD_PATH_BYTES]; /* "" when no model was found */
+    demix_backend backend;
+    demix_precision precision;
+    int threads;      /* engine math threads, the scheduler included */
+    char host[256];   /* listen address */
+    int port;         /* 0: any free port */
+    int max_sessions; /* 0: calibrate */
+    char web_dir[DEMIXD_PATH_BYTES]; /* "" when there is none */
+    long max_file_bytes;             /* POST body limit */
+    int max_file_seconds;            /* audio duration limit of the file API */
+    int file_jobs;                   /* file API jobs running at once */
+    demixd_log_level log_level;
+} demixd_options;
+
+/* Parse argv. Returns 0 to run, 1 when --help/--version printed and the
+ * program should exit 0, -1 on a usage error (message printed). */
+int demixd_options_parse(int argc, char **argv, demixd_options *o);
+
+void demixd_options_usage(FILE *out);
+
+#endif /* DEMIXD_OPTIONS_H */

@@ -1,0 +1,456 @@
+/*
+ * session_out.c - a session's audio output: separated hops from the stream
+ * are cut to the output timeline, reduced to what the client asked for
+ * (chosen stems, or one mix with the current gains), resampled to the
+ * client rate (one resampler for all output streams, so they stay in step)
+ * and encoded into messages on the session's queue.
+ *
+ * Timeline (the same as separate_signal.c). Output hop k of the engine
+ * covers model frames [(k-1)H, kH): hop 0 is dropped; after the end, only
+ * frames below M are kept. rs_out compensates its own delay, and after
+ * its flush the output is trimmed or zero-padded to exactly the input's
+ * length N, so output position p is the separation of input position p.
+ *
+ * Message sizes. PCM: up to SESSION_PCM_MSG_FRAMES frames, whatever the
+ * resampler produced, except that before the end one frame is held back
+ * whenever a message would reach the input received so far: the stream's
+ * last frame must travel in a message that can carry the LAST flag. Opus:
+ * one packet of F = rate * frame_ms / 1000 frames per message; at the end
+ * the encoder input is padded with silence to N + pre_skip frames, rounded
+ * up to whole packets (protocol.md 8.4).
+ *
+ * Back-pressure: a new hop is taken from the stream only when ostage is
+ * drained and the queue holds at most SESSION_TXQ_LOW bytes; audio never
+ * uses the queue's last demixd__session_txq_reserve bytes (kept for
+ * control messages). A client that does not read leaves its hops in the
+ * stream's output ring, which makes the scheduler skip it (sched.c).
+ *
+ * Thread context: the lws service thread.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session_impl.h"
+
+int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
+                              char *err, size_t cap)
+{
+    int rc;
+    s->out_codec = st->output_codec;
+    s->mode = st->mode;
+    if (s->mode == DEMIX_PROTO_MODE_STEMS) {
+        s->nout = st->stem_count;
+        for (int j = 0; j < st->stem_count; j++)
+            s->out_source[j] = st->stem_source[j];
+    } else {
+        s->nout = 1;
+    }
+    for (int t = 0; t < s->T; t++)
+        s->gain[t] = st->source_gain[t];
+    const int width = s->nout * s->ch;
+    if ((rc = resampler_create(s->model_rate, s->rate, width, &s->rs_out, err,
+                               cap)))
+        return rc;
+    s->mixbuf = malloc((size_t)s->H * (size_t)width * sizeof *s->mixbuf);
+    double ratio = (double)s->rate / s->model_rate;
+    s->ostage_cap = (size_t)ceil(s->H * ratio) + 2 * RESAMPLE_BLOCK_FRAMES +
+                    (size_t)s->lag_out + 64;
+    s->ostage = malloc(s->ostage_cap * (size_t)width * sizeof *s->ostage);
+    if (!s->mixbuf || !s->ostage) {
+        snprintf(err, cap, "out of memory");
+        return DEMIX_ENOMEM;
+    }
+    if (s->out_codec == DEMIX_PROTO_CODEC_OPUS) {
+        s->opus_bitrate = st->opus_bitrate_bps;
+        s->opus_frame_ms = st->opus_frame_ms;
+        s->opus_frame_frames = s->rate / 1000 * s->opus_frame_ms;
+        for (int j = 0; j < s->nout; j++) {
+            int oe = 0;
+            s->enc[j] = opus_encoder_create(s->rate, s->ch,
+                                            OPUS_APPLICATION_AUDIO, &oe);
+            if (!s->enc[j]) {
+                snprintf(err, cap, "opus encoder: %s", opus_strerror(oe));
+                return DEMIX_ENOMEM;
+            }
+            opus_encoder_ctl(s->enc[j], OPUS_SET_BITRATE(s->opus_bitrate));
+            opus_int32 la = 0;
+            opus_encoder_ctl(s->enc[j], OPUS_GET_LOOKAHEAD(&la));
+            s->opus_pre_skip = (int)la;
+        }
+        s->opus_acc = malloc((size_t)s->nout * (size_t)s->opus_frame_frames *
+                             (size_t)s->ch * sizeof *s->opus_acc);
+        if (!s->opus_acc) {
+            snprintf(err, cap, "out of memory");
+            return DEMIX_ENOMEM;
+        }
+    }
+    return DEMIX_OK;
+}
+
+void demixd__session_out_free(demixd_session *s)
+{
+    resampler_destroy(s->rs_out);
+    s->rs_out = NULL;
+    free(s->mixbuf);
+    s->mixbuf = NULL;
+    free(s->ostage);
+    s->ostage = NULL;
+    for (int j = 0; j < DEMIX_PROTO_MAX_STEMS; j++) {
+        if (s->enc[j])
+            opus_encoder_destroy(s->enc[j]);
+        s->enc[j] = NULL;
+    }
+    free(s->opus_acc);
+    s->opus_acc = NULL;
+}
+
+/* rs_out's sink: append client-rate frames to ostage. */
+static int out_sink(void *user, const float *frames, size_t n)
+{
+    demixd_session *s = user;
+    size_t width = (size_t)(s->nout * s->ch);
+    if (s->ostage_off + s->ostage_len + n > s->ostage_cap && s->ostage_off) {
+        memmove(s->ostage, s->ostage + s->ostage_off * width,
+                s->ostage_len * width * sizeof *s->ostage);
+        s->ostage_off = 0;
+    }
+    if (s->ostage_len + n > s->ostage_cap) {
+        s->out_error = 1;
+        return DEMIX_ENOSPACE;
+    }
+    memcpy(s->ostage + (s->ostage_off + s->ostage_len) * width, frames,
+           n * width * sizeof *frames);
+    s->ostage_len += n;
+    return DEMIX_OK;
+}
+
+/* One engine output hop (T x C x H planar) -> mixbuf [keep][nout*ch]. */
+static void select_or_mix(demixd_session *s, const float *hop, int keep)
+{
+    const size_t C = (size_t)s->C, H = (size_t)s->H;
+    const int ch = s->ch;
+    const size_t stride = (size_t)(s->nout * ch);
+    if (s->mode == DEMIX_PROTO_MODE_STEMS) {
+        for (int j = 0; j < s->nout; j++) {
+            const float *src = hop + (size_t)s->out_source[j] * C * H;
+            for (int oc = 0; oc < ch; oc++) {
+                float *dst = s->mixbuf + (size_t)(j * ch + oc);
+                if ((size_t)ch == C) {
+                    const float *a = src + (size_t)oc * H;
+                    for (int i = 0; i < keep; i++)
+                        dst[(size_t)i * stride] = a[i];
+                } else if (ch == 1) { /* stereo model, mono out: mean */
+                    for (int i = 0; i < keep; i++)
+                        dst[(size_t)i * stride] =
+                            0.5f * (src[i] + src[H + (size_t)i]);
+                } else { /* mono model, stereo out */
+                    for (int i = 0; i < keep; i++)
+                        dst[(size_t)i * stride] = src[i];
+                }
+            }
+        }
+        return;
+    }
+    memset(s->mixbuf, 0, (size_t)keep * stride * sizeof *s->mixbuf);
+    for (int t = 0; t < s->T; t++) {
+        const float g = s->gain[t];
+        if (g == 0.0f)
+            continue;
+        const float *src = hop + (size_t)t * C * H;
+        for (int oc = 0; oc < ch; oc++) {
+            float *dst = s->mixbuf + oc;
+            if ((size_t)ch == C) {
+                const float *a = src + (size_t)oc * H;
+                for (int i = 0; i < keep; i++)
+                    dst[(size_t)i * stride] += g * a[i];
+            } else if (ch == 1) {
+                for (int i = 0; i < keep; i++)
+                    dst[(size_t)i * stride] +=
+                        g * 0.5f * (src[i] + src[H + (size_t)i]);
+            } else {
+                for (int i = 0; i < keep; i++)
+                    dst[(size_t)i * stride] += g * src[i];
+            }
+        }
+    }
+}
+
+static int process_hop(demixd_session *s, const float *hop)
+{
+    int64_t k = s->hops_out++;
+    if (k == 0)
+        return DEMIX_OK; /* covers [-H, 0): before the stream */
+    int64_t keep = s->H;
+    if (s->input_flushed) {
+        int64_t left = s->model_frames - (k - 1) * s->H;
+        keep = left < 0 ? 0 : left < s->H ? left : s->H;
+    }
+    if (keep == 0)
+        return DEMIX_OK;
+    select_or_mix(s, hop, (int)keep);
+    return resampler_process(s->rs_out, s->mixbuf, (size_t)keep, out_sink, s);
+}
+
+/* Every hop is in: flush rs_out, then trim or plan zero padding to N. */
+static int finalize(demixd_session *s)
+{
+    int rc = resampler_flush(s->rs_out, out_sink, s);
+    if (rc)
+        return rc;
+    int64_t N = s->in_frames;
+    int64_t total = s->out_frames + (int64_t)s->ostage_len;
+    if (total > N) {
+        int64_t cut = total - N;
+        s->ostage_len -=
+            (size_t)(cut < (int64_t)s->ostage_len ? cut
+                                                  : (int64_t)s->ostage_len);
+    }
+    s->pad_out_left = N > total ? N - total : 0;
+    s->out_final = 1;
+    return DEMIX_OK;
+}
+
+/* At the end: append planned silence into ostage as it has room. */
+static void pad_output(demixd_session *s)
+{
+    if (!s->out_final || s->pad_out_left <= 0)
+        return;
+    size_t width = (size_t)(s->nout * s->ch);
+    if (s->ostage_off) {
+        memmove(s->ostage, s->ostage + s->ostage_off * width,
+                s->ostage_len * width * sizeof *s->ostage);
+        s->ostage_off = 0;
+    }
+    size_t room = s->ostage_cap - s->ostage_len;
+    size_t k = (int64_t)room < s->pad_out_left ? room : (size_t)s->pad_out_left;
+    memset(s->ostage + s->ostage_len * width, 0, k * width * sizeof *s->ostage);
+    s->ostage_len += k;
+    s->pad_out_left -= (int64_t)k;
+}
+
+static size_t txq_free(const demixd_session *s)
+{
+    return s->txq.cap - demixd_txq_used(&s->txq);
+}
+
+static uint8_t stem_index(const demixd_session *s, int j)
+{
+    return s->mode == DEMIX_PROTO_MODE_MIX ? DEMIX_PROTO_STEM_MIX
+                                           : (uint8_t)s->out_source[j];
+}
+
+static void put_pcm(const demixd_session *s, uint8_t *p, const float *src,
+                    size_t stride, size_t n)
+{
+    const int ch = s->ch;
+    if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16) {
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++) {
+                long v = lroundf(src[i * stride + (size_t)c] * 32768.0f);
+                v = v < -32768 ? -32768 : v > 32767 ? 32767 : v;
+                uint16_t u = (uint16_t)(int16_t)v;
+                *p++ = (uint8_t)(u & 0xff);
+                *p++ = (uint8_t)(u >> 8);
+            }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++) {
+                uint32_t u;
+                memcpy(&u, &src[i * stride + (size_t)c], sizeof u);
+                *p++ = (uint8_t)(u & 0xff);
+                *p++ = (uint8_t)(u >> 8);
+                *p++ = (uint8_t)(u >> 16);
+                *p++ = (uint8_t)(u >> 24);
+            }
+    }
+}
+
+/* PCM: ostage -> messages. 1: nothing more to send now; 0: queue full. */
+static int emit_pcm(demixd_session *s)
+{
+    const size_t fb = demix_proto_frame_bytes(s->out_codec, s->ch);
+    const size_t width = (size_t)(s->nout * s->ch);
+    const size_t reserve = demixd__session_txq_reserve(s);
+    for (;;) {
+        pad_output(s);
+        int64_t avail = (int64_t)s->ostage_len;
+        int end_known = s->out_final && s->pad_out_left == 0;
+        if (!s->out_final) {
+            int64_t limit = s->in_frames - s->out_frames - 1;
+            if (limit < 0)
+                limit = 0;
+            if (avail > limit)
+                avail = limit;
+        }
+        if (avail == 0) {
+            if (end_known && s->ostage_len == 0)
+                s->last_sent = 1; /* only an empty stream gets here */
+            return 1;
+        }
+        size_t n = avail > SESSION_PCM_MSG_FRAMES ? SESSION_PCM_MSG_FRAMES
+                                                  : (size_t)avail;
+        int last = end_known && n == s->ostage_len;
+        size_t bytes = DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES + n * fb;
+        if (txq_free(s) <
+            (size_t)s->nout * demixd_txq_entry_bytes(&s->txq, bytes) + reserve)
+            return 0;
+        const float *base = s->ostage + s->ostage_off * width;
+        for (int j = 0; j < s->nout; j++) {
+            uint8_t *p = demixd_txq_reserve(&s->txq, bytes);
+            if (!p)
+                return 0; /* cannot happen after the check above */
+            demix_proto_audio_out h = {
+                .codec = s->out_codec,
+                .flags = last ? DEMIX_PROTO_FLAG_LAST : 0,
+                .stem = stem_index(s, j),
+                .seq = s->out_seq++,
+                .frames = (uint32_t)n,
+                .position = (uint64_t)s->out_frames,
+            };
+            if (demix_proto_audio_out_write_header(&h, p, bytes)) {
+                s->out_error = 1;
+                return 0;
+            }
+            put_pcm(s, p + DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES,
+                    base + (size_t)j * (size_t)s->ch, width, n);
+            demixd_txq_commit(&s->txq, DEMIXD_TXQ_BINARY, bytes);
+        }
+        s->ostage_off += n;
+        s->ostage_len -= n;
+        if (!s->ostage_len)
+            s->ostage_off = 0;
+        s->out_frames += (int64_t)n;
+        if (last)
+            s->last_sent = 1;
+    }
+}
+
+/* Opus: ostage -> one packet per output stream per F frames. */
+static int emit_opus(demixd_session *s)
+{
+    const int F = s->opus_frame_frames, ch = s->ch;
+    const size_t width = (size_t)(s->nout * ch);
+    const size_t reserve = demixd__session_txq_reserve(s);
+    const size_t max_bytes =
+        DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES + SESSION_OPUS_MAX_PACKET;
+    for (;;) {
+        pad_output(s);
+        if (s->opus_acc_len < F && s->ostage_len > 0) {
+            size_t k = (size_t)(F - s->opus_acc_len);
+            if (k > s->ostage_len)
+                k = s->ostage_len;
+            const float *src = s->ostage + s->ostage_off * width;
+            for (int j = 0; j < s->nout; j++) {
+                float *acc = s->opus_acc + (size_t)j * (size_t)F * (size_t)ch +
+                             (size_t)s->opus_acc_len * (size_t)ch;
+                for (size_t i = 0; i < k; i++)
+                    for (int c = 0; c < ch; c++)
+                        acc[i * (size_t)ch + (size_t)c] =
+                            src[i * width + (size_t)(j * ch + c)];
+            }
+            s->opus_acc_len += (int)k;
+            s->ostage_off += k;
+            s->ostage_len -= k;
+            if (!s->ostage_len)
+                s->ostage_off = 0;
+            s->out_frames += (int64_t)k;
+            continue;
+        }
+        int end_known =
+            s->out_final && s->pad_out_left == 0 && s->ostage_len == 0;
+        int64_t target = 0;
+        if (end_known) {
+            int64_t N = s->in_frames;
+            target = N == 0 ? 0 : (N + s->opus_pre_skip + F - 1) / F;
+        }
+        if (s->opus_acc_len < F) {
+            if (!end_known)
+                return 1;
+            if (s->opus_packets >= target) {
+                s->last_sent = 1;
+                return 1;
+            }
+            /* Silence past the end: the encoder's lookahead comes out. */
+            for (int j = 0; j < s->nout; j++)
+                memset(s->opus_acc + (size_t)j * (size_t)F * (size_t)ch +
+                           (size_t)s->opus_acc_len * (size_t)ch,
+                       0,
+                       (size_t)(F - s->opus_acc_len) * (size_t)ch *
+                           sizeof *s->opus_acc);
+            s->opus_acc_len = F;
+        }
+        if (txq_free(s) <
+            (size_t)s->nout * demixd_txq_entry_bytes(&s->txq, max_bytes) +
+                reserve)
+            return 0;
+        int last = end_known && s->opus_packets == target - 1;
+        for (int j = 0; j < s->nout; j++) {
+            uint8_t *p = demixd_txq_reserve(&s->txq, max_bytes);
+            if (!p)
+                return 0;
+            int nb = opus_encode_float(
+                s->enc[j], s->opus_acc + (size_t)j * (size_t)F * (size_t)ch, F,
+                p + DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES,
+                SESSION_OPUS_MAX_PACKET);
+            demix_proto_audio_out h = {
+                .codec = DEMIX_PROTO_CODEC_OPUS,
+                .flags = last ? DEMIX_PROTO_FLAG_LAST : 0,
+                .stem = stem_index(s, j),
+                .seq = s->out_seq++,
+                .frames = (uint32_t)F,
+                .position = (uint64_t)(s->opus_packets * F),
+            };
+            if (nb < 0 ||
+                demix_proto_audio_out_write_header(&h, p, max_bytes)) {
+                demixd_log(DEMIXD_LOG_ERROR, "opus_encode",
+                           "session=%s msg=\"%s\"", s->id,
+                           nb < 0 ? opus_strerror(nb) : "header");
+                s->out_error = 1;
+                return 0;
+            }
+            demixd_txq_commit(&s->txq, DEMIXD_TXQ_BINARY,
+                              DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES + (size_t)nb);
+        }
+        s->opus_packets++;
+        s->opus_acc_len = 0;
+        if (last)
+            s->last_sent = 1;
+    }
+}
+
+int demixd__session_produce(demixd_session *s)
+{
+    if (!s->stream || s->closing)
+        return 0;
+    for (;;) {
+        int drained =
+            s->out_codec == DEMIX_PROTO_CODEC_OPUS ? emit_opus(s) : emit_pcm(s);
+        if (s->out_error)
+            break;
+        if (!drained)
+            return 0;
+        if (s->out_final)
+            return s->last_sent;
+        if (demixd_txq_used(&s->txq) > SESSION_TXQ_LOW)
+            return 0;
+        if (s->input_flushed && s->hops_out >= s->hops_total) {
+            if (finalize(s))
+                break;
+            continue;
+        }
+        const float *hop = demixd_stream_out_peek(s->stream);
+        if (!hop)
+            return 0;
+        int rc = process_hop(s, hop);
+        demixd_stream_out_pop(s->stream);
+        if (rc)
+            break;
+    }
+    demixd_log(DEMIXD_LOG_ERROR, "output_failed",
+               "session=%s msg=\"output buffer or encoder failed\"", s->id);
+    demixd__session_fail(s, DEMIX_PROTO_ERR_INTERNAL, NULL,
+                         "The server failed to encode the output.");
+    return 0;
+}

@@ -1,0 +1,182 @@
+/*
+ * stream.c - the owner's side of a demixd_stream (stream.h) and its
+ * reference counting.
+ *
+ * Ring discipline (single producer, single consumer): the producer writes
+ * data into the free part of a ring without the lock, then publishes it by
+ * raising the count under the lock; the consumer reads published data and
+ * lowers the count under the lock. The mutex orders the data accesses.
+ *
+ * Thread context: the owner thread (see stream.h), except
+ * demixd__stream_unref (any thread).
+ */
+#include "stream_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "sched.h"
+
+int demixd_stream_create(const demixd_stream_params *p, demixd_stream **out)
+{
+    if (!p || !out || p->channels < 1 || p->hop_frames < 1 || p->sources < 1 ||
+        p->model_rate_hz <= 0 || p->in_frames < (size_t)p->hop_frames ||
+        p->out_hops < 1)
+        return DEMIX_EARG;
+    *out = NULL;
+    demixd_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return DEMIX_ENOMEM;
+    s->kind = p->kind;
+    s->C = p->channels;
+    s->H = p->hop_frames;
+    s->T = p->sources;
+    s->hop_ns = (int64_t)p->hop_frames * 1000000000 / p->model_rate_hz;
+    s->in_cap = p->in_frames;
+    s->out_cap = p->out_hops;
+    s->arr_cap = (int)(p->in_frames / (size_t)p->hop_frames) + 1;
+    s->notify = p->notify;
+    s->notify_user = p->notify_user;
+    s->in_ring = malloc(s->in_cap * (size_t)s->C * sizeof *s->in_ring);
+    s->out_ring = malloc((size_t)s->out_cap * (size_t)(s->T * s->C * s->H) *
+                         sizeof *s->out_ring);
+    s->arrival = malloc((size_t)s->arr_cap * sizeof *s->arrival);
+    if (!s->in_ring || !s->out_ring || !s->arrival) {
+        free(s->in_ring);
+        free(s->out_ring);
+        free(s->arrival);
+        free(s);
+        return DEMIX_ENOMEM;
+    }
+    atomic_init(&s->refs, 1);
+    pthread_mutex_init(&s->lock, NULL);
+    *out = s;
+    return DEMIX_OK;
+}
+
+void demixd__stream_unref(demixd_stream *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s->in_ring);
+    free(s->out_ring);
+    free(s->arrival);
+    free(s);
+}
+
+size_t demixd_stream_in_room(demixd_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t room = s->in_cap - s->in_count;
+    pthread_mutex_unlock(&s->lock);
+    return room;
+}
+
+/* Publish n frames already in the ring at in_head; stamp completed hops. */
+static void publish(demixd_stream *s, size_t n)
+{
+    uint64_t before = s->frames_written;
+    s->frames_written += n;
+    uint64_t hops =
+        s->frames_written / (uint64_t)s->H - before / (uint64_t)s->H;
+    int64_t now = hops ? demixd_now_ns() : 0;
+    pthread_mutex_lock(&s->lock);
+    s->in_count += n;
+    for (uint64_t h = 0; h < hops; h++) {
+        s->arrival[s->arr_head] = now;
+        s->arr_head = (s->arr_head + 1) % s->arr_cap;
+        s->arr_count++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (hops && s->sched)
+        demixd_sched_kick(s->sched);
+}
+
+int demixd_stream_in_write(demixd_stream *s, const float *frames, size_t n)
+{
+    if (n > demixd_stream_in_room(s))
+        return DEMIX_ENOSPACE;
+    size_t C = (size_t)s->C, done = 0;
+    while (done < n) {
+        size_t k = s->in_cap - s->in_head;
+        if (k > n - done)
+            k = n - done;
+        if (frames)
+            memcpy(s->in_ring + s->in_head * C, frames + done * C,
+                   k * C * sizeof *frames);
+        else
+            memset(s->in_ring + s->in_head * C, 0, k * C * sizeof(float));
+        s->in_head = (s->in_head + k) % s->in_cap;
+        done += k;
+    }
+    publish(s, n);
+    return DEMIX_OK;
+}
+
+int demixd_stream_in_zeros(demixd_stream *s, size_t n)
+{
+    return demixd_stream_in_write(s, NULL, n);
+}
+
+const float *demixd_stream_out_peek(demixd_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->out_count;
+    pthread_mutex_unlock(&s->lock);
+    if (!n)
+        return NULL;
+    return s->out_ring + (size_t)s->out_tail * (size_t)(s->T * s->C * s->H);
+}
+
+void demixd_stream_out_pop(demixd_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int was_full = s->out_count == s->out_cap;
+    if (s->out_count > 0) {
+        s->out_count--;
+        s->out_tail = (s->out_tail + 1) % s->out_cap;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (was_full && s->sched)
+        demixd_sched_kick(s->sched);
+}
+
+int demixd_stream_error(demixd_stream *s, char *msg, size_t cap)
+{
+    pthread_mutex_lock(&s->lock);
+    int status = s->status;
+    if (status && msg && cap)
+        snprintf(msg, cap, "%s", s->error);
+    pthread_mutex_unlock(&s->lock);
+    return status;
+}
+
+void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
+                            uint64_t *late_hops)
+{
+    pthread_mutex_lock(&s->lock);
+    if (hops)
+        *hops = s->hops;
+    if (late_hops)
+        *late_hops = s->late_hops;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void demixd_stream_release(demixd_stream *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->released = 1;
+    pthread_mutex_unlock(&s->lock);
+    struct demixd_sched *sched = s->sched;
+    /* Kick before dropping our reference: the scheduler holds its own, so
+     * the stream outlives this call either way. */
+    if (sched)
+        demixd_sched_kick(sched);
+    demixd__stream_unref(s);
+}

@@ -1,0 +1,112 @@
+/*
+ * stream.h - the hand-off between one engine client (a live WebSocket
+ * session or a file API job) and the scheduler: a bounded input ring of
+ * model-rate frames and a bounded output ring of separated hops, with the
+ * client's lifetime in a small state machine under one lock.
+ *
+ * Usage sketch (the owner's side; the scheduler's side is sched.c):
+ *
+ *     demixd_stream_params p = {.kind = DEMIXD_STREAM_LIVE, .channels = 2,
+ *                               .hop_frames = 512, .sources = 4, ...};
+ *     demixd_stream *st;
+ *     demixd_stream_create(&p, &st);          // at session open: all memory
+ *     demixd_sched_reserve(sched, p.kind);    // admission (BUSY at limit)
+ *     demixd_sched_submit(sched, st);         // scheduler opens a slot
+ *     ...
+ *     if (demixd_stream_in_room(st) >= n)
+ *         demixd_stream_in_write(st, frames, n);     // C-interleaved frames
+ *     const float *hop;
+ *     while ((hop = demixd_stream_out_peek(st))) {   // T x C x H planar
+ *         use(hop);
+ *         demixd_stream_out_pop(st);
+ *     }
+ *     demixd_stream_release(st);              // owner done, at any time
+ *
+ * Lifetime. A stream is reference counted: the owner holds one reference
+ * from create to release, the scheduler one from submit until it has seen
+ * the release, closed the engine slot and dropped the stream from its
+ * lists. After release the owner must not touch the stream; the scheduler
+ * never touches a released stream's slot again (it checks `released` under
+ * the stream's lock before every take and every delivery, and closes the
+ * slot on the scheduler thread, between steps). The last reference frees
+ * the memory. So a client that vanishes mid-step is safe: its output is
+ * discarded, its slot freed after the step.
+ *
+ * Flow control. in_write never grows anything: the caller checks
+ * in_room first (a session stops reading its socket when the room is too
+ * small). The scheduler takes a hop only when the output ring has a free
+ * slot, so an owner that stops popping output stops its own input.
+ *
+ * Memory: everything is allocated by create; nothing after.
+ *
+ * Threads: create, in_*, out_*, error, counters and release are called by
+ * the owner thread (the lws service thread for sessions, a file worker for
+ * jobs); the scheduler thread uses the internals (stream_impl.h). Rings are
+ * single-producer single-consumer: data moves outside the lock, the counts
+ * that publish it change under it.
+ */
+#ifndef DEMIXD_STREAM_H
+#define DEMIXD_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "demix_error.h"
+
+typedef enum demixd_stream_kind {
+    DEMIXD_STREAM_LIVE = 0, /* a WebSocket session: stepped first */
+    DEMIXD_STREAM_FILE = 1, /* a file API job: spare capacity only */
+} demixd_stream_kind;
+
+typedef struct demixd_stream demixd_stream;
+
+/* Called by the scheduler thread, without any lock held, after a step in
+ * which the stream took part, or when it failed. Must be cheap. */
+typedef void (*demixd_stream_notify_fn)(void *user);
+
+typedef struct demixd_stream_params {
+    demixd_stream_kind kind;
+    int channels;      /* C, the model's */
+    int hop_frames;    /* H */
+    int sources;       /* T */
+    int model_rate_hz; /* for real-time deadlines */
+    size_t in_frames;  /* input ring capacity, model-rate frames, >= H */
+    int out_hops;      /* output ring capacity in hops, >= 1 */
+    demixd_stream_notify_fn notify; /* FILE streams; LIVE ones use the
+                                       scheduler's wake_live */
+    void *notify_user;
+} demixd_stream_params;
+
+/* DEMIX_EARG for bad parameters, DEMIX_ENOMEM. */
+DEMIX_WARN_UNUSED int demixd_stream_create(const demixd_stream_params *p,
+                                           demixd_stream **out);
+
+/* Free frames in the input ring. */
+size_t demixd_stream_in_room(demixd_stream *s);
+
+/* Append n model-rate frames (C interleaved). DEMIX_ENOSPACE (nothing
+ * written) when n exceeds the room. Each completed hop gets its arrival
+ * time (for the late-hop measure) and wakes the scheduler. */
+DEMIX_WARN_UNUSED int demixd_stream_in_write(demixd_stream *s,
+                                             const float *frames, size_t n);
+
+/* Append n frames of silence, as in_write. */
+DEMIX_WARN_UNUSED int demixd_stream_in_zeros(demixd_stream *s, size_t n);
+
+/* The oldest separated hop (T x C x H planar, engine.h layout) or NULL.
+ * Valid until out_pop. */
+const float *demixd_stream_out_peek(demixd_stream *s);
+void demixd_stream_out_pop(demixd_stream *s);
+
+/* 0 while the stream is healthy; else the scheduler's status (e.g.
+ * DEMIX_EDEVICE) with its sentence copied into msg. */
+int demixd_stream_error(demixd_stream *s, char *msg, size_t cap);
+
+/* Hops run for this stream and, of those, late ones (LIVE only). */
+void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
+                            uint64_t *late_hops);
+
+/* The owner is done with the stream (NULL: no-op). */
+void demixd_stream_release(demixd_stream *s);
+
+#endif /* DEMIXD_STREAM_H */

@@ -1,0 +1,66 @@
+/*
+ * stream_impl.h - the inside of a demixd_stream, shared by stream.c (the
+ * owner's functions) and sched.c (the scheduler's). Not for other files.
+ *
+ * Each field says who may touch it: "immutable" (set by create or before
+ * submit), "lock" (the stream's mutex), "owner" (the owner thread only),
+ * "sched" (the scheduler thread only).
+ */
+#ifndef DEMIXD_STREAM_IMPL_H
+#define DEMIXD_STREAM_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "stream.h"
+
+struct demixd_sched;
+
+struct demixd_stream {
+    /* immutable */
+    demixd_stream_kind kind;
+    int C, H, T;
+    int64_t hop_ns;   /* one hop of real time */
+    size_t in_cap;    /* frames */
+    int out_cap;      /* hops */
+    int arr_cap;      /* arrival stamps: hops the input ring can hold + 1 */
+    float *in_ring;   /* [in_cap][C] */
+    float *out_ring;  /* [out_cap][T*C*H] */
+    int64_t *arrival; /* [arr_cap] ns */
+    demixd_stream_notify_fn notify;
+    void *notify_user;
+    struct demixd_sched *sched; /* set by submit, before sharing */
+
+    atomic_int refs;
+    pthread_mutex_t lock;
+
+    /* lock */
+    size_t in_count; /* frames published, not yet taken */
+    int arr_count;   /* stamps published */
+    int out_count;   /* hops published, not yet popped */
+    int released;    /* the owner is gone */
+    int status;      /* scheduler failure, 0 if none */
+    char error[160];
+    uint64_t hops, late_hops;
+
+    /* owner */
+    size_t in_head; /* next frame written */
+    int arr_head;
+    int out_tail; /* next hop read */
+    uint64_t frames_written;
+
+    /* sched */
+    size_t in_tail; /* next frame taken */
+    int arr_tail;
+    int out_head; /* next hop written */
+    int slot;     /* engine slot, valid when slot_open */
+    int slot_open;
+    int paused_out;      /* skipped because its output ring is full */
+    int64_t rt_base_ns;  /* real-time deadline bookkeeping */
+    int64_t deadline_ns; /* of the hop in flight */
+};
+
+/* Drop one reference; the last frees. Any thread. */
+void demixd__stream_unref(demixd_stream *s);
+
+#endif /* DEMIXD_STREAM_IMPL_H */

@@ -1,0 +1,437 @@
+/*
+ * test_server_file.c - demixd's file API: POST /v1/separate with an audio
+ * file as the body returns the stems in one ZIP (stored entries), and its
+ * limits give clear errors.
+ *
+ * The server runs an identity model at 48 kHz (every source equals the
+ * input), so each returned stem must equal the uploaded audio: same length,
+ * rate and channels, equal to 16-bit rounding. The ZIP is parsed here from
+ * its central directory (entry names, stored method, sizes, CRC-32), each
+ * WAV entry is read with libsndfile.
+ *
+ * Cases: (a) a 48 kHz stereo WAV: four stems; (b) a 44.1 kHz mono FLAC
+ * with ?stems=vocals,drums: two stems, resampled both ways (aligned: SNR);
+ * (b') format=flac and format=opus: the entries are FLAC and Ogg Opus of
+ * the right length, rate and channels (SNR against the input);
+ * (c) limits: a body over --max-file-mb gets 413; audio longer than
+ * --max-file-seconds and a body that is not audio get a 4xx with a
+ * sentence; an unknown stem gets 400; GET is not allowed.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sndfile.h>
+
+#include "server_fixture.h"
+
+#define RATE 48000
+
+static struct {
+    char dir[256];
+    char model[512];
+    server_fixture fx;
+    int started;
+    uint64_t seed;
+} g;
+
+static const char *const sources[] = {"drums", "bass", "vocals", "other"};
+
+/* ------------------------------------------------------------- ZIP */
+
+typedef struct zip_entry {
+    char name[256];
+    const uint8_t *data;
+    size_t size;
+} zip_entry;
+
+static uint32_t rd16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return rd16(p) | rd16(p + 2) << 16;
+}
+
+static uint32_t crc32_of(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+/* Parse a whole ZIP (no ZIP64): stored entries only. Returns the count. */
+static int zip_parse(const uint8_t *z, size_t n, zip_entry *out, int cap)
+{
+    assert_true(n >= 22);
+    size_t eocd = n - 22;
+    while (eocd > 0 && rd32(z + eocd) != 0x06054b50u)
+        eocd--;
+    assert_int_equal(rd32(z + eocd), 0x06054b50u);
+    int count = (int)rd16(z + eocd + 10);
+    size_t cd = rd32(z + eocd + 16);
+    assert_true(count <= cap);
+    for (int i = 0; i < count; i++) {
+        assert_true(cd + 46 <= n);
+        assert_int_equal(rd32(z + cd), 0x02014b50u);
+        uint32_t method = rd16(z + cd + 10);
+        uint32_t crc = rd32(z + cd + 16);
+        uint32_t csize = rd32(z + cd + 20), usize = rd32(z + cd + 24);
+        uint32_t nlen = rd16(z + cd + 28), elen = rd16(z + cd + 30),
+                 clen = rd16(z + cd + 32);
+        uint32_t local = rd32(z + cd + 42);
+        assert_int_equal(method, 0); /* stored */
+        assert_int_equal(csize, usize);
+        assert_true(nlen < sizeof out[i].name);
+        memcpy(out[i].name, z + cd + 46, nlen);
+        out[i].name[nlen] = '\0';
+        assert_true(local + 30 <= n);
+        assert_int_equal(rd32(z + local), 0x04034b50u);
+        size_t data = local + 30 + rd16(z + local + 26) + rd16(z + local + 28);
+        assert_true(data + csize <= n);
+        out[i].data = z + data;
+        out[i].size = csize;
+        assert_int_equal(crc32_of(out[i].data, out[i].size), crc);
+        cd += 46 + nlen + elen + clen;
+    }
+    return count;
+}
+
+/* The entry whose name ends in "<source>.<ext>" (any folder before it). */
+static const zip_entry *zip_find_ext(const zip_entry *e, int n,
+                                     const char *source, const char *ext)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%s.%s", source, ext);
+    size_t wl = strlen(want);
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(e[i].name);
+        if (l >= wl && strcmp(e[i].name + l - wl, want) == 0 &&
+            (l == wl || e[i].name[l - wl - 1] == '/'))
+            return &e[i];
+    }
+    return NULL;
+}
+
+static const zip_entry *zip_find(const zip_entry *e, int n, const char *source)
+{
+    return zip_find_ext(e, n, source, "wav");
+}
+
+/* ---------------------------------------------------------- audio */
+
+static uint8_t *file_bytes(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)len + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void write_audio(const char *path, int format, int rate, int channels,
+                        const float *x, int64_t frames)
+{
+    SF_INFO info;
+    memset(&info, 0, sizeof info);
+    info.samplerate = rate;
+    info.channels = channels;
+    info.format = format;
+    SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
+    assert_non_null(sf);
+    assert_int_equal(sf_writef_float(sf, x, frames), frames);
+    assert_int_equal(sf_close(sf), 0);
+}
+
+/* Read a WAV held in memory (written to a file first). */
+static float *read_entry(const zip_entry *e, SF_INFO *info)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/entry.bin", g.dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(e->data, 1, e->size, f), e->size);
+    fclose(f);
+    memset(info, 0, sizeof *info);
+    SNDFILE *sf = sf_open(path, SFM_READ, info);
+    if (!sf)
+        print_error("%s: %s\n", e->name, sf_strerror(NULL));
+    assert_non_null(sf);
+    float *x = malloc((size_t)(info->frames * info->channels + 1) * sizeof *x);
+    assert_non_null(x);
+    assert_int_equal(sf_readf_float(sf, x, info->frames), info->frames);
+    sf_close(sf);
+    return x;
+}
+
+static int post(const char *query, const char *type, const void *body,
+                size_t n, wst_http_response *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/separate%s", query);
+    int rc = wst_http(g.fx.port, "POST", path, type, body, n, r, FX_TIMEOUT_MS);
+    char ct[128] = "";
+    wst_http_header(r, "Content-Type", ct, sizeof ct);
+    print_message("POST %s (%zu bytes) -> %d %s, %zu bytes%s%.300s\n", path, n,
+                  r->status, ct, r->body_len,
+                  r->status >= 400 && r->body ? ": " : "",
+                  r->status >= 400 && r->body ? (const char *)r->body : "");
+    return rc;
+}
+
+/* -------------------------------------------------------------- setup */
+
+static int setup(void **state)
+{
+    (void)state;
+    g.seed = demix_test_seed();
+    const char *dir = demix_test_tmpdir();
+    if (!dir)
+        return -1;
+    snprintf(g.dir, sizeof g.dir, "%s", dir);
+    snprintf(g.model, sizeof g.model, "%s/identity48k.safetensors", g.dir);
+    if (fx_save_identity_model(g.model, RATE, g.seed))
+        return -1;
+    if (server_fixture_start(&g.fx, g.model, "--max-sessions", "4",
+                             "--max-file-mb", "1", "--max-file-seconds", "4",
+                             (const char *)NULL))
+        return -1;
+    g.started = 1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = 0;
+    if (g.started && server_fixture_stop(&g.fx) != 0) {
+        print_error("demixd did not exit 0 on SIGTERM\n");
+        rc = -1;
+    }
+    demix_test_rmtree(g.dir);
+    return rc;
+}
+
+/* ------------------------------------------------------------- tests */
+
+/* (a) */
+static void test_wav_round_trip(void **state)
+{
+    (void)state;
+    int64_t frames = 2 * RATE + 250;
+    float *x = fx_make_signal(RATE, 2, frames, g.seed);
+    char path[512];
+    snprintf(path, sizeof path, "%s/in.wav", g.dir);
+    write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, RATE, 2, x, frames);
+    free(x);
+    SF_INFO ii;
+    memset(&ii, 0, sizeof ii);
+    SNDFILE *sf = sf_open(path, SFM_READ, &ii);
+    assert_non_null(sf);
+    float *in = malloc((size_t)frames * 2 * sizeof *in);
+    assert_int_equal(sf_readf_float(sf, in, frames), frames);
+    sf_close(sf);
+
+    size_t n;
+    uint8_t *body = file_bytes(path, &n);
+    wst_http_response r;
+    assert_int_equal(post("", "audio/wav", body, n, &r), 0);
+    assert_int_equal(r.status, 200);
+    char ct[128] = "";
+    assert_int_equal(wst_http_header(&r, "Content-Type", ct, sizeof ct), 0);
+    assert_non_null(strstr(ct, "zip"));
+    zip_entry e[16];
+    int count = zip_parse(r.body, r.body_len, e, 16);
+    for (int i = 0; i < count; i++)
+        print_message("  entry %s (%zu bytes)\n", e[i].name, e[i].size);
+    for (int t = 0; t < 4; t++) {
+        const zip_entry *z = zip_find(e, count, sources[t]);
+        assert_non_null(z);
+        SF_INFO info;
+        float *y = read_entry(z, &info);
+        assert_int_equal(info.frames, frames);
+        assert_int_equal(info.samplerate, RATE);
+        assert_int_equal(info.channels, 2);
+        double m = 0;
+        for (int64_t i = 0; i < frames * 2; i++)
+            m = fmax(m, fabs((double)y[i] - in[i]));
+        print_message("%s: max |stem - input| = %.3g\n", sources[t], m);
+        assert_true(m <= 1.0 / 32768 + 1e-7);
+        free(y);
+    }
+    wst_http_response_free(&r);
+    free(body);
+    free(in);
+}
+
+/* (b) */
+static void test_flac_mono_two_stems(void **state)
+{
+    (void)state;
+    const int rate = 44100;
+    int64_t frames = rate + 4321;
+    float *x = fx_make_signal(rate, 1, frames, g.seed + 1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/in.flac", g.dir);
+    write_audio(path, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, rate, 1, x, frames);
+    size_t n;
+    uint8_t *body = file_bytes(path, &n);
+    wst_http_response r;
+    assert_int_equal(post("?stems=vocals,drums", "audio/flac", body, n, &r), 0);
+    assert_int_equal(r.status, 200);
+    zip_entry e[16];
+    int count = zip_parse(r.body, r.body_len, e, 16);
+    assert_int_equal(count, 2);
+    assert_null(zip_find(e, count, "bass"));
+    assert_null(zip_find(e, count, "other"));
+    for (int k = 0; k < 2; k++) {
+        const zip_entry *z = zip_find(e, count, k ? "drums" : "vocals");
+        assert_non_null(z);
+        SF_INFO info;
+        float *y = read_entry(z, &info);
+        assert_int_equal(info.frames, frames);
+        assert_int_equal(info.samplerate, rate);
+        assert_int_equal(info.channels, 1);
+        double sig = 0, err = 0;
+        for (int64_t i = 0; i < frames; i++) {
+            sig += (double)x[i] * x[i];
+            err += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        }
+        double snr = 10 * log10(sig / fmax(err, 1e-30));
+        print_message("%s: SNR %.1f dB against the input\n", z->name, snr);
+        assert_true(snr > 30.0);
+        free(y);
+    }
+    wst_http_response_free(&r);
+    free(body);
+    free(x);
+}
+
+/* (b') FLAC and Opus output: same stems, length, rate and channels. */
+static void test_output_formats(void **state)
+{
+    (void)state;
+    int64_t frames = RATE + 999;
+    float *x = fx_make_signal(RATE, 2, frames, g.seed + 3);
+    char path[512];
+    snprintf(path, sizeof path, "%s/fmt.wav", g.dir);
+    write_audio(path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, RATE, 2, x, frames);
+    size_t n;
+    uint8_t *body = file_bytes(path, &n);
+    const char *fmts[2] = {"flac", "opus"};
+    for (int f = 0; f < 2; f++) {
+        char q[64];
+        snprintf(q, sizeof q, "?stems=bass&format=%s", fmts[f]);
+        wst_http_response r;
+        assert_int_equal(post(q, "audio/wav", body, n, &r), 0);
+        assert_int_equal(r.status, 200);
+        zip_entry e[16];
+        int count = zip_parse(r.body, r.body_len, e, 16);
+        assert_int_equal(count, 1);
+        const zip_entry *z = zip_find_ext(e, count, "bass", fmts[f]);
+        if (!z)
+            print_error("no bass.%s entry (got %s)\n", fmts[f], e[0].name);
+        assert_non_null(z);
+        SF_INFO info;
+        float *y = read_entry(z, &info);
+        print_message("%s: %lld frames at %d Hz, %d channels\n", z->name,
+                      (long long)info.frames, info.samplerate, info.channels);
+        assert_int_equal(info.channels, 2);
+        assert_int_equal(info.samplerate, RATE);
+        assert_int_equal(info.frames, frames);
+        double sig = 0, err = 0;
+        for (int64_t i = 0; i < frames * 2; i++) {
+            sig += (double)x[i] * x[i];
+            err += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        }
+        double snr = 10 * log10(sig / fmax(err, 1e-30));
+        print_message("%s: SNR %.1f dB against the input\n", z->name, snr);
+        assert_true(snr > (f == 0 ? 80.0 : 15.0));
+        free(y);
+        wst_http_response_free(&r);
+    }
+    free(body);
+    free(x);
+}
+
+/* (c) */
+static void test_limits(void **state)
+{
+    (void)state;
+    wst_http_response r;
+    /* Over --max-file-mb 1. */
+    size_t big = (size_t)3 << 19; /* 1.5 MiB */
+    uint8_t *junk = calloc(big, 1);
+    assert_non_null(junk);
+    assert_int_equal(post("", "audio/wav", junk, big, &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_true(r.body_len > 0);
+    wst_http_response_free(&r);
+
+    /* Not audio. */
+    const char *text = "this is not an audio file";
+    assert_int_equal(post("", "audio/wav", text, strlen(text), &r), 0);
+    assert_true(r.status >= 400 && r.status < 500);
+    assert_true(r.body_len > 0);
+    wst_http_response_free(&r);
+
+    /* Longer than --max-file-seconds 4 (8 kHz mono: small enough a body). */
+    int64_t frames = 8000 * 6;
+    float *x = fx_make_signal(8000, 1, frames, g.seed + 2);
+    char path[512];
+    snprintf(path, sizeof path, "%s/long.wav", g.dir);
+    write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, x, frames);
+    free(x);
+    size_t n;
+    uint8_t *body = file_bytes(path, &n);
+    assert_true(n < ((size_t)1 << 20));
+    assert_int_equal(post("", "audio/wav", body, n, &r), 0);
+    assert_true(r.status >= 400 && r.status < 500);
+    assert_true(r.body_len > 0);
+    wst_http_response_free(&r);
+
+    /* An unknown stem. */
+    assert_int_equal(post("?stems=guitar", "audio/wav", body, n, &r), 0);
+    assert_int_equal(r.status, 400);
+    wst_http_response_free(&r);
+    free(body);
+    free(junk);
+
+    /* GET is not how it works. */
+    assert_int_equal(wst_http(g.fx.port, "GET", "/v1/separate", NULL, NULL, 0,
+                              &r, FX_TIMEOUT_MS),
+                     0);
+    print_message("GET /v1/separate -> %d\n", r.status);
+    assert_true(r.status >= 400 && r.status < 500);
+    wst_http_response_free(&r);
+
+    /* The server is still fine: a stream works. */
+    assert_true(server_fixture_alive(&g.fx));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wav_round_trip),
+        cmocka_unit_test(test_flac_mono_two_stems),
+        cmocka_unit_test(test_output_formats),
+        cmocka_unit_test(test_limits),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
