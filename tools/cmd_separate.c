@@ -33,6 +33,7 @@
 
 #include "audio_io.h"
 #include "commands.h"
+#include "out_paths.h"
 #include "engine.h"
 #include "progress.h"
 #include "separate_signal.h"
@@ -120,54 +121,6 @@ static int file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* mkdir -p. On failure err names the folder that could not be made. */
-static int make_dirs(const char *path, char *err, size_t err_cap)
-{
-    char buf[PATH_BYTES];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        snprintf(err, err_cap, "%s: path too long", path);
-        return DEMIX_EARG;
-    }
-    size_t n = strlen(buf);
-    while (n > 1 && buf[n - 1] == '/')
-        buf[--n] = '\0';
-    for (char *p = buf + 1;; p++) {
-        char c = *p;
-        if (c != '/' && c != '\0')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            snprintf(err, err_cap, "cannot create folder %s: %s", buf,
-                     strerror(errno));
-            return DEMIX_EIO;
-        }
-        if (c == '\0') {
-            struct stat st;
-            if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                snprintf(err, err_cap, "cannot create folder %s: %s", buf,
-                         stat(buf, &st) != 0 ? strerror(errno)
-                                             : "a file of that name exists");
-                return DEMIX_EIO;
-            }
-            return DEMIX_OK;
-        }
-        *p = '/';
-    }
-}
-
-/* "dir/song.take2.flac" -> "song.take2"; a leading dot is kept. */
-static void base_name(const char *path, char *out, size_t cap)
-{
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    snprintf(out, cap, "%s", name);
-    char *dot = strrchr(out, '.');
-    if (dot && dot != out)
-        *dot = '\0';
-    if (!out[0])
-        snprintf(out, cap, "output");
 }
 
 static const char *find_default_model(char *buf, size_t cap)
@@ -363,7 +316,7 @@ static int task_start(task *t, int index, const input_file *in,
         snprintf(t->err, sizeof t->err, "%s: output path too long", in->path);
         return DEMIX_EARG;
     }
-    rc = make_dirs(dir, t->err, sizeof t->err);
+    rc = out_paths_make_dirs(dir, t->err, sizeof t->err);
     if (rc)
         return rc;
     snprintf(t->dir, sizeof t->dir, "%s", dir);
@@ -537,7 +490,7 @@ int cmd_separate(int argc, char **argv)
             failed++;
             continue;
         }
-        base_name(in->path, in->name, sizeof in->name);
+        out_paths_base_name(in->path, in->name, sizeof in->name);
         int clash = -1;
         for (int j = 0; j < i && clash < 0; j++)
             if (inputs[j].usable && strcmp(inputs[j].name, in->name) == 0)
@@ -560,7 +513,7 @@ int cmd_separate(int argc, char **argv)
         free(paths);
         return 1;
     }
-    if (make_dirs(o.out_dir, err, sizeof err)) {
+    if (out_paths_make_dirs(o.out_dir, err, sizeof err)) {
         cli_error("%s", err);
         free(inputs);
         demix_model_destroy(model);

@@ -58,6 +58,7 @@
 
 #include "audio_io.h"
 #include "commands.h"
+#include "out_paths.h"
 #include "progress.h"
 #include "protocol.h"
 #include "resample.h"
@@ -252,51 +253,6 @@ static void fail(session *s, const char *fmt, ...)
     va_end(ap);
     if (s->ws && ws_client_is_open(s->ws))
         ws_client_close(s->ws, 1000, "client error");
-}
-
-static int make_dirs(const char *path, char *err, size_t err_cap)
-{
-    char buf[PATH_BYTES];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        snprintf(err, err_cap, "%.200s...: path too long", path);
-        return DEMIX_EARG;
-    }
-    size_t n = strlen(buf);
-    while (n > 1 && buf[n - 1] == '/')
-        buf[--n] = '\0';
-    for (char *p = buf + 1;; p++) {
-        char c = *p;
-        if (c != '/' && c != '\0')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            snprintf(err, err_cap, "cannot create folder %s: %s", buf,
-                     strerror(errno));
-            return DEMIX_EIO;
-        }
-        if (c == '\0') {
-            struct stat st;
-            if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                snprintf(err, err_cap, "cannot create folder %s", buf);
-                return DEMIX_EIO;
-            }
-            return DEMIX_OK;
-        }
-        *p = '/';
-    }
-}
-
-/* "dir/song.take2.flac" -> "song.take2" (as demix separate names it). */
-static void base_name(const char *path, char *out, size_t cap)
-{
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    snprintf(out, cap, "%s", name);
-    char *dot = strrchr(out, '.');
-    if (dot && dot != out)
-        *dot = '\0';
-    if (!out[0])
-        snprintf(out, cap, "output");
 }
 
 static int opus_rate_ok(int rate)
@@ -754,14 +710,14 @@ static int open_outputs(session *s)
 {
     const demix_proto_ready *r = &s->ready;
     char name[256];
-    base_name(s->o->input, name, sizeof name);
+    out_paths_base_name(s->o->input, name, sizeof name);
     if (snprintf(s->dir, sizeof s->dir, "%s/%s", s->o->out_dir, name) >=
         (int)sizeof s->dir) {
         fail(s, "output path too long");
         return -1;
     }
     char err[1024];
-    if (make_dirs(s->dir, err, sizeof err)) {
+    if (out_paths_make_dirs(s->dir, err, sizeof err)) {
         fail(s, "%s", err);
         return -1;
     }
