@@ -836,6 +836,9 @@ class Page {
       const run = this.run;
       if (!run || run.done || run.stopRequested) return;
       run.playerEnded = true;
+      // The meter ticks are rendered at frame rate and may trail the player:
+      // the end position is published here so the count is final at 'finished'.
+      app.dataset.playedFrames = String(m.position);
       if (run.summary) this.finishPlayed(run);
     }
   }
