@@ -21,6 +21,7 @@
  * model path or file; (f) --stems; (g) an --out that cannot be created.
  */
 #include "testutil.h"
+#include "audio_files.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -83,40 +84,10 @@ static float *make_signal(int rate, int channels, size_t frames)
     return x;
 }
 
-static void write_audio(const char *path, int format, int rate, int channels,
-                        const float *x, size_t frames)
-{
-    SF_INFO info;
-    memset(&info, 0, sizeof info);
-    info.samplerate = rate;
-    info.channels = channels;
-    info.format = format;
-    SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
-    assert_non_null(sf);
-    assert_int_equal(sf_writef_float(sf, x, (sf_count_t)frames), (sf_count_t)frames);
-    assert_int_equal(sf_close(sf), 0);
-}
-
-/* Read a whole file; info filled in. */
-static float *read_audio(const char *path, SF_INFO *info)
-{
-    memset(info, 0, sizeof *info);
-    SNDFILE *sf = sf_open(path, SFM_READ, info);
-    if (!sf)
-        print_error("cannot read %s: %s\n", path, sf_strerror(NULL));
-    assert_non_null(sf);
-    size_t n = (size_t)info->frames * (size_t)info->channels;
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    assert_non_null(x);
-    assert_int_equal(sf_readf_float(sf, x, info->frames), info->frames);
-    sf_close(sf);
-    return x;
-}
-
 /* The input as it reads back (16-bit files are quantised). */
 static float *read_input(const char *path, SF_INFO *info)
 {
-    return read_audio(path, info);
+    return demix_test_read_audio(path, info);
 }
 
 /* Run demix with the given arguments; stderr kept in g.stderr_text. */
@@ -149,7 +120,7 @@ static void check_output(const char *path, const float *in, const SF_INFO *in_in
                          int subtype, double min_snr_db)
 {
     SF_INFO info;
-    float *y = read_audio(path, &info);
+    float *y = demix_test_read_audio(path, &info);
     assert_int_equal(info.frames, in_info->frames);
     assert_int_equal(info.samplerate, in_info->samplerate);
     assert_int_equal(info.channels, in_info->channels);
@@ -260,7 +231,7 @@ static void test_stereo_44k_wav_through_32k_model(void **state)
     size_t frames = 3 * 44100 + 321; /* not a whole number of hops */
     float *x = make_signal(44100, 2, frames);
     snprintf(in_path, sizeof in_path, "%s/song_a.wav", g.dir);
-    write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
     free(x);
     SF_INFO in_info;
     float *in = read_input(in_path, &in_info);
@@ -282,7 +253,7 @@ static void test_stereo_44k_wav_through_32k_model(void **state)
     for (int s = 0; s < 4; s++) {
         SF_INFO info;
         stem_path(p, sizeof p, out, "song_a", sources[s]);
-        float *y = read_audio(p, &info);
+        float *y = demix_test_read_audio(p, &info);
         assert_int_equal(info.frames, in_info.frames);
         assert_int_equal(info.samplerate, 44100);
         assert_int_equal(info.channels, 2);
@@ -306,7 +277,7 @@ static void test_mono_48k_flac(void **state)
     size_t frames = 2 * 48000 + 1001;
     float *x = make_signal(48000, 1, frames);
     snprintf(in_path, sizeof in_path, "%s/song_b.flac", g.dir);
-    write_audio(in_path, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 48000, 1, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 48000, 1, x, frames);
     free(x);
     SF_INFO in_info;
     float *in = read_input(in_path, &in_info);
@@ -337,7 +308,7 @@ static void test_same_rate_is_exact(void **state)
     size_t frames = 44100 + 77;
     float *x = make_signal(44100, 2, frames);
     snprintf(in_path, sizeof in_path, "%s/song_c.wav", g.dir);
-    write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, x, frames);
     SF_INFO in_info;
     float *in = read_input(in_path, &in_info);
 
@@ -347,7 +318,7 @@ static void test_same_rate_is_exact(void **state)
     for (int s = 0; s < 4; s++) {
         SF_INFO info;
         stem_path(p, sizeof p, out, "song_c", sources[s]);
-        float *y = read_audio(p, &info);
+        float *y = demix_test_read_audio(p, &info);
         assert_int_equal(info.frames, (sf_count_t)frames);
         assert_int_equal(info.samplerate, 44100);
         assert_int_equal(info.channels, 2);
@@ -372,7 +343,7 @@ static void test_pcm16_clipping_is_reported(void **state)
     for (size_t i = 0; i < 2 * frames; i++)
         x[i] *= 3.0f; /* peaks near 2 */
     snprintf(in_path, sizeof in_path, "%s/loud.wav", g.dir);
-    write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, x, frames);
     SF_INFO in_info;
     float *in = read_input(in_path, &in_info);
 
@@ -382,7 +353,7 @@ static void test_pcm16_clipping_is_reported(void **state)
     assert_non_null(strstr(g.stderr_text, "clipped"));
     SF_INFO info;
     stem_path(p, sizeof p, out, "loud", "bass");
-    float *y = read_audio(p, &info);
+    float *y = demix_test_read_audio(p, &info);
     assert_int_equal(info.frames, (sf_count_t)frames);
     for (size_t i = 0; i < 2 * frames; i++) {
         float want = in[i] > 1.0f ? 1.0f : in[i] < -1.0f ? -1.0f : in[i];
@@ -403,8 +374,8 @@ static void test_bad_input_does_not_stop_others(void **state)
     snprintf(good1, sizeof good1, "%s/good1.wav", g.dir);
     snprintf(good2, sizeof good2, "%s/good2.wav", g.dir);
     snprintf(bad, sizeof bad, "%s/x.wav", g.dir);
-    write_audio(good1, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
-    write_audio(good2, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
+    demix_test_write_audio(good1, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
+    demix_test_write_audio(good2, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
     free(x);
     FILE *f = fopen(bad, "wb");
     assert_non_null(f);
@@ -434,7 +405,7 @@ static void test_bad_model(void **state)
     size_t frames = 4096;
     float *x = make_signal(44100, 2, frames);
     snprintf(in_path, sizeof in_path, "%s/song_e.wav", g.dir);
-    write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
     free(x);
 
     snprintf(out, sizeof out, "%s/out_e", g.dir);
@@ -464,7 +435,7 @@ static void test_stems_subset(void **state)
     size_t frames = 20000;
     float *x = make_signal(44100, 2, frames);
     snprintf(in_path, sizeof in_path, "%s/song_f.wav", g.dir);
-    write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
     free(x);
     SF_INFO in_info;
     float *in = read_input(in_path, &in_info);
@@ -498,7 +469,7 @@ static void test_unwritable_out(void **state)
     size_t frames = 4096;
     float *x = make_signal(44100, 2, frames);
     snprintf(in_path, sizeof in_path, "%s/song_g.wav", g.dir);
-    write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
     free(x);
     snprintf(blocker, sizeof blocker, "%s/blocker", g.dir);
     FILE *f = fopen(blocker, "w");

@@ -18,6 +18,7 @@
  * sentence; an unknown stem gets 400; GET is not allowed.
  */
 #include "testutil.h"
+#include "audio_files.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -145,20 +146,6 @@ static uint8_t *file_bytes(const char *path, size_t *n)
     return b;
 }
 
-static void write_audio(const char *path, int format, int rate, int channels,
-                        const float *x, int64_t frames)
-{
-    SF_INFO info;
-    memset(&info, 0, sizeof info);
-    info.samplerate = rate;
-    info.channels = channels;
-    info.format = format;
-    SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
-    assert_non_null(sf);
-    assert_int_equal(sf_writef_float(sf, x, frames), frames);
-    assert_int_equal(sf_close(sf), 0);
-}
-
 /* Read a WAV held in memory (written to a file first). */
 static float *read_entry(const zip_entry *e, SF_INFO *info)
 {
@@ -238,7 +225,7 @@ static void test_wav_round_trip(void **state)
     float *x = fx_make_signal(RATE, 2, frames, g.seed);
     char path[512];
     snprintf(path, sizeof path, "%s/in.wav", g.dir);
-    write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, RATE, 2, x, frames);
+    demix_test_write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, RATE, 2, x, frames);
     free(x);
     SF_INFO ii;
     memset(&ii, 0, sizeof ii);
@@ -289,7 +276,7 @@ static void test_flac_mono_two_stems(void **state)
     float *x = fx_make_signal(rate, 1, frames, g.seed + 1);
     char path[512];
     snprintf(path, sizeof path, "%s/in.flac", g.dir);
-    write_audio(path, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, rate, 1, x, frames);
+    demix_test_write_audio(path, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, rate, 1, x, frames);
     size_t n;
     uint8_t *body = file_bytes(path, &n);
     wst_http_response r;
@@ -331,7 +318,7 @@ static void test_output_formats(void **state)
     float *x = fx_make_signal(RATE, 2, frames, g.seed + 3);
     char path[512];
     snprintf(path, sizeof path, "%s/fmt.wav", g.dir);
-    write_audio(path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, RATE, 2, x, frames);
+    demix_test_write_audio(path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, RATE, 2, x, frames);
     size_t n;
     uint8_t *body = file_bytes(path, &n);
     const char *fmts[2] = {"flac", "opus"};
@@ -396,7 +383,7 @@ static void test_limits(void **state)
     float *x = fx_make_signal(8000, 1, frames, g.seed + 2);
     char path[512];
     snprintf(path, sizeof path, "%s/long.wav", g.dir);
-    write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, x, frames);
+    demix_test_write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, x, frames);
     free(x);
     size_t n;
     uint8_t *body = file_bytes(path, &n);

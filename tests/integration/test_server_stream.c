@@ -17,6 +17,7 @@
  * missing --url; none leaves files behind.
  */
 #include "testutil.h"
+#include "audio_files.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -60,35 +61,6 @@ static int path_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-static void write_audio(const char *path, int format, int rate, int channels,
-                        const float *x, int64_t frames)
-{
-    SF_INFO info;
-    memset(&info, 0, sizeof info);
-    info.samplerate = rate;
-    info.channels = channels;
-    info.format = format;
-    SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
-    assert_non_null(sf);
-    assert_int_equal(sf_writef_float(sf, x, frames), frames);
-    assert_int_equal(sf_close(sf), 0);
-}
-
-static float *read_audio(const char *path, SF_INFO *info)
-{
-    memset(info, 0, sizeof *info);
-    SNDFILE *sf = sf_open(path, SFM_READ, info);
-    if (!sf)
-        print_error("cannot read %s: %s\n", path, sf_strerror(NULL));
-    assert_non_null(sf);
-    size_t n = (size_t)info->frames * (size_t)info->channels;
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    assert_non_null(x);
-    assert_int_equal(sf_readf_float(sf, x, info->frames), info->frames);
-    sf_close(sf);
-    return x;
-}
-
 static int demix(const char *fmt, ...) DEMIX_PRINTF(1, 2);
 static int demix(const char *fmt, ...)
 {
@@ -123,8 +95,8 @@ static void stem_path(char *out, size_t cap, const char *dir, const char *name,
 static double compare_files(const char *a_path, const char *b_path)
 {
     SF_INFO a, b;
-    float *x = read_audio(a_path, &a);
-    float *y = read_audio(b_path, &b);
+    float *x = demix_test_read_audio(a_path, &a);
+    float *y = demix_test_read_audio(b_path, &b);
     assert_int_equal(a.frames, b.frames);
     assert_int_equal(a.samplerate, b.samplerate);
     assert_int_equal(a.channels, b.channels);
@@ -201,8 +173,8 @@ static void make_inputs(void)
     int64_t n44 = 44100 * 5 / 2 + 333, n48 = 48000 * 2 + 71;
     float *a = fx_make_signal(44100, 2, n44, g.seed + 1);
     float *b = fx_make_signal(48000, 1, n48, g.seed + 2);
-    write_audio(g.in44, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, a, n44);
-    write_audio(g.in48, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 48000, 1, b, n48);
+    demix_test_write_audio(g.in44, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, a, n44);
+    demix_test_write_audio(g.in48, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 48000, 1, b, n48);
     free(a);
     free(b);
 }
@@ -310,8 +282,8 @@ static void test_stream_opus_layout_and_alignment(void **state)
             stem_path(a, sizeof a, sep, names[f], sources[t]);
             stem_path(b, sizeof b, str, names[f], sources[t]);
             SF_INFO ia, ib;
-            float *x = read_audio(a, &ia);
-            float *y = read_audio(b, &ib);
+            float *x = demix_test_read_audio(a, &ia);
+            float *y = demix_test_read_audio(b, &ib);
             assert_int_equal(ib.frames, ia.frames);
             assert_int_equal(ib.samplerate, ia.samplerate);
             assert_int_equal(ib.channels, ia.channels);
@@ -375,7 +347,7 @@ static void test_stream_stems_and_mix(void **state)
     char mp[1024];
     snprintf(mp, sizeof mp, "%s/song44/mix.wav", mix);
     SF_INFO im;
-    float *m = read_audio(mp, &im);
+    float *m = demix_test_read_audio(mp, &im);
     const float gains[4] = {0.5f, 1.0f, 0.0f, 1.0f};
     float *want = calloc((size_t)(im.frames * im.channels), sizeof *want);
     assert_non_null(want);
@@ -383,7 +355,7 @@ static void test_stream_stems_and_mix(void **state)
         char a[1024];
         stem_path(a, sizeof a, sep, "song44", sources[t]);
         SF_INFO ia;
-        float *x = read_audio(a, &ia);
+        float *x = demix_test_read_audio(a, &ia);
         assert_int_equal(ia.frames, im.frames);
         for (int64_t i = 0; i < ia.frames * ia.channels; i++)
             want[i] += gains[t] * x[i];
@@ -553,12 +525,12 @@ static void test_stream_model_with_other_sources(void **state)
                            other.port, out, g.in44),
                      0);
     SF_INFO ii;
-    float *x = read_audio(g.in44, &ii);
+    float *x = demix_test_read_audio(g.in44, &ii);
     for (int t = 0; t < 4; t++) {
         char p[1024];
         stem_path(p, sizeof p, out, "song44", names[t]);
         SF_INFO io;
-        float *y = read_audio(p, &io);
+        float *y = demix_test_read_audio(p, &io);
         assert_int_equal(io.frames, ii.frames);
         double d = 0;
         for (int64_t i = 0; i < ii.frames * ii.channels; i++)

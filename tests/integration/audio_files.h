@@ -1,0 +1,21 @@
+/*
+ * audio_files.h - whole-file audio reads and writes for the integration
+ * tests (libsndfile), asserting success through cmocka.
+ */
+#ifndef DEMIX_TEST_AUDIO_FILES_H
+#define DEMIX_TEST_AUDIO_FILES_H
+
+#include <stdint.h>
+
+#include <sndfile.h>
+
+/* Write frames of interleaved float x as a file of the given libsndfile
+ * format (SF_FORMAT_WAV | SF_FORMAT_PCM_16, ...). */
+void demix_test_write_audio(const char *path, int format, int rate,
+                            int channels, const float *x, int64_t frames);
+
+/* Read a whole file as interleaved float (malloc'd; free() it); info is
+ * filled in. */
+float *demix_test_read_audio(const char *path, SF_INFO *info);
+
+#endif
