@@ -270,14 +270,16 @@ class HSTasNet(nn.Module):
 
     # ------------------------------------------------------- safetensors
 
-    def to_safetensors(self, path: str, metadata: dict | None = None) -> None:
-        """Write the state dict as float32 safetensors (spec names)."""
+    def to_safetensors(self, path: str, metadata: dict | None = None,
+                       dtype: torch.dtype = torch.float32) -> None:
+        """Write the state dict as safetensors (spec names), float32 or,
+        for shipping, float16 storage (the engines widen on load)."""
         meta = {"sample_rate": "44100",
                 "sources": ",".join(DEFAULT_SOURCES[:self.num_sources])}
         meta.update(metadata or {})
         sd = {k: v.detach().to("cpu", torch.float32).contiguous()
               for k, v in self.state_dict().items()}
-        save_safetensors(path, sd, meta)
+        save_safetensors(path, sd, meta, dtype)
 
     @classmethod
     def from_safetensors(cls, path: str) -> "HSTasNet":
@@ -420,9 +422,18 @@ _DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2),
            "BF16": (torch.bfloat16, 2), "F64": (torch.float64, 8)}
 
 
-def save_safetensors(path: str, tensors: dict, metadata: dict | None = None):
-    """Write float32 tensors (name -> tensor) with string metadata."""
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
+def save_safetensors(path: str, tensors: dict, metadata: dict | None = None,
+                     dtype: torch.dtype = torch.float32):
+    """Write tensors (name -> tensor) as float32 or float16 with string
+    metadata. float16 refuses values it cannot hold rather than writing
+    infinities."""
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"unsupported storage dtype {dtype}")
+    limit = torch.finfo(dtype).max
+    for k, v in tensors.items():
+        if v.numel() and float(v.detach().abs().max()) > limit:
+            raise ValueError(f"{k}: values beyond {dtype}'s range")
+    tensors = {k: v.detach().to("cpu", dtype).contiguous()
                for k, v in tensors.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     try:
@@ -437,7 +448,8 @@ def save_safetensors(path: str, tensors: dict, metadata: dict | None = None):
         header["__metadata__"] = meta
     for name, t in tensors.items():
         blob = _tensor_bytes(t)
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
+        header[name] = {"dtype": "F16" if t.dtype == torch.float16
+                        else "F32", "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
@@ -473,8 +485,9 @@ def load_safetensors(path: str):
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
+    half = t.dtype == torch.float16
     try:
-        return t.numpy().astype("<f4").tobytes()
+        return t.numpy().astype("<f2" if half else "<f4").tobytes()
     except (ImportError, RuntimeError):
         flat = t.reshape(-1).tolist()
-        return struct.pack(f"<{len(flat)}f", *flat)
+        return struct.pack(f"<{len(flat)}{'e' if half else 'f'}", *flat)

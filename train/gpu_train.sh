@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# train/gpu_train.sh - training on the lent GPU machine, in stages that fit
+# its limits (starts bare, 64 MiB carried per call, 10 min per command,
+# 30 min held; a setsid process outlives the call that starts it):
+#
+#   prepare   unpack the carried libopusfile (.carry/debs) and decode the
+#             carried Opus stems (.carry/real/<set>/, .carry/synth/) into
+#             packed int16 sets in $DATA (audio_data.py pack)
+#   smoke     10 training steps, a validation on 2 tracks, an export, and a
+#             float64 check that the exported file streams exactly as the
+#             offline form computes (reference.stream)
+#   start M   start train.py for M minutes with setsid, continuing from
+#             models/$NAME.safetensors and its .train.jsonl when they exist
+#   status    the tail of the running log
+#   collect   wait for the run to end (at most $WAIT s), then copy the model,
+#             the log, a float32 checkpoint-free export, and the curve
+#             figure to $OUT
+#
+# Usage: train/gpu_train.sh STAGE [ARG] [STAGE [ARG]...]
+# Here, once: train/gpu_train.sh fetch   (the .debs and a copy of the data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+NAME=${NAME:-hstasnet-d256-48k}
+DATA=${DATA:-/tmp/demix-data}
+RUN=${RUN:-/tmp/demix-run}
+PREFIX=/tmp/opus-prefix
+export PYTHONUNBUFFERED=1
+export DEMIX_OPUSFILE=$PREFIX/usr/lib/x86_64-linux-gnu/libopusfile.so.0
+export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+say() { printf '=== %s (%s)\n' "$*" "$(date +%T)"; }
+
+fetch() {
+  mkdir -p .carry/debs .carry/real
+  (cd .carry/debs && apt-get download libopusfile0 libopus0 libogg0)
+  cp -r ../shared/data/musdb18-7s-train ../shared/data/everything-is-remixed \
+    .carry/real/
+  du -sh .carry/*
+}
+
+prepare() {
+  say prepare
+  for f in .carry/debs/*.deb; do dpkg -x "$f" $PREFIX; done
+  mkdir -p "$DATA"
+  local set
+  for set in .carry/real/* .carry/synth; do
+    [ -d "$set" ] || continue
+    local name; name=$(basename "$set")
+    if [ -f "$DATA/$name.npy" ]; then echo "$name: already packed"; continue; fi
+    python3 train/audio_data.py "$set" "$DATA/$name" 16
+  done
+  ls -la "$DATA"
+}
+
+init_args() {
+  if [ -f "models/$NAME.safetensors" ]; then
+    echo --init "models/$NAME.safetensors" --history "models/$NAME.train.jsonl"
+  fi
+}
+
+smoke() {
+  say smoke
+  rm -rf /tmp/demix-smoke
+  python3 train/train.py --data "$DATA" --out /tmp/demix-smoke \
+    --max-steps 30 --val-tracks 2 --minutes 5 $(init_args)
+  python3 - <<'EOF'
+import sys, torch
+sys.path.insert(0, "train")
+from reference import HSTasNet, stream, load_safetensors
+m = HSTasNet.from_safetensors("/tmp/demix-smoke/model.safetensors").double()
+_, meta = load_safetensors("/tmp/demix-smoke/model.safetensors")
+x = torch.randn(2, 512 * 12, dtype=torch.float64) * 0.1
+off = m(x[None])[0]
+st = stream(m, x)
+# streaming output k covers input hop k-1: shift by one hop (model-spec.md)
+H = m.hop
+err = (st[..., H:] - off[..., :-H]).abs().max().item()
+print("export metadata:", {k: meta[k] for k in sorted(meta)})
+print(f"stream vs offline, float64, exported weights: max |err| = {err:.3e}")
+assert err < 1e-9, err
+EOF
+}
+
+start() {
+  local minutes=$1
+  say "start $minutes min"
+  mkdir -p "$RUN"
+  setsid nohup python3 train/train.py --data "$DATA" --out "$RUN" \
+    --minutes "$minutes" $(init_args) >"$RUN/train.log" 2>&1 </dev/null &
+  sleep 45
+  tail -n 20 "$RUN/train.log"
+}
+
+status() { tail -n 30 "$RUN/train.log"; }
+
+collect() {
+  say collect
+  local wait=${WAIT:-560} t=0
+  while ! grep -q '^.* done$' "$RUN/train.log" 2>/dev/null; do
+    if [ $t -ge "$wait" ]; then echo "collect: still running"; break; fi
+    sleep 10; t=$((t + 10))
+  done
+  tail -n 15 "$RUN/train.log"
+  local out=${OUT:-$ROOT/.carry/out}
+  mkdir -p "$out"
+  cp "$RUN/model.safetensors" "$out/$NAME.safetensors"
+  cp "$RUN/log.jsonl" "$out/$NAME.train.jsonl"
+  cp "$RUN/train.log" "$out/train.log"
+  python3 train/plot_curve.py "$RUN/log.jsonl" "$out/$NAME.curve.png" \
+    "$NAME: validation SDR (10 MUSDB18 excerpts + 1 song)"
+  ls -la "$out"
+}
+
+while [ $# -gt 0 ]; do
+  stage=$1; shift
+  case $stage in
+    fetch|prepare|smoke|status|collect) $stage ;;
+    start) start "$1"; shift ;;
+    *) echo "gpu_train.sh: unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
