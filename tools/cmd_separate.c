@@ -28,23 +28,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audio_io.h"
 #include "commands.h"
-#include "out_paths.h"
 #include "engine.h"
+#include "model_choice.h"
+#include "out_paths.h"
 #include "progress.h"
 #include "separate_signal.h"
-
-#ifndef DEMIX_SOURCE_MODELS_DIR
-#define DEMIX_SOURCE_MODELS_DIR "models"
-#endif
-#ifndef DEMIX_INSTALL_MODELS_DIR
-#define DEMIX_INSTALL_MODELS_DIR "/usr/local/share/demixd/models"
-#endif
-#define DEFAULT_MODEL_FILE "default.safetensors"
 
 #define READ_CHUNK_FRAMES 4096
 #define DEFAULT_JOBS 4
@@ -93,10 +85,9 @@ void cmd_separate_usage(FILE *out)
             "NAME is the input's file name without its extension. Every output has\n"
             "the input's length, sample rate and channels, aligned sample for sample.\n"
             "\n"
-            "options:\n"
-            "  -m, --model PATH     model weights (.safetensors); default: $DEMIX_MODEL,\n"
-            "                       else %s/%s,\n"
-            "                       else %s/%s\n"
+            "options:\n");
+    model_choice_usage(out);
+    fprintf(out,
             "  -b, --backend NAME   auto (default: CUDA when a GPU opens), cpu or cuda\n"
             "  -o, --out DIR        output folder (default: separated)\n"
             "      --float32        write 32-bit float WAV (default: 16-bit PCM, clipped)\n"
@@ -111,35 +102,10 @@ void cmd_separate_usage(FILE *out)
             "\n"
             "exit status: 0 when every input was separated, 1 when any failed,\n"
             "2 for a usage error.\n",
-            DEMIX_INSTALL_MODELS_DIR, DEFAULT_MODEL_FILE, DEMIX_SOURCE_MODELS_DIR,
-            DEFAULT_MODEL_FILE, cli_default_threads(), DEFAULT_JOBS);
+            cli_default_threads(), DEFAULT_JOBS);
 }
 
 /* ------------------------------------------------------------- helpers */
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static const char *find_default_model(char *buf, size_t cap)
-{
-    const char *env = getenv("DEMIX_MODEL");
-    if (env && env[0]) {
-        if (file_exists(env))
-            return env;
-        fprintf(stderr, "demix: warning: DEMIX_MODEL=%s does not exist; "
-                        "looking further\n", env);
-    }
-    snprintf(buf, cap, "%s/%s", DEMIX_INSTALL_MODELS_DIR, DEFAULT_MODEL_FILE);
-    if (file_exists(buf))
-        return buf;
-    snprintf(buf, cap, "%s/%s", DEMIX_SOURCE_MODELS_DIR, DEFAULT_MODEL_FILE);
-    if (file_exists(buf))
-        return buf;
-    return NULL;
-}
 
 /* "vocals,drums" -> bit mask over cfg->source_names. */
 static int parse_stems(const char *text, const demix_model_config *cfg,
@@ -429,29 +395,14 @@ int cmd_separate(int argc, char **argv)
     }
 
     char model_buf[PATH_BYTES];
-    const char *model_path = o.model_path;
-    if (!model_path) {
-        model_path = find_default_model(model_buf, sizeof model_buf);
-        if (!model_path) {
-            cli_error("no model given and no default model found (looked at "
-                      "$DEMIX_MODEL, %s/%s and %s/%s): pass --model PATH",
-                      DEMIX_INSTALL_MODELS_DIR, DEFAULT_MODEL_FILE,
-                      DEMIX_SOURCE_MODELS_DIR, DEFAULT_MODEL_FILE);
-            free(paths);
-            return 1;
-        }
-    }
-    char err[1024];
+    const char *model_path =
+        model_choice_path(o.model_path, model_buf, sizeof model_buf);
     demix_model *model = NULL;
-    if (demix_model_load(model_path, &model, err, sizeof err)) {
-        /* The loader's sentence usually names the path already. */
-        if (strstr(err, model_path))
-            cli_error("cannot load model: %s", err);
-        else
-            cli_error("cannot load model %s: %s", model_path, err);
+    if (!model_path || model_choice_load(model_path, &model)) {
         free(paths);
         return 1;
     }
+    char err[1024];
     const demix_model_config *cfg = demix_model_get_config(model);
 
     unsigned mask = 0;

@@ -27,6 +27,9 @@ void cmd_bench_usage(FILE *out);
 int cmd_stream(int argc, char **argv);
 void cmd_stream_usage(FILE *out);
 
+int cmd_eval(int argc, char **argv);
+void cmd_eval_usage(FILE *out);
+
 /* If argv[*i] is the option `name` ("--model"), or `alias` ("-m", may be
  * NULL), store its value and return 1: "--model X" (advancing *i past X)
  * or "--model=X". A missing value prints an error and returns -1. Else 0. */

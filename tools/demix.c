@@ -5,7 +5,8 @@
  *   demix separate ...   split audio files into stems   (cmd_separate.c)
  *   demix bench ...      engine speed and real-time capacity (cmd_bench.c)
  *   demix stream ...     a file through a demixd server  (cmd_stream.c)
- *   demix loadgen|eval   reserved for later versions
+ *   demix eval ...       SDR of a model on a data set     (cmd_eval.c)
+ *   demix loadgen        reserved for a later version
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  *
@@ -41,8 +42,8 @@ static const command commands[] = {
      cmd_stream, cmd_stream_usage},
     {"loadgen", "load-test a demixd server with many sessions (not yet)",
      NULL, NULL},
-    {"eval", "measure separation quality (SDR) on a data set (not yet)",
-     NULL, NULL},
+    {"eval", "measure separation quality (SDR) on a data set",
+     cmd_eval, cmd_eval_usage},
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 
