@@ -2,17 +2,18 @@
 track, 10 log10(sum s^2 / sum (s - s_hat)^2) over all samples and both
 channels; the median over tracks per source; the mean of the medians.
 
-A reference whose mean power is below SILENT_POWER (-80 dBFS, about the
-level of 16-bit dither) is silent in that track: its SDR says nothing about
-separation, so it is None and left out of the median. `tools/sdr.c` uses
-the same definition.
+A reference whose mean power is below SILENT_POWER (one 16-bit step, -90.3
+dBFS) is silent in that track: its SDR says nothing about separation, so it
+is None and left out of the median. `tools/sdr.c` uses the same definition
+(SDR_SILENT_MEAN_SQUARE). Logs of the first run (models/*.train.jsonl up to
+2026-12-02) used -80 dBFS; no validation reference lies between the two.
 """
 from __future__ import annotations
 
 import math
 import statistics
 
-SILENT_POWER = 1e-8   # mean square, full scale = 1.0
+SILENT_POWER = (1.0 / 32768) ** 2   # one 16-bit step (tools/sdr.h)
 
 
 def sdr(reference, estimate) -> float | None:
