@@ -14,3 +14,6 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 python3 train/make_golden.py --out "$out"
 ls -l "$out"
+# The shipped model's golden file (tests/data/<name>_golden.safetensors):
+#   python3 train/make_golden.py --model models/NAME.safetensors --hops 32 \
+#       --frames 2 --out tests/data

@@ -12,9 +12,19 @@
 #   start M   start train.py for M minutes with setsid, continuing from
 #             models/$NAME.safetensors and its .train.jsonl when they exist
 #   status    the tail of the running log
-#   collect   wait for the run to end (at most $WAIT s), then copy the model,
-#             the log, a float32 checkpoint-free export, and the curve
-#             figure to $OUT
+#   collect   wait for the run to end (at most $WAIT s), then copy the model
+#             (in 15 MB parts: $OUT returns files of at most 16 MiB), the
+#             log and the curve figure to $OUT
+#
+# The machine is given back 30 s after a call ends, and the setsid run with
+# it: keep a call in flight (status after a sleep, then collect) for the
+# whole run. One session (30 min of device time):
+#   call 1, carry .carry/real .carry/debs:   prepare smoke       (~4 min)
+#   call 2, carry .carry/synth .carry/debs:  prepare start M     (~1 min)
+#   calls:  sleep 500; status ... then WAIT=560 collect
+# with M about 21 minutes less what calls 1-2 took. The next session
+# continues from models/$NAME.safetensors (float16 weights, optimiser
+# re-warmed) and appends to models/$NAME.train.jsonl.
 #
 # Usage: train/gpu_train.sh STAGE [ARG] [STAGE [ARG]...]
 # Here, once: train/gpu_train.sh fetch   (the .debs and a copy of the data)
@@ -109,6 +119,11 @@ collect() {
   cp "$RUN/train.log" "$out/train.log"
   python3 train/plot_curve.py "$RUN/log.jsonl" "$out/$NAME.curve.png" \
     "$NAME: validation SDR (10 MUSDB18 excerpts + 1 song)"
+  # files come back from $OUT only up to 16 MiB each: split the model;
+  # here: cat NAME.safetensors.part* > models/NAME.safetensors
+  (cd "$out" && split -b 15000000 -d "$NAME.safetensors" \
+     "$NAME.safetensors.part" && rm "$NAME.safetensors" &&
+   sha256sum "$NAME".safetensors.part* >"$NAME.sha256")
   ls -la "$out"
 }
 

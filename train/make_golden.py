@@ -120,9 +120,16 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def make_pair(out_dir: str, stem: str, small: bool, seed: int, hops: int,
-              frames: int, dim: int, num_basis: int) -> bool:
+              frames: int, dim: int, num_basis: int,
+              model_file: str | None = None) -> bool:
+    """Golden pair for a tiny random model, or with model_file for that
+    existing model (the shipped one): only <stem>_golden is written."""
     t0 = time.time()
-    model = build_model(seed, small, dim, num_basis)
+    if model_file:
+        model = HSTasNet.from_safetensors(model_file)
+        small, dim, num_basis = model.small, model.dim, model.num_basis
+    else:
+        model = build_model(seed, small, dim, num_basis)
     H, C, T = model.hop, model.channels, model.num_sources
     N = hops * H
     variant = "small" if small else "full"
@@ -172,13 +179,14 @@ def make_pair(out_dir: str, stem: str, small: bool, seed: int, hops: int,
           f" (worst source); stages {errs}")
 
     # --- write the model and check it reads back
-    model_path = os.path.join(out_dir, f"{stem}.safetensors")
-    model.to_safetensors(model_path, {
-        "sample_rate": str(SAMPLE_RATE), "sources": SOURCES,
-        "name": f"{stem} ({variant} HS-TasNet, D={dim}, NB={num_basis}, "
-                f"random weights, seed {seed})",
-        "description": "golden-test model made by train/make_golden.py",
-        "license": "CC0-1.0"})
+    model_path = model_file or os.path.join(out_dir, f"{stem}.safetensors")
+    if not model_file:
+        model.to_safetensors(model_path, {
+            "sample_rate": str(SAMPLE_RATE), "sources": SOURCES,
+            "name": f"{stem} ({variant} HS-TasNet, D={dim}, NB={num_basis}, "
+                    f"random weights, seed {seed})",
+            "description": "golden-test model made by train/make_golden.py",
+            "license": "CC0-1.0"})
     back = HSTasNet.from_safetensors(model_path)
     sd0, sd1 = model.state_dict(), back.state_dict()
     same = all(torch.equal(sd0[k], sd1[k]) for k in sd0)
@@ -197,7 +205,7 @@ def make_pair(out_dir: str, stem: str, small: bool, seed: int, hops: int,
         golden[f"stage.{n}"] = st[n].float()
     golden_path = os.path.join(out_dir, f"{stem}_golden.safetensors")
     save_safetensors(golden_path, golden, {
-        "model": f"{stem}.safetensors", "frames": str(frames),
+        "model": os.path.basename(model_path), "frames": str(frames),
         "hops": str(hops), "seed": str(seed),
         "generator": "train/make_golden.py (float64 truth)",
         "license": "CC0-1.0"})
@@ -219,6 +227,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--dim", type=int, default=24)
     ap.add_argument("--num-basis", type=int, default=40)
+    ap.add_argument("--model", help="write only <name>_golden for this "
+                    "existing model file (e.g. the shipped one)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(min(8, os.cpu_count() or 1))
@@ -229,10 +239,15 @@ def main() -> int:
         print("safetensors package: absent, using reference.py's codec")
     print("torch", torch.__version__)
     ok = True
-    for stem, small, seed in (("tiny", False, args.seed),
-                              ("tiny_small", True, args.seed + 100)):
-        ok &= make_pair(args.out, stem, small, seed, args.hops, args.frames,
-                        args.dim, args.num_basis)
+    if args.model:
+        stem = os.path.basename(args.model).rsplit(".", 1)[0]
+        ok &= make_pair(args.out, stem, False, args.seed, args.hops,
+                        args.frames, 0, 0, model_file=args.model)
+    else:
+        for stem, small, seed in (("tiny", False, args.seed),
+                                  ("tiny_small", True, args.seed + 100)):
+            ok &= make_pair(args.out, stem, small, seed, args.hops,
+                            args.frames, args.dim, args.num_basis)
     print("ALL OK" if ok else "FAILED")
     return 0 if ok else 1
 

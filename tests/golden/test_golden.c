@@ -122,9 +122,15 @@ static size_t stage_size(const demix_model_config *cfg, demix_cpu_stage s)
     }
 }
 
-static void run_golden(const char *model_name, const char *golden_name,
-                       int small)
+/* What the model file of a golden pair must be. */
+typedef struct golden_model {
+    const char *file;   /* relative to tests/data */
+    int small, dim, num_basis, sample_rate_hz;
+} golden_model;
+
+static void run_golden(const golden_model *expect, const char *golden_name)
 {
+    const char *model_name = expect->file;
     char err[512] = "";
     demix_model *model = NULL;
     int rc = demix_model_load(demix_test_data_path(model_name), &model, err,
@@ -133,10 +139,10 @@ static void run_golden(const char *model_name, const char *golden_name,
         fail_msg("demix_model_load(%s): %s: %s", model_name,
                  demix_errname(rc), err);
     const demix_model_config *cfg = demix_model_get_config(model);
-    assert_int_equal(cfg->small, small);
-    assert_int_equal(cfg->dim, GOLDEN_DIM);
-    assert_int_equal(cfg->num_basis, GOLDEN_NUM_BASIS);
-    assert_int_equal(cfg->sample_rate_hz, 44100);
+    assert_int_equal(cfg->small, expect->small);
+    assert_int_equal(cfg->dim, expect->dim);
+    assert_int_equal(cfg->num_basis, expect->num_basis);
+    assert_int_equal(cfg->sample_rate_hz, expect->sample_rate_hz);
     assert_int_equal(cfg->num_sources, 4);
     assert_string_equal(cfg->source_names[0], "drums");
     assert_string_equal(cfg->source_names[3], "other");
@@ -286,13 +292,29 @@ static void run_golden(const char *model_name, const char *golden_name,
 static void test_full_model_matches_reference(void **state)
 {
     (void)state;
-    run_golden("tiny.safetensors", "tiny_golden.safetensors", 0);
+    const golden_model m = {"tiny.safetensors", 0, GOLDEN_DIM,
+                            GOLDEN_NUM_BASIS, 44100};
+    run_golden(&m, "tiny_golden.safetensors");
 }
 
 static void test_small_model_matches_reference(void **state)
 {
     (void)state;
-    run_golden("tiny_small.safetensors", "tiny_small_golden.safetensors", 1);
+    const golden_model m = {"tiny_small.safetensors", 1, GOLDEN_DIM,
+                            GOLDEN_NUM_BASIS, 44100};
+    run_golden(&m, "tiny_small_golden.safetensors");
+}
+
+/* The shipped model (models/, trained weights in float16 storage): its
+ * golden file was computed in float64 from the widened weights by
+ * `train/make_golden.py --model models/hstasnet-d256-48k.safetensors
+ * --hops 32 --frames 2`. */
+static void test_shipped_model_matches_reference(void **state)
+{
+    (void)state;
+    const golden_model m = {"../../models/hstasnet-d256-48k.safetensors", 0,
+                            256, 512, 48000};
+    run_golden(&m, "hstasnet-d256-48k_golden.safetensors");
 }
 
 int main(void)
@@ -300,6 +322,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_model_matches_reference),
         cmocka_unit_test(test_small_model_matches_reference),
+        cmocka_unit_test(test_shipped_model_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
