@@ -3,10 +3,12 @@
 # its limits (starts bare, 64 MiB carried per call, 10 min per command,
 # 30 min held; a setsid process outlives the call that starts it):
 #
-#   prepare   unpack the carried libopusfile (.carry/debs) and decode the
-#             carried Opus stems (.carry/real/<set>/, .carry/synth/) into
-#             packed int16 sets in $DATA (audio_data.py pack)
-#   smoke     10 training steps, a validation on 2 tracks, an export, and a
+#   stash     copy what this call carried of the Opus stems (.carry/real/
+#             <set>/<track>/, .carry/synth/) to $SRC outside the tree
+#   prepare   unpack the carried libopusfile (.carry/debs) and decode every
+#             set gathered in $SRC into packed int16 sets in $DATA
+#             (audio_data.py pack); run it once all parts are stashed
+#   smoke     30 training steps, a validation on 2 tracks, an export, and a
 #             float64 check that the exported file streams exactly as the
 #             offline form computes (reference.stream)
 #   start M   start train.py for M minutes with setsid, continuing from
@@ -18,9 +20,14 @@
 #
 # The machine is given back 30 s after a call ends, and the setsid run with
 # it: keep a call in flight (status after a sleep, then collect) for the
-# whole run. One session (30 min of device time):
-#   call 1, carry .carry/real .carry/debs:   prepare smoke       (~4 min)
-#   call 2, carry .carry/synth .carry/debs:  prepare start M     (~1 min)
+# whole run. The tree itself is 40 MB (the shipped model), so the 60 MB of
+# stems travel in three calls of at most 64 MiB each. One session (30 min
+# of device time):
+#   call 1, carry .carry/debs .carry/real/musdb18-7s-train
+#           .carry/real/everything-is-remixed/caesium:           stash
+#   call 2, carry .carry/real/everything-is-remixed/{hydrogen,lithium,
+#           potassium,rubidium}:                                  stash
+#   call 3, carry .carry/synth .carry/debs:  stash prepare smoke start M
 #   calls:  sleep 500; status ... then WAIT=560 collect
 # with M about 21 minutes less what calls 1-2 took. The next session
 # continues from models/$NAME.safetensors (float16 weights, optimiser
@@ -33,6 +40,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 NAME=${NAME:-hstasnet-d256-48k}
 DATA=${DATA:-/tmp/demix-data}
+SRC=${SRC:-/tmp/demix-src}
 RUN=${RUN:-/tmp/demix-run}
 PREFIX=/tmp/opus-prefix
 export PYTHONUNBUFFERED=1
@@ -49,12 +57,22 @@ fetch() {
   du -sh .carry/*
 }
 
+stash() {
+  # the carried Opus files, possibly over several calls, gathered outside
+  # the tree (/tmp survives between calls while the machine is held)
+  say stash
+  mkdir -p "$SRC"
+  [ -d .carry/real ] && cp -r .carry/real/. "$SRC/"
+  [ -d .carry/synth ] && cp -r .carry/synth "$SRC/"
+  du -sh "$SRC"/* || true
+}
+
 prepare() {
   say prepare
   for f in .carry/debs/*.deb; do dpkg -x "$f" $PREFIX; done
   mkdir -p "$DATA"
   local set
-  for set in .carry/real/* .carry/synth; do
+  for set in "$SRC"/*; do
     [ -d "$set" ] || continue
     local name; name=$(basename "$set")
     if [ -f "$DATA/$name.npy" ]; then echo "$name: already packed"; continue; fi
@@ -130,7 +148,7 @@ collect() {
 while [ $# -gt 0 ]; do
   stage=$1; shift
   case $stage in
-    fetch|prepare|smoke|status|collect) $stage ;;
+    fetch|stash|prepare|smoke|status|collect) $stage ;;
     start) start "$1"; shift ;;
     *) echo "gpu_train.sh: unknown stage $stage" >&2; exit 2 ;;
   esac
