@@ -1,6 +1,6 @@
 // page_test.mjs - browser test of web/ (ctest label browser, run by
 // run.sh): demixd on 127.0.0.1 with a free port, the CPU engine and
-// tests/data/tiny.safetensors; Debian's chromium headless through
+// tests/data/tiny.safetensors (or $DEMIX_TEST_MODEL); Debian's chromium headless through
 // playwright-core. Steps, each waiting on conditions the page exposes in
 // the DOM (never on sleeps):
 //   1. the page loads with demixd's strict CSP, four mixer strips;
@@ -78,10 +78,14 @@ process.on('exit', () => {
 });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(1));
 
+// DEMIX_TEST_MODEL runs the same steps on other weights (by hand: the
+// shipped model, models/default.safetensors); CI uses the tiny test model.
+const modelPath = process.env.DEMIX_TEST_MODEL || path.join(dataDir, 'tiny.safetensors');
+
 class Server {
   constructor(port) {
     this.log = path.join(artifacts, `demixd-${++serverCount}.log`);
-    const args = ['--model', path.join(dataDir, 'tiny.safetensors'), '--backend', 'cpu', '--threads', '1',
+    const args = ['--model', modelPath, '--backend', 'cpu', '--threads', '1',
       '--host', '127.0.0.1', '--port', String(port), '--web', webDir, '--max-sessions', '8'];
     this.proc = spawn(demixdBin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     liveServers.add(this);
