@@ -4,12 +4,18 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 char *mkdtemp(char *template);
 
@@ -109,4 +115,31 @@ int demix_test_system(const char *fmt, ...)
     if (st == -1 || !WIFEXITED(st))
         return -1;
     return WEXITSTATUS(st);
+}
+
+/* Whole file into buf (NUL-terminated, truncated); empty when unreadable. */
+static void read_text_file(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+int demix_test_run_tool(const char *bin, const char *args, const char *dir,
+                        char *out, size_t out_cap, char *err, size_t err_cap)
+{
+    char out_path[1024], err_path[1024];
+    snprintf(out_path, sizeof out_path, "%s/stdout.txt", dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr.txt", dir);
+    int rc = demix_test_system("'%s' %s >'%s' 2>'%s'", bin, args,
+                               out ? out_path : "/dev/null", err_path);
+    if (out)
+        read_text_file(out_path, out, out_cap);
+    read_text_file(err_path, err, err_cap);
+    print_message("$ %s %s -> %d\n%s%s", bin, args, rc, out ? out : "", err);
+    return rc;
 }

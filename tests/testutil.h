@@ -39,4 +39,12 @@ void demix_test_rmtree(const char *path);
 /* Run a shell command, return its exit status (or -1). */
 int demix_test_system(const char *fmt, ...);
 
+/* Run the program `bin` with the shell-quoted argument string `args`,
+ * standard output and error going to files in `dir` and read back into
+ * out / err (truncated to their capacity; out may be NULL to discard it).
+ * Prints the command, status and output as cmocka messages; returns the
+ * exit status (or -1). */
+int demix_test_run_tool(const char *bin, const char *args, const char *dir,
+                        char *out, size_t out_cap, char *err, size_t err_cap);
+
 #endif

@@ -46,19 +46,6 @@ static struct {
     char stderr_text[16384];
 } g;
 
-/* ------------------------------------------------------------ helpers */
-
-static void read_text(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-}
-
 /* Run demix with the given arguments; stdout and stderr kept in g. */
 static int demix(const char *fmt, ...) DEMIX_PRINTF(1, 2);
 static int demix(const char *fmt, ...)
@@ -68,17 +55,9 @@ static int demix(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    char out_path[512], err_path[512];
-    snprintf(out_path, sizeof out_path, "%s/stdout.txt", g.dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr.txt", g.dir);
-    int rc = demix_test_system("'%s' %s >'%s' 2>'%s'", g.bin, args, out_path,
-                               err_path);
-    read_text(out_path, g.stdout_text, sizeof g.stdout_text);
-    read_text(err_path, g.stderr_text, sizeof g.stderr_text);
-    print_message("$ demix %s -> %d\n", args, rc);
-    print_message("%s", g.stdout_text);
-    print_message("%s", g.stderr_text);
-    return rc;
+    return demix_test_run_tool(g.bin, args, g.dir, g.stdout_text,
+                               sizeof g.stdout_text, g.stderr_text,
+                               sizeof g.stderr_text);
 }
 
 static void make_dir(const char *fmt, ...) DEMIX_PRINTF(1, 2);

@@ -99,18 +99,8 @@ static int demix(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    char err_path[512];
-    snprintf(err_path, sizeof err_path, "%s/stderr.txt", g.dir);
-    int rc = demix_test_system("'%s' %s >/dev/null 2>'%s'", g.bin, args, err_path);
-    g.stderr_text[0] = '\0';
-    FILE *f = fopen(err_path, "r");
-    if (f) {
-        size_t n = fread(g.stderr_text, 1, sizeof g.stderr_text - 1, f);
-        g.stderr_text[n] = '\0';
-        fclose(f);
-    }
-    print_message("$ demix %s -> %d\n%s", args, rc, g.stderr_text);
-    return rc;
+    return demix_test_run_tool(g.bin, args, g.dir, NULL, 0, g.stderr_text,
+                               sizeof g.stderr_text);
 }
 
 /* Check one output against its input: same length, rate, channels, file
