@@ -8,9 +8,10 @@
 #   prepare   unpack the carried libopusfile (.carry/debs) and decode every
 #             set gathered in $SRC into packed int16 sets in $DATA
 #             (audio_data.py pack); run it once all parts are stashed
-#   smoke     30 training steps, a validation on 2 tracks, an export, and a
+#   smoke     30 training steps, a validation on 2 tracks, an export, a
 #             float64 check that the exported file streams exactly as the
-#             offline form computes (reference.stream)
+#             offline form computes (reference.stream), and a probe of the
+#             step time at batch 64, 128, 256 (the fastest goes to start)
 #   start M   start train.py for M minutes with setsid, continuing from
 #             models/$NAME.safetensors and its .train.jsonl when they exist
 #   status    the tail of the running log
@@ -92,6 +93,9 @@ smoke() {
   rm -rf /tmp/demix-smoke
   python3 train/train.py --data "$DATA" --out /tmp/demix-smoke \
     --max-steps 30 --val-tracks 2 --minutes 5 $(init_args)
+  mkdir -p "$RUN"
+  python3 train/train.py --data "$DATA" --out "$RUN" \
+    --probe-batches 64,128,256 $(init_args)
   python3 - <<'EOF'
 import sys, torch
 sys.path.insert(0, "train")
@@ -114,8 +118,12 @@ start() {
   local minutes=$1
   say "start $minutes min"
   mkdir -p "$RUN"
+  # batch: $BATCH, else what the smoke stage's probe found fastest
+  local batch=${BATCH:-$(cat "$RUN/batch" 2>/dev/null || echo 64)}
+  echo "batch $batch"
   setsid nohup python3 train/train.py --data "$DATA" --out "$RUN" \
-    --minutes "$minutes" $(init_args) >"$RUN/train.log" 2>&1 </dev/null &
+    --minutes "$minutes" --batch "$batch" $(init_args) \
+    >"$RUN/train.log" 2>&1 </dev/null &
   sleep 45
   tail -n 20 "$RUN/train.log"
 }

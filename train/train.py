@@ -72,6 +72,10 @@ def parse_args(argv=None):
                    help="stop after this many steps (smoke tests)")
     p.add_argument("--val-tracks", type=int, default=0,
                    help="validate on the first N tracks only (smoke)")
+    p.add_argument("--probe-batches", default="",
+                   help="B1,B2,...: time training steps at these batch "
+                   "sizes, write the fastest (items/s, step <= 0.6 s) to "
+                   "OUT/batch, train nothing else and export nothing")
     return p.parse_args(argv)
 
 
@@ -144,6 +148,40 @@ def initialise(model, mix):
     model.to_waveform_masks[1].bias.zero_()
     log(f"init: spectral encoder output std {std:.2f} -> 1, masks 1/{T}, "
         "waveform masks 0")
+
+
+def probe_batches(args, model, opt, banks, weights, length, gen, amp):
+    """Seconds per training step for each batch size of --probe-batches
+    (3 warm-up steps, then 10 timed). The LSTMs' time steps run one after
+    another whatever the batch, so a larger batch can cost little more."""
+    best, best_rate = None, 0.0
+    cuda = next(model.parameters()).is_cuda
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for batch in (int(b) for b in args.probe_batches.split(",")):
+        for i in range(13):
+            if i == 3:
+                sync()
+                t0 = time.time()
+            targets = draw_batch(banks, weights, batch, length, gen,
+                                 args.remix, args.stretch)
+            with amp:
+                est = model(targets.sum(1))
+            loss = (est.float() - targets).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync()
+        step = (time.time() - t0) / 10
+        rate = batch / step
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+        log(f"probe: batch {batch}: {step:.3f} s/step, {rate:.0f} items/s, "
+            f"peak GPU memory {peak:.1f} GiB")
+        if step <= 0.6 and rate > best_rate:
+            best, best_rate = batch, rate
+    if best:
+        with open(os.path.join(args.out, "batch"), "w") as f:
+            f.write(f"{best}\n")
+        log(f"probe: fastest batch {best} ({best_rate:.0f} items/s)")
 
 
 def lr_at(args, step_in_run, elapsed):
@@ -249,6 +287,7 @@ def main(argv=None):
                "loss": sum(losses) / len(losses) if losses else None,
                "median": summary["median"], "mean": summary["mean"],
                "tracks": per_track, "final": final,
+               "batch": args.batch, "seconds": args.seconds, "lr": args.lr,
                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with open(log_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -265,6 +304,9 @@ def main(argv=None):
                    os.path.join(args.out, "checkpoint.pt"))
         losses.clear()
 
+    if args.probe_batches:
+        probe_batches(args, model, opt, banks, weights, length, gen, amp)
+        return
     if not args.init and not args.resume and not args.max_steps:
         checkpoint()   # step 0: the starting point of the curve
         last_val = time.time()
