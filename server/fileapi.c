@@ -5,6 +5,11 @@
  * worker (files.h) and, when the job ends, answers with the ZIP (200,
  * application/zip, Content-Length known) or a JSON error.
  *
+ *   401 unauthorized  tokens are configured (--tokens) and the request has
+ *                     no `Authorization: Bearer TOKEN` or a wrong token;
+ *                     checked first, before the body is read, with a
+ *                     WWW-Authenticate challenge; the connection is closed
+ *                     after the answer (the body is not taken)
  *   400 bad_request   unknown or repeated query parameter, empty stems list,
  *                     repeated stem, unknown format
  *   400 unknown_stem  a stem the model does not have
@@ -26,11 +31,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_impl.h"
 #include "log.h"
 
 #define ARG_BYTES 512
+/* "Bearer " + the longest token + some blanks: anything longer is wrong */
+#define AUTH_HEADER_BYTES (DEMIX_PROTO_TOKEN_MAX_BYTES + 64)
 
 static void unlink_waiting(demixd_http *h)
 {
@@ -61,7 +69,7 @@ void demixd__fileapi_free(demixd_http *h)
     h->upload = 0;
 }
 
-/* Refuse now; the body that may follow is discarded (413, 411: the
+/* Refuse now; the body that may follow is discarded (413, 411, 401: the
  * connection is closed after the answer instead). The file slot is given
  * back at once. */
 static int reject(demixd_http *h, int status, const char *code, const char *msg)
@@ -74,7 +82,7 @@ static int reject(demixd_http *h, int status, const char *code, const char *msg)
     }
     free(h->buf);
     h->buf = NULL;
-    if (status == 413 || status == 411)
+    if (status == 413 || status == 411 || status == 401)
         h->close_after = 1;
     return demixd__http_error(h, status, code, "%s", msg);
 }
@@ -122,10 +130,56 @@ static int parse_stems(demixd_http *h, char *list)
     return 0;
 }
 
+/* The token of `Authorization: Bearer TOKEN` (RFC 6750 2.1; the scheme is
+ * case-insensitive) checked against the server's tokens. 0 when it passes
+ * (always without --tokens); else the 401 answer is set and -1 returned. */
+static int check_bearer(demixd_http *h)
+{
+    demixd *d = h->d;
+    if (!d->tokens)
+        return 0;
+    char hdr[AUTH_HEADER_BYTES];
+    demixd_auth a = DEMIXD_AUTH_MISSING;
+    int total = lws_hdr_total_length(h->wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (total >= (int)sizeof hdr) {
+        a = DEMIXD_AUTH_WRONG; /* longer than any token */
+    } else if (total > 0 &&
+               lws_hdr_copy(h->wsi, hdr, sizeof hdr,
+                            WSI_TOKEN_HTTP_AUTHORIZATION) >= 0 &&
+               !strncasecmp(hdr, "Bearer ", 7)) {
+        const char *tok = hdr + 7;
+        while (*tok == ' ')
+            tok++;
+        size_t n = strlen(tok);
+        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+            n--;
+        a = demixd_tokens_check(d->tokens, tok, n);
+    }
+    if (a == DEMIXD_AUTH_OK)
+        return 0;
+    demixd_metrics_auth_refused(d->metrics, DEMIXD_AUTH_API_FILE);
+    char peer[64] = "";
+    lws_get_peer_simple(h->wsi, peer, sizeof peer);
+    demixd_log(DEMIXD_LOG_INFO, "auth_refused",
+               "req=%s api=file reason=%s peer=%s", h->id,
+               a == DEMIXD_AUTH_MISSING ? "missing" : "wrong", peer);
+    h->www_authenticate = a == DEMIXD_AUTH_MISSING ? "Bearer realm=\"demixd\""
+                                                   : "Bearer realm=\"demixd\", "
+                                                     "error=\"invalid_token\"";
+    reject(h, 401, "unauthorized",
+           a == DEMIXD_AUTH_MISSING
+               ? "This server requires a token: send Authorization: Bearer "
+                 "TOKEN."
+               : "The token is not one this server accepts.");
+    return -1;
+}
+
 int demixd__fileapi_begin(demixd_http *h)
 {
     demixd *d = h->d;
     struct lws *wsi = h->wsi;
+    if (check_bearer(h))
+        return 0;
     int have_stems = 0, have_format = 0;
     h->rq.format = DEMIXD_FORMAT_WAV;
     char arg[ARG_BYTES];

@@ -8,7 +8,9 @@
  *                       "max_file_jobs":..,"uptime_s":..}; 503 with status
  *                       "shutting_down" while stopping
  *   GET  /metrics       Prometheus text (metrics.h)
- *   POST /v1/separate   the file API (fileapi.c)
+ *   POST /v1/separate   the file API (fileapi.c); the only path that asks
+ *                       for a token (--tokens): health, metrics and the
+ *                       static files carry no secret and stay open
  *   GET  /v1/stream     without an Upgrade: 426
  *   GET  /anything      a file under web/ (static_files.h), else 404
  *   other methods       405
@@ -263,6 +265,8 @@ int demixd_http_writeable(demixd_http *h)
             add_header(wsi, "cache-control:", "no-store", &p, end) ||
             (h->disposition[0] && add_header(wsi, "content-disposition:",
                                              h->disposition, &p, end)) ||
+            (h->www_authenticate && add_header(wsi, "www-authenticate:",
+                                               h->www_authenticate, &p, end)) ||
             lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
         h->headers_done = 1;

@@ -31,6 +31,8 @@ struct demixd_http {
     int status;
     const char *ctype;
     char disposition[96];
+    /* a 401's WWW-Authenticate challenge (a static string), or NULL */
+    const char *www_authenticate;
     int close_after; /* close the connection after the response */
     char *body;      /* owned; or NULL with zip */
     size_t body_len, body_off;

@@ -1,12 +1,14 @@
 /*
  * main.c - demixd: start-up, the lws service loop, and shutdown.
  *
- * Start-up (main thread): parse options; load the model; make the engine's
- * thread pool; measure the real-time capacity unless --max-sessions is
- * given (calibrate.h); create the engine with max_sessions + file_jobs
- * slots; start the scheduler and the file workers; create the lws context
- * on HOST:PORT and log `listening on HOST:PORT` with the bound port (so
- * --port 0 can be used by tests); start the signal thread; serve.
+ * Start-up (main thread): parse options; load the tokens file when one is
+ * given (a bad one stops the start before the slow steps); load the model;
+ * make the engine's thread pool; measure the real-time capacity unless
+ * --max-sessions is given (calibrate.h); create the engine with
+ * max_sessions + file_jobs slots; start the scheduler and the file
+ * workers; create the lws context on HOST:PORT and log `listening on
+ * HOST:PORT` with the bound port (so --port 0 can be used by tests); start
+ * the signal thread; serve.
  *
  * Signals: SIGINT and SIGTERM are blocked in every thread and taken by the
  * signal thread with sigwait(), which sets stop_requested and wakes the
@@ -109,6 +111,33 @@ static struct lws_protocols protocols[] = {
      RX_BUFFER_BYTES, 0, NULL, DEMIX_PROTO_MAX_BINARY_BYTES + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+/* The tokens of --tokens / $DEMIXD_TOKENS_FILE, or none. The log says
+ * which (auth=none or auth=tokens count=N), never a token's value. */
+static int load_tokens(demixd *d)
+{
+    const char *path = d->opt.tokens_path;
+    if (!path[0]) {
+        demixd_log(DEMIXD_LOG_INFO, "auth",
+                   "auth=none msg=\"every client is accepted; give --tokens "
+                   "FILE to require a token\"");
+        return 0;
+    }
+    char err[256], q[256];
+    int line = 0;
+    int rc = demixd_tokens_load(path, &d->tokens, &line, err, sizeof err);
+    if (rc) {
+        char at[32] = "";
+        if (line > 0)
+            snprintf(at, sizeof at, " line=%d", line);
+        demixd_log(DEMIXD_LOG_ERROR, "auth", "file=%s%s msg=\"%s\"", path, at,
+                   demixd_log_quote(err, q, sizeof q));
+        return -1;
+    }
+    demixd_log(DEMIXD_LOG_INFO, "auth", "auth=tokens count=%d file=%s",
+               demixd_tokens_count(d->tokens), path);
+    return 0;
+}
 
 static int load(demixd *d)
 {
@@ -293,7 +322,7 @@ int main(int argc, char **argv)
     int status = 1;
     pthread_t sig_thread;
     int have_sig_thread = 0;
-    if (load(&d) || make_engine(&d))
+    if (load_tokens(&d) || load(&d) || make_engine(&d))
         goto out;
     if (demixd_metrics_create(&d.metrics))
         goto out;
@@ -345,6 +374,7 @@ out:
     demix_threadpool_destroy(d.pool);
     demix_model_destroy(d.model);
     demixd_metrics_destroy(d.metrics);
+    demixd_tokens_destroy(d.tokens);
     demixd_log(DEMIXD_LOG_INFO, "stopped", "status=%d", status);
     return status;
 }

@@ -42,6 +42,7 @@ struct demixd_metrics {
     int paused[2];
     uint64_t sessions_ended[DEMIXD_RESULT_COUNT];
     uint64_t file_ok, file_failed;
+    uint64_t auth_refused[2]; /* by demixd_auth_api */
     float scratch[WINDOW];
 };
 
@@ -114,6 +115,15 @@ void demixd_metrics_session_end(demixd_metrics *m, demixd_session_result r)
         return;
     pthread_mutex_lock(&m->lock);
     m->sessions_ended[r]++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void demixd_metrics_auth_refused(demixd_metrics *m, demixd_auth_api api)
+{
+    if (api != DEMIXD_AUTH_API_STREAM && api != DEMIXD_AUTH_API_FILE)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->auth_refused[api]++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -264,6 +274,14 @@ int demixd_metrics_render(demixd_metrics *m, const demixd_gauges *g, char *buf,
         "demixd_file_jobs_total{result=\"error\"} %llu\n",
         g->file_jobs, (unsigned long long)m->file_ok,
         (unsigned long long)m->file_failed);
+    put(&b,
+        "# HELP demixd_auth_refused_total Clients refused for a missing or "
+        "wrong token.\n"
+        "# TYPE demixd_auth_refused_total counter\n"
+        "demixd_auth_refused_total{api=\"stream\"} %llu\n"
+        "demixd_auth_refused_total{api=\"file\"} %llu\n",
+        (unsigned long long)m->auth_refused[DEMIXD_AUTH_API_STREAM],
+        (unsigned long long)m->auth_refused[DEMIXD_AUTH_API_FILE]);
     put(&b,
         "# HELP demixd_uptime_seconds Seconds since start.\n"
         "# TYPE demixd_uptime_seconds gauge\ndemixd_uptime_seconds %.3f\n",

@@ -17,6 +17,9 @@
  *   demixd_file_jobs                gauge   file API jobs in progress
  *   demixd_file_jobs_total{result=...} counter finished file API jobs
  *   demixd_sessions_total{result=...}  counter ended sessions by outcome
+ *   demixd_auth_refused_total{api="stream"|"file"}
+ *                                   counter clients refused for a missing
+ *                                           or wrong token
  *   demixd_uptime_seconds           gauge
  *
  * Usage sketch:
@@ -74,6 +77,14 @@ void demixd_metrics_step(demixd_metrics *m, double seconds, int batch, int late,
 void demixd_metrics_pause(demixd_metrics *m, demixd_pause_dir dir, int delta);
 
 void demixd_metrics_session_end(demixd_metrics *m, demixd_session_result r);
+
+typedef enum demixd_auth_api {
+    DEMIXD_AUTH_API_STREAM = 0, /* a WebSocket start */
+    DEMIXD_AUTH_API_FILE = 1,   /* a POST /v1/separate */
+} demixd_auth_api;
+
+/* A client was refused for a missing or wrong token. */
+void demixd_metrics_auth_refused(demixd_metrics *m, demixd_auth_api api);
 
 /* A file job finished: ok or not. */
 void demixd_metrics_file_job(demixd_metrics *m, int ok);

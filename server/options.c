@@ -59,6 +59,11 @@ void demixd_options_usage(FILE *out)
         "      --max-file-seconds N  file API duration limit, 1..86400\n"
         "                         (default 1200)\n"
         "      --file-jobs N      file API jobs at once, 1..64 (default 2)\n"
+        "      --tokens FILE      require one of the tokens in FILE (one per\n"
+        "                         line, # comments) from every stream and\n"
+        "                         file API client (default:\n"
+        "                         $DEMIXD_TOKENS_FILE; none: every client is\n"
+        "                         accepted)\n"
         "      --log-level L      error, warn, info (default) or debug\n"
         "  -h, --help             this text\n"
         "      --version          the version\n",
@@ -172,7 +177,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->max_file_seconds = 1200;
     o->file_jobs = 2;
     o->log_level = DEMIXD_LOG_INFO;
-    int have_model = 0, have_web = 0;
+    int have_model = 0, have_web = 0, have_tokens = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -256,6 +261,15 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--file-jobs", v, 1, 64, &n))
                 return -1;
             o->file_jobs = (int)n;
+        } else if ((r = option(argc, argv, &i, "--tokens", NULL, &v))) {
+            if (r < 0)
+                return -1;
+            if (!v[0] || strlen(v) >= sizeof o->tokens_path) {
+                fprintf(stderr, "demixd: --tokens wants a file name\n");
+                return -1;
+            }
+            snprintf(o->tokens_path, sizeof o->tokens_path, "%s", v);
+            have_tokens = 1;
         } else if ((r = option(argc, argv, &i, "--log-level", NULL, &v))) {
             if (r < 0)
                 return -1;
@@ -276,5 +290,16 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
         default_model(o->model_path, sizeof o->model_path);
     if (!have_web)
         default_web(o->web_dir, sizeof o->web_dir);
+    /* Unlike DEMIX_MODEL, a tokens file that is named but missing is not
+     * skipped: main.c's load fails, so the server never opens up by
+     * mistake. */
+    const char *tokens_env = getenv("DEMIXD_TOKENS_FILE");
+    if (!have_tokens && tokens_env && tokens_env[0]) {
+        if (strlen(tokens_env) >= sizeof o->tokens_path) {
+            fprintf(stderr, "demixd: DEMIXD_TOKENS_FILE is too long\n");
+            return -1;
+        }
+        snprintf(o->tokens_path, sizeof o->tokens_path, "%s", tokens_env);
+    }
     return 0;
 }

@@ -4,14 +4,17 @@
  *   demixd [--model PATH] [--backend auto|cpu|cuda] [--precision fp32|fast]
  *          [--threads N] [--host H] [--port P] [--max-sessions N]
  *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
- *          [--file-jobs N] [--log-level error|warn|info|debug]
+ *          [--file-jobs N] [--tokens FILE]
+ *          [--log-level error|warn|info|debug]
  *
  * Defaults are filled by demixd_options_parse: the model is $DEMIX_MODEL,
  * else <datadir>/demixd/models/default.safetensors, else the source tree's
  * models/default.safetensors (as `demix separate` looks); the web root is
  * <datadir>/demixd/web, else the source tree's web/ (none: every static
  * path is 404). Host 127.0.0.1 (0.0.0.0 or another address is opt-in),
- * port 8080 (0: the kernel picks a free one, logged).
+ * port 8080 (0: the kernel picks a free one, logged). The tokens file is
+ * $DEMIXD_TOKENS_FILE when --tokens is not given; none: every token is
+ * accepted (main.c loads the file, tokens.h).
  *
  * Thread context: the main thread, before any other starts.
  */
@@ -37,6 +40,7 @@ typedef struct demixd_options {
     long max_file_bytes;             /* POST body limit */
     int max_file_seconds;            /* audio duration limit of the file API */
     int file_jobs;                   /* file API jobs running at once */
+    char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */
     demixd_log_level log_level;
 } demixd_options;
 

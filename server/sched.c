@@ -19,6 +19,20 @@
  * only if the server falls below real-time throughput for it; a client
  * that stops reading is not late for the hops it held back itself.
  *
+ * Failed steps. Every stream of the step gets the error (its owner ends
+ * it) and its slot is closed at once: engine.h leaves a failed step's slot
+ * state undefined, and a closed slot is zeroed when it is handed out again.
+ * Streams outside the step go on.
+ *
+ * Test hook. The CPU engine never fails a step, so nothing would reach the
+ * failure path in a test. DEMIXD_TEST_FAIL_STEPS=K[,N] (read once by
+ * create; N defaults to 1) makes the scheduler's steps K..K+N-1, counted
+ * from 1, fail with DEMIX_EDEVICE and "injected failure
+ * (DEMIXD_TEST_FAIL_STEPS)" instead of calling the engine
+ * (tests/integration/test_server_engine_failure.c). A variable with TEST
+ * in its name, logged as a warning at start, so no deployment sets it by
+ * accident; a malformed value stops the start.
+ *
  * Memory: batch buffers for max_live + max_file hops are allocated by
  * create; a round allocates nothing.
  *
@@ -28,6 +42,8 @@
  */
 #include "sched.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,7 +78,11 @@ struct demixd_sched {
     demixd_stream **batch;     /* [max_live + max_file] */
     int *slots;
     float *in, *out;
+    uint64_t steps;                /* steps run (or failed) so far */
+    uint64_t fail_first, fail_end; /* the test hook's [first, end) */
 };
+
+#define INJECTED_FAILURE "injected failure (DEMIXD_TEST_FAIL_STEPS)"
 
 void demixd_sched_kick(demixd_sched *s)
 {
@@ -119,14 +139,13 @@ void demixd_sched_submit(demixd_sched *s, demixd_stream *st)
 
 /* ------------------------------------------------------ scheduler thread */
 
-static void notify_owner(demixd_sched *s, demixd_stream *st)
+/* Wake a file stream's owner; call with st->lock held. Only while the
+ * owner has not released the stream: its release waits for this lock, so
+ * notify_user (a file job, freed once its owner is done) is still alive. */
+static void notify_file_locked(demixd_stream *st)
 {
-    if (st->kind == DEMIXD_STREAM_FILE) {
-        if (st->notify)
-            st->notify(st->notify_user);
-    } else if (s->wake_live) {
-        s->wake_live(s->wake_user);
-    }
+    if (st->kind == DEMIXD_STREAM_FILE && !st->released && st->notify)
+        st->notify(st->notify_user);
 }
 
 static void fail_stream(demixd_sched *s, demixd_stream *st, int status,
@@ -137,19 +156,26 @@ static void fail_stream(demixd_sched *s, demixd_stream *st, int status,
         st->status = status;
         snprintf(st->error, sizeof st->error, "%s", why);
     }
+    notify_file_locked(st);
     pthread_mutex_unlock(&st->lock);
-    notify_owner(s, st);
+    if (st->kind == DEMIXD_STREAM_LIVE && s->wake_live)
+        s->wake_live(s->wake_user);
+}
+
+static void close_slot(demixd_sched *s, demixd_stream *st)
+{
+    if (!st->slot_open)
+        return;
+    if (demix_engine_close_slot(s->engine, st->slot))
+        demixd_log(DEMIXD_LOG_WARN, "slot_close", "slot=%d msg=\"%s\"",
+                   st->slot, demix_engine_last_error(s->engine));
+    st->slot_open = 0;
 }
 
 /* Close the slot of a released (or abandoned) stream and drop it. */
 static void reap(demixd_sched *s, demixd_stream *st)
 {
-    if (st->slot_open) {
-        if (demix_engine_close_slot(s->engine, st->slot))
-            demixd_log(DEMIXD_LOG_WARN, "slot_close", "slot=%d msg=\"%s\"",
-                       st->slot, demix_engine_last_error(s->engine));
-        st->slot_open = 0;
-    }
+    close_slot(s, st);
     if (st->paused_out) {
         demixd_metrics_pause(s->metrics, DEMIXD_PAUSE_OUTPUT, -1);
         st->paused_out = 0;
@@ -294,19 +320,26 @@ static int build_batch(demixd_sched *s)
 static void run_step(demixd_sched *s, int n)
 {
     const size_t hop_out = (size_t)(s->T * s->C * s->H);
+    const uint64_t step = ++s->steps;
+    const int injected = step >= s->fail_first && step < s->fail_end;
     int64_t t0 = demixd_now_ns();
-    int rc = demix_engine_step(s->engine, n, s->slots, s->in, s->out);
+    int rc = injected
+                 ? DEMIX_EDEVICE
+                 : demix_engine_step(s->engine, n, s->slots, s->in, s->out);
     int64_t t1 = demixd_now_ns();
     int any_live = 0, late = 0;
     if (rc) {
+        const char *detail =
+            injected ? INJECTED_FAILURE : demix_engine_last_error(s->engine);
         char why[160];
-        snprintf(why, sizeof why, "engine step failed: %s",
-                 demix_engine_last_error(s->engine));
+        snprintf(why, sizeof why, "engine step failed: %s", detail);
         demixd_log(DEMIXD_LOG_ERROR, "step_failed",
-                   "status=%s batch=%d msg=\"%s\"", demix_errname(rc), n,
-                   demix_engine_last_error(s->engine));
-        for (int i = 0; i < n; i++)
+                   "status=%s step=%llu batch=%d msg=\"%s\"", demix_errname(rc),
+                   (unsigned long long)step, n, detail);
+        for (int i = 0; i < n; i++) {
             fail_stream(s, s->batch[i], rc, why);
+            close_slot(s, s->batch[i]);
+        }
         demixd_metrics_step(s->metrics, (double)(t1 - t0) * 1e-9, n, 0, 1);
         return;
     }
@@ -324,12 +357,10 @@ static void run_step(demixd_sched *s, int n)
             st->hops++;
             st->late_hops += (uint64_t)is_late;
         }
+        notify_file_locked(st);
         pthread_mutex_unlock(&st->lock);
         late += is_late;
-        if (st->kind == DEMIXD_STREAM_LIVE)
-            any_live = 1;
-        else if (st->notify)
-            st->notify(st->notify_user);
+        any_live |= st->kind == DEMIXD_STREAM_LIVE;
     }
     if (any_live && s->wake_live)
         s->wake_live(s->wake_user);
@@ -373,6 +404,37 @@ static void *sched_main(void *arg)
 }
 
 /* --------------------------------------------------------- create/destroy */
+
+/* The test hook of the file header: DEMIXD_TEST_FAIL_STEPS=K[,N]. */
+static int read_fail_steps(demixd_sched *s)
+{
+    const char *v = getenv("DEMIXD_TEST_FAIL_STEPS");
+    if (!v || !*v)
+        return DEMIX_OK;
+    char *end = (char *)v;
+    unsigned long long k = 0, n = 1;
+    errno = 0;
+    if (isdigit((unsigned char)*v))
+        k = strtoull(v, &end, 10);
+    if (*end == ',' && isdigit((unsigned char)end[1]))
+        n = strtoull(end + 1, &end, 10);
+    if (errno || *end || k < 1 || n < 1 || n > UINT64_MAX - k) {
+        char q[64];
+        demixd_log(DEMIXD_LOG_ERROR, "test_fail_steps",
+                   "value=\"%s\" msg=\"DEMIXD_TEST_FAIL_STEPS must be K or "
+                   "K,N (whole numbers >= 1): fail steps K..K+N-1\"",
+                   demixd_log_quote(v, q, sizeof q));
+        return DEMIX_EARG;
+    }
+    s->fail_first = k;
+    s->fail_end = k + n;
+    demixd_log(DEMIXD_LOG_WARN, "test_fail_steps",
+               "first=%llu last=%llu msg=\"test hook: these engine steps "
+               "fail on purpose; unset DEMIXD_TEST_FAIL_STEPS outside "
+               "tests\"",
+               k, k + n - 1);
+    return DEMIX_OK;
+}
 
 static void free_sched(demixd_sched *s)
 {
@@ -425,6 +487,11 @@ int demixd_sched_create(const demixd_sched_params *p, demixd_sched **out)
         !s->slots || !s->in || !s->out) {
         free_sched(s);
         return DEMIX_ENOMEM;
+    }
+    int hook = read_fail_steps(s);
+    if (hook) {
+        free_sched(s);
+        return hook;
     }
     /* The thread inherits a mask that blocks the signals demixd handles. */
     sigset_t all, old;

@@ -27,8 +27,9 @@
  * never submitted), so open_slot never finds the engine full.
  *
  * Errors. A failed step (DEMIX_EDEVICE) marks every stream of that step
- * failed with the engine's sentence (demixd_stream_error) and notifies
- * their owners, which close them; the scheduler logs and goes on.
+ * failed with the engine's sentence (demixd_stream_error), closes their
+ * slots and notifies their owners, which end them; the scheduler logs and
+ * goes on. DEMIXD_TEST_FAIL_STEPS injects such failures (sched.c).
  *
  * Locks. The scheduler's mutex guards the pending list, the work/sleep/stop
  * flags and the reservation counts. It is never held across a step and
@@ -36,8 +37,9 @@
  * lock order to keep. No memory is allocated after create.
  *
  * Threads: create/destroy from the main thread; reserve, unreserve, submit,
- * sessions and kick from any thread; wake_live and the streams' notify are
- * called on the scheduler thread without locks held.
+ * sessions and kick from any thread; wake_live is called on the scheduler
+ * thread without locks held, a file stream's notify with that stream's
+ * lock held (stream.h).
  */
 #ifndef DEMIXD_SCHED_H
 #define DEMIXD_SCHED_H

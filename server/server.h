@@ -38,6 +38,7 @@
 #include "options.h"
 #include "protocol.h"
 #include "sched.h"
+#include "tokens.h"
 
 typedef struct demixd_session demixd_session;
 typedef struct demixd_http demixd_http;
@@ -56,6 +57,7 @@ typedef struct demixd {
     int capacity;            /* measured real-time capacity (sessions) */
     int max_sessions;        /* live session limit */
     char web_root[PATH_MAX]; /* resolved, "" when none */
+    demixd_tokens *tokens;   /* NULL: every token is accepted */
     demixd_metrics *metrics;
     demixd_sched *sched;
     demixd_files *files;

@@ -23,6 +23,10 @@
  * else refers to a session: the scheduler knows only the stream, and
  * wake-ups reach sessions by walking d->sessions on the lws thread.
  *
+ * Tokens. With --tokens, a start whose token is missing or wrong gets
+ * unauthorized and close 1008 (tokens.h compares in constant time);
+ * `stats` before start stays open, like /metrics.
+ *
  * Shutdown. A session that is streaming is ended by the server as if the
  * client had sent `end`: everything received so far is separated and sent
  * (with LAST flags), then the error shutting_down and close 1001. Audio
@@ -159,6 +163,7 @@ void demixd__session_fail(demixd_session *s, demix_proto_code code,
                 : code == DEMIX_PROTO_ERR_SHUTTING_DOWN ? DEMIXD_RESULT_SHUTDOWN
                                                         : DEMIXD_RESULT_ERROR;
     release_stream(s);
+    demixd__session_in_resume(s);
     char q[DEMIX_PROTO_MESSAGE_BYTES];
     demixd_log(code == DEMIX_PROTO_ERR_INTERNAL ? DEMIXD_LOG_ERROR
                                                 : DEMIXD_LOG_INFO,
@@ -319,11 +324,35 @@ static void free_pipeline(demixd_session *s)
     demixd__session_out_free(s);
 }
 
+/* The start's token against the server's tokens (tokens.h; none
+ * configured: any token or none passes). 0 when it passes, else the
+ * session fails with unauthorized (close 1008). Checked before anything
+ * else of the start, so a refused client learns nothing more. */
+static int check_token(demixd_session *s, const demix_proto_start *st)
+{
+    demixd *d = s->d;
+    demixd_auth a =
+        demixd_tokens_check(d->tokens, st->has_token ? st->token : NULL,
+                            st->has_token ? strlen(st->token) : 0);
+    if (a == DEMIXD_AUTH_OK)
+        return 0;
+    demixd_metrics_auth_refused(d->metrics, DEMIXD_AUTH_API_STREAM);
+    demixd__session_fail(s, DEMIX_PROTO_ERR_UNAUTHORIZED, "token", "%s",
+                         a == DEMIXD_AUTH_MISSING
+                             ? "This server requires a token: send it in "
+                               "the start message (the web page takes it "
+                               "from #token=... in its address)."
+                             : "The token is not one this server accepts.");
+    return -1;
+}
+
 static void on_start(demixd_session *s, demix_proto_start *st)
 {
     demixd *d = s->d;
     demix_proto_error e;
     lws_set_timer_usecs(s->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    if (check_token(s, st))
+        return;
     if (d->stopping) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_SHUTTING_DOWN, NULL,
                              "The server is shutting down.");

@@ -132,6 +132,10 @@ void demixd__session_audio(demixd_session *s, const uint8_t *msg, size_t len);
 /* Feed staged input (and, after end, the flush and padding) into the
  * stream as room allows; pauses or resumes the socket. */
 void demixd__session_pump(demixd_session *s);
+/* The session is closing: read the socket again (what comes is dropped),
+ * or a client held back by a paused socket never gets its close reply
+ * through. */
+void demixd__session_in_resume(demixd_session *s);
 
 /* session_out.c */
 DEMIX_WARN_UNUSED int demixd__session_out_setup(demixd_session *s,

@@ -138,6 +138,11 @@ static void set_paused(demixd_session *s, int paused)
     demixd_metrics_pause(s->d->metrics, DEMIXD_PAUSE_INPUT, paused ? 1 : -1);
 }
 
+void demixd__session_in_resume(demixd_session *s)
+{
+    set_paused(s, 0);
+}
+
 static void sink_failed(demixd_session *s)
 {
     demixd_log(DEMIXD_LOG_ERROR, "input_overflow",

@@ -60,8 +60,10 @@ typedef enum demixd_stream_kind {
 
 typedef struct demixd_stream demixd_stream;
 
-/* Called by the scheduler thread, without any lock held, after a step in
- * which the stream took part, or when it failed. Must be cheap. */
+/* Called by the scheduler thread after a step in which the stream took
+ * part, or when it failed, with the stream's lock held and never after
+ * release (so notify_user may die with the owner). Must be cheap and must
+ * not call this stream's functions. */
 typedef void (*demixd_stream_notify_fn)(void *user);
 
 typedef struct demixd_stream_params {

@@ -225,6 +225,7 @@ void cmd_stream_usage(FILE *out)
             "      --bitrate BPS    Opus bitrate of each stream (default: 64000 per\n"
             "                       channel)\n"
             "      --token T        access token, when the server wants one\n"
+            "                       (default: $DEMIX_TOKEN)\n"
             "      --timeout S      give up after S seconds without a reply\n"
             "                       (default: %d)\n"
             "  -q, --quiet          no progress bar or latency lines\n"
@@ -1371,6 +1372,15 @@ static int parse_args(int argc, char **argv, stream_options *o)
                             "stream)\n", a);
             return DEMIX_EXIT_USAGE;
         }
+    }
+    const char *env_token = getenv("DEMIX_TOKEN");
+    if (!o->token && env_token && env_token[0]) {
+        if (strlen(env_token) > DEMIX_PROTO_TOKEN_MAX_BYTES) {
+            fprintf(stderr, "demix stream: DEMIX_TOKEN is longer than %d "
+                            "bytes\n", DEMIX_PROTO_TOKEN_MAX_BYTES);
+            return DEMIX_EXIT_USAGE;
+        }
+        o->token = env_token;
     }
     if (!o->url) {
         fprintf(stderr, "demix stream: --url is required (for example --url "

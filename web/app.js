@@ -91,7 +91,8 @@ class Connection {
     this.outFrames = []; // decoded frames delivered per stem (Opus)
     this.ws = new WebSocket(url, proto.SUBPROTOCOL);
     this.ws.binaryType = 'arraybuffer';
-    this.ws.onopen = () => this.ws.send(proto.startMessage(opts.rate, CHANNELS, opts.stems, opts.opus));
+    const token = proto.tokenFromHash(location.hash);
+    this.ws.onopen = () => this.ws.send(proto.startMessage(opts.rate, CHANNELS, opts.stems, opts.opus, token));
     this.ws.onmessage = (e) => this.onMessage(e.data);
     this.ws.onclose = (e) => this.h.onClose(this, e);
   }

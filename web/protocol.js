@@ -33,9 +33,24 @@ export function streamUrl(loc) {
   return `${scheme}//${loc.host}/v1/stream`;
 }
 
+// The access token from the page's fragment (`#token=...`, percent-
+// encoded; other `&`-separated items ignored), or '' when there is none.
+// The fragment never travels to the server in a request or a Referer.
+export function tokenFromHash(hash) {
+  for (const item of hash.replace(/^#/, '').split('&')) {
+    if (!item.startsWith('token=')) continue;
+    try {
+      return decodeURIComponent(item.slice(6));
+    } catch {
+      return '';
+    }
+  }
+  return '';
+}
+
 // opus: null for PCM float32 both ways, else { preSkip, bitrate } for
-// Opus both ways (20 ms output packets).
-export function startMessage(sampleRate, channels, stems, opus = null) {
+// Opus both ways (20 ms output packets). token: sent when not empty.
+export function startMessage(sampleRate, channels, stems, opus = null, token = '') {
   return JSON.stringify({
     type: 'start',
     sample_rate: sampleRate,
@@ -43,6 +58,7 @@ export function startMessage(sampleRate, channels, stems, opus = null) {
     input: opus ? { codec: 'opus', pre_skip: opus.preSkip } : { codec: 'pcm_f32' },
     output: opus ? { codec: 'opus', bitrate: opus.bitrate, frame_ms: 20 } : { codec: 'pcm_f32' },
     stems,
+    ...(token ? { token } : {}),
   });
 }
 

@@ -691,6 +691,15 @@ int wst_http(int port, const char *method, const char *path,
              const char *content_type, const void *body, size_t body_len,
              wst_http_response *r, int timeout_ms)
 {
+    return wst_http_with_headers(port, method, path, NULL, content_type, body,
+                                 body_len, r, timeout_ms);
+}
+
+int wst_http_with_headers(int port, const char *method, const char *path,
+                          const char *headers, const char *content_type,
+                          const void *body, size_t body_len,
+                          wst_http_response *r, int timeout_ms)
+{
     memset(r, 0, sizeof *r);
     wst_conn *c;
     if (wst_connect(port, &c))
@@ -700,13 +709,18 @@ int wst_http(int port, const char *method, const char *path,
                      "%s %s HTTP/1.1\r\n"
                      "Host: 127.0.0.1:%d\r\n"
                      "Connection: close\r\n"
+                     "%s"
                      "%s%s%s"
                      "Content-Length: %zu\r\n"
                      "\r\n",
-                     method, path, port,
+                     method, path, port, headers ? headers : "",
                      content_type ? "Content-Type: " : "",
                      content_type ? content_type : "",
                      content_type ? "\r\n" : "", body ? body_len : (size_t)0);
+    if (n < 0 || (size_t)n >= sizeof req) { /* headers too long */
+        wst_free(c);
+        return -1;
+    }
     wst_send_raw(c, req, (size_t)n);
     if (body && body_len)
         wst_send_raw(c, body, body_len);

@@ -139,6 +139,12 @@ typedef struct wst_http_response {
 int wst_http(int port, const char *method, const char *path,
              const char *content_type, const void *body, size_t body_len,
              wst_http_response *r, int timeout_ms);
+/* The same with extra header lines, each ending in "\r\n" ("Authorization:
+ * Bearer x\r\n"), or NULL. */
+int wst_http_with_headers(int port, const char *method, const char *path,
+                          const char *headers, const char *content_type,
+                          const void *body, size_t body_len,
+                          wst_http_response *r, int timeout_ms);
 void wst_http_response_free(wst_http_response *r);
 
 /* The value of a response header (case-insensitive name) copied into out;
