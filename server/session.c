@@ -266,6 +266,11 @@ static void service(demixd_session *s)
         char why[160];
         int st = demixd_stream_error(s->stream, why, sizeof why);
         if (st) {
+            /* the client gets a plain message; the log gets the reason */
+            char q[200];
+            demixd_log(DEMIXD_LOG_ERROR, "session_engine_failure",
+                       "session=%s status=%s msg=\"%s\"", s->id,
+                       demix_errname(st), demixd_log_quote(why, q, sizeof q));
             demixd__session_fail(s, DEMIX_PROTO_ERR_INTERNAL, NULL,
                                  "The server's engine failed; the session "
                                  "cannot go on.");
