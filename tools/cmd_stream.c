@@ -45,7 +45,6 @@
  * Thread context: the main thread only (lws service and callbacks).
  */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +58,7 @@
 #include "audio_io.h"
 #include "commands.h"
 #include "out_paths.h"
+#include "pcm_wire.h"
 #include "progress.h"
 #include "protocol.h"
 #include "resample.h"
@@ -262,42 +262,6 @@ static int opus_rate_ok(int rate)
            rate == 48000;
 }
 
-static void put_le16(uint8_t *p, int16_t v)
-{
-    uint16_t u = (uint16_t)v;
-    p[0] = (uint8_t)(u & 0xFF);
-    p[1] = (uint8_t)(u >> 8);
-}
-
-static void put_le_f32(uint8_t *p, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
-static float get_le_f32(const uint8_t *p)
-{
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                 (uint32_t)p[3] << 24;
-    float v;
-    memcpy(&v, &u, 4);
-    return v;
-}
-
-static int16_t to_s16(float x)
-{
-    float v = roundf(x * 32768.0f);
-    if (!(v > -32768.0f)) /* also NaN */
-        return v != v ? 0 : -32768;
-    if (v > 32767.0f)
-        return 32767;
-    return (int16_t)v;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -498,14 +462,8 @@ static void send_next(session *s)
             return;
         }
         len += (size_t)bytes;
-    } else if (s->in_codec == DEMIX_PROTO_CODEC_PCM_F32) {
-        for (size_t i = 0; i < n * ch; i++)
-            put_le_f32(pay + 4 * i, s->fifo[i]);
-        len += n * ch * 4;
     } else {
-        for (size_t i = 0; i < n * ch; i++)
-            put_le16(pay + 2 * i, to_s16(s->fifo[i]));
-        len += n * ch * 2;
+        len += pcm_wire_write(s->in_codec, s->fifo, n * ch, pay);
     }
     if (ws_client_send(s->ws, 1, len)) {
         fail(s, "the connection failed while sending audio");
@@ -681,16 +639,7 @@ static void handle_audio(session *s, const uint8_t *data, size_t len)
             fail(s, "an audio message from the server is too large");
             return;
         }
-        if (s->out_codec == DEMIX_PROTO_CODEC_PCM_F32) {
-            for (size_t i = 0; i < frames * ch; i++)
-                s->conv[i] = get_le_f32(h.payload + 4 * i);
-        } else {
-            for (size_t i = 0; i < frames * ch; i++) {
-                int16_t v = (int16_t)((uint16_t)h.payload[2 * i] |
-                                      (uint16_t)h.payload[2 * i + 1] << 8);
-                s->conv[i] = (float)v / 32768.0f;
-            }
-        }
+        (void)pcm_wire_read(s->out_codec, h.payload, frames * ch, s->conv);
     }
     if (stem_deliver(s, st, out, frames)) {
         char why[sizeof s->err];
@@ -1261,36 +1210,6 @@ static int check_mix(const char *text)
     }
 }
 
-static int split_stems(const char *text, session *s)
-{
-    const char *p = text;
-    s->stem_count_req = 0;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= DEMIX_PROTO_NAME_BYTES ||
-            s->stem_count_req >= DEMIX_PROTO_MAX_STEMS) {
-            fprintf(stderr, "demix stream: --stems takes up to %d names "
-                            "separated by commas (got '%s')\n",
-                    DEMIX_PROTO_MAX_STEMS, text);
-            return -1;
-        }
-        for (int i = 0; i < s->stem_count_req; i++)
-            if (strlen(s->stem_req[i]) == len &&
-                strncmp(s->stem_req[i], p, len) == 0) {
-                fprintf(stderr, "demix stream: --stems names '%.*s' twice\n",
-                        (int)len, p);
-                return -1;
-            }
-        memcpy(s->stem_req[s->stem_count_req], p, len);
-        s->stem_req[s->stem_count_req][len] = '\0';
-        s->stem_count_req++;
-        if (!comma)
-            return 0;
-        p = comma + 1;
-    }
-}
-
 static int parse_args(int argc, char **argv, stream_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -1436,7 +1355,7 @@ int cmd_stream(int argc, char **argv)
     s->o = &o;
     int explicit_stems = o.stems != NULL;
     if (explicit_stems) {
-        if (split_stems(o.stems, s)) {
+        if (cli_stem_list("stream", o.stems, s->stem_req, &s->stem_count_req)) {
             free(s);
             return DEMIX_EXIT_USAGE;
         }

@@ -30,6 +30,9 @@ void cmd_stream_usage(FILE *out);
 int cmd_eval(int argc, char **argv);
 void cmd_eval_usage(FILE *out);
 
+int cmd_loadgen(int argc, char **argv);
+void cmd_loadgen_usage(FILE *out);
+
 /* If argv[*i] is the option `name` ("--model"), or `alias` ("-m", may be
  * NULL), store its value and return 1: "--model X" (advancing *i past X)
  * or "--model=X". A missing value prints an error and returns -1. Else 0. */
@@ -40,6 +43,12 @@ int cli_option(int argc, char **argv, int *i, const char *name,
  * printing "demix CMD: OPTION ...") otherwise. */
 int cli_int(const char *cmd, const char *option, const char *text, long lo,
             long hi, long *out);
+
+/* Parse a --stems list "A,B": 1 to DEMIX_MAX_SOURCES names of 1 to
+ * DEMIX_SOURCE_NAME_BYTES - 1 bytes, none twice, into names; *count gets
+ * how many. 0, or -1 after printing "demix CMD: --stems ...". */
+int cli_stem_list(const char *cmd, const char *text,
+                  char (*names)[DEMIX_SOURCE_NAME_BYTES], int *count);
 
 /* Parse --precision: "fp32", "fast" or "default". 0 on success, -1 (after
  * printing "demix CMD: --precision ...") otherwise. */

@@ -6,7 +6,7 @@
  *   demix bench ...      engine speed and real-time capacity (cmd_bench.c)
  *   demix stream ...     a file through a demixd server  (cmd_stream.c)
  *   demix eval ...       SDR of a model on a data set     (cmd_eval.c)
- *   demix loadgen        reserved for a later version
+ *   demix loadgen ...    many live sessions against demixd (cmd_loadgen.c)
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  *
@@ -40,8 +40,8 @@ static const command commands[] = {
      cmd_bench, cmd_bench_usage},
     {"stream", "stream a file through a demixd server, write its stems",
      cmd_stream, cmd_stream_usage},
-    {"loadgen", "load-test a demixd server with many sessions (not yet)",
-     NULL, NULL},
+    {"loadgen", "load-test a demixd server: many live streams, latency, capacity",
+     cmd_loadgen, cmd_loadgen_usage},
     {"eval", "measure separation quality (SDR) on a data set",
      cmd_eval, cmd_eval_usage},
 };
@@ -64,7 +64,9 @@ static void usage(FILE *out)
             "\n"
             "examples:\n"
             "  demix separate song.flac                # stems in separated/song/\n"
-            "  demix bench --streams 1,8,32            # speed of the full-size network\n");
+            "  demix bench --streams 1,8,32            # speed of the full-size network\n"
+            "  demix loadgen --url ws://127.0.0.1:8080/v1/stream --ramp 4:32:4\n"
+            "                                          # live streams a server holds\n");
 }
 
 static const command *find_command(const char *name)
@@ -174,6 +176,36 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+int cli_stem_list(const char *cmd, const char *text,
+                  char (*names)[DEMIX_SOURCE_NAME_BYTES], int *count)
+{
+    const char *p = text;
+    *count = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= DEMIX_SOURCE_NAME_BYTES ||
+            *count >= DEMIX_MAX_SOURCES) {
+            fprintf(stderr, "demix %s: --stems takes up to %d names "
+                            "separated by commas (got '%s')\n",
+                    cmd, DEMIX_MAX_SOURCES, text);
+            return -1;
+        }
+        for (int i = 0; i < *count; i++)
+            if (strlen(names[i]) == len && strncmp(names[i], p, len) == 0) {
+                fprintf(stderr, "demix %s: --stems names '%.*s' twice\n", cmd,
+                        (int)len, p);
+                return -1;
+            }
+        memcpy(names[*count], p, len);
+        names[*count][len] = '\0';
+        (*count)++;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
 }
 
 int cli_precision(const char *cmd, const char *text, demix_precision *out)

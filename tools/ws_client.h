@@ -1,10 +1,11 @@
 /*
- * ws_client.h - one WebSocket client connection on libwebsockets 4.1.6, as
- * a small event interface for `demix stream`: connect to a ws:// (or wss://)
- * URL, get whole messages (reassembled from fragments), send one message
- * per writeable event, a timer, and the close code the peer sent.
+ * ws_client.h - WebSocket client connections on libwebsockets 4.1.6, as a
+ * small event interface for `demix stream` (one connection) and `demix
+ * loadgen` (many): connect to a ws:// (or wss://) URL, get whole messages
+ * (reassembled from fragments), send one message per writeable event, a
+ * timer, and the close code the peer sent.
  *
- * Usage sketch:
+ * Usage sketch, one connection (it owns a private loop):
  *
  *     ws_client_events ev = {.on_open = opened, .on_message = got,
  *                            .on_writeable = can_send, .on_close = closed};
@@ -21,14 +22,30 @@
  *     ws_client_send(c, 1, n);                 // binary; 0 for text
  *     ws_client_want_write(c);                 // more to send later
  *
- * Design. lws does the socket, the handshake (with the subprotocol) and the
- * framing; this file keeps one connection per context, a receive buffer of
- * max_message_bytes (a longer message from the peer ends the connection:
- * on_close gets WS_CLIENT_CLOSE_TOO_BIG), and one transmit buffer with lws's
- * LWS_PRE headroom so a message is written in place. lws sends one message
- * per writeable event and buffers the unsent rest of a partial send itself
- * (no new writeable event until it is out), so the caller's in-flight data
- * is bounded by what it chooses to send.
+ * Many connections on one loop (one lws context, one thread):
+ *
+ *     ws_client_loop *loop;
+ *     ws_client_loop_create(256, 65536, 0, &loop, err, sizeof err);
+ *     for (i = 0; i < n; i++)
+ *         ws_client_connect(loop, url, "demix.v1", &ev, &sess[i], &c[i],
+ *                           err, sizeof err);
+ *     while (!done)
+ *         ws_client_loop_service(loop, 100);
+ *     for (i = 0; i < n; i++) ws_client_destroy(c[i]);  // connections first
+ *     ws_client_loop_destroy(loop);
+ *
+ * Design. lws does the sockets, the handshake (with the subprotocol) and
+ * the framing; a loop is one lws context that does not listen, and each
+ * connection is found from its wsi through lws's opaque user pointer. A
+ * connection keeps a receive buffer that grows as messages need it, up to
+ * the loop's max_message_bytes (a longer message from the peer ends the
+ * connection: on_close gets WS_CLIENT_CLOSE_TOO_BIG), so many idle-sized
+ * connections stay small. The transmit buffer, with lws's LWS_PRE headroom
+ * so a message is written in place, belongs to the loop: only one
+ * writeable event runs at a time and lws_write either sends a message or
+ * keeps the unsent rest itself (no new writeable event for that
+ * connection until it is out), so the caller's in-flight data is bounded
+ * by what it chooses to send.
  *
  * Events: on_open once the handshake is done; on_message per whole message;
  * on_writeable after ws_client_want_write(); on_timer after
@@ -36,10 +53,13 @@
  * made: refused, unreachable, handshake refused) or on_close (the
  * connection ended: code = the peer's close code, WS_CLIENT_CLOSE_NONE
  * (1005) when its close frame had none, WS_CLIENT_CLOSE_ABNORMAL (1006)
- * when the connection dropped without a close frame).
+ * when the connection dropped without a close frame; lws 4.1 reports a
+ * peer's 1012-1015 as 1002, the reason text is kept). No event fires after
+ * ws_client_destroy().
  *
  * Threads: everything, callbacks included, runs on the thread that calls
- * ws_client_service(); a ws_client belongs to that one thread.
+ * ws_client_loop_service() / ws_client_service(); a loop and its
+ * connections belong to that one thread (ws_client_loop_wake aside).
  */
 #ifndef DEMIX_WS_CLIENT_H
 #define DEMIX_WS_CLIENT_H
@@ -54,6 +74,7 @@
 #define WS_CLIENT_CLOSE_TOO_BIG 1009  /* the peer sent a message too long */
 
 typedef struct ws_client ws_client;
+typedef struct ws_client_loop ws_client_loop;
 
 typedef struct ws_client_events {
     void (*on_open)(void *user);
@@ -74,29 +95,64 @@ DEMIX_WARN_UNUSED int ws_client_parse_url(const char *url, int *tls,
                                           size_t path_cap, char *err,
                                           size_t err_cap);
 
-/* Start connecting (the handshake proceeds in ws_client_service). The
- * subprotocol may be NULL. max_message_bytes bounds both a received message
- * and ws_client_tx_capacity(). DEMIX_EARG (bad URL), DEMIX_ENOMEM,
- * DEMIX_EIO (lws could not start the connection); err says which. */
+/* ------------------------------------------------------------ loops */
+
+/* A loop for up to max_connections connections at once; max_message_bytes
+ * bounds every received message and the transmit buffer; tls: also wss://
+ * URLs (initialises TLS). DEMIX_EARG, DEMIX_ENOMEM, DEMIX_EIO (lws could
+ * not start); err says which. */
+DEMIX_WARN_UNUSED int ws_client_loop_create(int max_connections,
+                                            size_t max_message_bytes, int tls,
+                                            ws_client_loop **out, char *err,
+                                            size_t err_cap);
+
+/* Destroy the loop. Destroy its connections first (their events would
+ * otherwise fire in here). NULL: no-op. */
+void ws_client_loop_destroy(ws_client_loop *loop);
+
+/* Run lws once: wait for events (at most about timeout_ms when it is > 0:
+ * lws 4.1 ignores its own timeout, a timer of the loop's bounds the wait)
+ * and fire them. Returns < 0 when lws failed. */
+int ws_client_loop_service(ws_client_loop *loop, int timeout_ms);
+
+/* Wake a ws_client_loop_service() that is waiting (async-signal-safe
+ * enough for a SIGINT handler: lws writes one byte to its event pipe). */
+void ws_client_loop_wake(ws_client_loop *loop);
+
+/* ------------------------------------------------------ connections */
+
+/* Start connecting on a loop (the handshake proceeds in its service). The
+ * subprotocol may be NULL. DEMIX_EARG (bad URL, wss:// on a loop without
+ * TLS), DEMIX_ENOMEM, DEMIX_EIO (lws could not start the connection: err
+ * says why, without the URL; no event follows). */
+DEMIX_WARN_UNUSED int ws_client_connect(ws_client_loop *loop, const char *url,
+                                        const char *subprotocol,
+                                        const ws_client_events *events,
+                                        void *user, ws_client **out,
+                                        char *err, size_t err_cap);
+
+/* One connection on a loop of its own (ws_client_loop_create with one
+ * connection, then ws_client_connect); ws_client_destroy frees both. A
+ * DEMIX_EIO err reads "cannot connect to HOST:PORT: why". */
 DEMIX_WARN_UNUSED int ws_client_create(const char *url, const char *subprotocol,
                                        size_t max_message_bytes,
                                        const ws_client_events *events,
                                        void *user, ws_client **out, char *err,
                                        size_t err_cap);
 
-/* Destroy; closes the connection if still open (no event). NULL: no-op. */
+/* Destroy; drops the connection if still open (no event). NULL: no-op. */
 void ws_client_destroy(ws_client *c);
 
-/* Run lws for up to timeout_ms (events fire inside). Returns < 0 when lws
- * failed. */
+/* Run the connection's loop (ws_client_loop_service). */
 int ws_client_service(ws_client *c, int timeout_ms);
 
 /* Ask for an on_writeable event. */
 void ws_client_want_write(ws_client *c);
 
-/* The transmit buffer (ws_client_tx_capacity bytes) and its send: only
- * inside on_writeable, at most once per event. DEMIX_EIO when lws failed
- * to write (the connection is then closing). */
+/* The transmit buffer (ws_client_tx_capacity bytes, shared by the loop's
+ * connections) and its send: only inside on_writeable, at most once per
+ * event. DEMIX_EIO when lws failed to write (the connection is then
+ * closing). */
 uint8_t *ws_client_tx_buffer(ws_client *c);
 size_t ws_client_tx_capacity(const ws_client *c);
 DEMIX_WARN_UNUSED int ws_client_send(ws_client *c, int binary, size_t len);
@@ -113,8 +169,7 @@ void ws_client_close(ws_client *c, int code, const char *reason);
  * with WS_CLIENT_CLOSE_ABNORMAL). */
 void ws_client_abort(ws_client *c);
 
-/* Wake a ws_client_service() that is waiting (async-signal-safe enough for
- * a SIGINT handler: lws writes one byte to its event pipe). */
+/* Wake the connection's loop (ws_client_loop_wake). */
 void ws_client_wake(ws_client *c);
 
 /* 1 between on_open and on_close. */

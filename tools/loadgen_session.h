@@ -1,0 +1,196 @@
+/*
+ * loadgen_session.h - one live streaming session of `demix loadgen`, driven
+ * by events on a shared ws_client loop: connect -> start -> ready -> audio
+ * at real-time pace while stems come in -> end -> summary -> close 1000
+ * (docs/protocol.md). It counts what it sends and receives and measures
+ * latency; it keeps no audio.
+ *
+ * Pacing. Message k (LOADGEN_AUDIO_PCM_MESSAGE_MS or one Opus packet) is
+ * sent when its last frame would have been captured live: at
+ * t0 + (k + 1) * message duration. t0 is the first tick of the run's
+ * message clock (cfg->epoch_s + j * message duration) after ready came,
+ * plus the session's phase: sessions are spread over the message period
+ * in LOADGEN_PHASES groups, as independent live clients are, while the
+ * sessions of a group share their send times, so one wake-up of the
+ * client serves them all (a timer per session and message would cost the
+ * client, which shares the machine with the server in a local test, far
+ * more). A session that fell behind (the loop was busy) sends the overdue
+ * messages back to back. It never has more than
+ * latency + LOADGEN_IN_FLIGHT_S of audio in flight (sent, not yet back on
+ * every stem): a server that falls that far behind is not keeping up, and
+ * the bound keeps the client's and the kernel's buffers small.
+ *
+ * End. After cfg->seconds of audio (or at Ctrl-C: loadgen_session_stop)
+ * the session judges whether the server kept up, then sends end and reads
+ * the rest, the summary and the close.
+ *
+ * Kept up. At that moment the output every stem has reached must be
+ * within the announced latency + cfg->keep_up_margin_s of the audio a
+ * live source would have produced by then; lag_end_s is the distance
+ * (real time minus the output reached, in seconds, so it includes the
+ * algorithmic latency).
+ *
+ * Latency. For each message's first position p: from its send to the
+ * moment position p has arrived on every stem (Opus output: decoded,
+ * after pre_skip; computed from the packet headers, nothing is decoded).
+ * Samples go to a latency_hist (fixed size). A ring of
+ * LOADGEN_PROBES outstanding probes: a message sent while it is full is
+ * not timed.
+ *
+ * Outcome: OK (summary, close 1000, the server counted the frames sent),
+ * REFUSED (error at_capacity), FAILED (anything else; `failure` and
+ * `message` say what, `error_code` the server's code if it sent one).
+ *
+ * Memory: a fixed struct per session (about 5 KB) plus the ws_client's
+ * receive buffer (grows to the largest message).
+ *
+ * Thread context: the loop's service thread only.
+ */
+#ifndef DEMIX_LOADGEN_SESSION_H
+#define DEMIX_LOADGEN_SESSION_H
+
+#include <stdint.h>
+
+#include "latency_hist.h"
+#include "loadgen_audio.h"
+#include "protocol.h"
+#include "ws_client.h"
+
+#define LOADGEN_PROBES 512
+#define LOADGEN_PHASES 4        /* send-time groups per message period */
+#define LOADGEN_IN_FLIGHT_S 2.0 /* beyond the announced latency */
+#define LOADGEN_CLOSE_GRACE_S 3.0
+
+/* What every session of a run shares (read-only while they run). */
+typedef struct loadgen_config {
+    const char *url;
+    const char *token; /* NULL: none sent */
+    const loadgen_audio *audio;
+    demix_proto_codec codec; /* both directions */
+    int stem_count;
+    char stems[DEMIX_PROTO_MAX_STEMS][DEMIX_PROTO_NAME_BYTES];
+    double seconds;          /* audio per session */
+    double epoch_s;          /* origin of the message clock (monotonic s) */
+    double timeout_s;        /* no message from the server for this long */
+    double keep_up_margin_s; /* kept up: lag <= latency + this */
+} loadgen_config;
+
+typedef enum loadgen_outcome {
+    LOADGEN_RUNNING = 0,
+    LOADGEN_OK,
+    LOADGEN_REFUSED,
+    LOADGEN_FAILED,
+} loadgen_outcome;
+
+typedef enum loadgen_failure {
+    LOADGEN_FAIL_NONE = 0,
+    LOADGEN_FAIL_CONNECT,     /* no connection (refused, unreachable, ...) */
+    LOADGEN_FAIL_SERVER,      /* an error message (error_code) */
+    LOADGEN_FAIL_CLOSED,      /* closed or dropped before the summary */
+    LOADGEN_FAIL_PROTOCOL,    /* the server broke the protocol */
+    LOADGEN_FAIL_TIMEOUT,     /* no message for timeout_s */
+    LOADGEN_FAIL_INTERRUPTED, /* Ctrl-C before ready */
+    LOADGEN_FAIL_CLIENT,      /* our side (out of memory, ...) */
+} loadgen_failure;
+
+typedef struct loadgen_probe {
+    int64_t pos;
+    double t;
+} loadgen_probe;
+
+typedef struct loadgen_session {
+    int index;
+    const loadgen_config *cfg;
+    ws_client *ws;
+    int state;  /* internal */
+    int closed; /* the connection has ended */
+    loadgen_outcome outcome;
+    loadgen_failure failure;
+    int has_error_code;
+    demix_proto_code error_code;
+    int close_code;    /* 0 until closed */
+    char message[256]; /* what went wrong, for people */
+
+    double t_connect, t_ready, t0, t_done, last_rx, failed_at;
+    double phase_s;
+    int stop_requested;
+
+    /* ready */
+    char id[DEMIX_PROTO_SESSION_BYTES];
+    int rate_hz, channels;
+    int latency_frames;
+    int out_pre_skip; /* Opus output: decoded frames to drop */
+    int in_pre_skip;  /* Opus input: our encoder's lookahead */
+    int msg_frames;
+    int64_t max_in_flight;
+
+    /* input */
+    int start_sent;
+    uint64_t cursor;
+    uint32_t seq_in;
+    int64_t messages_sent;
+    int64_t wire_frames_sent; /* decoded frames for Opus, pre_skip included */
+    int64_t target_wire_frames;
+    int end_sent;
+
+    /* the verdict */
+    int judged;
+    int kept_up;
+    double lag_end_s;
+    double lag_max_s; /* largest lag seen while streaming */
+
+    /* output */
+    uint32_t seq_out;
+    int64_t messages_received;
+    int stem_slot[DEMIX_PROTO_MAX_STEMS];    /* source index -> slot, -1 */
+    int64_t next_pos[DEMIX_PROTO_MAX_STEMS]; /* per slot */
+    int last_seen[DEMIX_PROTO_MAX_STEMS];
+
+    int have_summary;
+    demix_proto_summary summary;
+
+    loadgen_probe probes[LOADGEN_PROBES];
+    uint64_t probe_head, probe_tail;
+    latency_hist latency;
+} loadgen_session;
+
+/* Set up session `index` of `count` (its phase group and its place in the
+ * audio loop follow from those) and start connecting on loop. A
+ * connection that cannot even start ends the session at once (FAILED,
+ * CONNECT). */
+void loadgen_session_start(loadgen_session *s, ws_client_loop *loop,
+                           const loadgen_config *cfg, int index, int count);
+
+/* End early (Ctrl-C): a streaming session is judged now and sends end; one
+ * not yet ready closes (FAILED, INTERRUPTED). */
+void loadgen_session_stop(loadgen_session *s);
+
+/* Drop the connection now, without waiting for anything. */
+void loadgen_session_abort(loadgen_session *s);
+
+/* Periodic checks (about every 100 ms): the server's silence, the grace
+ * after a failure, the end of a stalled stream, the lag. */
+void loadgen_session_poll(loadgen_session *s, double now);
+
+/* 1 once the connection has ended and the outcome is final. */
+int loadgen_session_done(const loadgen_session *s);
+
+/* 1 while audio is being sent (ready came, end not yet sent). */
+int loadgen_session_streaming(const loadgen_session *s);
+
+/* Positions (input frames as the server counts them) sent so far. */
+int64_t loadgen_session_positions_sent(const loadgen_session *s);
+
+/* Output frames received on stem slot i (0..cfg->stem_count - 1), counted
+ * up to the positions sent. */
+int64_t loadgen_session_frames_received(const loadgen_session *s, int slot);
+
+/* Seconds of real time minus output reached on every stem, now. */
+double loadgen_session_lag_s(const loadgen_session *s, double now);
+
+/* Destroy the connection (no more events). */
+void loadgen_session_free(loadgen_session *s);
+
+const char *loadgen_failure_name(loadgen_failure f);
+
+#endif /* DEMIX_LOADGEN_SESSION_H */
