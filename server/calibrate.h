@@ -4,11 +4,14 @@
  *
  * Method: an engine with max_slots slots; for B = 1, 2, 4, ... it runs
  * WARMUP steps of B slots, then STEPS timed steps, and takes the median
- * step time. B fits when the median is at most one hop period (H / rate).
+ * step time. B fits when the median is at most STEP_BUDGET (0.7, see
+ * calibrate.c) of one hop period (H / rate): the rest of the period is
+ * for the server's socket and codec work and for step jitter.
  * After the first B that does not fit, a bisection between it and the last
  * that did narrows the answer to within 1/16. capacity = the largest B
  * that fits, at least 1 (logged as a warning when even B = 1 is slower
- * than real time). The same criterion as `demix bench`'s realtime column.
+ * than the budget). Stricter than `demix bench`'s realtime column, which
+ * counts the whole period for the engine alone.
  *
  * Threads: the calling thread (main, at start-up); the engine it creates
  * uses opt->pool if given, and is destroyed before returning.
@@ -21,10 +24,10 @@
 #include "engine.h"
 
 typedef struct demixd_calibration {
-    int capacity;    /* largest B whose step fits in a hop, >= 1 */
+    int capacity;    /* largest B whose step fits the budget, >= 1 */
     double step_ms;  /* median step time at B = capacity */
     double hop_ms;   /* the hop period */
-    int fits_at_one; /* 0 when even one stream is slower than real time */
+    int fits_at_one; /* 0 when even one stream's step exceeds the budget */
 } demixd_calibration;
 
 /* DEMIX_OK or the engine's status (err says why). max_slots bounds the
