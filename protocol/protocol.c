@@ -102,6 +102,16 @@ demix_proto_code demix_proto_code_from_name(const char *name)
     return DEMIX_PROTO_ERR_UNKNOWN;
 }
 
+int demix_proto_received_close_code(int code, const char *reason)
+{
+    if (code != 1002 || !reason)
+        return code;
+    demix_proto_code named = demix_proto_code_from_name(reason);
+    if (named == DEMIX_PROTO_ERR_UNKNOWN || named == DEMIX_PROTO_ERR_NONE)
+        return code;
+    return demix_proto_close_code(named);
+}
+
 int demix_proto_close_code(demix_proto_code code)
 {
     switch (code) {

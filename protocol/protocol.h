@@ -158,6 +158,14 @@ demix_proto_code demix_proto_code_from_name(const char *name);
  * 1011 for UNKNOWN or out-of-range values. */
 int demix_proto_close_code(demix_proto_code code);
 
+/* The close code a client should report for a received (code, reason):
+ * some WebSocket libraries (libwebsockets 4.1) turn close codes they do not
+ * know (1012-1015) into 1002 before the application sees them; a server of
+ * this protocol sends the error's wire name as the reason, so a 1002 whose
+ * reason names an error maps back to that error's close code. Any other
+ * pair is returned unchanged. */
+int demix_proto_received_close_code(int code, const char *reason);
+
 /* ----------------------------------------------------------- basic types */
 
 typedef enum demix_proto_type {

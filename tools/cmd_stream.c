@@ -870,6 +870,8 @@ static void ev_timer(void *user)
 static void ev_close(void *user, int code, const char *reason)
 {
     session *s = user;
+    /* lws 4.1 turns the peer's close codes 1012-1015 into 1002 */
+    code = demix_proto_received_close_code(code, reason);
     s->close_code = code;
     snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
     int expected = s->state == ST_SUMMARY;

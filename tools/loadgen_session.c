@@ -491,13 +491,8 @@ static void ev_close(void *user, int code, const char *reason)
 {
     loadgen_session *s = user;
     double now = ws_client_now_s();
-    /* lws 4.1 turns the peer's close codes 1012-1015 (registered after its
-     * parser was written) into 1002 before a client sees them. demixd's
-     * reason is the error code's name: when it names the error the server
-     * sent, the code was the protocol's one for that error. */
-    if (code == 1002 && s->has_error_code &&
-        strcmp(reason, demix_proto_code_name(s->error_code)) == 0)
-        code = demix_proto_close_code(s->error_code);
+    /* lws 4.1 turns the peer's close codes 1012-1015 into 1002 */
+    code = demix_proto_received_close_code(code, reason);
     s->closed = 1;
     s->close_code = code;
     s->t_done = now;

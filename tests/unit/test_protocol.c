@@ -158,6 +158,22 @@ static void test_codes_and_close_codes(void **state)
     assert_int_equal(demix_proto_close_code(DEMIX_PROTO_ERR_NONE), 1000);
     assert_int_equal(demix_proto_close_code(DEMIX_PROTO_ERR_UNKNOWN), 1011);
     assert_int_equal(demix_proto_close_code((demix_proto_code)999), 1011);
+
+    /* a 1002 whose reason names an error maps back to its close code;
+     * anything else is left as received */
+    assert_int_equal(demix_proto_received_close_code(1002, "at_capacity"),
+                     demix_proto_close_code(DEMIX_PROTO_ERR_AT_CAPACITY));
+    assert_int_equal(demix_proto_received_close_code(1002, "unauthorized"),
+                     1008);
+    assert_int_equal(demix_proto_received_close_code(1002, "internal"), 1011);
+    assert_int_equal(demix_proto_received_close_code(1002, ""), 1002);
+    assert_int_equal(demix_proto_received_close_code(1002, "no_such_code"),
+                     1002);
+    assert_int_equal(demix_proto_received_close_code(1002, NULL), 1002);
+    assert_int_equal(demix_proto_received_close_code(1002, "none"), 1002);
+    assert_int_equal(demix_proto_received_close_code(1013, "at_capacity"),
+                     1013);
+    assert_int_equal(demix_proto_received_close_code(1000, "internal"), 1000);
     assert_string_equal(demix_proto_code_name(DEMIX_PROTO_ERR_NONE), "none");
     assert_string_equal(demix_proto_code_name((demix_proto_code)-5), "unknown");
     assert_int_equal(demix_proto_code_from_name("nope"),
