@@ -828,3 +828,14 @@ void fx_session_free(fx_session *s)
         s->dec[t] = NULL;
     }
 }
+
+int server_fixture_finish(server_fixture *fx, int started, const char *dir)
+{
+    int rc = 0;
+    if (started && server_fixture_stop(fx) != 0) {
+        print_error("demixd did not exit 0 on SIGTERM\n");
+        rc = -1;
+    }
+    demix_test_rmtree(dir);
+    return rc;
+}

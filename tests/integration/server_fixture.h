@@ -65,6 +65,11 @@ int server_fixture_start(server_fixture *fx, const char *model_path, ...);
  * it is killed). The log is printed when the status is not 0. */
 int server_fixture_stop(server_fixture *fx);
 
+/* A test file's teardown: stop the server when `started` (a failure, also
+ * an exit status other than 0 on SIGTERM, is printed), then remove `dir`.
+ * 0, or -1 when the server did not stop cleanly. */
+int server_fixture_finish(server_fixture *fx, int started, const char *dir);
+
 /* 1 while the process runs. */
 int server_fixture_alive(server_fixture *fx);
 

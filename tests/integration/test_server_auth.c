@@ -231,13 +231,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = 0;
-    if (g.started && server_fixture_stop(&g.fx) != 0) {
-        print_error("demixd did not exit 0 on SIGTERM\n");
-        rc = -1;
-    }
-    demix_test_rmtree(g.dir);
-    return rc;
+    return server_fixture_finish(&g.fx, g.started, g.dir);
 }
 
 /* -------------------------------------------------------------- tests */

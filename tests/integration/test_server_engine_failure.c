@@ -254,18 +254,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = 0;
-    if (g.started && server_fixture_stop(&g.fx) != 0) {
-        print_error("demixd did not exit 0 on SIGTERM\n");
-        rc = -1;
-    }
     for (int t = 0; t < 4; t++)
         free(g.ref[t]);
     wst_http_response_free(&g.ref_zip);
     free(g.input);
     free(g.wav);
-    demix_test_rmtree(g.dir);
-    return rc;
+    return server_fixture_finish(&g.fx, g.started, g.dir);
 }
 
 /* ------------------------------------------------------------- tests */
