@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# train/preflight.sh - the GPU machine's stages, run here on the CPU with a
+# tiny network and a little data, before any device time is spent on them:
+# packing (audio_data.py), training steps, validation, export, resume from
+# the export, the batch probe, and the float64 stream-vs-offline check of
+# the exported file. Minutes, not hours; no GPU.
+#
+# Needs (Debian): python3-torch python3-numpy libopusfile0, and the data in
+# ../shared/data. Usage: train/preflight.sh [WORKDIR]  (default /tmp/demix-preflight)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-/tmp/demix-preflight}
+PY=${PYTHON:-/usr/bin/python3}
+rm -rf "$W" && mkdir -p "$W/src/everything-is-remixed" "$W/data"
+# a little of each kind: 12 MUSDB excerpts (two of them validation) and
+# one training plus the validation song of Everything is Remixed
+mkdir -p "$W/src/musdb18-7s-train"
+ls ../shared/data/musdb18-7s-train | head -12 | while read -r t; do
+  cp -r "../shared/data/musdb18-7s-train/$t" "$W/src/musdb18-7s-train/"
+done
+cp -r "../shared/data/musdb18-7s-train/Actions - Devil's Words" \
+  "$W/src/musdb18-7s-train/"
+cp -r ../shared/data/everything-is-remixed/{potassium,lithium,caesium} \
+  "$W/src/everything-is-remixed/"
+for set in "$W"/src/*; do
+  $PY train/audio_data.py "$set" "$W/data/$(basename "$set")" 2
+done
+tiny=(--dim 16 --basis 32 --batch 4 --seconds 1 --amp none --warmup 5
+      --val-tracks 3)
+$PY train/train.py --data "$W/data" --out "$W/run1" "${tiny[@]}" --max-steps 12
+$PY train/train.py --data "$W/data" --out "$W/run2" "${tiny[@]}" --max-steps 6 \
+  --init "$W/run1/model.safetensors" --history "$W/run1/log.jsonl"
+$PY train/train.py --data "$W/data" --out "$W/run3" "${tiny[@]}" \
+  --init "$W/run1/model.safetensors" --probe-batches 2,4
+test -s "$W/run3/batch"
+$PY - "$W" <<'PYEOF'
+import json, sys, torch
+sys.path.insert(0, "train")
+from reference import HSTasNet, stream, load_safetensors
+w = sys.argv[1]
+m = HSTasNet.from_safetensors(f"{w}/run2/model.safetensors").double()
+_, meta = load_safetensors(f"{w}/run2/model.safetensors")
+log = [json.loads(l) for l in open(f"{w}/run2/log.jsonl")]
+assert int(meta["training_steps"]) == 18, meta["training_steps"]
+assert len(log) == 2 and log[-1]["steps"] == 18, [r["steps"] for r in log]
+x = torch.randn(2, 512 * 8, dtype=torch.float64) * 0.1
+H = m.hop
+err = (stream(m, x)[..., H:] - m(x[None])[0][..., :-H]).abs().max().item()
+assert err < 1e-9, err
+print(f"preflight: ok (18 steps over two runs, log of {len(log)} records, "
+      f"stream vs offline {err:.1e})")
+PYEOF
