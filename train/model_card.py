@@ -109,7 +109,7 @@ def main():
       "- Synthetic renders (`train/synth/`) of POP909 (MIT) and the Groove "
       "MIDI Dataset (CC BY 4.0) with the FluidR3 GM soundfont (MIT), where "
       "the run's log lists the set.\n"
-      f"- Weights licence: {meta.get('license')}.\n")
+      f"- Licence (the file's metadata): {meta.get('license')}.\n")
     w("## Intended use\n")
     w("Real-time demixing of music for previews, practice and karaoke in "
       "demixd and `demix separate`; a starting point for further training "
