@@ -65,6 +65,10 @@ int server_fixture_start(server_fixture *fx, const char *model_path, ...);
  * it is killed). The log is printed when the status is not 0. */
 int server_fixture_stop(server_fixture *fx);
 
+/* A loopback port nothing listens on (bound to port 0, read, closed), for
+ * tests of clients that must fail to connect. */
+int fx_unused_port(void);
+
 /* A test file's teardown: stop the server when `started` (a failure, also
  * an exit status other than 0 on SIGTERM, is printed), then remove `dir`.
  * 0, or -1 when the server did not stop cleanly. */

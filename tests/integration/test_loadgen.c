@@ -62,21 +62,6 @@ static int demix(const char *fmt, ...)
                                sizeof g.err);
 }
 
-/* A port nothing listens on: bind to port 0, read it, close. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* Wait until /v1/health reports no live session (a liveness bound, not a
  * measurement). */
 static void wait_server_idle(void)
@@ -400,7 +385,7 @@ static void test_cannot_connect(void **state)
 {
     (void)state;
     char url[128];
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/v1/stream", free_port());
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/v1/stream", fx_unused_port());
     assert_int_equal(
         demix("loadgen --url %s --sessions 2 --seconds 1 --quiet", url), 1);
     assert_non_null(strstr(g.err, "cannot connect"));

@@ -101,21 +101,6 @@ static double compare_files(const char *a_path, const char *b_path)
     return m;
 }
 
-/* A port nothing listens on: bind to port 0, read it, close. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* -------------------------------------------------------------- setup */
 
 static int setup(void **state)
@@ -427,7 +412,7 @@ static void test_stream_errors(void **state)
     snprintf(out, sizeof out, "%s/str_err", g.dir);
     snprintf(dir, sizeof dir, "%s/song44", out);
 
-    int port = free_port();
+    int port = fx_unused_port();
     assert_int_equal(demix("stream --url ws://127.0.0.1:%d/v1/stream -o '%s' "
                            "'%s'",
                            port, out, g.in44),
