@@ -1,0 +1,159 @@
+/*
+ * stream_session.h - one connection of `demix stream` (cmd_stream.c): the
+ * state its pieces share, and the protocol's control side that drives
+ * them (stream_session.c): the event callbacks, start, ready, error,
+ * summary and the close. The pieces:
+ *
+ *   stream_input.h    file -> FIFO -> audio_in messages, paced
+ *   stream_output.h   audio_out messages -> one WAV file per stem
+ *   stream_report.h   latency probes and the final report
+ *
+ * Private to demix stream: only cmd_stream.c and the stream_*.c files
+ * include it.
+ *
+ * Thread context: the main thread only (lws service and callbacks).
+ */
+#ifndef DEMIX_STREAM_SESSION_H
+#define DEMIX_STREAM_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <opus/opus.h>
+
+#include "audio_io.h"
+#include "demix_error.h"
+#include "progress.h"
+#include "protocol.h"
+#include "resample.h"
+#include "ws_client.h"
+
+#define STREAM_PATH_BYTES 4096
+#define STREAM_PROBE_RING 8192 /* latency probes outstanding */
+
+typedef struct stream_options {
+    const char *url;
+    const char *input;
+    const char *out_dir;
+    const char *stems;
+    const char *mix;
+    const char *token;
+    int opus;
+    int float32;
+    int realtime;
+    int quiet;
+    long bitrate_bps;
+    long timeout_s;
+} stream_options;
+
+/* One output stream: a source in stems mode, or the mix. */
+typedef struct stream_stem {
+    int active;
+    int wire_index;      /* audio_out stem byte */
+    char name[DEMIX_PROTO_NAME_BYTES];
+    audio_writer *writer;
+    OpusDecoder *dec;
+    int skip_left;       /* Opus pre_skip frames still to drop */
+    resampler *rs;       /* session rate -> file rate; NULL when equal */
+    int64_t next_pos;    /* position the next message must start at */
+    int64_t avail;       /* session-rate frames decoded (after pre_skip) */
+    int64_t fed;         /* of those, passed on (trimmed to the input) */
+    int64_t written;     /* file-rate frames written */
+    int last_seen;
+} stream_stem;
+
+typedef struct stream_probe {
+    int64_t pos;
+    double t;
+} stream_probe;
+
+enum stream_state {
+    STREAM_CONNECTING = 0,
+    STREAM_WAIT_READY,
+    STREAM_STREAMING,
+    STREAM_ENDING,   /* end sent */
+    STREAM_SUMMARY,  /* summary received, waiting for the close */
+    STREAM_CLOSED,
+};
+
+typedef struct stream_session {
+    const stream_options *o;
+    ws_client *ws;
+    int state;
+    int failed;
+    int server_error;  /* failed because of an error message */
+    double failed_at;  /* when the failure was noticed (timer) */
+    char err[1024];
+    int probe_only;    /* stop at ready (reading the model's sources) */
+    int stem_count_req;
+    char stem_req[DEMIX_PROTO_MAX_STEMS][DEMIX_PROTO_NAME_BYTES];
+    demix_proto_code error_code;
+
+    /* input */
+    audio_reader *reader;
+    audio_info info;
+    int file_rate;
+    int channels;
+    int session_rate;
+    resampler *in_rs;
+    float *read_buf;
+    float *fifo;          /* session-rate frames waiting to be sent */
+    size_t fifo_len;
+    size_t fifo_cap;
+    int reader_done;      /* file read and resampler flushed */
+    int64_t file_frames;  /* frames read from the file */
+    int64_t real_frames;  /* session-rate frames of real input, known
+                             once reader_done */
+    int64_t frames_sent;  /* session-rate frames sent (Opus: with padding) */
+    uint32_t seq_in;
+    int chunk_frames;
+    OpusEncoder *enc;
+    int enc_lookahead;
+    int pad_added;
+    int start_sent;
+    int end_sent;
+    double t0;            /* first audio sent */
+    int64_t max_in_flight;
+
+    /* ready and output */
+    demix_proto_ready ready;
+    demix_proto_codec in_codec, out_codec;
+    stream_stem stems[DEMIX_PROTO_MAX_STEMS + 1];
+    int stem_count;
+    uint32_t seq_out;
+    float *conv;
+    size_t conv_cap;      /* floats */
+    char dir[STREAM_PATH_BYTES];
+    int dir_made;
+    demix_proto_summary summary;
+    int have_summary;
+    int close_code;
+    char close_reason[128];
+    double last_rx;
+    double start_time;
+
+    /* latency */
+    stream_probe probes[STREAM_PROBE_RING];
+    size_t probe_head, probe_tail;
+    double *lat;
+    size_t lat_n, lat_cap;
+
+    progress bar;
+} stream_session;
+
+/* Note a failure: the first one's text goes into s->err (later ones are
+ * dropped), and an open connection is closed with 1000. */
+void stream_session_fail(stream_session *s, const char *fmt, ...)
+    DEMIX_PRINTF(2, 3);
+
+/* Create s->ws, connecting to s->o->url with the session's event
+ * callbacks; the state is STREAM_CONNECTING from here on. 0, or -1 with
+ * s->err set. */
+int stream_session_connect(stream_session *s);
+
+/* Free what the session holds (files still open are closed, not removed:
+ * stream_output_remove first for that). The struct itself is the
+ * caller's, ready to be zeroed and used again. */
+void stream_session_free(stream_session *s);
+
+#endif /* DEMIX_STREAM_SESSION_H */
