@@ -10,7 +10,17 @@
  * the rounds and the ramp's verdict are consistent (the 5-session round,
  * when it runs, has 1 refusal); the text report of a run; (d) a URL where
  * nothing listens: exit 1 and the URL in the message; (e) usage errors
- * exit 2, `demix help loadgen` exits 0.
+ * exit 2, `demix help loadgen` exits 0; (f) --input with a real WAV (mono,
+ * 44.1 kHz: the resampled path) streams it; (g) --input that is missing,
+ * not audio, or a WAV whose header lies: exit 1, the file and the reason
+ * in the message, and no connection made; (h) URLs of another scheme or
+ * malformed: exit 2, the URL and the reason in the message, no connection;
+ * (i) wss:// to demixd, which speaks no TLS (docs/server.md: TLS belongs
+ * to a proxy in front): exit 1, "cannot connect" and the URL.
+ *
+ * "No connection made" is checked with a listening socket of the test's
+ * own as the --url: a client that connected leaves a connection in its
+ * backlog, which a non-blocking accept after the run finds.
  *
  * Nothing here asserts a time or a latency value: only that the figures
  * are there and well-formed, and the counts that do not depend on timing.
@@ -21,6 +31,9 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +209,109 @@ static cJSON *parse_output(void)
     assert_int_equal(cJSON_GetArraySize(stems), 4);
     assert_true(cJSON_IsArray(item(root, "rounds")));
     return root;
+}
+
+/* ---------------------------------------------- files, URLs, sockets */
+
+/* A loopback listener for URLs that must never be connected to. */
+static int listener_open(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* 1 when someone connected to the listener (the kernel completes the
+ * handshake and queues the connection even if the client has gone). */
+static int listener_was_connected(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    assert_true(flags >= 0);
+    assert_int_equal(fcntl(fd, F_SETFL, flags | O_NONBLOCK), 0);
+    int c = accept(fd, NULL, NULL);
+    if (c >= 0) {
+        close(c);
+        return 1;
+    }
+    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    return 0;
+}
+
+static void put_le(uint8_t *p, uint32_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A 16-bit PCM WAV whose header claims `channels`, `rate` and a data chunk
+ * of `claimed_bytes`, followed by `payload_bytes` of a 440 Hz tone. With
+ * claimed_bytes == payload_bytes and sane fields it is a valid file (test
+ * (f) streams one), so a file written with one field changed is refused
+ * for that field. */
+static void write_wav(const char *path, int channels, int rate,
+                      uint32_t claimed_bytes, size_t payload_bytes)
+{
+    uint8_t h[44];
+    int block = channels * 2;
+    memcpy(h, "RIFF", 4);
+    put_le(h + 4, (uint32_t)(36 + payload_bytes), 4);
+    memcpy(h + 8, "WAVEfmt ", 8);
+    put_le(h + 16, 16, 4);
+    put_le(h + 20, 1, 2); /* PCM */
+    put_le(h + 22, (uint32_t)channels, 2);
+    put_le(h + 24, (uint32_t)rate, 4);
+    put_le(h + 28, (uint32_t)(rate * block), 4);
+    put_le(h + 32, (uint32_t)block, 2);
+    put_le(h + 34, 16, 2);
+    memcpy(h + 36, "data", 4);
+    put_le(h + 40, claimed_bytes, 4);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(h, 1, sizeof h, f), sizeof h);
+    /* payload_bytes / 2 samples, interleaved, a frame's channels alike */
+    int ch = channels > 0 ? channels : 1;
+    double hz_per_rate = 440.0 / (rate > 0 ? rate : 48000);
+    for (size_t i = 0; i < payload_bytes / 2; i++) {
+        double frame = (double)(i / (size_t)ch);
+        double v = 8000.0 * sin(6.283185307179586 * hz_per_rate * frame);
+        uint8_t b[2];
+        put_le(b, (uint16_t)(int16_t)lround(v), 2);
+        assert_int_equal(fwrite(b, 1, 2, f), 2);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* loadgen with --input `file` (a path under g.dir or a missing one) must
+ * exit 1 before any connection, naming the file and saying `why`. */
+static void assert_input_refused(const char *file, const char *why)
+{
+    int port, fd = listener_open(&port);
+    assert_int_equal(demix("loadgen --url ws://127.0.0.1:%d/v1/stream "
+                           "--input '%s' --sessions 2 --seconds 1 --quiet",
+                           port, file),
+                     1);
+    assert_non_null(strstr(g.err, file));
+    assert_non_null(strstr(g.err, why));
+    assert_string_equal(g.out, ""); /* no report */
+    assert_false(listener_was_connected(fd));
+    close(fd);
 }
 
 /* -------------------------------------------------------------- setup */
@@ -423,6 +539,129 @@ static void test_usage_errors(void **state)
     assert_non_null(strstr(g.out, "--ramp A:B:STEP"));
 }
 
+/* (f) */
+static void test_input_file_streams(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/tone-44k-mono.wav", g.dir);
+    const size_t bytes = 44100 * 2; /* 1 s */
+    write_wav(path, 1, 44100, (uint32_t)bytes, bytes);
+    wait_server_idle();
+    assert_int_equal(demix("loadgen --url %s --input '%s' --sessions 1 "
+                           "--seconds 1 --json --quiet",
+                           g.url, path),
+                     0);
+    cJSON *root = cJSON_Parse(g.out);
+    if (!root)
+        fail_msg("demix loadgen --json printed no JSON object");
+    assert_string_equal(string(root, "input"), path);
+    assert_count(root, "channels", 1);
+    assert_count(root, "rate", 48000);
+    const cJSON *r = cJSON_GetArrayItem(item(root, "rounds"), 0);
+    assert_non_null(r);
+    assert_count(r, "ok", 1);
+    assert_count(r, "failed", 0);
+    assert_count(r, "refused", 0);
+    assert_true(number(r, "frames_expected") > 0);
+    assert_true(number(r, "frames_received") == number(r, "frames_expected"));
+    cJSON_Delete(root);
+}
+
+/* (g) */
+static void test_input_not_audio(void **state)
+{
+    (void)state;
+    char path[512];
+
+    snprintf(path, sizeof path, "%s/no-such-file.wav", g.dir);
+    assert_input_refused(path, "cannot open: No such file or directory");
+
+    snprintf(path, sizeof path, "%s/notes.txt", g.dir);
+    write_text(path, "these are notes, not audio\n");
+    assert_input_refused(path, "cannot read as audio");
+
+    snprintf(path, sizeof path, "%s/empty.wav", g.dir);
+    write_text(path, "");
+    assert_input_refused(path, "cannot read as audio");
+
+    /* The header promises 10 s of stereo; 100 bytes (25 frames) follow. */
+    snprintf(path, sizeof path, "%s/short-data.wav", g.dir);
+    write_wav(path, 2, 48000, 10 * 48000 * 4, 100);
+    assert_input_refused(path, "at least 0.1 s of audio is needed");
+
+    /* A header with no channels over a second of samples. */
+    snprintf(path, sizeof path, "%s/no-channels.wav", g.dir);
+    write_wav(path, 0, 48000, 48000 * 2, 48000 * 2);
+    assert_input_refused(path, "cannot read as audio");
+
+    /* Valid, but neither mono nor stereo. */
+    snprintf(path, sizeof path, "%s/eight-channels.wav", g.dir);
+    write_wav(path, 8, 48000, 4800 * 16, 4800 * 16);
+    assert_input_refused(path, "only mono and stereo");
+}
+
+/* (h) */
+static void test_bad_urls(void **state)
+{
+    (void)state;
+    int port, fd = listener_open(&port);
+    /* The URL is prefix + the listener's port + suffix, so a client that
+     * took one for a ws:// URL anyway would connect to the listener. */
+    static const struct {
+        const char *prefix, *suffix, *why;
+    } cases[] = {
+        {"http://127.0.0.1:", "/v1/stream", "must start with ws:// or wss://"},
+        {"https://127.0.0.1:", "/v1/stream", "must start with ws:// or wss://"},
+        {"127.0.0.1:", "/v1/stream", "must start with ws:// or wss://"},
+        {"ws:/127.0.0.1:", "/v1/stream", "must start with ws:// or wss://"},
+        {"ws://:", "/v1/stream", "has no host"},
+        {"ws://127.0.0.1:", "x/v1/stream", "has a bad port"},
+        {"ws://127.0.0.1:", "0000000/v1/stream", "has a bad port"},
+        {"ws://[127.0.0.1:", "/v1/stream", "unclosed '['"},
+    };
+    char url[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(url, sizeof url, "%s%d%s", cases[i].prefix, port,
+                 cases[i].suffix);
+        assert_int_equal(demix("loadgen --url '%s' --sessions 1 --seconds 1 "
+                               "--quiet",
+                               url),
+                         2);
+        assert_non_null(strstr(g.err, url));
+        assert_non_null(strstr(g.err, cases[i].why));
+    }
+    static const struct {
+        const char *url, *why;
+    } portless[] = {
+        {"", "must start with ws:// or wss://"},
+        {"ws://127.0.0.1:0/v1/stream", "has a bad port"},
+        {"ws://127.0.0.1?v1/stream", "expected a path after the host"},
+    };
+    for (size_t i = 0; i < sizeof portless / sizeof portless[0]; i++) {
+        assert_int_equal(demix("loadgen --url '%s' --quiet", portless[i].url),
+                         2);
+        snprintf(url, sizeof url, "URL '%s'", portless[i].url);
+        assert_non_null(strstr(g.err, url));
+        assert_non_null(strstr(g.err, portless[i].why));
+    }
+    assert_false(listener_was_connected(fd));
+    close(fd);
+}
+
+/* (i) */
+static void test_wss_to_plain_server(void **state)
+{
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d/v1/stream", g.fx.port);
+    wait_server_idle();
+    assert_int_equal(
+        demix("loadgen --url %s --sessions 1 --seconds 1 --quiet", url), 1);
+    assert_non_null(strstr(g.err, "cannot connect"));
+    assert_non_null(strstr(g.err, url));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +670,10 @@ int main(void)
         cmocka_unit_test(test_ramp_and_text_report),
         cmocka_unit_test(test_cannot_connect),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_input_file_streams),
+        cmocka_unit_test(test_input_not_audio),
+        cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_wss_to_plain_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
