@@ -18,6 +18,14 @@
 #   collect   wait for the run to end (at most $WAIT s), then copy the model
 #             (in 15 MB parts: $OUT returns files of at most 16 MiB), the
 #             log and the curve figure to $OUT
+#   cudacheck while the run trains (niced; the GPU is shared for a few
+#             minutes): build the CUDA engine and demix with the carried
+#             .debs (bench/gpu_check.sh build,test: the CUDA-vs-CPU parity
+#             tests), write the validation split as a `demix eval` set
+#             and evaluate models/$NAME.safetensors on it with the CUDA
+#             and the CPU engines (evalcuda)
+#   evalcuda  `demix eval --backend cuda` and `--backend cpu` of the run's
+#             model.safetensors (after collect) or else the shipped file
 #
 # The machine is given back 30 s after a call ends, and the setsid run with
 # it: keep a call in flight (status after a sleep, then collect) for the
@@ -130,6 +138,34 @@ start() {
 
 status() { tail -n 30 "$RUN/train.log"; }
 
+cudacheck() {
+  say cudacheck
+  local out=${OUT:-$ROOT/.carry/out}
+  mkdir -p "$out/gpucheck"
+  nice -n 10 bench/gpu_check.sh --stages build,test "$out/gpucheck" || true
+  python3 train/make_eval_set.py "$SRC" /tmp/evalset
+  evalcuda
+}
+
+evalcuda() {
+  say evalcuda
+  local out=${OUT:-$ROOT/.carry/out} model=models/$NAME.safetensors
+  [ -f "$RUN/collected" ] && model=$RUN/model.safetensors
+  local demix=$ROOT/build-dev/tools/demix P=/tmp/demix-prefix
+  [ -x "$demix" ] || { echo "evalcuda: no $demix (run cudacheck)"; return; }
+  local libs=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread:$P/lib/x86_64-linux-gnu
+  local tag; tag=$(basename "$(dirname "$model")")
+  for be in cuda cpu; do
+    echo "# demix eval --backend $be --model $model"
+    LD_LIBRARY_PATH=$libs timeout 240 "$demix" eval --backend "$be" \
+      --threads 8 --model "$model" --json /tmp/evalset \
+      >"$out/eval-$tag-$be.json" 2>"$out/eval-$tag-$be.err" \
+      || { echo "rc $?"; tail -5 "$out/eval-$tag-$be.err"; }
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in d if k != "tracks"})' \
+      "$out/eval-$tag-$be.json" 2>&1 | cut -c1-400
+  done
+}
+
 collect() {
   say collect
   local wait=${WAIT:-560} t=0
@@ -150,13 +186,14 @@ collect() {
   (cd "$out" && split -b 15000000 -d "$NAME.safetensors" \
      "$NAME.safetensors.part" && rm "$NAME.safetensors" &&
    sha256sum "$NAME".safetensors.part* >"$NAME.sha256")
+  touch "$RUN/collected"
   ls -la "$out"
 }
 
 while [ $# -gt 0 ]; do
   stage=$1; shift
   case $stage in
-    fetch|stash|prepare|smoke|status|collect) $stage ;;
+    fetch|stash|prepare|smoke|status|collect|cudacheck|evalcuda) $stage ;;
     start) start "$1"; shift ;;
     *) echo "gpu_train.sh: unknown stage $stage" >&2; exit 2 ;;
   esac
