@@ -381,6 +381,33 @@ float *demix_engine_input_buffer(demix_engine *e, int n)
     return e->ring[q].in;
 }
 
+int demix_engine_reserve_io(demix_engine *e, int n)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (n < 1 || n > e->max_slots) {
+        ENGINE_ERROR(e, "reserve_io: n must be 1..%d (n = %d)", e->max_slots,
+                     n);
+        return DEMIX_EARG;
+    }
+    if (e->submitted != e->collected) {
+        ENGINE_ERROR(e, "reserve_io: %d steps are in flight; collect them "
+                        "first", (int)(e->submitted - e->collected));
+        return DEMIX_EBUSY;
+    }
+    e->have_output = 0; /* its buffer may move below */
+    for (int q = 0; q < RING; q++) {
+        int rc = ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap,
+                           in_floats(e, n), "reserve_io");
+        if (!rc)
+            rc = ring_grow(e, &e->ring[q].out, &e->ring[q].out_cap,
+                           out_floats(e, n), "reserve_io");
+        if (rc)
+            return rc;
+    }
+    return DEMIX_OK;
+}
+
 int demix_engine_submit(demix_engine *e, int n, const int *slots,
                         const float *in)
 {

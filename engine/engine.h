@@ -239,6 +239,15 @@ const char *demix_engine_last_error(const demix_engine *engine);
  * says which). */
 float *demix_engine_input_buffer(demix_engine *engine, int n);
 
+/* Size every I/O buffer of the ring for n hops now, so that no later
+ * input_buffer or submit of up to n hops allocates (a server calls it once
+ * with its largest batch: page-locked allocations are slow, and a batch
+ * that grows one stream at a time would otherwise reallocate at each new
+ * size). DEMIX_EBUSY while steps are in flight, DEMIX_EARG when n is not
+ * in 1..max_slots, DEMIX_ENOMEM. The last collected output is void after
+ * it (demix_engine_output gives NULL until the next collect). */
+DEMIX_WARN_UNUSED int demix_engine_reserve_io(demix_engine *engine, int n);
+
 /* Start one step for n listed slots (checked as demix_engine_step does).
  * in: the buffer from demix_engine_input_buffer() (read in place: leave it
  * alone until this step is collected), or any other buffer, which is

@@ -1,6 +1,9 @@
 /*
  * calibrate.c - the start-up capacity measurement of calibrate.h.
  *
+ * The steps are timed as the scheduler runs them (sched.c): input in the
+ * engine's own buffer, submit + collect, output left in the engine's.
+ *
  * Thread context: the main thread, before the scheduler starts.
  */
 #include "calibrate.h"
@@ -26,9 +29,9 @@
 
 typedef struct cal {
     demix_engine *eng;
-    int C, H, T, opened, max;
+    int C, H, opened, max;
     int *slots;
-    float *in, *out;
+    float *in; /* random input for max rows, copied into the engine's */
 } cal;
 
 static int cmp_double(const void *a, const void *b)
@@ -40,16 +43,28 @@ static int cmp_double(const void *a, const void *b)
 /* Median step time in ms for B streams; opens slots as needed. */
 static int measure(cal *c, int B, double *ms)
 {
+    /* the engine's buffers for B rows, allocated here (outside the timed
+     * steps) as B grows, as the scheduler's are once at its start */
+    int rc = demix_engine_reserve_io(c->eng, B);
+    if (rc)
+        return rc;
     while (c->opened < B) {
-        int rc = demix_engine_open_slot(c->eng, &c->slots[c->opened]);
+        rc = demix_engine_open_slot(c->eng, &c->slots[c->opened]);
         if (rc)
             return rc;
         c->opened++;
     }
     double t[STEPS];
+    const size_t in_bytes = (size_t)B * (size_t)(c->C * c->H) * sizeof *c->in;
     for (int i = 0; i < WARMUP + STEPS; i++) {
+        float *in = demix_engine_input_buffer(c->eng, B);
+        if (!in)
+            return DEMIX_ENOMEM;
+        memcpy(in, c->in, in_bytes);
         int64_t t0 = demixd_now_ns();
-        int rc = demix_engine_step(c->eng, B, c->slots, c->in, c->out);
+        rc = demix_engine_submit(c->eng, B, c->slots, in);
+        if (!rc)
+            rc = demix_engine_collect(c->eng, NULL);
         if (rc)
             return rc;
         if (i >= WARMUP)
@@ -84,13 +99,10 @@ int demixd_calibrate(const demix_model *model, const demix_engine_options *opt,
     const demix_model_config *cfg = demix_engine_config(c.eng);
     c.C = cfg->channels;
     c.H = cfg->hop_samples;
-    c.T = cfg->num_sources;
     c.max = max_slots;
     c.slots = calloc((size_t)max_slots, sizeof *c.slots);
     c.in = malloc((size_t)max_slots * (size_t)(c.C * c.H) * sizeof *c.in);
-    c.out =
-        malloc((size_t)max_slots * (size_t)(c.T * c.C * c.H) * sizeof *c.out);
-    if (!c.slots || !c.in || !c.out) {
+    if (!c.slots || !c.in) {
         rc = DEMIX_ENOMEM;
         snprintf(err, err_cap, "calibration: out of memory");
         goto done;
@@ -141,7 +153,6 @@ engine_error:
 done:
     free(c.slots);
     free(c.in);
-    free(c.out);
     demix_engine_destroy(c.eng);
     return rc;
 }

@@ -18,6 +18,12 @@
  *   list is DEMIX_EARG and submits nothing, input_buffer(0) and
  *   input_buffer(max_slots + 1) are NULL, output() is NULL before the
  *   first collect; destroying an engine with steps in flight is clean.
+ * - reserve_io_fixes_the_buffers: after demix_engine_reserve_io(SLOTS),
+ *   the input and output buffers of 3 rounds of the ring, at batch sizes
+ *   growing 1..SLOTS, are the same RING pointers over and over (nothing
+ *   reallocates); the outputs still equal step()'s; reserve_io with a step
+ *   in flight is DEMIX_EBUSY, with n = 0 or max_slots + 1 DEMIX_EARG, and
+ *   it voids the last output.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -270,12 +276,65 @@ static void test_pipeline_errors(void **state)
     demix_model_destroy(m);
 }
 
+static void test_reserve_io_fixes_the_buffers(void **state)
+{
+    (void)state;
+    enum { RING = DEMIX_ENGINE_MAX_IN_FLIGHT + 1 };
+    demix_model *m = random_model(demix_test_seed() + 5);
+    const demix_model_config *c = demix_model_get_config(m);
+    const size_t in_row = (size_t)c->channels * c->hop_samples;
+    const size_t out_row = in_row * c->num_sources;
+    demix_engine *sync = cpu_engine(m, DEMIX_PRECISION_FP32);
+    demix_engine *e = cpu_engine(m, DEMIX_PRECISION_FP32);
+    int ids[SLOTS], ids_sync[SLOTS];
+    open_all(e, ids);
+    open_all(sync, ids_sync);
+    assert_int_equal(demix_engine_reserve_io(e, 0), DEMIX_EARG);
+    assert_int_equal(demix_engine_reserve_io(e, SLOTS + 1), DEMIX_EARG);
+    assert_int_equal(demix_engine_reserve_io(e, SLOTS), DEMIX_OK);
+    float *ref = malloc(SLOTS * out_row * sizeof *ref);
+    assert_non_null(ref);
+    const float *in_seen[RING], *out_seen[RING];
+    uint64_t st = 11;
+    for (int round = 0; round < 3 * RING; round++) {
+        int n = 1 + round * (SLOTS - 1) / (3 * RING - 1); /* 1 .. SLOTS */
+        float *in = demix_engine_input_buffer(e, n);
+        assert_non_null(in);
+        demix_test_fill_uniform(in, (size_t)n * in_row, 0.5f, &st);
+        assert_int_equal(demix_engine_step(sync, n, ids_sync, in, ref),
+                         DEMIX_OK);
+        assert_int_equal(demix_engine_submit(e, n, ids, in), DEMIX_OK);
+        assert_int_equal(demix_engine_collect(e, NULL), DEMIX_OK);
+        const float *out = demix_engine_output(e, NULL);
+        assert_non_null(out);
+        assert_memory_equal(out, ref, (size_t)n * out_row * sizeof *out);
+        if (round < RING) {
+            in_seen[round] = in;
+            out_seen[round] = out;
+        } else {
+            assert_ptr_equal(in, in_seen[round % RING]);
+            assert_ptr_equal(out, out_seen[round % RING]);
+        }
+    }
+    float *in = demix_engine_input_buffer(e, 1);
+    assert_int_equal(demix_engine_submit(e, 1, ids, in), DEMIX_OK);
+    assert_int_equal(demix_engine_reserve_io(e, SLOTS), DEMIX_EBUSY);
+    assert_int_equal(demix_engine_collect(e, NULL), DEMIX_OK);
+    assert_int_equal(demix_engine_reserve_io(e, SLOTS), DEMIX_OK);
+    assert_null(demix_engine_output(e, NULL));
+    free(ref);
+    demix_engine_destroy(e);
+    demix_engine_destroy(sync);
+    demix_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipelined_equals_step),
         cmocka_unit_test(test_slot_changes_between_submits),
         cmocka_unit_test(test_pipeline_errors),
+        cmocka_unit_test(test_reserve_io_fixes_the_buffers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
