@@ -37,8 +37,11 @@
 #   call 2, carry .carry/real/everything-is-remixed/{hydrogen,lithium,
 #           potassium,rubidium}:                                  stash
 #   call 3, carry .carry/synth .carry/debs:  stash prepare smoke start M
-#   calls:  sleep 500; status ... then WAIT=560 collect
-# with M about 21 minutes less what calls 1-2 took. The next session
+#   call 4, carry .debs (bench/gpu_check.sh --fetch-debs):   cudacheck
+#   calls:  sleep 500; status ... then WAIT=560 collect evalcuda
+# with M about 20 minutes (2026-12-02: calls 1-3 took 3.5 minutes of
+# device time with the start, cudacheck 1.5 beside the run, collect and
+# evalcuda 1 after it; M = 16 left 8 minutes over). The next session
 # continues from models/$NAME.safetensors (float16 weights, optimiser
 # re-warmed) and appends to models/$NAME.train.jsonl.
 #
@@ -128,9 +131,15 @@ start() {
   mkdir -p "$RUN"
   # batch: $BATCH, else what the smoke stage's probe found fastest
   local batch=${BATCH:-$(cat "$RUN/batch" 2>/dev/null || echo 64)}
-  echo "batch $batch"
+  # peak learning rate: $LR, else 2e-4 when continuing from a shipped file
+  # (the second run re-warmed to train.py's 5e-4 and fell from 2.89 to
+  # 2.64 dB before climbing back; a 1e-4 run after it gained 0.11 dB in
+  # 3 minutes), train.py's default for a fresh model
+  local lr=${LR:-}
+  [ -z "$lr" ] && [ -f "models/$NAME.safetensors" ] && lr=2e-4
+  echo "batch $batch, lr ${lr:-default}"
   setsid nohup python3 train/train.py --data "$DATA" --out "$RUN" \
-    --minutes "$minutes" --batch "$batch" $(init_args) \
+    --minutes "$minutes" --batch "$batch" ${lr:+--lr "$lr"} $(init_args) \
     >"$RUN/train.log" 2>&1 </dev/null &
   sleep 45
   tail -n 20 "$RUN/train.log"
@@ -159,10 +168,11 @@ evalcuda() {
     echo "# demix eval --backend $be --model $model"
     LD_LIBRARY_PATH=$libs timeout 240 "$demix" eval --backend "$be" \
       --threads 8 --model "$model" --json /tmp/evalset \
-      >"$out/eval-$tag-$be.json" 2>"$out/eval-$tag-$be.err" \
-      || { echo "rc $?"; tail -5 "$out/eval-$tag-$be.err"; }
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in d if k != "tracks"})' \
-      "$out/eval-$tag-$be.json" 2>&1 | cut -c1-400
+      >"$out/eval-$tag-$be.json" 2>>"$out/eval-$tag.err" \
+      || { echo "rc $?"; tail -5 "$out/eval-$tag.err"; }
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(d["engine"][:60], {k: round(v, 4) for k, v in d["median"].items()},
+      "mean", round(d["mean"], 4))' "$out/eval-$tag-$be.json" 2>&1 | tail -3
   done
 }
 
@@ -181,11 +191,12 @@ collect() {
   cp "$RUN/train.log" "$out/train.log"
   python3 train/plot_curve.py "$RUN/log.jsonl" "$out/$NAME.curve.png" \
     "$NAME: validation SDR (10 MUSDB18 excerpts + 1 song)"
-  # files come back from $OUT only up to 16 MiB each: split the model;
-  # here: cat NAME.safetensors.part* > models/NAME.safetensors
+  # files come back from $OUT only up to 16 MiB each, and at most 8 of
+  # them (collect's 5 and evalcuda's 3 fill that): split the model, print
+  # the parts' sums; here: cat NAME.safetensors.part* > models/NAME.safetensors
   (cd "$out" && split -b 15000000 -d "$NAME.safetensors" \
      "$NAME.safetensors.part" && rm "$NAME.safetensors" &&
-   sha256sum "$NAME".safetensors.part* >"$NAME.sha256")
+   sha256sum "$NAME".safetensors.part*)
   touch "$RUN/collected"
   ls -la "$out"
 }

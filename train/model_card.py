@@ -67,10 +67,15 @@ def main():
       "Opus stems. SDR = 10 log10(sum s^2 / sum (s - s_hat)^2) per source "
       "and track (`demix eval`'s definition), median over tracks; a silent "
       "reference is left out.\n")
-    w("| steps | GPU hours | " + " | ".join(SOURCES) + " | mean |")
-    w("| --- | --- | " + " | ".join("---" for _ in SOURCES) + " | --- |")
+    # batch and peak learning rate of the run a line belongs to (the
+    # first run's lines predate these fields: it ran train.py's defaults)
+    w("| steps | GPU hours | batch | peak lr | " + " | ".join(SOURCES)
+      + " | mean |")
+    w("| --- | --- | --- | --- | " + " | ".join("---" for _ in SOURCES)
+      + " | --- |")
     for r in recs:
-        w(f"| {r['steps']} | {r['hours']:.3f} | "
+        w(f"| {r['steps']} | {r['hours']:.3f} | {r.get('batch', 64)} | "
+          f"{r.get('lr', 5e-4):g} | "
           + " | ".join(fmt(r["median"].get(x)) for x in SOURCES)
           + f" | {fmt(r['mean'])} |")
     w("")
