@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "calibrate.h"
+#include "fd_limit.h"
 #include "files.h"
 #include "log.h"
 #include "server.h"
@@ -48,7 +49,14 @@
 #define DEMIXD_VERSION "0.0.0"
 #endif
 
+/* Calibration measures up to 1024 sessions, and up to 16384 again when
+ * 1024 fit: only an accelerator gets there (1024 streams of the shipped
+ * model in 0.7 of a hop period is about 5 TFLOP/s), and a CPU engine
+ * created for 16384 slots would take gigabytes of work buffers. An H200
+ * runs 4096 synchronous steps of the shipped model in 4.2 ms
+ * (bench/RESULTS.md, 2026-12-02 evening). */
 #define CALIBRATE_MAX_SLOTS 1024
+#define CALIBRATE_MAX_SLOTS_ACCELERATOR 16384
 #define RX_BUFFER_BYTES 16384
 
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -173,6 +181,45 @@ static int load(demixd *d)
     return 0;
 }
 
+/* One descriptor per session and file job (fd_limit.h): raise the soft
+ * limit to that, or, where the hard limit is short, lower a calibrated
+ * capacity (with a warning) or refuse an explicit --max-sessions. */
+static int fit_fd_limit(demixd *d)
+{
+    long need = demixd_fd_needed(d->max_sessions, d->opt.file_jobs);
+    long have = demixd_fd_limit_raise(need);
+    if (have < 0) {
+        demixd_log(DEMIXD_LOG_WARN, "fd_limit",
+                   "msg=\"cannot read the open-file limit: %s\"",
+                   strerror(errno));
+        return 0;
+    }
+    if (have >= need)
+        return 0;
+    long fit = have - d->opt.file_jobs - DEMIXD_FD_RESERVE;
+    if (d->opt.max_sessions > 0 || fit < 1) {
+        demixd_log(DEMIXD_LOG_ERROR, "fd_limit",
+                   "sessions=%d file_jobs=%d need=%ld limit=%ld "
+                   "msg=\"%d sessions and %d file jobs need %ld open files "
+                   "(one each and %d more); the hard limit allows %ld: raise "
+                   "it (ulimit -Hn, systemd LimitNOFILE=) or lower "
+                   "--max-sessions\"",
+                   d->max_sessions, d->opt.file_jobs, need, have,
+                   d->max_sessions, d->opt.file_jobs, need, DEMIXD_FD_RESERVE,
+                   have);
+        return -1;
+    }
+    demixd_log(DEMIXD_LOG_WARN, "fd_limit",
+               "calibrated=%d sessions=%ld limit=%ld msg=\"the open-file "
+               "limit lowers the capacity; raise it (ulimit -Hn, systemd "
+               "LimitNOFILE=) for more sessions\"",
+               d->max_sessions, fit, have);
+    d->max_sessions = (int)fit;
+    if (d->capacity > d->max_sessions)
+        d->capacity = d->max_sessions;
+    return 0;
+}
+
 static int make_engine(demixd *d)
 {
     char err[512], q[512];
@@ -193,6 +240,10 @@ static int make_engine(demixd *d)
         demixd_calibration cal;
         int rc = demixd_calibrate(d->model, &eo, CALIBRATE_MAX_SLOTS, &cal, err,
                                   sizeof err);
+        if (!rc && cal.capacity >= CALIBRATE_MAX_SLOTS)
+            rc = demixd_calibrate(d->model, &eo,
+                                  CALIBRATE_MAX_SLOTS_ACCELERATOR, &cal, err,
+                                  sizeof err);
         if (rc) {
             demixd_log(DEMIXD_LOG_ERROR, "calibrate", "status=%s msg=\"%s\"",
                        demix_errname(rc), demixd_log_quote(err, q, sizeof q));
@@ -208,6 +259,8 @@ static int make_engine(demixd *d)
                                    : " msg=\"even one session is slower "
                                      "than real time\"");
     }
+    if (fit_fd_limit(d))
+        return -1;
     eo.max_slots = d->max_sessions + d->opt.file_jobs;
     err[0] = '\0';
     int rc = demix_engine_create(d->model, &eo, &d->engine, err, sizeof err);

@@ -101,6 +101,28 @@ void server_fixture_print_log(const server_fixture *fx, const char *why)
     print_message("---- end of log\n");
 }
 
+char *server_fixture_read_log(const server_fixture *fx)
+{
+    FILE *f = fopen(fx->log_path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - 1 - n, f);
+        if (n < cap - 1)
+            break;
+        char *grown = realloc(b, cap *= 2);
+        if (!grown)
+            free(b);
+        b = grown;
+    }
+    fclose(f);
+    if (b)
+        b[n] = '\0';
+    return b;
+}
+
 static int read_port(const char *path)
 {
     FILE *f = fopen(path, "r");

@@ -79,6 +79,10 @@ int server_fixture_alive(server_fixture *fx);
 
 void server_fixture_print_log(const server_fixture *fx, const char *why);
 
+/* The server's whole log so far, NUL-terminated (free it); NULL when it
+ * cannot be read. */
+char *server_fixture_read_log(const server_fixture *fx);
+
 /* Band-limited music-like test audio (below 10 kHz, within every
  * resampler's passband): a chirp and tones, faded in and out, different per
  * channel and per seed. malloc'd, frames * channels floats, peak < 0.75. */
