@@ -59,6 +59,9 @@ void demixd_options_usage(FILE *out)
         "      --max-file-seconds N  file API duration limit, 1..86400\n"
         "                         (default 1200)\n"
         "      --file-jobs N      file API jobs at once, 1..64 (default 2)\n"
+        "      --opus-complexity N  Opus encoder complexity of the sessions'\n"
+        "                         output, 0..10 (default 10); lower takes\n"
+        "                         less CPU per session\n"
         "      --tokens FILE      require one of the tokens in FILE (one per\n"
         "                         line, # comments) from every stream and\n"
         "                         file API client (default:\n"
@@ -176,6 +179,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->max_file_bytes = 200L << 20;
     o->max_file_seconds = 1200;
     o->file_jobs = 2;
+    o->opus_complexity = 10;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
@@ -261,6 +265,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--file-jobs", v, 1, 64, &n))
                 return -1;
             o->file_jobs = (int)n;
+        } else if ((r = option(argc, argv, &i, "--opus-complexity", NULL,
+                               &v))) {
+            if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))
+                return -1;
+            o->opus_complexity = (int)n;
         } else if ((r = option(argc, argv, &i, "--tokens", NULL, &v))) {
             if (r < 0)
                 return -1;

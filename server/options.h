@@ -40,6 +40,7 @@ typedef struct demixd_options {
     long max_file_bytes;             /* POST body limit */
     int max_file_seconds;            /* audio duration limit of the file API */
     int file_jobs;                   /* file API jobs running at once */
+    int opus_complexity;             /* the sessions' Opus encoders, 0..10 */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */
     demixd_log_level log_level;
 } demixd_options;

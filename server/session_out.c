@@ -75,6 +75,11 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
                 return DEMIX_ENOMEM;
             }
             opus_encoder_ctl(s->enc[j], OPUS_SET_BITRATE(s->opus_bitrate));
+            /* --opus-complexity: the one lws thread encodes every
+             * session's stems, so this sets how many Opus sessions a core
+             * holds (docs/server.md, "Not done yet") */
+            opus_encoder_ctl(s->enc[j],
+                             OPUS_SET_COMPLEXITY(s->d->opt.opus_complexity));
             opus_int32 la = 0;
             opus_encoder_ctl(s->enc[j], OPUS_GET_LOOKAHEAD(&la));
             s->opus_pre_skip = (int)la;

@@ -26,7 +26,10 @@
  * sessions with different audio (rates, channels, codecs) get the same
  * stems as each alone; (i) a client that does not read its output is
  * paused (its input stops being read) and then gets every frame; (j) both
- * servers exit 0 on SIGTERM (teardown).
+ * servers exit 0 on SIGTERM (teardown); (k) --opus-complexity 0: a third
+ * identity server's Opus output still has lag 0 and SNR > 20 dB, and it
+ * differs from the default server's (complexity 10) for the same input,
+ * so the option reaches the encoders.
  */
 #include "testutil.h"
 
@@ -318,6 +321,60 @@ static void test_opus_round_trip(void **state)
     (void)state;
     opus_case(48000, 2, 20.0);
     opus_case(24000, 1, 20.0);
+}
+
+/* (k) One stereo 48 kHz session, PCM in and Opus out, on `port`: the
+ * decoded first stem (after checking lag 0 and SNR > 20 dB per channel). */
+static float *opus_stem(int port, const float *x, int64_t frames,
+                        int64_t *out_frames)
+{
+    static const char *const first[] = {"drums", NULL};
+    demix_proto_start st;
+    fx_start_init(&st, ID_RATE, 2, DEMIX_PROTO_CODEC_PCM_F32,
+                  DEMIX_PROTO_CODEC_OPUS, first);
+    fx_session s;
+    run_one(&s, port, &st, x, frames, 960);
+    const fx_track *tr = fx_session_track(&s, 0);
+    assert_non_null(tr);
+    assert_true(tr->last);
+    for (int c = 0; c < 2; c++) {
+        int lag;
+        double snr;
+        lag_and_snr(tr->x, x, frames, 2, c, &lag, &snr);
+        print_message("port %d ch %d: lag %d, SNR %.1f dB\n", port, c, lag,
+                      snr);
+        assert_int_equal(lag, 0);
+        assert_true(snr > 20.0);
+    }
+    *out_frames = tr->frames;
+    float *copy = malloc((size_t)tr->frames * 2 * sizeof *copy);
+    assert_non_null(copy);
+    memcpy(copy, tr->x, (size_t)tr->frames * 2 * sizeof *copy);
+    fx_session_free(&s);
+    return copy;
+}
+
+static void test_opus_complexity_option(void **state)
+{
+    (void)state;
+    server_fixture low;
+    assert_int_equal(server_fixture_start(&low, g.identity_model,
+                                          "--max-sessions", "2",
+                                          "--opus-complexity", "0",
+                                          (const char *)NULL),
+                     0);
+    int64_t frames = ID_RATE + 123, n_default, n_low;
+    float *x = fx_make_signal(ID_RATE, 2, frames, g.seed + 11);
+    float *by_default = opus_stem(g.id.port, x, frames, &n_default);
+    float *by_low = opus_stem(low.port, x, frames, &n_low);
+    assert_int_equal(n_low, n_default);
+    assert_memory_not_equal(by_low, by_default,
+                            (size_t)n_low * 2 * sizeof *by_low);
+    free(by_low);
+    free(by_default);
+    free(x);
+    assert_int_equal(server_fixture_finish(&low, 1, NULL), 0);
+    demix_test_rmtree(low.dir);
 }
 
 /* (e) Latency from positions, with the input sent in lock-step chunks of
@@ -704,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_pcm_s16_mono_subset),
         cmocka_unit_test(test_pcm_resampled_round_trip),
         cmocka_unit_test(test_opus_round_trip),
+        cmocka_unit_test(test_opus_complexity_option),
         cmocka_unit_test(test_latency_announced_vs_measured),
         cmocka_unit_test(test_mix_is_weighted_sum),
         cmocka_unit_test(test_gain_change_lands_on_hop_boundary),
