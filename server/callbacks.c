@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encode_pool.h"
 #include "log.h"
 #include "session_impl.h"
 
@@ -41,8 +42,11 @@ static void on_wake(demixd *d)
     atomic_store(&d->wake_pending, 0);
     if (!d->stopping && atomic_load(&d->stop_requested))
         begin_shutdown(d);
+    d->waking = 1;
+    demixd_encode_ready_all(d); /* the heavy part, on every core */
     for (demixd_session *s = d->sessions; s; s = s->next)
         demixd_session_wake(s);
+    d->waking = 0;
     demixd_http_wake(d);
     if (!d->stopping)
         return;

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "calibrate.h"
+#include "encode_pool.h"
 #include "fd_limit.h"
 #include "files.h"
 #include "log.h"
@@ -405,6 +406,12 @@ int main(int argc, char **argv)
         demixd_log(DEMIXD_LOG_ERROR, "files", "msg=\"cannot start workers\"");
         goto out;
     }
+    if (demixd_encode_pool_create(&d, d.opt.codec_threads)) {
+        demixd_log(DEMIXD_LOG_ERROR, "encode_pool",
+                   "threads=%d msg=\"cannot start the codec threads\"",
+                   d.opt.codec_threads);
+        goto out;
+    }
     resolve_web(&d);
     if (start_lws(&d))
         goto out;
@@ -421,6 +428,7 @@ out:
         pthread_join(sig_thread, NULL);
     }
     stop_lws(&d);
+    demixd_encode_pool_destroy(&d);
     demixd_files_destroy(d.files);
     demixd_sched_destroy(d.sched);
     demix_engine_destroy(d.engine);

@@ -59,6 +59,8 @@ void demixd_options_usage(FILE *out)
         "      --max-file-seconds N  file API duration limit, 1..86400\n"
         "                         (default 1200)\n"
         "      --file-jobs N      file API jobs at once, 1..64 (default 2)\n"
+        "      --codec-threads N  threads that encode the sessions' output,\n"
+        "                         1..1024 (default 1: the service thread)\n"
         "      --opus-complexity N  Opus encoder complexity of the sessions'\n"
         "                         output, 0..10 (default 10); lower takes\n"
         "                         less CPU per session\n"
@@ -180,6 +182,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->max_file_seconds = 1200;
     o->file_jobs = 2;
     o->opus_complexity = 10;
+    o->codec_threads = 1;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
@@ -265,6 +268,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--file-jobs", v, 1, 64, &n))
                 return -1;
             o->file_jobs = (int)n;
+        } else if ((r = option(argc, argv, &i, "--codec-threads", NULL,
+                               &v))) {
+            if (r < 0 || whole("--codec-threads", v, 1, 1024, &n))
+                return -1;
+            o->codec_threads = (int)n;
         } else if ((r = option(argc, argv, &i, "--opus-complexity", NULL,
                                &v))) {
             if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))

@@ -41,6 +41,7 @@ typedef struct demixd_options {
     int max_file_seconds;            /* audio duration limit of the file API */
     int file_jobs;                   /* file API jobs running at once */
     int opus_complexity;             /* the sessions' Opus encoders, 0..10 */
+    int codec_threads;               /* output encoding threads (encode_pool.h) */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */
     demixd_log_level log_level;
 } demixd_options;

@@ -62,6 +62,8 @@ typedef struct demixd {
     demixd_sched *sched;
     demixd_files *files;
     struct lws_context *lws;
+    demix_threadpool *encode_pool;  /* encode_pool.h; NULL: no pool */
+    demixd_session **encode_batch;  /* [max_sessions], lws thread */
     int port;        /* the bound port */
     uint64_t id_key; /* random, for session ids */
 
@@ -73,6 +75,7 @@ typedef struct demixd {
     demixd_session *sessions; /* every WebSocket connection */
     int session_count;
     demixd_http *waiting;     /* HTTP requests whose file job runs */
+    int waking;               /* in the wake-up's scan (callbacks.c) */
     int stopping;             /* shutdown began */
     int64_t stop_deadline_ns; /* then: force-close after it */
     int forced;               /* the force-close was done */

@@ -278,7 +278,11 @@ static void service(demixd_session *s)
             if (s->rx_paused || (s->state == DEMIX_PROTO_STATE_ENDING &&
                                  (!s->input_flushed || s->pad_left > 0)))
                 demixd__session_pump(s);
-            if (demixd__session_produce(s) && !s->done_queued)
+            if (s->d->encode_pool && !s->d->waking)
+                /* with codec threads, hops are encoded in the wake's
+                 * parallel phase (encode_pool.h): ask for one */
+                demixd_wake(s->d);
+            else if (demixd__session_produce(s) && !s->done_queued)
                 queue_done(s);
         }
     }

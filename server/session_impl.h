@@ -95,6 +95,7 @@ struct demixd_session {
     float *ostage;
     size_t ostage_cap, ostage_off, ostage_len; /* frames */
     int out_error;
+    int hop_failed; /* a hop's mix or resampling failed (any thread) */
     int64_t out_frames;   /* frames per stream sent (PCM) or encoded (Opus) */
     int64_t pad_out_left; /* zeros to append at the end */
     int out_final;        /* every output frame is in ostage or sent */
@@ -146,5 +147,12 @@ void demixd__session_out_free(demixd_session *s);
  * every output message, LAST flags included, is queued (the caller then
  * queues the summary and the close). */
 int demixd__session_produce(demixd_session *s);
+/* The part of produce that touches only this session's own state (its
+ * stream's output ring, under the stream's lock; its resampler, encoders
+ * and queue): encode the hops that are ready while the queue is low. Any
+ * thread, while the lws thread does not touch the session (encode_pool.c
+ * runs it for many sessions at once while the lws thread waits). It
+ * leaves the end of the stream and the reporting of errors to produce. */
+void demixd__session_encode_ready(demixd_session *s);
 
 #endif /* DEMIXD_SESSION_IMPL_H */

@@ -425,11 +425,36 @@ static int emit_opus(demixd_session *s)
     }
 }
 
+void demixd__session_encode_ready(demixd_session *s)
+{
+    if (!s->stream || s->closing || s->out_error || s->hop_failed ||
+        s->out_final)
+        return;
+    for (;;) {
+        int drained =
+            s->out_codec == DEMIX_PROTO_CODEC_OPUS ? emit_opus(s) : emit_pcm(s);
+        if (s->out_error || !drained ||
+            demixd_txq_used(&s->txq) > SESSION_TXQ_LOW)
+            return;
+        if (s->input_flushed && s->hops_out >= s->hops_total)
+            return; /* finalize: produce's */
+        const float *hop = demixd_stream_out_peek(s->stream);
+        if (!hop)
+            return;
+        int rc = process_hop(s, hop);
+        demixd_stream_out_pop(s->stream);
+        if (rc) {
+            s->hop_failed = 1; /* produce reports it */
+            return;
+        }
+    }
+}
+
 int demixd__session_produce(demixd_session *s)
 {
     if (!s->stream || s->closing)
         return 0;
-    for (;;) {
+    while (!s->hop_failed) {
         int drained =
             s->out_codec == DEMIX_PROTO_CODEC_OPUS ? emit_opus(s) : emit_pcm(s);
         if (s->out_error)
@@ -453,6 +478,7 @@ int demixd__session_produce(demixd_session *s)
         if (rc)
             break;
     }
+    s->hop_failed = 1;
     demixd_log(DEMIXD_LOG_ERROR, "output_failed",
                "session=%s msg=\"output buffer or encoder failed\"", s->id);
     demixd__session_fail(s, DEMIX_PROTO_ERR_INTERNAL, NULL,

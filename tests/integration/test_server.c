@@ -10,7 +10,8 @@
  *     up to the resampler for other rates (correlation peak at lag 0, SNR),
  *     up to the codec for Opus. So stems, length and alignment are checked
  *     against the input itself.
- *   - "tiny": tests/data/tiny.safetensors (random weights, 44.1 kHz), whose
+ *   - "tiny": tests/data/tiny.safetensors (random weights, 44.1 kHz; with
+ *     --codec-threads 3, so its sessions are encoded in parallel), whose
  *     stems differ from each other, for the mix and the concurrency tests.
  *
  * Cases: (a) PCM f32 stereo round trip; (b) PCM s16 mono with a subset of
@@ -148,8 +149,11 @@ static int setup(void **state)
                              (const char *)NULL))
         return -1;
     g.id_started = 1;
+    /* --codec-threads 3: the concurrency case (h) also checks the parallel
+     * output encoding (server/encode_pool.h) against sessions alone */
     if (server_fixture_start(&g.tiny, demix_test_data_path("tiny.safetensors"),
-                             "--max-sessions", "16", (const char *)NULL))
+                             "--max-sessions", "16", "--codec-threads", "3",
+                             (const char *)NULL))
         return -1;
     g.tiny_started = 1;
     return 0;
