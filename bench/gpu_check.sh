@@ -18,7 +18,11 @@
 #   5. torch: bench/torch_baseline.py, the same step in PyTorch (eager and
 #             CUDA graph, TF32), same B values, same device call;
 #   6. table: one table with medians, p99, streams at real time, floors
-#             and the PyTorch ratios.
+#             and the PyTorch ratios;
+#   7. server (only when asked: --stages ...,server): demixd on the GPU
+#             with the shipped model under `demix loadgen` ramps, PCM and
+#             Opus, with --codec-threads 1 and 8 (server.txt): the whole
+#             server's capacity, which the engine figures above only bound.
 #
 # Usage, on the GPU machine, from the repository root:
 #   bench/gpu_check.sh [--stages build,test,bench,torch,table] [OUTDIR]
@@ -74,7 +78,7 @@ PKGCONF=$(command -v pkg-config || echo "$P/usr/bin/pkgconf")
 with_libs() { LD_LIBRARY_PATH=$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
 
 # ---- 2. build ---------------------------------------------------------------
-B=$ROOT/build-dev
+B=${BUILD_DIR:-$ROOT/build-dev}
 if has build; then
   say "build"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUTDIR/device.txt"
@@ -87,8 +91,8 @@ if has build; then
     >"$OUTDIR/build.txt" 2>&1 || { tail -40 "$OUTDIR/build.txt"; exit 1; }
   with_libs cmake --build "$B" -j"$(nproc)" --target gpu_test_cuda_engine \
     demix_gpu_bench >>"$OUTDIR/build.txt" 2>&1 || { grep -B2 -A20 -m3 'error' "$OUTDIR/build.txt"; tail -20 "$OUTDIR/build.txt"; exit 1; }
-  with_libs cmake --build "$B" -j"$(nproc)" --target demix >>"$OUTDIR/build.txt" 2>&1 \
-    || echo "# demix (tools) did not build; its bench is skipped"
+  with_libs cmake --build "$B" -j"$(nproc)" --target demix demixd >>"$OUTDIR/build.txt" 2>&1 \
+    || echo "# demix or demixd did not build; their stages are skipped"
   grep -i -E 'warning' "$OUTDIR/build.txt" | grep -v -i 'ptxas info' | head -20
   echo "build ok"
 fi
@@ -141,6 +145,32 @@ if has torch; then
   say "pytorch baseline"
   PYTHONUNBUFFERED=1 timeout 120 python3 bench/torch_baseline.py 2>&1 \
     | tee "$OUTDIR/torch.txt" | grep -E '^(RESULT|#)'
+fi
+
+# ---- 7. the whole server under load (opt-in) ----------------------------------
+# A ramp of live sessions (loadgen at real-time pace, 10 s a round) against
+# demixd with the shipped model: SERVER_BACKEND (default cuda), fixed
+# --max-sessions (no calibration), RAMP (default 100:700:150).
+if [[ ",$STAGES," == *",server,"* ]] && [ -x "$B/server/demixd" ] && [ -x "$B/tools/demix" ]; then
+  say "server under load"
+  {
+    for codec in pcm16 opus; do
+      for ct in 1 8; do
+        log="/tmp/demixd-$codec-ct$ct.log"  # not in OUTDIR: 8 files come back
+        with_libs "$B/server/demixd" --backend "${SERVER_BACKEND:-cuda}" \
+          --model models/default.safetensors --port 18765 \
+          --max-sessions 4096 --codec-threads $ct >"$log" 2>&1 &
+        pid=$!
+        for _ in $(seq 120); do grep -q listening "$log" && break; sleep 0.5; done
+        echo "# demixd --codec-threads $ct, loadgen --codec $codec"
+        grep -h -E 'event=(engine|fd_limit)' "$log" | cut -c1-200 | sed 's/^/# /'
+        with_libs timeout 150 "$B/tools/demix" loadgen \
+          --url ws://127.0.0.1:18765/v1/stream --ramp "${RAMP:-100:700:150}" \
+          --codec $codec --seconds 10 -q 2>&1
+        kill $pid; wait $pid 2>/dev/null
+      done
+    done
+  } 2>&1 | tee "$OUTDIR/server.txt" | grep -E '^(#|largest|stopped| +[0-9]+ )'
 fi
 
 # ---- 6. one table ---------------------------------------------------------------

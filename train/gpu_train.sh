@@ -24,6 +24,9 @@
 #             tests), write the validation split as a `demix eval` set
 #             and evaluate models/$NAME.safetensors on it with the CUDA
 #             and the CPU engines (evalcuda)
+#             (with SERVER=1 also bench/gpu_check.sh's server stage: demixd
+#             on the GPU under demix loadgen, PCM and Opus, codec threads
+#             1 and 8, about 4 minutes; it shares the GPU with the run)
 #   evalcuda  `demix eval --backend cuda` and `--backend cpu` of the run's
 #             model.safetensors (after collect) or else the shipped file
 #
@@ -151,7 +154,8 @@ cudacheck() {
   say cudacheck
   local out=${OUT:-$ROOT/.carry/out}
   mkdir -p "$out/gpucheck"
-  nice -n 10 bench/gpu_check.sh --stages build,test "$out/gpucheck" || true
+  nice -n 10 bench/gpu_check.sh --stages build,test${SERVER:+,server} \
+    "$out/gpucheck" || true
   python3 train/make_eval_set.py "$SRC" /tmp/evalset
   evalcuda
 }
