@@ -157,7 +157,9 @@ if [[ ",$STAGES," == *",server,"* ]] && [ -x "$B/server/demixd" ] && [ -x "$B/to
     for codec in pcm16 opus; do
       for ct in 1 8; do
         log="/tmp/demixd-$codec-ct$ct.log"  # not in OUTDIR: 8 files come back
-        with_libs "$B/server/demixd" --backend "${SERVER_BACKEND:-cuda}" \
+        # env execs demixd: $! is then demixd itself, for the kill below
+        env LD_LIBRARY_PATH="$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+          "$B/server/demixd" --backend "${SERVER_BACKEND:-cuda}" \
           --model models/default.safetensors --port 18765 \
           --max-sessions 4096 --codec-threads $ct >"$log" 2>&1 &
         pid=$!
