@@ -136,8 +136,9 @@ void cmd_eval_usage(FILE *out)
     model_choice_usage(out);
     fprintf(out,
             "  -b, --backend NAME   auto (default: CUDA when a GPU opens), cpu or cuda\n"
-            "  -p, --precision P    fp32 (float32 reference) or fast (bf16 products\n"
-            "                       where the CPU has AVX512-BF16); default: the engine's\n"
+            "  -p, --precision P    fast (the default: bf16 products on CUDA and where the\n"
+            "                       CPU has AVX512-BF16, else float32) or fp32 (the\n"
+            "                       float32 reference)\n"
             "  -t, --threads N      threads for the CPU engine's math, this one included\n"
             "                       (default: one per online CPU, here %d)\n"
             "  -h, --help           this text\n"
