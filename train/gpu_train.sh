@@ -170,7 +170,10 @@ evalcuda() {
   local tag; tag=$(basename "$(dirname "$model")")
   for be in cuda cpu; do
     echo "# demix eval --backend $be --model $model"
-    LD_LIBRARY_PATH=$libs timeout 240 "$demix" eval --backend "$be" \
+    # the CPU run in fp32, the reference (its default is bf16 on CPUs with
+    # AVX512-BF16); CUDA in its default fast mode
+    local prec=; [ "$be" = cpu ] && prec="--precision fp32"
+    LD_LIBRARY_PATH=$libs timeout 240 "$demix" eval --backend "$be" $prec \
       --threads 8 --model "$model" --json /tmp/evalset \
       >"$out/eval-$tag-$be.json" 2>>"$out/eval-$tag.err" \
       || { echo "rc $?"; tail -5 "$out/eval-$tag.err"; }
