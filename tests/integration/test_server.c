@@ -30,7 +30,9 @@
  * servers exit 0 on SIGTERM (teardown); (k) --opus-complexity 0: a third
  * identity server's Opus output still has lag 0 and SNR > 20 dB, and it
  * differs from the default server's (complexity 10) for the same input,
- * so the option reaches the encoders.
+ * so the option reaches the encoders; (l) out-of-range or malformed
+ * --opus-complexity and --codec-threads values stop the start with exit
+ * status 2 and a message naming the option and the value.
  */
 #include "testutil.h"
 
@@ -758,6 +760,33 @@ static void test_slow_reader_is_paused(void **state)
     free(x);
 }
 
+/* (l) */
+static void test_bad_codec_options_are_usage_errors(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"--opus-complexity", "11"}, {"--opus-complexity", "-1"},
+        {"--opus-complexity", "x"},  {"--codec-threads", "0"},
+        {"--codec-threads", "1025"}, {"--codec-threads", "2x"},
+    };
+    const char *dir = demix_test_tmpdir();
+    assert_non_null(dir);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char args[1024], err[4096], want[128];
+        snprintf(args, sizeof args,
+                 "--model '%s' --backend cpu --port 0 --max-sessions 1 %s %s",
+                 g.identity_model, bad[i][0], bad[i][1]);
+        int status = demix_test_run_tool(server_fixture_bin(), args, dir, NULL,
+                                         0, err, sizeof err);
+        assert_int_equal(status, 2);
+        snprintf(want, sizeof want, "%s wants a whole number", bad[i][0]);
+        assert_non_null(strstr(err, want));
+        snprintf(want, sizeof want, "'%s'", bad[i][1]);
+        assert_non_null(strstr(err, want));
+    }
+    demix_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -766,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_pcm_resampled_round_trip),
         cmocka_unit_test(test_opus_round_trip),
         cmocka_unit_test(test_opus_complexity_option),
+        cmocka_unit_test(test_bad_codec_options_are_usage_errors),
         cmocka_unit_test(test_latency_announced_vs_measured),
         cmocka_unit_test(test_mix_is_weighted_sum),
         cmocka_unit_test(test_gain_change_lands_on_hop_boundary),
