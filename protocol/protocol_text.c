@@ -384,9 +384,13 @@ static int validate_ready(const demix_proto_ready *r)
         return 0;
     if (r->source_count < 1 || r->source_count > DEMIX_PROTO_MAX_STEMS)
         return 0;
-    for (int i = 0; i < r->source_count; i++)
+    for (int i = 0; i < r->source_count; i++) {
         if (!demix__proto_name_ok(r->sources[i]))
             return 0;
+        for (int j = 0; j < i; j++) /* names key the gains: distinct */
+            if (strcmp(r->sources[i], r->sources[j]) == 0)
+                return 0;
+    }
     if (r->client_rate_hz < DEMIX_PROTO_MIN_RATE_HZ ||
         r->client_rate_hz > DEMIX_PROTO_MAX_RATE_HZ)
         return 0;
@@ -1208,6 +1212,13 @@ static int parse_ready(const cJSON *root, demix_proto_ready *r,
                               DEMIX_PROTO_MAX_STEMS);
         if ((rc = get_name(c, field, r->sources[r->source_count], err)))
             return rc;
+        /* the names key mix.gains and name the stems: they must differ */
+        for (int j = 0; j < r->source_count; j++)
+            if (strcmp(r->sources[j], r->sources[r->source_count]) == 0)
+                return FAIL_FIELD(err, "model.sources",
+                                  "Source '%s' appears twice in "
+                                  "model.sources.",
+                                  r->sources[j]);
         r->source_count++;
     }
     if (r->source_count == 0)

@@ -107,6 +107,22 @@ int main(int argc, char **argv)
         r.source_gain[i] = 0.5f * (float)i;
     bad |= demix_proto_write_ready(&r, buf, sizeof buf, &len) ||
            save(dir, "ready_mix.json", buf, len);
+    /* regression (2026-12-02): a ready whose sources repeat a name, with
+     * mix gains; the parser must refuse it (the writer wrote gains keyed
+     * twice, which the parser then refused) */
+    {
+        static const char twice[] =
+            "{\"type\":\"ready\",\"version\":1,\"session\":\"a1b2c3d4\","
+            "\"model\":{\"name\":\"hstasnet\",\"sample_rate\":44100,"
+            "\"hop\":512,\"window\":1024,\"latency_samples\":1024,"
+            "\"latency_ms\":23.2,\"sources\":[\"drums\",\"bass\",\"vocals\","
+            "\"other\",\"bass\"]},\"client_rate\":48000,\"channels\":2,"
+            "\"input\":{\"codec\":\"pcm_f32\"},\"output\":{\"codec\":"
+            "\"pcm_f32\"},\"latency_frames\":1200,\"latency_ms\":25,"
+            "\"mix\":{\"gains\":{\"drums\":0,\"bass\":0.5}},\"limits\":"
+            "{\"text_bytes\":4096,\"binary_bytes\":65536}}";
+        bad |= save(dir, "ready_sources_twice.json", twice, sizeof twice - 1);
+    }
     demix_proto_error e = {.code = DEMIX_PROTO_ERR_BAD_FIELD};
     strcpy(e.field, "output.codec");
     strcpy(e.message, "Unknown codec 'mp3'.");

@@ -443,6 +443,33 @@ static void test_ready_roundtrip(void **state)
     assert_int_equal(q.stem_source[0], 2);
     assert_int_equal(q.stem_source[1], 0);
     roundtrip_ready(&q);
+
+    /* Source names key mix.gains: a ready with a name twice is refused by
+     * the writer (EARG) and by the parser (found by fuzz_protocol: the
+     * parser took it, the writer wrote gains with a key twice, and the
+     * parser refused what the writer wrote). */
+    demix_proto_ready d = make_ready();
+    snprintf(d.sources[3], sizeof d.sources[3], "%s", d.sources[1]);
+    char buf[DEMIX_PROTO_MAX_TEXT_BYTES + 1];
+    size_t len;
+    assert_int_equal(demix_proto_write_ready(&d, buf, sizeof buf, &len),
+                     DEMIX_EARG);
+    demix_proto_ready ok = make_ready();
+    assert_int_equal(demix_proto_write_ready(&ok, buf, sizeof buf, &len),
+                     DEMIX_OK);
+    char twice[DEMIX_PROTO_MAX_TEXT_BYTES + 64];
+    const char *src = strstr(buf, "\"sources\":[");
+    assert_non_null(src);
+    const char *end = strchr(src, ']');
+    assert_non_null(end);
+    snprintf(twice, sizeof twice, "%.*s,\"%s\"%s", (int)(end - buf), buf,
+             ok.sources[0], end);
+    demix_proto_server_msg m;
+    assert_int_equal(demix_proto_parse_server(twice, strlen(twice), &m, &e),
+                     DEMIX_EPROTOCOL);
+    assert_int_equal(m.type, DEMIX_PROTO_NONE);
+    assert_string_equal(e.field, "model.sources");
+    assert_non_null(strstr(e.message, "appears twice in model.sources"));
 }
 
 static void test_error_roundtrip(void **state)
