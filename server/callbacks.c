@@ -9,66 +9,87 @@
  * offer "demix.v1" (lws refuses the handshake otherwise); one that offers
  * none gets this protocol without a Sec-WebSocket-Protocol answer.
  *
- * Shutdown (SIGINT/SIGTERM -> stop_requested + a wake-up): new connections
- * are refused, HTTP requests get 503, every session is asked to finish
- * (demixd_session_shutdown), waiting file jobs are cancelled with 503.
- * After DEMIXD_SHUTDOWN_GRACE_S seconds the sessions still open are closed
- * with 1001; the service loop ends when no session is left, or two seconds
- * after that.
+ * Wake-ups (lws_cancel_service -> EVENT_WAIT_CANCELLED): the thread's
+ * ready ring is drained (each stream with news has its session serviced),
+ * finished file jobs get their responses started; while stopping, every
+ * session is looked at.
  *
- * Thread context: the lws service thread, except demixd_wake (any).
+ * Shutdown (SIGINT/SIGTERM -> stop_requested + a wake-up of every service
+ * thread): each thread refuses new connections, answers HTTP requests
+ * with 503, asks each of its sessions to finish
+ * (demixd_session_shutdown), and cancels its waiting file jobs with 503.
+ * After DEMIXD_SHUTDOWN_GRACE_S seconds the sessions still open are closed
+ * with 1001; the thread's service loop ends when it has no session left,
+ * or two seconds after that.
+ *
+ * Thread context: the service thread of the context the callback is for.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "encode_pool.h"
 #include "log.h"
 #include "session_impl.h"
 
-static void begin_shutdown(demixd *d)
+static void begin_shutdown(demixd_service *svc)
 {
-    d->stopping = 1;
-    d->stop_deadline_ns =
+    svc->stopping = 1;
+    svc->stop_deadline_ns =
         demixd_now_ns() + (int64_t)DEMIXD_SHUTDOWN_GRACE_S * 1000000000;
-    demixd_log(DEMIXD_LOG_INFO, "shutdown_begin", "sessions=%d grace_s=%d",
-               d->session_count, DEMIXD_SHUTDOWN_GRACE_S);
-    for (demixd_session *s = d->sessions; s; s = s->next)
+    demixd_log(DEMIXD_LOG_INFO, "shutdown_begin",
+               "thread=%d sessions=%d grace_s=%d", svc->index,
+               svc->session_count, DEMIXD_SHUTDOWN_GRACE_S);
+    for (demixd_session *s = svc->sessions; s; s = s->next)
         demixd_session_shutdown(s);
-    demixd_http_shutdown(d);
+    demixd_http_shutdown(svc);
 }
 
-static void on_wake(demixd *d)
+/* The streams with news from the scheduler (sched.h): service their
+ * sessions, if still there. */
+static void drain_ready(demixd_service *svc)
 {
-    atomic_store(&d->wake_pending, 0);
-    if (!d->stopping && atomic_load(&d->stop_requested))
-        begin_shutdown(d);
-    d->waking = 1;
-    demixd_encode_ready_all(d); /* the heavy part, on every core */
-    for (demixd_session *s = d->sessions; s; s = s->next)
-        demixd_session_wake(s);
-    d->waking = 0;
-    demixd_http_wake(d);
-    if (!d->stopping)
+    demixd_sched *sched = svc->d->sched;
+    demixd_stream *st;
+    while ((st = demixd_sched_pop_ready(sched, svc->index))) {
+        if (!demixd_stream_is_released(st))
+            demixd_session_wake(demixd_stream_owner_ctx(st));
+        demixd_sched_ready_done(st);
+    }
+}
+
+static void on_wake(demixd_service *svc)
+{
+    demixd *d = svc->d;
+    atomic_store(&svc->wake_pending, 0);
+    if (!svc->stopping && atomic_load(&d->stop_requested))
+        begin_shutdown(svc);
+    drain_ready(svc);
+    demixd_http_wake(svc);
+    if (!svc->stopping)
         return;
+    /* Shutdown: sessions finish without news from the scheduler too (a
+     * paused reader, the final summary): look at every one. */
+    for (demixd_session *s = svc->sessions; s; s = s->next)
+        demixd_session_wake(s);
     int64_t now = demixd_now_ns();
-    if (now >= d->stop_deadline_ns && !d->forced) {
-        d->forced = 1;
-        if (d->session_count)
-            demixd_log(DEMIXD_LOG_WARN, "shutdown_force", "sessions=%d",
-                       d->session_count);
-        for (demixd_session *s = d->sessions; s; s = s->next)
+    if (now >= svc->stop_deadline_ns && !svc->forced) {
+        svc->forced = 1;
+        if (svc->session_count)
+            demixd_log(DEMIXD_LOG_WARN, "shutdown_force",
+                       "thread=%d sessions=%d", svc->index,
+                       svc->session_count);
+        for (demixd_session *s = svc->sessions; s; s = s->next)
             demixd_session_force_close(s);
     }
-    if ((d->session_count == 0 && !d->waiting) ||
-        now >= d->stop_deadline_ns + 2000000000)
-        d->exit_loop = 1;
+    if ((svc->session_count == 0 && !svc->waiting) ||
+        now >= svc->stop_deadline_ns + 2000000000)
+        svc->exit_loop = 1;
 }
 
 /* Accept the upgrade on the stream path only. */
-static int filter_ws(demixd *d, struct lws *wsi)
+static int filter_ws(demixd_service *svc, struct lws *wsi)
 {
     char uri[128];
-    if (d->stopping)
+    if (svc->stopping)
         return 1;
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
         strcmp(uri, DEMIX_PROTO_PATH)) {
@@ -81,26 +102,26 @@ static int filter_ws(demixd *d, struct lws *wsi)
 int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len)
 {
-    demixd *d = lws_context_user(lws_get_context(wsi));
+    demixd_service *svc = lws_context_user(lws_get_context(wsi));
     demixd_conn *c = user;
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-        return d->stopping ? -1 : 0;
+        return svc->stopping ? -1 : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         /* A WebSocket upgrade elsewhere than /v1/stream: answer 404 (the
          * filter below would only hang up). */
-        if (filter_ws(d, wsi)) {
-            if (lws_return_http_status(wsi, d->stopping ? 503 : 404, NULL))
+        if (filter_ws(svc, wsi)) {
+            if (lws_return_http_status(wsi, svc->stopping ? 503 : 404, NULL))
                 return -1;
             return 1;
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return filter_ws(d, wsi);
+        return filter_ws(svc, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         if (!c)
             return -1;
-        c->session = demixd_session_open(d, wsi);
+        c->session = demixd_session_open(svc, wsi);
         return c->session ? 0 : -1;
     case LWS_CALLBACK_RECEIVE:
         if (c && c->session)
@@ -119,10 +140,18 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         }
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        on_wake(d);
+        on_wake(svc);
+        return 0;
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (wsi == svc->listen_wsi)
+            demixd_service_accept(svc);
+        return 0;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (wsi == svc->listen_wsi)
+            svc->listen_wsi = NULL;
         return 0;
     case LWS_CALLBACK_HTTP:
-        return c ? demixd_http_request(d, wsi, c, in) : -1;
+        return c ? demixd_http_request(svc, wsi, c, in) : -1;
     case LWS_CALLBACK_HTTP_BODY:
         return c && c->http ? demixd_http_body(c->http, in, len) : 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:

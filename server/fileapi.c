@@ -26,7 +26,7 @@
  * The response streams from the job's temporary files in HTTP_WRITEABLE,
  * 32 KiB at a time (http.c); nothing blocks the lws thread but those reads.
  *
- * Thread context: the lws service thread.
+ * Thread context: the request's service thread.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,7 +47,7 @@ static void unlink_waiting(demixd_http *h)
     if (h->wprev)
         h->wprev->wnext = h->wnext;
     else
-        h->d->waiting = h->wnext;
+        h->svc->waiting = h->wnext;
     if (h->wnext)
         h->wnext->wprev = h->wprev;
     h->wprev = h->wnext = NULL;
@@ -307,10 +307,10 @@ int demixd__fileapi_done(demixd_http *h)
     h->reserved = 0;
     h->waiting = 1;
     h->wprev = NULL;
-    h->wnext = h->d->waiting;
-    if (h->d->waiting)
-        h->d->waiting->wprev = h;
-    h->d->waiting = h;
+    h->wnext = h->svc->waiting;
+    if (h->svc->waiting)
+        h->svc->waiting->wprev = h;
+    h->svc->waiting = h;
     lws_set_timeout(h->wsi, NO_PENDING_TIMEOUT, 0);
     demixd_log(DEMIXD_LOG_INFO, "file_job_start",
                "job=%s bytes=%zu stems=%d format=%s", h->id, h->len,

@@ -19,7 +19,7 @@
  * Content-Security-Policy (default-src 'self'; connect-src 'self' ws: wss:;
  * no inline script, no framing), and API responses Cache-Control: no-store.
  *
- * Thread context: the lws service thread.
+ * Thread context: the request's service thread.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,9 +36,9 @@
     "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; "        \
     "frame-ancestors 'none'; form-action 'self'"
 
-/* One chunk buffer for every response: the lws thread writes one at a
- * time, and lws copies what it cannot send at once. */
-static unsigned char chunk[LWS_PRE + HTTP_CHUNK_BYTES];
+_Static_assert(sizeof(((demixd_service *)0)->http_chunk) ==
+                   LWS_PRE + HTTP_CHUNK_BYTES,
+               "the service's chunk buffer holds one chunk");
 
 static int add_header(struct lws *wsi, const char *name, const char *value,
                       unsigned char **p, unsigned char *end)
@@ -126,13 +126,13 @@ static int health(demixd_http *h)
                             "\"max_sessions\":%d,\"capacity\":%d,"
                             "\"backend\":\"%s\",\"file_jobs\":%d,"
                             "\"max_file_jobs\":%d,\"uptime_s\":%.3f}\n",
-                            d->stopping ? "shutting_down" : "ok",
+                            h->svc->stopping ? "shutting_down" : "ok",
                             demixd_sched_count(d->sched, DEMIXD_STREAM_LIVE),
                             d->max_sessions, d->capacity, d->backend,
                             demixd_sched_count(d->sched, DEMIXD_STREAM_FILE),
                             d->opt.file_jobs, up)
                  : 0;
-    return demixd__http_respond(h, d->stopping ? 503 : 200, "application/json",
+    return demixd__http_respond(h, h->svc->stopping ? 503 : 200, "application/json",
                                 body, n > 0 ? (size_t)n : 0);
 }
 
@@ -191,9 +191,10 @@ static void http_free(demixd_http *h)
     free(h);
 }
 
-int demixd_http_request(demixd *d, struct lws *wsi, demixd_conn *c,
+int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
                         const char *uri)
 {
+    demixd *d = svc->d;
     if (c->http) { /* the previous request of a keep-alive connection */
         http_free(c->http);
         c->http = NULL;
@@ -202,8 +203,9 @@ int demixd_http_request(demixd *d, struct lws *wsi, demixd_conn *c,
     if (!h)
         return -1;
     h->d = d;
+    h->svc = svc;
     h->wsi = wsi;
-    snprintf(h->id, sizeof h->id, "h%" PRIu64, ++d->serial);
+    snprintf(h->id, sizeof h->id, "h%d.%" PRIu64, svc->index, ++svc->serial);
     c->http = h;
     char *mu;
     int mulen;
@@ -216,7 +218,7 @@ int demixd_http_request(demixd *d, struct lws *wsi, demixd_conn *c,
                                   "The path is not allowed.");
     demixd_log(DEMIXD_LOG_DEBUG, "http_request", "req=%s method=%d uri=%s",
                h->id, method, uri);
-    if (d->stopping)
+    if (svc->stopping)
         return demixd__http_error(h, 503, "shutting_down",
                                   "The server is shutting down.");
     if (!strcmp(uri, "/v1/separate")) {
@@ -255,9 +257,11 @@ int demixd_http_writeable(demixd_http *h)
     if (!h->responding)
         return 0;
     struct lws *wsi = h->wsi;
+    unsigned char *chunk = h->svc->http_chunk;
+    const size_t chunk_bytes = sizeof h->svc->http_chunk;
     if (!h->headers_done) {
         unsigned char *start = chunk + LWS_PRE, *p = start,
-                      *end = chunk + sizeof chunk - 1;
+                      *end = chunk + chunk_bytes - 1;
         uint64_t len = h->zip ? h->zip->total_bytes : h->body_len;
         if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->ctype,
                                         (lws_filepos_t)len, &p, end) ||
@@ -320,9 +324,9 @@ void demixd_http_closed(demixd_http *h)
     http_free(h);
 }
 
-void demixd_http_wake(demixd *d)
+void demixd_http_wake(demixd_service *svc)
 {
-    demixd_http *h = d->waiting;
+    demixd_http *h = svc->waiting;
     while (h) {
         demixd_http *next = h->wnext;
         if (demixd_job_get_state(h->job) != DEMIXD_JOB_RUNNING)
@@ -331,9 +335,9 @@ void demixd_http_wake(demixd *d)
     }
 }
 
-void demixd_http_shutdown(demixd *d)
+void demixd_http_shutdown(demixd_service *svc)
 {
-    demixd_http *h = d->waiting;
+    demixd_http *h = svc->waiting;
     while (h) {
         demixd_http *next = h->wnext;
         demixd__fileapi_free(h); /* cancels the job, unlinks */

@@ -3,7 +3,7 @@
  * static files, health, metrics, writing responses) and fileapi.c
  * (POST /v1/separate). Not for other files.
  *
- * Every field belongs to the lws service thread. A request's response is
+ * Every field belongs to the request's service thread. A request's response is
  * either served by lws_serve_http_file (static files) or written by
  * demixd_http_writeable in chunks: headers on the first SERVER_WRITEABLE,
  * then the body from `body` (a buffer) or `zip` (a finished file job).
@@ -16,12 +16,14 @@
 #include "files.h"
 #include "server.h"
 
+/* one chunk of a response body: demixd_service.http_chunk */
 #define HTTP_CHUNK_BYTES (32 * 1024)
 
 struct demixd_http {
     demixd *d;
+    demixd_service *svc; /* the thread the connection lives on */
     struct lws *wsi;
-    demixd_http *wprev, *wnext; /* d->waiting, while `waiting` */
+    demixd_http *wprev, *wnext; /* svc->waiting, while `waiting` */
     int waiting;
     char id[32];
 

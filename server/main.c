@@ -5,25 +5,34 @@
  * given (a bad one stops the start before the slow steps); load the model;
  * make the engine's thread pool; measure the real-time capacity unless
  * --max-sessions is given (calibrate.h); create the engine with
- * max_sessions + file_jobs slots; start the scheduler and the file
- * workers; create the lws context on HOST:PORT and log `listening on
- * HOST:PORT` with the bound port (so --port 0 can be used by tests); start
- * the signal thread; serve.
+ * max_sessions + file_jobs slots; choose the service threads and the
+ * scheduler's depth and copy pool for the backend; start the scheduler
+ * and the file workers; start the service threads (service.c), which log
+ * `listening on HOST:PORT` with the bound port (so --port 0 can be used
+ * by tests); start the signal thread; wait for the service threads.
+ *
+ * Backend choices. CUDA: steps run asynchronously, so two are in flight
+ * (sched.h depth 2); the scheduler thread is all the engine needs of the
+ * CPU, so the default is one service thread per other online CPU, and a
+ * copy pool of a few threads gathers and scatters large batches. CPU: a
+ * step is the engine's math on --threads cores, synchronous (depth 1);
+ * the default gives the service threads half of the CPUs, and the copies
+ * use the engine's pool between steps.
  *
  * Signals: SIGINT and SIGTERM are blocked in every thread and taken by the
- * signal thread with sigwait(), which sets stop_requested and wakes the
- * lws thread, then keeps waking it every 100 ms so the shutdown deadline
- * is checked (callbacks.c). SIGPIPE is ignored.
+ * signal thread with sigwait(), which sets stop_requested and wakes every
+ * service thread, then keeps waking them every 100 ms so the shutdown
+ * deadline is checked (callbacks.c). SIGPIPE is ignored.
  *
- * Shutdown order: the service loop ends; d->lws is cleared under
- * wake_lock so no other thread calls lws_cancel_service on it again; the
- * lws context is destroyed (every connection closes, sessions release
- * their streams); the file workers and the scheduler are joined (the
- * scheduler closes the remaining slots); the engine, pool and model are
- * freed. Exit status 0 after a signal, 1 on a start-up failure.
+ * Shutdown order: every service thread ends its loop and destroys its
+ * context (every connection closes, sessions release their streams); the
+ * file workers and the scheduler are joined (the scheduler closes the
+ * remaining slots); the service threads' memory, the engine, the pools
+ * and the model are freed. Exit status 0 after a signal, 1 on a start-up
+ * failure or a service thread's failure.
  *
- * Thread context: main() is the lws service thread; signal_main runs on
- * the signal thread; demixd_wake on any thread.
+ * Thread context: main() is the main thread; signal_main runs on the
+ * signal thread.
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 
@@ -39,7 +48,6 @@
 #include <unistd.h>
 
 #include "calibrate.h"
-#include "encode_pool.h"
 #include "fd_limit.h"
 #include "files.h"
 #include "log.h"
@@ -58,24 +66,20 @@
  * (bench/RESULTS.md, 2026-12-02 evening). */
 #define CALIBRATE_MAX_SLOTS 1024
 #define CALIBRATE_MAX_SLOTS_ACCELERATOR 16384
-#define RX_BUFFER_BYTES 16384
+/* The CUDA scheduler's copy pool: participants, the scheduler included. */
+#define CUDA_COPY_THREADS 4
 
-static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int main_done;
 
-void demixd_wake(demixd *d)
+static void wake_owner(void *user, int owner)
 {
-    if (atomic_exchange(&d->wake_pending, 1))
-        return; /* one is on its way */
-    pthread_mutex_lock(&wake_lock);
-    if (d->lws)
-        lws_cancel_service(d->lws);
-    pthread_mutex_unlock(&wake_lock);
+    demixd *d = user;
+    demixd_service_wake(&d->services[owner]);
 }
 
-static void wake_live(void *user)
+static void wake_all(void *user)
 {
-    demixd_wake(user);
+    demixd_wake_all(user);
 }
 
 static void *signal_main(void *arg)
@@ -93,33 +97,14 @@ static void *signal_main(void *arg)
                sig == SIGINT ? "SIGINT" : "SIGTERM");
     atomic_store(&d->stop_requested, 1);
     while (!atomic_load(&main_done)) {
-        atomic_store(&d->wake_pending, 0);
-        demixd_wake(d);
+        for (int k = 0; k < d->service_count; k++)
+            atomic_store(&d->services[k].wake_pending, 0);
+        demixd_wake_all(d);
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
     return NULL;
 }
-
-static void lws_log(int level, const char *line)
-{
-    char q[512];
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%.*s", (int)n, line);
-    demixd_log(level == LLL_ERR    ? DEMIXD_LOG_ERROR
-               : level == LLL_WARN ? DEMIXD_LOG_WARN
-                                   : DEMIXD_LOG_DEBUG,
-               "lws", "msg=\"%s\"", demixd_log_quote(tmp, q, sizeof q));
-}
-
-static struct lws_protocols protocols[] = {
-    {DEMIX_PROTO_SUBPROTOCOL, demixd_lws_callback, sizeof(demixd_conn),
-     RX_BUFFER_BYTES, 0, NULL, DEMIX_PROTO_MAX_BINARY_BYTES + 64},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
 
 /* The tokens of --tokens / $DEMIXD_TOKENS_FILE, or none. The log says
  * which (auth=none or auth=tokens count=N), never a token's value. */
@@ -234,6 +219,7 @@ static int make_engine(demixd *d)
     eo.precision = d->opt.precision;
     eo.threads = d->opt.threads;
     eo.pool = d->pool;
+    eo.device = d->opt.device;
     if (d->opt.max_sessions > 0) {
         d->max_sessions = d->opt.max_sessions;
         d->capacity = d->opt.max_sessions;
@@ -302,56 +288,38 @@ static void resolve_web(demixd *d)
     demixd_log(DEMIXD_LOG_INFO, "web", "dir=%s", d->web_root);
 }
 
-static int start_lws(demixd *d)
+static int is_cuda(const demixd *d)
 {
-    int lws_levels = LLL_ERR | LLL_WARN;
-    if (demixd_log_enabled(DEMIXD_LOG_DEBUG))
-        lws_levels |= LLL_NOTICE;
-    lws_set_log_level(lws_levels, lws_log);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = d->opt.port;
-    info.iface = d->opt.host;
-    info.protocols = protocols;
-    info.user = d;
-    info.pt_serv_buf_size = 32768;
-    info.server_string = "demixd";
-    info.timeout_secs = 30;
-    if (!strchr(d->opt.host, ':'))
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    struct lws_context *ctx = lws_create_context(&info);
-    if (!ctx) {
-        demixd_log(DEMIXD_LOG_ERROR, "listen",
-                   "host=%s port=%d msg=\"cannot listen\"", d->opt.host,
-                   d->opt.port);
-        return -1;
-    }
-    pthread_mutex_lock(&wake_lock);
-    d->lws = ctx;
-    pthread_mutex_unlock(&wake_lock);
-    struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
-    d->port = vh ? lws_get_vhost_listen_port(vh) : d->opt.port;
-    if (d->port <= 0) {
-        demixd_log(DEMIXD_LOG_ERROR, "listen",
-                   "host=%s port=%d msg=\"no listening socket\"", d->opt.host,
-                   d->opt.port);
-        return -1;
-    }
-    demixd_log(DEMIXD_LOG_INFO, "listening",
-               "msg=\"listening on %s:%d\" host=%s port=%d ws=ws://%s:%d%s",
-               d->opt.host, d->port, d->opt.host, d->port, d->opt.host, d->port,
-               DEMIX_PROTO_PATH);
-    return 0;
+    return !strcmp(d->backend, "cuda");
 }
 
-static void stop_lws(demixd *d)
+/* --service-threads, or the backend's default (the file header). */
+static int service_threads(const demixd *d)
 {
-    pthread_mutex_lock(&wake_lock);
-    struct lws_context *ctx = d->lws;
-    d->lws = NULL;
-    pthread_mutex_unlock(&wake_lock);
-    if (ctx)
-        lws_context_destroy(ctx);
+    if (d->opt.service_threads > 0)
+        return d->opt.service_threads;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    long n = is_cuda(d) ? cpus - 1 : cpus / 2;
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+/* The scheduler's copy pool: the engine's own on the CPU (idle between
+ * steps), a small one of its own on CUDA. */
+static int make_copy_pool(demixd *d)
+{
+    if (!is_cuda(d)) {
+        d->copy_pool = d->pool;
+        return 0;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus >= 8 ? CUDA_COPY_THREADS : cpus >= 4 ? 2 : 1;
+    if (demix_threadpool_create(n, &d->copy_pool)) {
+        demixd_log(DEMIXD_LOG_ERROR, "threads", "copy_threads=%d", n);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -375,18 +343,25 @@ int main(int argc, char **argv)
                (int)getpid());
     int status = 1;
     pthread_t sig_thread;
-    int have_sig_thread = 0;
+    int have_sig_thread = 0, services_up = 0;
     if (load_tokens(&d) || load(&d) || make_engine(&d))
         goto out;
     if (demixd_metrics_create(&d.metrics))
+        goto out;
+    int threads = service_threads(&d);
+    /* the scheduler wakes owners by index: the array exists before it */
+    if (demixd_services_init(&d, threads) || make_copy_pool(&d))
         goto out;
     demixd_sched_params sp = {
         .engine = d.engine,
         .max_live = d.max_sessions,
         .max_file = d.opt.file_jobs,
         .capacity = d.capacity,
+        .depth = is_cuda(&d) ? 2 : 1,
+        .owners = threads,
+        .copy_pool = d.copy_pool,
         .metrics = d.metrics,
-        .wake_live = wake_live,
+        .wake_owner = wake_owner,
         .wake_user = &d,
     };
     if (demixd_sched_create(&sp, &d.sched)) {
@@ -399,39 +374,38 @@ int main(int argc, char **argv)
         .metrics = d.metrics,
         .workers = d.opt.file_jobs,
         .max_seconds = d.opt.max_file_seconds,
-        .done = wake_live,
+        .done = wake_all,
         .done_user = &d,
     };
     if (demixd_files_create(&fp, &d.files)) {
         demixd_log(DEMIXD_LOG_ERROR, "files", "msg=\"cannot start workers\"");
         goto out;
     }
-    if (demixd_encode_pool_create(&d, d.opt.codec_threads)) {
-        demixd_log(DEMIXD_LOG_ERROR, "encode_pool",
-                   "threads=%d msg=\"cannot start the codec threads\"",
-                   d.opt.codec_threads);
-        goto out;
-    }
     resolve_web(&d);
-    if (start_lws(&d))
+    if (demixd_services_start(&d))
         goto out;
+    services_up = 1;
     if (pthread_create(&sig_thread, NULL, signal_main, &d) == 0)
         have_sig_thread = 1;
-    while (!d.exit_loop)
-        if (lws_service(d.lws, 0) < 0)
-            break;
-    status = d.stopping ? 0 : 1;
+    status = demixd_services_join(&d);
+    services_up = 0;
 out:
+    if (services_up) { /* a start failure after the services started */
+        atomic_store(&d.stop_requested, 1);
+        demixd_wake_all(&d);
+        (void)demixd_services_join(&d);
+    }
     atomic_store(&main_done, 1);
     if (have_sig_thread) {
         pthread_kill(sig_thread, SIGTERM); /* ends a sigwait, if any */
         pthread_join(sig_thread, NULL);
     }
-    stop_lws(&d);
-    demixd_encode_pool_destroy(&d);
     demixd_files_destroy(d.files);
     demixd_sched_destroy(d.sched);
+    demixd_services_free(&d);
     demix_engine_destroy(d.engine);
+    if (d.copy_pool != d.pool)
+        demix_threadpool_destroy(d.copy_pool);
     demix_threadpool_destroy(d.pool);
     demix_model_destroy(d.model);
     demixd_metrics_destroy(d.metrics);

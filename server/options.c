@@ -49,10 +49,14 @@ void demixd_options_usage(FILE *out)
         "                         0.0.0.0 to listen on every interface)\n"
         "      --port P           TCP port, 0..65535 (default 8080; 0 picks a\n"
         "                         free one, see the 'listening' log line)\n"
-        "      --max-sessions N   live sessions at once, 1..4096 (default:\n"
+        "      --max-sessions N   live sessions at once, 1..1048576 (default:\n"
         "                         what the engine serves in real time, "
         "measured\n"
         "                         at start)\n"
+        "      --service-threads N  threads that serve the connections\n"
+        "                         (sockets, codecs), 1..1024 (default: one\n"
+        "                         per online CPU the engine does not use)\n"
+        "      --device N         CUDA device index, 0..255 (default 0)\n"
         "      --web DIR          static files served at / (default:\n"
         "                         %s/web, %s/web)\n"
         "      --max-file-mb N    file API body limit in MiB, 1..4096 "
@@ -60,8 +64,6 @@ void demixd_options_usage(FILE *out)
         "      --max-file-seconds N  file API duration limit, 1..86400\n"
         "                         (default 1200)\n"
         "      --file-jobs N      file API jobs at once, 1..64 (default 2)\n"
-        "      --codec-threads N  threads that encode the sessions' output,\n"
-        "                         1..1024 (default 1: the service thread)\n"
         "      --opus-complexity N  Opus encoder complexity of the sessions'\n"
         "                         output, 0..10 (default 10); lower takes\n"
         "                         less CPU per session\n"
@@ -183,7 +185,6 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->max_file_seconds = 1200;
     o->file_jobs = 2;
     o->opus_complexity = 10;
-    o->codec_threads = 1;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
@@ -248,7 +249,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
                 return -1;
             o->port = (int)n;
         } else if ((r = option(argc, argv, &i, "--max-sessions", NULL, &v))) {
-            if (r < 0 || whole("--max-sessions", v, 1, 4096, &n))
+            if (r < 0 || whole("--max-sessions", v, 1, 1048576, &n))
                 return -1;
             o->max_sessions = (int)n;
         } else if ((r = option(argc, argv, &i, "--web", NULL, &v))) {
@@ -269,11 +270,15 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--file-jobs", v, 1, 64, &n))
                 return -1;
             o->file_jobs = (int)n;
-        } else if ((r = option(argc, argv, &i, "--codec-threads", NULL,
+        } else if ((r = option(argc, argv, &i, "--service-threads", NULL,
                                &v))) {
-            if (r < 0 || whole("--codec-threads", v, 1, 1024, &n))
+            if (r < 0 || whole("--service-threads", v, 1, 1024, &n))
                 return -1;
-            o->codec_threads = (int)n;
+            o->service_threads = (int)n;
+        } else if ((r = option(argc, argv, &i, "--device", NULL, &v))) {
+            if (r < 0 || whole("--device", v, 0, 255, &n))
+                return -1;
+            o->device = (int)n;
         } else if ((r = option(argc, argv, &i, "--opus-complexity", NULL,
                                &v))) {
             if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))

@@ -3,6 +3,7 @@
  *
  *   demixd [--model PATH] [--backend auto|cpu|cuda] [--precision fp32|fast]
  *          [--threads N] [--host H] [--port P] [--max-sessions N]
+ *          [--service-threads N] [--device N] [--opus-complexity N]
  *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
  *          [--file-jobs N] [--tokens FILE]
  *          [--log-level error|warn|info|debug]
@@ -41,7 +42,8 @@ typedef struct demixd_options {
     int max_file_seconds;            /* audio duration limit of the file API */
     int file_jobs;                   /* file API jobs running at once */
     int opus_complexity;             /* the sessions' Opus encoders, 0..10 */
-    int codec_threads;               /* output encoding threads (encode_pool.h) */
+    int service_threads; /* 0: one per CPU the engine does not use */
+    int device;          /* CUDA device index */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */
     demixd_log_level log_level;
 } demixd_options;

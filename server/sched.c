@@ -1,15 +1,28 @@
 /*
  * sched.c - the scheduler thread of sched.h.
  *
- * Round: (1) take the pending streams and open their slots; (2) build a
- * batch: walk the live streams (reaping released ones: close slot, drop),
- * take one hop from each that has one and has output room; then walk the
- * file streams from a rotating start and take hops while the batch is
- * below `capacity`; (3) if the batch is empty, sleep until kicked;
- * otherwise step, deliver each output hop into its stream's ring, count
- * late hops, wake the owners, record metrics, and start the next round at
- * once. A kick that arrives during a round sets `work`, so the next round
- * does not sleep: no wake-up is lost.
+ * Round: (1) take the pending streams and open their slots; (2) when
+ * fewer than `depth` steps are in flight, build a batch: walk the live
+ * streams (reaping released ones with no hop in flight: close slot,
+ * drop), select one hop from each that has one and has output room (room
+ * counts the hops already in flight for it); then walk the file streams
+ * from a rotating start and select hops while the batch is below
+ * `capacity`; gather the selected hops into the engine's input buffer
+ * (on the copy pool when the batch is large) and submit the step;
+ * (3) collect the oldest step in flight, scatter each output hop into its
+ * stream's ring (on the copy pool when large), count late hops, put the
+ * live streams into their owners' ready rings and wake those owners once
+ * each, record metrics; (4) with nothing ready and nothing in flight,
+ * sleep until kicked. A kick that arrives during a round sets `work`, so
+ * the next round does not sleep: no wake-up is lost.
+ *
+ * Two in flight (depth 2). Step k+1 is built while step k runs, but not
+ * at once: a batch taken right after k's submit would hold only the few
+ * hops that arrived in between. The scheduler waits until half of k's
+ * expected duration (an average of the last steps' submit-to-collect
+ * times) has passed, then takes what is ready, submits, and collects k.
+ * So the device always has the next step queued when one ends, and each
+ * step carries the hops of about half a step's time.
  *
  * Late hops (live only). Hop k of a stream has the deadline
  *   d_k = max(arrival_k, d_(k-1), resume) + one hop of real time,
@@ -38,12 +51,15 @@
  * the engine's output buffer: on CUDA those are page-locked, so the
  * device copies them directly (a pageable buffer costs a staging copy
  * each way: 5.3 against 3.4 ms for 4096 full-size streams on an H100,
- * bench/results/round2-final-h100). One step at a time: the next batch
- * is taken after the previous one's outputs are delivered.
+ * bench/results/round2-final-h100). Gathering and scattering move
+ * 4 KB in and 16 KB out per hop (the shipped model): 80 MB a step for
+ * 4096 sessions, too much for one core within a hop period, so batches of
+ * COPY_SPLIT_HOPS or more are split into tasks of the copy pool.
  *
- * Memory: batch buffers for max_live + max_file hops are allocated by
- * create (demix_engine_reserve_io for the engine's); a round allocates
- * nothing.
+ * Memory: batch buffers for max_live + max_file hops per step in flight,
+ * the owners' ready rings (max_live entries each) and the engine's I/O
+ * buffers (demix_engine_reserve_io) are allocated by create; a round
+ * allocates nothing.
  *
  * Thread context: sched_main and everything it calls run on the scheduler
  * thread; the public functions of sched.h say theirs. `lock` guards the
@@ -58,18 +74,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+#include "spsc_ring.h"
 #include "stream_impl.h"
+
+/* Batches from this size on are gathered and scattered by the copy pool,
+ * in tasks of about this many hops. */
+#define COPY_SPLIT_HOPS 128
+
+/* Steps in flight at most (engine.h's DEMIX_ENGINE_MAX_IN_FLIGHT). */
+#define MAX_DEPTH 2
+
+/* One submitted step. */
+typedef struct sched_step {
+    demixd_stream **batch; /* [max_live + max_file] */
+    int *slots;            /* [max_live + max_file] */
+    int n;
+    uint64_t number; /* counted from 1 */
+    int injected;    /* the test hook fails it */
+    int rc;          /* submit's status */
+    int64_t submit_ns;
+} sched_step;
 
 struct demixd_sched {
     /* immutable */
     demix_engine *engine;
     int C, H, T;
-    int max_live, max_file, capacity;
+    int max_live, max_file, capacity, depth, owners;
+    demix_threadpool *copy_pool;
     demixd_metrics *metrics;
-    void (*wake_live)(void *user);
+    void (*wake_owner)(void *user, int owner);
     void *wake_user;
+    demixd_spsc_ring *ready; /* [owners]; the scheduler pushes */
     pthread_t thread;
 
     pthread_mutex_t lock;
@@ -84,10 +122,13 @@ struct demixd_sched {
     demixd_stream **live, **file; /* active streams */
     int live_n, file_n, file_rr;
     demixd_stream **admit_buf; /* [max_live + max_file] */
-    demixd_stream **batch;     /* [max_live + max_file] */
-    int *slots;
-    float *in; /* the engine's input buffer of the round being built */
-    uint64_t steps;                /* steps run (or failed) so far */
+    sched_step steps[MAX_DEPTH];
+    int oldest, in_flight; /* steps[oldest] is the oldest in flight */
+    unsigned char *woken;  /* [owners] */
+    float *in;             /* the engine's input buffer being filled */
+    const float *out;      /* the collected step's outputs */
+    int64_t step_ns_avg;   /* submit-to-collect, recent average */
+    uint64_t steps_run;    /* steps submitted (or failed) so far */
     uint64_t fail_first, fail_end; /* the test hook's [first, end) */
 };
 
@@ -146,7 +187,48 @@ void demixd_sched_submit(demixd_sched *s, demixd_stream *st)
     pthread_mutex_unlock(&s->lock);
 }
 
+demixd_stream *demixd_sched_pop_ready(demixd_sched *s, int owner)
+{
+    if (!s || owner < 0 || owner >= s->owners)
+        return NULL;
+    demixd_stream *st = demixd_spsc_ring_pop(&s->ready[owner]);
+    /* Cleared before the owner looks at the stream: news that comes while
+     * it does queues the stream again (at worst one needless look). */
+    if (st)
+        atomic_store(&st->queued, 0);
+    return st;
+}
+
+void demixd_sched_ready_done(demixd_stream *st)
+{
+    demixd__stream_unref(st);
+}
+
 /* ------------------------------------------------------ scheduler thread */
+
+/* Queue a live stream for its owner (once until the owner takes it) and
+ * remember to wake the owner. */
+static void tell_owner(demixd_sched *s, demixd_stream *st)
+{
+    if (st->kind != DEMIXD_STREAM_LIVE || atomic_exchange(&st->queued, 1))
+        return;
+    atomic_fetch_add(&st->refs, 1);
+    /* Each live stream is in at most one ring once, and a ring holds
+     * max_live: it cannot be full. */
+    int pushed = demixd_spsc_ring_push(&s->ready[st->owner], st);
+    DEMIX_ASSERT(pushed);
+    s->woken[st->owner] = 1;
+}
+
+static void wake_owners(demixd_sched *s)
+{
+    for (int k = 0; k < s->owners; k++)
+        if (s->woken[k]) {
+            s->woken[k] = 0;
+            if (s->wake_owner)
+                s->wake_owner(s->wake_user, k);
+        }
+}
 
 /* Wake a file stream's owner; call with st->lock held. Only while the
  * owner has not released the stream: its release waits for this lock, so
@@ -167,8 +249,7 @@ static void fail_stream(demixd_sched *s, demixd_stream *st, int status,
     }
     notify_file_locked(st);
     pthread_mutex_unlock(&st->lock);
-    if (st->kind == DEMIXD_STREAM_LIVE && s->wake_live)
-        s->wake_live(s->wake_user);
+    tell_owner(s, st);
 }
 
 static void close_slot(demixd_sched *s, demixd_stream *st)
@@ -181,7 +262,8 @@ static void close_slot(demixd_sched *s, demixd_stream *st)
     st->slot_open = 0;
 }
 
-/* Close the slot of a released (or abandoned) stream and drop it. */
+/* Close the slot of a released (or abandoned) stream and drop it. Only
+ * with no hop of it in flight: the step's delivery still names it. */
 static void reap(demixd_sched *s, demixd_stream *st)
 {
     close_slot(s, st);
@@ -214,16 +296,21 @@ static void admit(demixd_sched *s, int n)
         else
             s->file[s->file_n++] = st;
     }
+    wake_owners(s); /* failed opens */
 }
 
-/* Try to take one hop of st into batch position n. 1: taken, 0: not,
- * -1: the stream is released and was reaped (removed by the caller). */
-static int take(demixd_sched *s, demixd_stream *st, int n, int64_t now)
+/* Select one hop of st for batch position n of step `step`: check it is
+ * ready and has room, note where it starts and its deadline. The data is
+ * copied later (gather). 1: selected, 0: not, -1: the stream is released
+ * and was reaped (the caller removes it). */
+static int select_hop(demixd_sched *s, sched_step *step, demixd_stream *st,
+                      int n, int64_t now)
 {
-    const int C = s->C, H = s->H;
     pthread_mutex_lock(&st->lock);
     if (st->released) {
         pthread_mutex_unlock(&st->lock);
+        if (st->inflight)
+            return 0; /* reaped once its hops are delivered */
         reap(s, st);
         return -1;
     }
@@ -231,8 +318,9 @@ static int take(demixd_sched *s, demixd_stream *st, int n, int64_t now)
         pthread_mutex_unlock(&st->lock);
         return 0;
     }
-    int ready = st->in_count >= (size_t)H;
-    int room = st->out_count < st->out_cap;
+    /* in_count already excludes hops gathered into steps in flight */
+    int ready = st->in_count >= (size_t)s->H;
+    int room = st->out_count + st->inflight < st->out_cap;
     if (ready && !room) {
         pthread_mutex_unlock(&st->lock);
         if (!st->paused_out) {
@@ -241,7 +329,7 @@ static int take(demixd_sched *s, demixd_stream *st, int n, int64_t now)
         }
         return 0;
     }
-    if (st->paused_out) {
+    if (st->paused_out && room) {
         st->paused_out = 0;
         demixd_metrics_pause(s->metrics, DEMIXD_PAUSE_OUTPUT, -1);
         if (st->rt_base_ns < now)
@@ -251,18 +339,6 @@ static int take(demixd_sched *s, demixd_stream *st, int n, int64_t now)
         pthread_mutex_unlock(&st->lock);
         return 0;
     }
-    /* C-interleaved ring -> planar [C][H] at batch position n. */
-    float *dst = s->in + (size_t)n * (size_t)(C * H);
-    size_t t = st->in_tail;
-    for (int k = 0; k < H; k++) {
-        const float *fr = st->in_ring + t * (size_t)C;
-        for (int c = 0; c < C; c++)
-            dst[(size_t)c * (size_t)H + (size_t)k] = fr[c];
-        if (++t == st->in_cap)
-            t = 0;
-    }
-    st->in_tail = t;
-    st->in_count -= (size_t)H;
     int64_t arrival = now;
     if (st->arr_count > 0) {
         arrival = st->arrival[st->arr_tail];
@@ -270,20 +346,22 @@ static int take(demixd_sched *s, demixd_stream *st, int n, int64_t now)
         st->arr_count--;
     }
     pthread_mutex_unlock(&st->lock);
+    st->take_tail = st->in_tail;
+    st->inflight++;
     int64_t base = st->rt_base_ns > arrival ? st->rt_base_ns : arrival;
     st->deadline_ns = base + st->hop_ns;
     st->rt_base_ns = st->deadline_ns;
-    s->batch[n] = st;
-    s->slots[n] = st->slot;
+    step->batch[n] = st;
+    step->slots[n] = st->slot;
     return 1;
 }
 
-static int build_batch(demixd_sched *s)
+static int select_batch(demixd_sched *s, sched_step *step)
 {
     int64_t now = demixd_now_ns();
     int n = 0;
     for (int i = 0; i < s->live_n; i++) {
-        int r = take(s, s->live[i], n, now);
+        int r = select_hop(s, step, s->live[i], n, now);
         if (r < 0) {
             s->live[i--] = s->live[--s->live_n];
             continue;
@@ -297,7 +375,7 @@ static int build_batch(demixd_sched *s)
         pthread_mutex_lock(&st->lock);
         int released = st->released;
         pthread_mutex_unlock(&st->lock);
-        if (released) {
+        if (released && !st->inflight) {
             reap(s, st);
             s->file[i--] = s->file[--s->file_n];
         }
@@ -305,7 +383,7 @@ static int build_batch(demixd_sched *s)
     int spare = s->capacity - n, files = 0, gone = 0;
     for (int j = 0; j < s->file_n && files < spare; j++) {
         int i = (s->file_rr + j) % s->file_n;
-        int r = take(s, s->file[i], n, now);
+        int r = select_hop(s, step, s->file[i], n, now);
         if (r < 0) {
             s->file[i] = NULL; /* reaped; compacted below */
             gone = 1;
@@ -326,41 +404,61 @@ static int build_batch(demixd_sched *s)
     return n;
 }
 
-static void run_step(demixd_sched *s, int n)
+/* A range of a step's batch, for the copy pool's tasks. */
+typedef struct copy_job {
+    demixd_sched *s;
+    sched_step *step;
+    int per_task;
+    int64_t done_ns; /* scatter: when the step was collected */
+    int late;        /* scatter: late hops, summed after the run */
+    int *late_per_task;
+} copy_job;
+
+/* Gather batch entries [i0, i1): each selected hop's C-interleaved ring
+ * frames -> planar [C][H] in the engine's input buffer, then free the
+ * ring space. */
+static void gather_range(demixd_sched *s, sched_step *step, int i0, int i1)
+{
+    const int C = s->C, H = s->H;
+    for (int i = i0; i < i1; i++) {
+        demixd_stream *st = step->batch[i];
+        float *dst = s->in + (size_t)i * (size_t)(C * H);
+        size_t t = st->take_tail;
+        for (int k = 0; k < H; k++) {
+            const float *fr = st->in_ring + t * (size_t)C;
+            for (int c = 0; c < C; c++)
+                dst[(size_t)c * (size_t)H + (size_t)k] = fr[c];
+            if (++t == st->in_cap)
+                t = 0;
+        }
+        pthread_mutex_lock(&st->lock);
+        st->in_tail = t;
+        st->in_count -= (size_t)H;
+        pthread_mutex_unlock(&st->lock);
+    }
+}
+
+static void gather_task(void *arg, int task)
+{
+    copy_job *j = arg;
+    int i0 = task * j->per_task;
+    int i1 = i0 + j->per_task < j->step->n ? i0 + j->per_task : j->step->n;
+    gather_range(j->s, j->step, i0, i1);
+}
+
+/* Scatter batch entries [i0, i1) of a collected step into the streams'
+ * output rings and publish them. Late hops counted into *late. */
+static void scatter_range(demixd_sched *s, sched_step *step, int i0, int i1,
+                          int64_t done_ns, int *late)
 {
     const size_t hop_out = (size_t)(s->T * s->C * s->H);
-    const uint64_t step = ++s->steps;
-    const int injected = step >= s->fail_first && step < s->fail_end;
-    int64_t t0 = demixd_now_ns();
-    int rc = injected ? DEMIX_EDEVICE
-                      : demix_engine_submit(s->engine, n, s->slots, s->in);
-    if (!rc)
-        rc = demix_engine_collect(s->engine, NULL);
-    const float *out = rc ? NULL : demix_engine_output(s->engine, NULL);
-    int64_t t1 = demixd_now_ns();
-    int any_live = 0, late = 0;
-    if (rc) {
-        const char *detail =
-            injected ? INJECTED_FAILURE : demix_engine_last_error(s->engine);
-        char why[160];
-        snprintf(why, sizeof why, "engine step failed: %s", detail);
-        demixd_log(DEMIXD_LOG_ERROR, "step_failed",
-                   "status=%s step=%llu batch=%d msg=\"%s\"", demix_errname(rc),
-                   (unsigned long long)step, n, detail);
-        for (int i = 0; i < n; i++) {
-            fail_stream(s, s->batch[i], rc, why);
-            close_slot(s, s->batch[i]);
-        }
-        demixd_metrics_step(s->metrics, (double)(t1 - t0) * 1e-9, n, 0, 1);
-        return;
-    }
-    for (int i = 0; i < n; i++) {
-        demixd_stream *st = s->batch[i];
-        /* The slot at out_head is free: take() saw room, and only this
-         * thread adds hops. */
+    for (int i = i0; i < i1; i++) {
+        demixd_stream *st = step->batch[i];
+        /* The slot at out_head is free: select_hop saw room for every hop
+         * in flight, and only this thread adds hops. */
         memcpy(st->out_ring + (size_t)st->out_head * hop_out,
-               out + (size_t)i * hop_out, hop_out * sizeof *out);
-        int is_late = st->kind == DEMIXD_STREAM_LIVE && t1 > st->deadline_ns;
+               s->out + (size_t)i * hop_out, hop_out * sizeof *s->out);
+        int is_late = st->kind == DEMIXD_STREAM_LIVE && done_ns > st->deadline_ns;
         pthread_mutex_lock(&st->lock);
         if (!st->released) {
             st->out_head = (st->out_head + 1) % st->out_cap;
@@ -370,12 +468,133 @@ static void run_step(demixd_sched *s, int n)
         }
         notify_file_locked(st);
         pthread_mutex_unlock(&st->lock);
-        late += is_late;
-        any_live |= st->kind == DEMIXD_STREAM_LIVE;
+        *late += is_late;
     }
-    if (any_live && s->wake_live)
-        s->wake_live(s->wake_user);
-    demixd_metrics_step(s->metrics, (double)(t1 - t0) * 1e-9, n, late, 0);
+}
+
+static void scatter_task(void *arg, int task)
+{
+    copy_job *j = arg;
+    int i0 = task * j->per_task;
+    int i1 = i0 + j->per_task < j->step->n ? i0 + j->per_task : j->step->n;
+    scatter_range(j->s, j->step, i0, i1, j->done_ns, &j->late_per_task[task]);
+}
+
+/* Tasks for n hops on the copy pool: 1 (inline) below COPY_SPLIT_HOPS. */
+static int copy_tasks(const demixd_sched *s, int n, int *per_task)
+{
+    int threads = demix_threadpool_threads(s->copy_pool);
+    int tasks = 1;
+    if (s->copy_pool && n >= COPY_SPLIT_HOPS && threads > 1) {
+        tasks = n / COPY_SPLIT_HOPS;
+        if (tasks > 4 * threads)
+            tasks = 4 * threads;
+        if (tasks < 1)
+            tasks = 1;
+    }
+    *per_task = (n + tasks - 1) / tasks;
+    return (n + *per_task - 1) / *per_task;
+}
+
+/* Build and submit the next step. 0 when nothing was ready. */
+static int start_step(demixd_sched *s)
+{
+    sched_step *step = &s->steps[(s->oldest + s->in_flight) % MAX_DEPTH];
+    /* reserved at create for max_live + max_file hops: no allocation */
+    s->in = demix_engine_input_buffer(s->engine, s->max_live + s->max_file);
+    int n = select_batch(s, step);
+    if (n == 0)
+        return 0;
+    step->n = n;
+    copy_job j = {.s = s, .step = step};
+    int tasks = copy_tasks(s, n, &j.per_task);
+    if (tasks > 1) {
+        if (demix_threadpool_run(s->copy_pool, tasks, gather_task, &j))
+            gather_range(s, step, 0, n); /* cannot happen: fn is set */
+    } else {
+        gather_range(s, step, 0, n);
+    }
+    step->number = ++s->steps_run;
+    step->injected =
+        step->number >= s->fail_first && step->number < s->fail_end;
+    step->submit_ns = demixd_now_ns();
+    step->rc = step->injected
+                   ? DEMIX_EDEVICE
+                   : demix_engine_submit(s->engine, n, step->slots, s->in);
+    s->in_flight++;
+    return n;
+}
+
+/* Collect the oldest step in flight and hand its outputs over. */
+static void finish_step(demixd_sched *s)
+{
+    sched_step *step = &s->steps[s->oldest];
+    s->oldest = (s->oldest + 1) % MAX_DEPTH;
+    s->in_flight--;
+    const int n = step->n;
+    int rc = step->rc;
+    if (!rc)
+        rc = demix_engine_collect(s->engine, NULL);
+    s->out = rc ? NULL : demix_engine_output(s->engine, NULL);
+    int64_t t1 = demixd_now_ns();
+    double seconds = (double)(t1 - step->submit_ns) * 1e-9;
+    if (rc) {
+        const char *detail = step->injected
+                                 ? INJECTED_FAILURE
+                                 : demix_engine_last_error(s->engine);
+        char why[160];
+        snprintf(why, sizeof why, "engine step failed: %s", detail);
+        demixd_log(DEMIXD_LOG_ERROR, "step_failed",
+                   "status=%s step=%llu batch=%d msg=\"%s\"", demix_errname(rc),
+                   (unsigned long long)step->number, n, detail);
+        for (int i = 0; i < n; i++) {
+            demixd_stream *st = step->batch[i];
+            st->inflight--;
+            fail_stream(s, st, rc, why);
+            close_slot(s, st);
+        }
+        wake_owners(s);
+        demixd_metrics_step(s->metrics, seconds, n, 0, 1);
+        return;
+    }
+    /* a running average of the step's duration, for depth 2's timing */
+    int64_t took = t1 - step->submit_ns;
+    s->step_ns_avg = s->step_ns_avg ? (7 * s->step_ns_avg + took) / 8 : took;
+    int late = 0;
+    int late_per_task[4 * DEMIX_THREADPOOL_MAX_THREADS / 8 + 1];
+    copy_job j = {.s = s, .step = step, .done_ns = t1,
+                  .late_per_task = late_per_task};
+    int tasks = copy_tasks(s, n, &j.per_task);
+    if (tasks > 1 && tasks <= (int)(sizeof late_per_task / sizeof(int))) {
+        memset(late_per_task, 0, (size_t)tasks * sizeof(int));
+        if (demix_threadpool_run(s->copy_pool, tasks, scatter_task, &j))
+            scatter_range(s, step, 0, n, t1, &late);
+        else
+            for (int k = 0; k < tasks; k++)
+                late += late_per_task[k];
+    } else {
+        scatter_range(s, step, 0, n, t1, &late);
+    }
+    for (int i = 0; i < n; i++) {
+        step->batch[i]->inflight--;
+        tell_owner(s, step->batch[i]);
+    }
+    wake_owners(s);
+    demixd_metrics_step(s->metrics, seconds, n, late, 0);
+}
+
+/* Depth 2: wait until about half of the running step's expected time has
+ * passed before taking the next batch (see the file header). */
+static void pace_second_step(demixd_sched *s)
+{
+    const sched_step *running = &s->steps[s->oldest];
+    int64_t until = running->submit_ns + s->step_ns_avg / 2;
+    int64_t now = demixd_now_ns();
+    if (until - now < 20000) /* not worth a sleep */
+        return;
+    struct timespec ts = {(time_t)((until - now) / 1000000000),
+                          (long)((until - now) % 1000000000)};
+    nanosleep(&ts, NULL);
 }
 
 static void *sched_main(void *arg)
@@ -384,7 +603,7 @@ static void *sched_main(void *arg)
     int idle = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        if (idle)
+        if (idle && !s->in_flight)
             while (!s->work && !s->stop) {
                 s->sleeping = 1;
                 pthread_cond_wait(&s->cond, &s->lock);
@@ -399,16 +618,22 @@ static void *sched_main(void *arg)
         admit(s, np);
         if (stop)
             break;
-        /* reserved at create for max_live + max_file hops: no allocation */
-        s->in = demix_engine_input_buffer(s->engine, s->max_live + s->max_file);
-        int n = build_batch(s);
-        if (n == 0) {
-            idle = 1;
+        if (s->in_flight == 1 && s->depth > 1)
+            pace_second_step(s);
+        int n = s->in_flight < s->depth ? start_step(s) : 0;
+        if (n > 0 && s->in_flight < s->depth) {
+            idle = 0;
+            continue; /* the next step is built while this one runs */
+        }
+        if (s->in_flight > 0) {
+            finish_step(s);
+            idle = 0;
             continue;
         }
-        idle = 0;
-        run_step(s, n);
+        idle = n == 0;
     }
+    while (s->in_flight)
+        finish_step(s);
     while (s->live_n)
         reap(s, s->live[--s->live_n]);
     while (s->file_n)
@@ -455,17 +680,50 @@ static void free_sched(demixd_sched *s)
     free(s->live);
     free(s->file);
     free(s->admit_buf);
-    free(s->batch);
-    free(s->slots);
+    for (int k = 0; k < MAX_DEPTH; k++) {
+        free(s->steps[k].batch);
+        free(s->steps[k].slots);
+    }
+    if (s->ready)
+        for (int k = 0; k < s->owners; k++)
+            demixd_spsc_ring_free(&s->ready[k]);
+    free(s->ready);
+    free(s->woken);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
+static int make_buffers(demixd_sched *s)
+{
+    size_t total = (size_t)(s->max_live + s->max_file);
+    s->pending = calloc(total, sizeof *s->pending);
+    s->live = calloc((size_t)s->max_live, sizeof *s->live);
+    s->file = calloc((size_t)s->max_file + 1, sizeof *s->file);
+    s->admit_buf = calloc(total, sizeof *s->admit_buf);
+    s->woken = calloc((size_t)s->owners, 1);
+    s->ready = calloc((size_t)s->owners, sizeof *s->ready);
+    if (!s->pending || !s->live || !s->file || !s->admit_buf || !s->woken ||
+        !s->ready)
+        return DEMIX_ENOMEM;
+    for (int k = 0; k < MAX_DEPTH; k++) {
+        s->steps[k].batch = calloc(total, sizeof *s->steps[k].batch);
+        s->steps[k].slots = calloc(total, sizeof *s->steps[k].slots);
+        if (!s->steps[k].batch || !s->steps[k].slots)
+            return DEMIX_ENOMEM;
+    }
+    for (int k = 0; k < s->owners; k++)
+        if (demixd_spsc_ring_init(&s->ready[k], (size_t)s->max_live + 1))
+            return DEMIX_ENOMEM;
+    return DEMIX_OK;
+}
+
 int demixd_sched_create(const demixd_sched_params *p, demixd_sched **out)
 {
     if (!p || !out || !p->engine || p->max_live < 1 || p->max_file < 0 ||
-        p->capacity < 1 || !p->metrics ||
+        p->capacity < 1 || p->depth < 1 || p->depth > MAX_DEPTH ||
+        p->depth > DEMIX_ENGINE_MAX_IN_FLIGHT || p->owners < 1 ||
+        !p->metrics ||
         demix_engine_max_slots(p->engine) < p->max_live + p->max_file)
         return DEMIX_EARG;
     *out = NULL;
@@ -480,24 +738,19 @@ int demixd_sched_create(const demixd_sched_params *p, demixd_sched **out)
     s->max_live = p->max_live;
     s->max_file = p->max_file;
     s->capacity = p->capacity;
+    s->depth = p->depth;
+    s->owners = p->owners;
+    s->copy_pool = p->copy_pool;
     s->metrics = p->metrics;
-    s->wake_live = p->wake_live;
+    s->wake_owner = p->wake_owner;
     s->wake_user = p->wake_user;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    size_t total = (size_t)(p->max_live + p->max_file);
-    s->pending = calloc(total, sizeof *s->pending);
-    s->live = calloc((size_t)p->max_live, sizeof *s->live);
-    s->file = calloc((size_t)p->max_file + 1, sizeof *s->file);
-    s->admit_buf = calloc(total, sizeof *s->admit_buf);
-    s->batch = calloc(total, sizeof *s->batch);
-    s->slots = calloc(total, sizeof *s->slots);
-    if (!s->pending || !s->live || !s->file || !s->admit_buf || !s->batch ||
-        !s->slots) {
+    if (make_buffers(s)) {
         free_sched(s);
         return DEMIX_ENOMEM;
     }
-    int io = demix_engine_reserve_io(s->engine, (int)total);
+    int io = demix_engine_reserve_io(s->engine, s->max_live + s->max_file);
     if (io) {
         demixd_log(DEMIXD_LOG_ERROR, "engine_buffers", "status=%s msg=\"%s\"",
                    demix_errname(io), demix_engine_last_error(s->engine));
@@ -537,6 +790,12 @@ void demixd_sched_destroy(demixd_sched *s)
     for (int i = 0; i < s->pending_n; i++) {
         demixd_sched_unreserve(s, s->pending[i]->kind);
         demixd__stream_unref(s->pending[i]);
+    }
+    /* News nobody took: drop the rings' references. */
+    for (int k = 0; k < s->owners; k++) {
+        demixd_stream *st;
+        while ((st = demixd_spsc_ring_pop(&s->ready[k])))
+            demixd__stream_unref(st);
     }
     free_sched(s);
 }

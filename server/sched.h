@@ -1,30 +1,46 @@
 /*
  * sched.h - the scheduler: one thread that owns the engine and batches
  * continuously. Each round it takes one ready hop from every live stream
- * that has one (and whose output ring has room), fills the rest of the
- * real-time capacity with hops of file jobs, runs one demix_engine_step
- * for all of them, and hands each stream its output hop. While a step
- * runs, new hops pile up in the streams' rings and go into the next step:
- * batching without a timer. It sleeps on a condition variable when no
- * stream has a ready hop.
+ * that has one (and whose output ring has room), whichever service thread
+ * owns it, fills the rest of the real-time capacity with hops of file
+ * jobs, submits one engine step for all of them, and hands each stream
+ * its output hop when the step is collected. While a step runs, new hops
+ * pile up in the streams' rings and go into the next step: batching
+ * without a timer. With `depth` 2 (an asynchronous engine: CUDA) the next
+ * step is submitted while the previous one still runs, and collected
+ * after it, so the copies and compute of neighbouring steps overlap. It
+ * sleeps on a condition variable when no stream has a ready hop.
  *
  * Usage sketch:
  *
  *     demixd_sched_params p = {.engine = eng, .max_live = 12,
- *                              .max_file = 2, .capacity = 12,
- *                              .metrics = m, .wake_live = wake, ...};
+ *                              .max_file = 2, .capacity = 12, .depth = 1,
+ *                              .owners = 4, .metrics = m,
+ *                              .wake_owner = wake, ...};
  *     demixd_sched *s;
  *     demixd_sched_create(&p, &s);            // starts the thread
  *     if (demixd_sched_reserve(s, DEMIXD_STREAM_LIVE) == DEMIX_EBUSY)
  *         refuse();                           // at capacity
  *     demixd_sched_submit(s, stream);         // slot opened by the thread
- *     ...
+ *     ...                                     // on owner k's wake-up:
+ *     while ((st = demixd_sched_pop_ready(s, k))) {
+ *         if (!demixd_stream_is_released(st))
+ *             service(demixd_stream_owner_ctx(st));
+ *         demixd_sched_ready_done(st);
+ *     }
  *     demixd_sched_destroy(s);                // stops and joins the thread
  *
  * Admission. max_live + max_file engine slots exist. A reservation counts
  * against its kind's limit from reserve until the scheduler has closed the
  * stream's slot after its release (or until unreserve, for a reservation
  * never submitted), so open_slot never finds the engine full.
+ *
+ * News for owners. Each service thread (owner 0..owners-1) has a ready
+ * ring (spsc_ring.h: the scheduler produces, the owner consumes). After a
+ * step, every LIVE stream of it that is not already in its owner's ring
+ * goes in (with a reference), and every owner that got one is woken once
+ * through wake_owner. The ring holds each stream at most once, so
+ * max_live entries always suffice.
  *
  * Errors. A failed step (DEMIX_EDEVICE) marks every stream of that step
  * failed with the engine's sentence (demixd_stream_error), closes their
@@ -37,9 +53,10 @@
  * lock order to keep. No memory is allocated after create.
  *
  * Threads: create/destroy from the main thread; reserve, unreserve, submit,
- * sessions and kick from any thread; wake_live is called on the scheduler
- * thread without locks held, a file stream's notify with that stream's
- * lock held (stream.h).
+ * sessions and kick from any thread; pop_ready from owner k's thread only,
+ * ready_done from any; wake_owner is called on the scheduler thread
+ * without locks held, a file stream's notify with that stream's lock held
+ * (stream.h).
  */
 #ifndef DEMIXD_SCHED_H
 #define DEMIXD_SCHED_H
@@ -47,6 +64,7 @@
 #include "engine.h"
 #include "metrics.h"
 #include "stream.h"
+#include "threadpool.h"
 
 typedef struct demixd_sched demixd_sched;
 
@@ -57,8 +75,15 @@ typedef struct demixd_sched_params {
     int max_file;         /* file streams at once, >= 0 */
     int capacity;         /* hops per step that keep real time, >= 1:
                              file hops fill a step up to it */
+    int depth;            /* steps in flight: 1 (synchronous engine) or 2 */
+    int owners;           /* service threads that own LIVE streams, >= 1 */
+    demix_threadpool *copy_pool; /* gathers inputs and scatters outputs of
+                                    large batches; NULL: the scheduler
+                                    thread alone. Used only by the
+                                    scheduler thread, outside steps. */
     demixd_metrics *metrics;
-    void (*wake_live)(void *user); /* after a step with live hops */
+    /* After a step: owner k has streams in its ready ring. */
+    void (*wake_owner)(void *user, int owner);
     void *wake_user;
 } demixd_sched_params;
 
@@ -80,6 +105,11 @@ void demixd_sched_submit(demixd_sched *s, demixd_stream *st);
 
 /* Reservations of a kind now: live sessions, or file jobs. */
 int demixd_sched_count(demixd_sched *s, demixd_stream_kind kind);
+
+/* The next stream with news for owner k (a reference the caller gives
+ * back with demixd_sched_ready_done), or NULL. Owner k's thread. */
+demixd_stream *demixd_sched_pop_ready(demixd_sched *s, int owner);
+void demixd_sched_ready_done(demixd_stream *st);
 
 /* Something changed for a stream (a hop completed, output room freed, a
  * release): make sure the thread looks again. */

@@ -1,33 +1,46 @@
 /*
- * server.h - the demixd process: its shared context and the pieces that
- * run on the lws service thread.
+ * server.h - the demixd process: its shared context, its service threads,
+ * and the pieces that run on a service thread.
  *
  * Threads (the whole picture; each file's header details its part):
  *
- *   main      = the lws service thread. Owns every lws object: accepts
- *               connections, parses messages, runs each session's codecs
- *               and resamplers (session_in.c, session_out.c), serves HTTP.
- *   scheduler   owns the engine; batches one hop of every ready session
- *               per step (sched.c). Talks to sessions only through their
- *               streams (stream.h) and wakes lws with lws_cancel_service.
+ *   service   N service threads (--service-threads; service.c), each with
+ *             its own lws context listening on the same port
+ *             (SO_REUSEPORT: the kernel spreads connections over them).
+ *             A service thread owns every lws object of its context and
+ *             the sessions and HTTP requests on it: socket I/O, message
+ *             parsing, each session's codecs and resamplers
+ *             (session_in.c, session_out.c), static files. Sessions never
+ *             move between threads.
+ *   scheduler owns the engine; batches one hop of every ready session,
+ *             whichever thread owns it, per step (sched.c). Talks to
+ *             sessions only through their streams (stream.h): hops go
+ *             through each stream's bounded rings, news comes back through
+ *             each service thread's ready ring, and the thread is woken
+ *             with lws_cancel_service on its own context.
  *   file workers  one per concurrent file API job (files.c): decode the
- *               upload, feed a stream, encode the stems, build the ZIP.
- *   signals     waits for SIGINT/SIGTERM (main.c) and asks the lws thread
- *               to stop; during shutdown it also ticks it every 100 ms.
- *   pool        the engine's math threads (threadpool.h), only inside a
- *               step.
+ *             upload, feed a stream, encode the stems, build the ZIP.
+ *   signals   waits for SIGINT/SIGTERM (main.c) and asks every service
+ *             thread to stop; during shutdown it also ticks them every
+ *             100 ms.
+ *   pool      the engine's math threads (threadpool.h), only inside a
+ *             step; and the scheduler's copy pool (gathering inputs and
+ *             scattering outputs of large batches).
+ *   main      starts everything, then waits for the service threads.
  *
- * Wake-ups: any thread calls demixd_wake(); the first call after the lws
- * thread last looked does one lws_cancel_service(), later ones only find
- * the flag already set. The lws thread clears the flag before it scans
- * every session and pending file job (LWS_CALLBACK_EVENT_WAIT_CANCELLED),
- * so a wake-up during the scan causes one more scan: wake-ups coalesce and
- * each one drains everything.
+ * Wake-ups: any thread calls demixd_service_wake(); the first call after
+ * the service thread last looked does one lws_cancel_service(), later ones
+ * only find the flag already set. The service thread clears the flag
+ * before it looks (LWS_CALLBACK_EVENT_WAIT_CANCELLED): it drains its ready
+ * ring, checks its waiting file jobs and, while stopping, every session;
+ * a wake-up during that causes one more look: wake-ups coalesce and each
+ * one drains everything.
  */
 #ifndef DEMIXD_SERVER_H
 #define DEMIXD_SERVER_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -44,14 +57,44 @@ typedef struct demixd_session demixd_session;
 typedef struct demixd_http demixd_http;
 typedef struct demixd_files demixd_files;
 
+/* One service thread (service.c): an lws context and everything on it. */
+typedef struct demixd_service {
+    /* immutable once started */
+    struct demixd *d;
+    int index; /* 0..service_count-1: the scheduler's owner number */
+    pthread_t thread;
+
+    /* any thread */
+    atomic_int wake_pending;
+    pthread_mutex_t wake_lock; /* guards lws against its destruction */
+    struct lws_context *lws;   /* wake_lock for others; the thread's own */
+    int start_status;          /* service.c's start handshake */
+    int listen_fd;             /* its SO_REUSEPORT socket (listener.h) */
+    struct lws *listen_wsi;    /* listen_fd adopted by its context */
+
+    /* this service thread */
+    demixd_session *sessions; /* every WebSocket connection */
+    int session_count;
+    demixd_http *waiting;     /* HTTP requests whose file job runs */
+    int stopping;             /* shutdown began */
+    int64_t stop_deadline_ns; /* then: force-close after it */
+    int forced;               /* the force-close was done */
+    int exit_loop;
+    uint64_t serial;
+    /* one chunk buffer for every HTTP response of this thread: it writes
+     * one at a time, and lws copies what it cannot send at once */
+    unsigned char http_chunk[LWS_PRE + 32 * 1024];
+} demixd_service;
+
 typedef struct demixd {
-    /* immutable once the lws thread starts serving */
+    /* immutable once the service threads start */
     demixd_options opt;
     demix_model *model;
     const demix_model_config *cfg;
     char names[DEMIX_PROTO_MAX_STEMS][DEMIX_PROTO_NAME_BYTES];
     int num_sources;
-    demix_threadpool *pool;
+    demix_threadpool *pool;      /* the engine's math threads */
+    demix_threadpool *copy_pool; /* the scheduler's copies; may be pool */
     demix_engine *engine;
     char backend[16];
     int capacity;            /* measured real-time capacity (sessions) */
@@ -61,26 +104,13 @@ typedef struct demixd {
     demixd_metrics *metrics;
     demixd_sched *sched;
     demixd_files *files;
-    struct lws_context *lws;
-    demix_threadpool *encode_pool;  /* encode_pool.h; NULL: no pool */
-    demixd_session **encode_batch;  /* [max_sessions], lws thread */
+    demixd_service *services;
+    int service_count;
     int port;        /* the bound port */
     uint64_t id_key; /* random, for session ids */
 
     /* any thread */
-    atomic_int wake_pending;
     atomic_int stop_requested;
-
-    /* lws thread */
-    demixd_session *sessions; /* every WebSocket connection */
-    int session_count;
-    demixd_http *waiting;     /* HTTP requests whose file job runs */
-    int waking;               /* in the wake-up's scan (callbacks.c) */
-    int stopping;             /* shutdown began */
-    int64_t stop_deadline_ns; /* then: force-close after it */
-    int forced;               /* the force-close was done */
-    int exit_loop;
-    uint64_t serial;
 } demixd;
 
 /* Per-connection data lws allocates for protocol "demix.v1" (HTTP and WS
@@ -92,18 +122,43 @@ typedef struct demixd_conn {
 
 #define DEMIXD_SHUTDOWN_GRACE_S 5 /* live sessions get this long to flush */
 
-/* Ask the lws thread to scan sessions and jobs. Any thread. */
-void demixd_wake(demixd *d);
+/* ------------------------------------------------------------ service.c */
+
+/* Make count service threads' state (d->services, d->service_count):
+ * before the scheduler, which wakes them by index. -1 on OOM. */
+int demixd_services_init(demixd *d, int count);
+/* Create the service threads' lws contexts on --host/--port (the first
+ * binds, the others share its port), each on its own thread; d->port is
+ * the bound port. -1 (logged) when one cannot listen: none is left
+ * running then. Main thread. */
+int demixd_services_start(demixd *d);
+/* Wait until every service thread has ended (after a stop request and
+ * its shutdown). 0 when all ended after a stop, 1 when one failed. Main
+ * thread. */
+int demixd_services_join(demixd *d);
+/* Free the service threads' memory, after join and after every thread
+ * that may wake them (scheduler, file workers) has stopped. */
+void demixd_services_free(demixd *d);
+
+/* The listening socket is readable: take the pending connections. The
+ * service thread. */
+void demixd_service_accept(demixd_service *svc);
+
+/* Ask a service thread to look at its ready ring, jobs and, while
+ * stopping, sessions. Any thread. */
+void demixd_service_wake(demixd_service *svc);
+/* The same for every service thread. Any thread. */
+void demixd_wake_all(demixd *d);
 
 /* The lws protocol callback (callbacks.c): dispatches WebSocket reasons to
- * session.c and HTTP reasons to http.c. lws thread. */
+ * session.c and HTTP reasons to http.c. The context's service thread. */
 int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len);
 
-/* ------------------------------------------------ session.c (lws thread) */
+/* ------------------------------------- session.c (the session's service thread) */
 
 /* A WebSocket connection was established on /v1/stream. NULL on OOM. */
-demixd_session *demixd_session_open(demixd *d, struct lws *wsi);
+demixd_session *demixd_session_open(demixd_service *svc, struct lws *wsi);
 /* A received chunk (LWS_CALLBACK_RECEIVE). */
 void demixd_session_receive(demixd_session *s, const void *in, size_t len);
 /* LWS_CALLBACK_SERVER_WRITEABLE; -1: close the connection now. */
@@ -112,26 +167,26 @@ int demixd_session_writeable(demixd_session *s);
 void demixd_session_timer(demixd_session *s);
 /* The connection is gone (LWS_CALLBACK_CLOSED): free everything. */
 void demixd_session_closed(demixd_session *s);
-/* A wake-up: resume paused input, turn new output hops into messages,
- * notice scheduler failures. */
+/* News from the scheduler (or a shutdown look): resume paused input,
+ * turn new output hops into messages, notice scheduler failures. */
 void demixd_session_wake(demixd_session *s);
 /* Server shutdown: finish what was received, then close 1001. */
 void demixd_session_shutdown(demixd_session *s);
 /* The shutdown grace is over: close 1001 now. */
 void demixd_session_force_close(demixd_session *s);
 
-/* --------------------------------------------------- http.c (lws thread) */
+/* ---------------------------------------- http.c (the request's service thread) */
 
 /* LWS_CALLBACK_HTTP for uri; returns what the callback returns. */
-int demixd_http_request(demixd *d, struct lws *wsi, demixd_conn *c,
+int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
                         const char *uri);
 int demixd_http_body(demixd_http *h, const void *in, size_t len);
 int demixd_http_body_done(demixd_http *h);
 int demixd_http_writeable(demixd_http *h);
 void demixd_http_closed(demixd_http *h);
 /* Wake-up: requests whose job finished get their response started. */
-void demixd_http_wake(demixd *d);
+void demixd_http_wake(demixd_service *svc);
 /* Shutdown: cancel running jobs, answer 503. */
-void demixd_http_shutdown(demixd *d);
+void demixd_http_shutdown(demixd_service *svc);
 
 #endif /* DEMIXD_SERVER_H */

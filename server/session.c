@@ -20,8 +20,10 @@
  * Lifetime. The session is made when the WebSocket is established and
  * freed in LWS_CALLBACK_CLOSED, which also releases its stream if it still
  * holds one: the scheduler then closes the slot between steps. Nothing
- * else refers to a session: the scheduler knows only the stream, and
- * wake-ups reach sessions by walking d->sessions on the lws thread.
+ * else refers to a session: the scheduler knows only the stream, whose
+ * owner_ctx is the session; news reaches the session through its service
+ * thread's ready ring, which checks that the stream was not released
+ * (callbacks.c), and a session lives and dies on that one thread.
  *
  * Tokens. With --tokens, a start whose token is missing or wrong gets
  * unauthorized and close 1008 (tokens.h compares in constant time);
@@ -34,7 +36,7 @@
  * why). Idle sessions get shutting_down at once; sessions already ending
  * finish normally with their summary.
  *
- * Thread context: the lws service thread, every function.
+ * Thread context: the session's service thread, every function.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -68,8 +70,9 @@ static uint64_t splitmix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-demixd_session *demixd_session_open(demixd *d, struct lws *wsi)
+demixd_session *demixd_session_open(demixd_service *svc, struct lws *wsi)
 {
+    demixd *d = svc->d;
     demixd_session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -78,21 +81,24 @@ demixd_session *demixd_session_open(demixd *d, struct lws *wsi)
         return NULL;
     }
     s->d = d;
+    s->svc = svc;
     s->wsi = wsi;
     s->state = DEMIX_PROTO_STATE_IDLE;
     s->opened_ns = demixd_now_ns();
     s->result = DEMIXD_RESULT_VANISHED;
     snprintf(s->id, sizeof s->id, "%016" PRIx64,
-             splitmix64(d->id_key ^ ++d->serial));
-    s->next = d->sessions;
-    if (d->sessions)
-        d->sessions->prev = s;
-    d->sessions = s;
-    d->session_count++;
+             splitmix64(d->id_key ^ (uint64_t)svc->index << 48 ^
+                        ++svc->serial));
+    s->next = svc->sessions;
+    if (svc->sessions)
+        svc->sessions->prev = s;
+    svc->sessions = s;
+    svc->session_count++;
     lws_set_timer_usecs(wsi, (lws_usec_t)SESSION_START_TIMEOUT_S * 1000000);
     char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof peer);
-    demixd_log(DEMIXD_LOG_DEBUG, "ws_open", "session=%s peer=%s", s->id, peer);
+    demixd_log(DEMIXD_LOG_DEBUG, "ws_open", "session=%s thread=%d peer=%s",
+               s->id, svc->index, peer);
     return s;
 }
 
@@ -278,11 +284,7 @@ static void service(demixd_session *s)
             if (s->rx_paused || (s->state == DEMIX_PROTO_STATE_ENDING &&
                                  (!s->input_flushed || s->pad_left > 0)))
                 demixd__session_pump(s);
-            if (s->d->encode_pool && !s->d->waking)
-                /* with codec threads, hops are encoded in the wake's
-                 * parallel phase (encode_pool.h): ask for one */
-                demixd_wake(s->d);
-            else if (demixd__session_produce(s) && !s->done_queued)
+            if (demixd__session_produce(s) && !s->done_queued)
                 queue_done(s);
         }
     }
@@ -362,7 +364,7 @@ static void on_start(demixd_session *s, demix_proto_start *st)
     lws_set_timer_usecs(s->wsi, LWS_SET_TIMER_USEC_CANCEL);
     if (check_token(s, st))
         return;
-    if (d->stopping) {
+    if (s->svc->stopping) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_SHUTTING_DOWN, NULL,
                              "The server is shutting down.");
         return;
@@ -406,6 +408,8 @@ static void on_start(demixd_session *s, demix_proto_start *st)
             .in_frames =
                 (size_t)SESSION_IN_RING_HOPS * (size_t)s->H + s->in_margin,
             .out_hops = SESSION_OUT_RING_HOPS,
+            .owner = s->svc->index,
+            .owner_ctx = s,
         };
         rc = demixd_stream_create(&sp, &s->stream);
         if (rc)
@@ -432,9 +436,9 @@ static void on_start(demixd_session *s, demix_proto_start *st)
     s->state = DEMIX_PROTO_STATE_STREAMING;
     s->start_ns = demixd_now_ns();
     demixd_log(DEMIXD_LOG_INFO, "session_start",
-               "session=%s rate=%d channels=%d in=%s out=%s mode=%s "
-               "outputs=%d latency_frames=%d",
-               s->id, s->rate, s->ch, demix_proto_codec_name(s->in_codec),
+               "session=%s thread=%d rate=%d channels=%d in=%s out=%s "
+               "mode=%s outputs=%d latency_frames=%d",
+               s->id, s->svc->index, s->rate, s->ch, demix_proto_codec_name(s->in_codec),
                demix_proto_codec_name(s->out_codec),
                s->mode == DEMIX_PROTO_MODE_MIX ? "mix" : "stems", s->nout,
                s->latency_frames);
@@ -614,10 +618,10 @@ void demixd_session_closed(demixd_session *s)
     if (s->prev)
         s->prev->next = s->next;
     else
-        d->sessions = s->next;
+        s->svc->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    d->session_count--;
+    s->svc->session_count--;
     if (s->state != DEMIX_PROTO_STATE_IDLE ||
         s->result != DEMIXD_RESULT_VANISHED)
         demixd_metrics_session_end(d->metrics,

@@ -4,8 +4,8 @@
  * resample, feed the stream) and session_out.c (audio out: select or mix,
  * resample, encode, queue). Not for other files.
  *
- * Every field belongs to the lws service thread; the only state shared
- * with the scheduler is inside `stream` (stream.h).
+ * Every field belongs to the session's service thread; the only state
+ * shared with the scheduler is inside `stream` (stream.h).
  *
  * Buffers, all made when `start` is accepted (nothing per hop):
  *   stage    one decoded client message, client rate, `ch` interleaved;
@@ -38,8 +38,9 @@
 
 struct demixd_session {
     demixd *d;
+    demixd_service *svc; /* the thread it lives on, for life */
     struct lws *wsi;
-    demixd_session *prev, *next; /* d->sessions */
+    demixd_session *prev, *next; /* svc->sessions */
     char id[DEMIX_PROTO_SESSION_BYTES];
     demix_proto_state state;
     int closing;  /* an error or the final close is queued: rx ignored */
@@ -147,12 +148,5 @@ void demixd__session_out_free(demixd_session *s);
  * every output message, LAST flags included, is queued (the caller then
  * queues the summary and the close). */
 int demixd__session_produce(demixd_session *s);
-/* The part of produce that touches only this session's own state (its
- * stream's output ring, under the stream's lock; its resampler, encoders
- * and queue): encode the hops that are ready while the queue is low. Any
- * thread, while the lws thread does not touch the session (encode_pool.c
- * runs it for many sessions at once while the lws thread waits). It
- * leaves the end of the stream and the reporting of errors to produce. */
-void demixd__session_encode_ready(demixd_session *s);
 
 #endif /* DEMIXD_SESSION_IMPL_H */

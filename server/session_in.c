@@ -22,7 +22,7 @@
  * Channels: mono input is fed to both model channels; stereo input into a
  * mono model is averaged.
  *
- * Thread context: the lws service thread.
+ * Thread context: the session's service thread.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -25,7 +25,7 @@
  * control messages). A client that does not read leaves its hops in the
  * stream's output ring, which makes the scheduler skip it (sched.c).
  *
- * Thread context: the lws service thread.
+ * Thread context: the session's service thread.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -75,9 +75,9 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
                 return DEMIX_ENOMEM;
             }
             opus_encoder_ctl(s->enc[j], OPUS_SET_BITRATE(s->opus_bitrate));
-            /* --opus-complexity: the one lws thread encodes every
-             * session's stems, so this sets how many Opus sessions a core
-             * holds (docs/server.md, "Not done yet") */
+            /* --opus-complexity: encoding four stems is most of an Opus
+             * session's CPU, so this sets how many Opus sessions a core
+             * holds (docs/server.md, capacity) */
             opus_encoder_ctl(s->enc[j],
                              OPUS_SET_COMPLEXITY(s->d->opt.opus_complexity));
             opus_int32 la = 0;
@@ -422,31 +422,6 @@ static int emit_opus(demixd_session *s)
         s->opus_acc_len = 0;
         if (last)
             s->last_sent = 1;
-    }
-}
-
-void demixd__session_encode_ready(demixd_session *s)
-{
-    if (!s->stream || s->closing || s->out_error || s->hop_failed ||
-        s->out_final)
-        return;
-    for (;;) {
-        int drained =
-            s->out_codec == DEMIX_PROTO_CODEC_OPUS ? emit_opus(s) : emit_pcm(s);
-        if (s->out_error || !drained ||
-            demixd_txq_used(&s->txq) > SESSION_TXQ_LOW)
-            return;
-        if (s->input_flushed && s->hops_out >= s->hops_total)
-            return; /* finalize: produce's */
-        const float *hop = demixd_stream_out_peek(s->stream);
-        if (!hop)
-            return;
-        int rc = process_hop(s, hop);
-        demixd_stream_out_pop(s->stream);
-        if (rc) {
-            s->hop_failed = 1; /* produce reports it */
-            return;
-        }
     }
 }
 

@@ -40,6 +40,8 @@ int demixd_stream_create(const demixd_stream_params *p, demixd_stream **out)
     s->arr_cap = (int)(p->in_frames / (size_t)p->hop_frames) + 1;
     s->notify = p->notify;
     s->notify_user = p->notify_user;
+    s->owner = p->owner;
+    s->owner_ctx = p->owner_ctx;
     s->in_ring = malloc(s->in_cap * (size_t)s->C * sizeof *s->in_ring);
     s->out_ring = malloc((size_t)s->out_cap * (size_t)(s->T * s->C * s->H) *
                          sizeof *s->out_ring);
@@ -52,6 +54,7 @@ int demixd_stream_create(const demixd_stream_params *p, demixd_stream **out)
         return DEMIX_ENOMEM;
     }
     atomic_init(&s->refs, 1);
+    atomic_init(&s->queued, 0);
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return DEMIX_OK;
@@ -164,6 +167,19 @@ void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
     if (late_hops)
         *late_hops = s->late_hops;
     pthread_mutex_unlock(&s->lock);
+}
+
+void *demixd_stream_owner_ctx(demixd_stream *s)
+{
+    return s->owner_ctx;
+}
+
+int demixd_stream_is_released(demixd_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int r = s->released;
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 void demixd_stream_release(demixd_stream *s)

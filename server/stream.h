@@ -39,6 +39,12 @@
  *
  * Memory: everything is allocated by create; nothing after.
  *
+ * News. After a step in which a LIVE stream took part (or that failed it),
+ * the scheduler puts the stream into its owner's ready ring
+ * (demixd_sched_pop_ready) once until the owner takes it out, holding a
+ * reference for the ring; the owner then services the stream's session,
+ * so a wake-up costs the streams that have news, not every session.
+ *
  * Threads: create, in_*, out_*, error, counters and release are called by
  * the owner thread (the lws service thread for sessions, a file worker for
  * jobs); the scheduler thread uses the internals (stream_impl.h). Rings are
@@ -74,9 +80,12 @@ typedef struct demixd_stream_params {
     int model_rate_hz; /* for real-time deadlines */
     size_t in_frames;  /* input ring capacity, model-rate frames, >= H */
     int out_hops;      /* output ring capacity in hops, >= 1 */
-    demixd_stream_notify_fn notify; /* FILE streams; LIVE ones use the
-                                       scheduler's wake_live */
+    demixd_stream_notify_fn notify; /* FILE streams; LIVE ones are handed
+                                       to their owner's ready ring */
     void *notify_user;
+    int owner;       /* LIVE: the owning service thread, 0..owners-1 */
+    void *owner_ctx; /* LIVE: the owner's object (its session), given back
+                        by demixd_stream_owner_ctx */
 } demixd_stream_params;
 
 /* DEMIX_EARG for bad parameters, DEMIX_ENOMEM. */
@@ -107,6 +116,13 @@ int demixd_stream_error(demixd_stream *s, char *msg, size_t cap);
 /* Hops run for this stream and, of those, late ones (LIVE only). */
 void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
                             uint64_t *late_hops);
+
+/* The owner's object given at create. Owner thread. */
+void *demixd_stream_owner_ctx(demixd_stream *s);
+
+/* 1 when the owner has released the stream (only the owner thread asks:
+ * it is the one that releases). */
+int demixd_stream_is_released(demixd_stream *s);
 
 /* The owner is done with the stream (NULL: no-op). */
 void demixd_stream_release(demixd_stream *s);

@@ -29,9 +29,13 @@ struct demixd_stream {
     int64_t *arrival; /* [arr_cap] ns */
     demixd_stream_notify_fn notify;
     void *notify_user;
+    int owner;       /* LIVE: service thread index */
+    void *owner_ctx; /* LIVE: the session */
     struct demixd_sched *sched; /* set by submit, before sharing */
 
     atomic_int refs;
+    atomic_int queued; /* in its owner's ready ring (sched sets, owner
+                          clears) */
     pthread_mutex_t lock;
 
     /* lock */
@@ -53,7 +57,9 @@ struct demixd_stream {
     size_t in_tail; /* next frame taken */
     int arr_tail;
     int out_head; /* next hop written */
-    int slot;     /* engine slot, valid when slot_open */
+    size_t take_tail; /* where the hop being gathered starts */
+    int inflight;     /* hops in submitted steps, not yet delivered */
+    int slot;         /* engine slot, valid when slot_open */
     int slot_open;
     int paused_out;      /* skipped because its output ring is full */
     int64_t rt_base_ns;  /* real-time deadline bookkeeping */

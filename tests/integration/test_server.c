@@ -11,7 +11,7 @@
  *     up to the codec for Opus. So stems, length and alignment are checked
  *     against the input itself.
  *   - "tiny": tests/data/tiny.safetensors (random weights, 44.1 kHz; with
- *     --codec-threads 3, so its sessions are encoded in parallel), whose
+ *     --service-threads 4, so its sessions live on several threads), whose
  *     stems differ from each other, for the mix and the concurrency tests.
  *
  * Cases: (a) PCM f32 stereo round trip; (b) PCM s16 mono with a subset of
@@ -24,14 +24,17 @@
  * same input; (g) a gains message during the stream: the mix switches from
  * the old to the new weighted sum at one model-hop boundary, at or after
  * the output already received when the message was sent; (h) 8 concurrent
- * sessions with different audio (rates, channels, codecs) get the same
- * stems as each alone; (i) a client that does not read its output is
+ * sessions with different audio (rates, channels, codecs), spread by the
+ * kernel over the server's service threads (the log says which; at least
+ * two are asserted) and batched into shared steps (stats: batch mean
+ * above 1), get the same stems as each alone; (i) a client that does not read its output is
  * paused (its input stops being read) and then gets every frame; (j) both
  * servers exit 0 on SIGTERM (teardown); (k) --opus-complexity 0: a third
  * identity server's Opus output still has lag 0 and SNR > 20 dB, and it
  * differs from the default server's (complexity 10) for the same input,
  * so the option reaches the encoders; (l) out-of-range or malformed
- * --opus-complexity and --codec-threads values stop the start with exit
+ * --opus-complexity, --service-threads and --device values stop the start
+ * with exit
  * status 2 and a message naming the option and the value.
  */
 #include "testutil.h"
@@ -151,10 +154,10 @@ static int setup(void **state)
                              (const char *)NULL))
         return -1;
     g.id_started = 1;
-    /* --codec-threads 3: the concurrency case (h) also checks the parallel
-     * output encoding (server/encode_pool.h) against sessions alone */
+    /* --service-threads 4: the concurrency case (h) checks sessions on
+     * different threads that share steps against sessions alone */
     if (server_fixture_start(&g.tiny, demix_test_data_path("tiny.safetensors"),
-                             "--max-sessions", "16", "--codec-threads", "3",
+                             "--max-sessions", "16", "--service-threads", "4",
                              (const char *)NULL))
         return -1;
     g.tiny_started = 1;
@@ -631,6 +634,46 @@ static void test_gain_change_lands_on_hop_boundary(void **state)
     free(x);
 }
 
+/* The service thread the server's log names for a session (its
+ * session_start line), or -1. */
+static int session_thread(const server_fixture *fx, const char *id)
+{
+    FILE *f = fopen(fx->log_path, "r");
+    if (!f)
+        return -1;
+    char line[1024], key[64];
+    snprintf(key, sizeof key, "event=session_start session=%s thread=", id);
+    int thread = -1;
+    while (thread < 0 && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, key);
+        if (p)
+            thread = atoi(p + strlen(key));
+    }
+    fclose(f);
+    return thread;
+}
+
+/* Engine steps that carried more than one hop so far (/metrics' batch
+ * size histogram: all steps minus those of batch 1). */
+static long long shared_steps(int port)
+{
+    wst_http_response r;
+    assert_int_equal(
+        wst_http(port, "GET", "/metrics", NULL, NULL, 0, &r, 10000), 0);
+    assert_int_equal(r.status, 200);
+    long long all = -1, single = -1;
+    const char *body = (const char *)r.body;
+    const char *p = strstr(body, "demixd_batch_size_bucket{le=\"1\"} ");
+    if (p)
+        single = atoll(strchr(p, ' ') + 1);
+    p = strstr(body, "demixd_batch_size_count ");
+    if (p)
+        all = atoll(strchr(p, ' ') + 1);
+    wst_http_response_free(&r);
+    assert_true(all >= 0 && single >= 0);
+    return all - single;
+}
+
 /* (h) */
 #define N_CONCURRENT 8
 static void test_concurrent_sessions_match_alone(void **state)
@@ -660,6 +703,7 @@ static void test_concurrent_sessions_match_alone(void **state)
         run_one(&alone[i], g.tiny.port, &st[i], in[i], frames[i], 2048);
         check_summary(&alone[i], frames[i]);
     }
+    long long shared_before = shared_steps(g.tiny.port);
     for (int i = 0; i < N_CONCURRENT; i++) {
         assert_int_equal(fx_session_open(&together[i], g.tiny.port, &st[i]), 0);
         ptr[i] = &together[i];
@@ -681,6 +725,20 @@ static void test_concurrent_sessions_match_alone(void **state)
                   together[0].stats.sessions, together[0].stats.max_sessions,
                   together[0].stats.batch_mean);
     assert_true(together[0].stats.sessions >= N_CONCURRENT);
+    /* Sessions of several service threads took part in shared steps. */
+    unsigned threads_seen = 0;
+    for (int i = 0; i < N_CONCURRENT; i++) {
+        int t = session_thread(&g.tiny, together[i].ready.session);
+        assert_true(t >= 0 && t < 4);
+        threads_seen |= 1u << t;
+    }
+    int distinct = __builtin_popcount(threads_seen);
+    print_message("the %d sessions lived on %d service threads\n",
+                  N_CONCURRENT, distinct);
+    assert_true(distinct >= 2);
+    long long shared = shared_steps(g.tiny.port) - shared_before;
+    print_message("steps of more than one hop during the run: %lld\n", shared);
+    assert_true(shared > 0);
     double worst = 0;
     for (int i = 0; i < N_CONCURRENT; i++) {
         check_summary(&together[i], frames[i]);
@@ -766,8 +824,9 @@ static void test_bad_codec_options_are_usage_errors(void **state)
     (void)state;
     static const char *const bad[][2] = {
         {"--opus-complexity", "11"}, {"--opus-complexity", "-1"},
-        {"--opus-complexity", "x"},  {"--codec-threads", "0"},
-        {"--codec-threads", "1025"}, {"--codec-threads", "2x"},
+        {"--opus-complexity", "x"},  {"--service-threads", "0"},
+        {"--service-threads", "1025"}, {"--service-threads", "2x"},
+        {"--device", "-1"},          {"--device", "256"},
     };
     const char *dir = demix_test_tmpdir();
     assert_non_null(dir);

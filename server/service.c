@@ -1,0 +1,284 @@
+/*
+ * service.c - demixd's service threads: N threads, each with its own lws
+ * context on the same host and port, each serving the connections the
+ * kernel hands its listening socket.
+ *
+ * Why threads of contexts: Debian's libwebsockets is built without SMP
+ * service threads (LWS_MAX_SMP 1), and one thread doing every session's
+ * socket I/O and codecs held about 120 sessions on a 16-core GPU box
+ * while the engine stepped thousands (bench/RESULTS.md). Each thread has
+ * its own listening socket on the same port (listener.h: SO_REUSEPORT;
+ * the first binds, 0 letting the kernel pick the port, the others bind
+ * that port), and the kernel spreads new connections over them. The
+ * context listens on nothing itself (CONTEXT_PORT_NO_LISTEN_SERVER); it
+ * adopts the listening socket as a raw descriptor, and when that is
+ * readable (LWS_CALLBACK_RAW_RX_FILE) demixd_service_accept takes the
+ * pending connections and hands each to lws as an HTTP connection, which
+ * may upgrade to a WebSocket. A connection stays on its thread for life,
+ * with its session.
+ *
+ * Start. The main thread opens every listening socket, then starts the
+ * threads one after the other; each creates its context (lws objects stay
+ * with the thread that made them) and reports (start_status) before the
+ * next starts. A failure stops the threads already started.
+ *
+ * Loop. Each thread runs lws_service until its shutdown is complete
+ * (callbacks.c sets exit_loop), then destroys its context, clearing
+ * svc->lws under wake_lock first so no other thread calls
+ * lws_cancel_service on it again.
+ *
+ * Thread context: demixd_services_start/join/free on the main thread,
+ * service_main on its service thread, the wake functions on any thread.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include "listener.h"
+#include "log.h"
+#include "server.h"
+
+#define RX_BUFFER_BYTES 16384
+#define ACCEPTS_PER_CALL 64 /* then back to the loop: fairness */
+
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+
+static struct lws_protocols protocols[] = {
+    {DEMIX_PROTO_SUBPROTOCOL, demixd_lws_callback, sizeof(demixd_conn),
+     RX_BUFFER_BYTES, 0, NULL, DEMIX_PROTO_MAX_BINARY_BYTES + 64},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+void demixd_service_wake(demixd_service *svc)
+{
+    if (atomic_exchange(&svc->wake_pending, 1))
+        return; /* one is on its way */
+    pthread_mutex_lock(&svc->wake_lock);
+    if (svc->lws)
+        lws_cancel_service(svc->lws);
+    pthread_mutex_unlock(&svc->wake_lock);
+}
+
+void demixd_wake_all(demixd *d)
+{
+    for (int k = 0; k < d->service_count; k++)
+        demixd_service_wake(&d->services[k]);
+}
+
+void demixd_service_accept(demixd_service *svc)
+{
+    struct lws_vhost *vh = lws_get_vhost_by_name(svc->lws, "default");
+    for (int i = 0; i < ACCEPTS_PER_CALL; i++) {
+        int fd = demixd_listener_accept(svc->listen_fd);
+        if (fd < 0)
+            return; /* none pending (or a transient error: next time) */
+        if (svc->stopping || !vh) {
+            close(fd);
+            continue;
+        }
+        lws_sock_file_fd_type u;
+        u.sockfd = fd;
+        /* lws closes fd itself when this fails */
+        if (!lws_adopt_descriptor_vhost(vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP,
+                                        u, NULL, NULL))
+            demixd_log(DEMIXD_LOG_WARN, "accept",
+                       "thread=%d msg=\"lws could not adopt a connection\"",
+                       svc->index);
+    }
+}
+
+/* The thread's context, listening on nothing, with the thread's listening
+ * socket adopted as a raw descriptor. NULL (logged) on failure. */
+static struct lws_context *make_context(demixd_service *svc)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.user = svc;
+    info.pt_serv_buf_size = 32768;
+    info.server_string = "demixd";
+    info.timeout_secs = 30;
+    struct lws_context *ctx = lws_create_context(&info);
+    if (!ctx)
+        return NULL;
+    struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
+    lws_sock_file_fd_type u;
+    u.filefd = svc->listen_fd;
+    svc->listen_wsi =
+        vh ? lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u,
+                                        DEMIX_PROTO_SUBPROTOCOL, NULL)
+           : NULL;
+    if (!svc->listen_wsi) {
+        svc->listen_fd = -1; /* closed by the failed adoption, or below */
+        lws_context_destroy(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void report_start(demixd_service *svc, int status)
+{
+    pthread_mutex_lock(&start_lock);
+    svc->start_status = status;
+    pthread_cond_broadcast(&start_cond);
+    pthread_mutex_unlock(&start_lock);
+}
+
+static void *service_main(void *arg)
+{
+    demixd_service *svc = arg;
+    demixd *d = svc->d;
+    struct lws_context *ctx = make_context(svc);
+    if (!ctx) {
+        report_start(svc, -1);
+        return NULL;
+    }
+    pthread_mutex_lock(&svc->wake_lock);
+    svc->lws = ctx;
+    pthread_mutex_unlock(&svc->wake_lock);
+    report_start(svc, 1);
+    int failed = 0;
+    while (!svc->exit_loop)
+        if (lws_service(ctx, 0) < 0) {
+            failed = 1;
+            break;
+        }
+    if (failed)
+        demixd_log(DEMIXD_LOG_ERROR, "service_failed", "thread=%d port=%d",
+                   svc->index, d->port);
+    pthread_mutex_lock(&svc->wake_lock);
+    svc->lws = NULL;
+    pthread_mutex_unlock(&svc->wake_lock);
+    lws_context_destroy(ctx);
+    return failed ? (void *)1 : NULL;
+}
+
+/* Start service thread k and wait for its context. 0 or -1. */
+static int start_one(demixd *d, int k)
+{
+    demixd_service *svc = &d->services[k];
+    /* The thread inherits a mask that blocks every signal (main.c takes
+     * SIGINT and SIGTERM on its own thread). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&svc->thread, NULL, service_main, svc);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return -1;
+    pthread_mutex_lock(&start_lock);
+    while (!svc->start_status)
+        pthread_cond_wait(&start_cond, &start_lock);
+    int status = svc->start_status;
+    pthread_mutex_unlock(&start_lock);
+    if (status < 0) {
+        pthread_join(svc->thread, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int demixd_services_init(demixd *d, int count)
+{
+    d->services = calloc((size_t)count, sizeof *d->services);
+    if (!d->services)
+        return -1;
+    for (int k = 0; k < count; k++) {
+        demixd_service *svc = &d->services[k];
+        svc->d = d;
+        svc->index = k;
+        atomic_init(&svc->wake_pending, 0);
+        svc->listen_fd = -1;
+        pthread_mutex_init(&svc->wake_lock, NULL);
+    }
+    d->service_count = count;
+    return 0;
+}
+
+static void lws_log(int level, const char *line)
+{
+    char q[512];
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)n, line);
+    demixd_log(level == LLL_ERR    ? DEMIXD_LOG_ERROR
+               : level == LLL_WARN ? DEMIXD_LOG_WARN
+                                   : DEMIXD_LOG_DEBUG,
+               "lws", "msg=\"%s\"", demixd_log_quote(tmp, q, sizeof q));
+}
+
+int demixd_services_start(demixd *d)
+{
+    int lws_levels = LLL_ERR | LLL_WARN;
+    if (demixd_log_enabled(DEMIXD_LOG_DEBUG))
+        lws_levels |= LLL_NOTICE;
+    lws_set_log_level(lws_levels, lws_log);
+    const int count = d->service_count;
+    char err[256];
+    int port = d->opt.port;
+    for (int k = 0; k < count; k++) {
+        if (demixd_listener_open(d->opt.host, port, &d->services[k].listen_fd,
+                                 k == 0 ? &port : NULL, err, sizeof err)) {
+            demixd_log(DEMIXD_LOG_ERROR, "listen",
+                       "host=%s port=%d msg=\"%s\"", d->opt.host, port, err);
+            for (int j = 0; j < k; j++)
+                close(d->services[j].listen_fd);
+            return -1;
+        }
+    }
+    d->port = port;
+    int started = 0;
+    for (; started < count; started++)
+        if (start_one(d, started))
+            break;
+    if (started < count) {
+        for (int k = started + 1; k < count; k++)
+            close(d->services[k].listen_fd);
+        demixd_log(DEMIXD_LOG_ERROR, "listen",
+                   "host=%s port=%d thread=%d msg=\"cannot listen\"",
+                   d->opt.host, d->port > 0 ? d->port : d->opt.port, started);
+        atomic_store(&d->stop_requested, 1);
+        demixd_wake_all(d);
+        (void)demixd_services_join(d);
+        return -1;
+    }
+    demixd_log(DEMIXD_LOG_INFO, "listening",
+               "msg=\"listening on %s:%d\" host=%s port=%d ws=ws://%s:%d%s "
+               "service_threads=%d",
+               d->opt.host, d->port, d->opt.host, d->port, d->opt.host,
+               d->port, DEMIX_PROTO_PATH, count);
+    return 0;
+}
+
+int demixd_services_join(demixd *d)
+{
+    int failed = 0;
+    for (int k = 0; k < d->service_count; k++) {
+        demixd_service *svc = &d->services[k];
+        if (svc->start_status != 1)
+            continue; /* never started, or joined by start_one */
+        void *r = NULL;
+        pthread_join(svc->thread, &r);
+        svc->start_status = 2;
+        failed |= r != NULL;
+    }
+    return failed;
+}
+
+void demixd_services_free(demixd *d)
+{
+    if (!d->services)
+        return;
+    for (int k = 0; k < d->service_count; k++)
+        pthread_mutex_destroy(&d->services[k].wake_lock);
+    free(d->services);
+    d->services = NULL;
+    d->service_count = 0;
+}
