@@ -1,7 +1,7 @@
 /*
  * calibrate.c - the start-up capacity measurement of calibrate.h.
  *
- * The steps are timed as the scheduler runs them (sched.c): input in the
+ * The steps are timed as the scheduler runs them (scheduler.c): input in the
  * engine's own buffer, submit + collect, output left in the engine's.
  *
  * Thread context: the main thread, before the scheduler starts.

@@ -43,16 +43,16 @@ static void begin_shutdown(demixd_service *svc)
     demixd_http_shutdown(svc);
 }
 
-/* The streams with news from the scheduler (sched.h): service their
+/* The streams with news from the scheduler (scheduler.h): service their
  * sessions, if still there. */
 static void drain_ready(demixd_service *svc)
 {
-    demixd_sched *sched = svc->d->sched;
-    demixd_stream *st;
-    while ((st = demixd_sched_pop_ready(sched, svc->index))) {
-        if (!demixd_stream_is_released(st))
-            demixd_session_wake(demixd_stream_owner_ctx(st));
-        demixd_sched_ready_done(st);
+    demixd_scheduler *sched = svc->d->sched;
+    demixd_lane *st;
+    while ((st = demixd_scheduler_pop_ready(sched, svc->index))) {
+        if (!demixd_lane_is_released(st))
+            demixd_session_wake(demixd_lane_owner_ctx(st));
+        demixd_scheduler_ready_done(st);
     }
 }
 

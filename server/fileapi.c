@@ -61,7 +61,7 @@ void demixd__fileapi_free(demixd_http *h)
     h->job = NULL;
     h->zip = NULL;
     if (h->reserved) {
-        demixd_sched_unreserve(h->d->sched, DEMIXD_STREAM_FILE);
+        demixd_scheduler_unreserve(h->d->sched, DEMIXD_LANE_FILE);
         h->reserved = 0;
     }
     free(h->buf);
@@ -77,7 +77,7 @@ static int reject(demixd_http *h, int status, const char *code, const char *msg)
     h->rejecting = 1;
     h->upload = 0;
     if (h->reserved) {
-        demixd_sched_unreserve(h->d->sched, DEMIXD_STREAM_FILE);
+        demixd_scheduler_unreserve(h->d->sched, DEMIXD_LANE_FILE);
         h->reserved = 0;
     }
     free(h->buf);
@@ -240,7 +240,7 @@ int demixd__fileapi_begin(demixd_http *h)
                  d->opt.max_file_bytes >> 20);
         return reject(h, 413, "too_large", msg);
     }
-    if (demixd_sched_reserve(d->sched, DEMIXD_STREAM_FILE)) {
+    if (demixd_scheduler_reserve(d->sched, DEMIXD_LANE_FILE)) {
         h->rejecting = 1;
         return demixd__http_error(h, 503, "busy",
                                   "All %d file jobs are taken; try again "

@@ -36,7 +36,7 @@
 #include "log.h"
 #include "resample.h"
 #include "separate_signal.h"
-#include "stream.h"
+#include "lane.h"
 
 #define READ_FRAMES 4096
 #define CONV_FRAMES 4096
@@ -343,7 +343,7 @@ static int separate(demixd_job *j, SNDFILE *in, const SF_INFO *info)
                                  .emit = emit,
                                  .user = j};
     separate_signal *sig = NULL;
-    demixd_stream *st = NULL;
+    demixd_lane *st = NULL;
     float *buf = malloc((size_t)READ_FRAMES * (size_t)j->ch * sizeof *buf);
     float *hop = malloc((size_t)(C * H) * sizeof *hop);
     float *inter = malloc((size_t)(C * H) * sizeof *inter);
@@ -357,8 +357,8 @@ static int separate(demixd_job *j, SNDFILE *in, const SF_INFO *info)
         fail(j, 500, "internal", "Cannot set up the separation.");
         goto out;
     }
-    demixd_stream_params stp = {
-        .kind = DEMIXD_STREAM_FILE,
+    demixd_lane_params stp = {
+        .kind = DEMIXD_LANE_FILE,
         .channels = C,
         .hop_frames = H,
         .sources = cfg->num_sources,
@@ -368,11 +368,11 @@ static int separate(demixd_job *j, SNDFILE *in, const SF_INFO *info)
         .notify = job_kick,
         .notify_user = j,
     };
-    if (demixd_stream_create(&stp, &st)) {
+    if (demixd_lane_create(&stp, &st)) {
         fail(j, 500, "internal", "Out of memory.");
         goto out;
     }
-    demixd_sched_submit(f->p.sched, st);
+    demixd_scheduler_submit(f->p.sched, st);
     submitted = 1;
     int64_t max_frames = (int64_t)f->p.max_seconds * info->samplerate;
     int64_t frames_read = 0;
@@ -408,27 +408,27 @@ static int separate(demixd_job *j, SNDFILE *in, const SF_INFO *info)
             moved = 1;
         }
         while (separate_signal_hop_ready(sig) &&
-               demixd_stream_in_room(st) >= (size_t)H) {
+               demixd_lane_in_room(st) >= (size_t)H) {
             if (separate_signal_take_hop(sig, hop))
                 goto signal_failed;
             for (int k = 0; k < H; k++)
                 for (int c = 0; c < C; c++)
                     inter[k * C + c] = hop[c * H + k];
-            if (demixd_stream_in_write(st, inter, (size_t)H)) {
+            if (demixd_lane_in_write(st, inter, (size_t)H)) {
                 fail(j, 500, "internal", "Input ring overflow.");
                 goto out;
             }
             moved = 1;
         }
         const float *out_hop;
-        while ((out_hop = demixd_stream_out_peek(st))) {
+        while ((out_hop = demixd_lane_out_peek(st))) {
             int g = separate_signal_give_hop(sig, out_hop);
-            demixd_stream_out_pop(st);
+            demixd_lane_out_pop(st);
             if (g)
                 goto signal_failed;
             moved = 1;
         }
-        if (demixd_stream_error(st, err, sizeof err)) {
+        if (demixd_lane_error(st, err, sizeof err)) {
             fail(j, 500, "internal", "The engine failed.");
             demixd_log(DEMIXD_LOG_ERROR, "file_job_engine", "job=%s msg=\"%s\"",
                        j->rq.id, err);
@@ -453,9 +453,9 @@ signal_failed:
         fail(j, 500, "internal", "The separation failed: %s.",
              separate_signal_error(sig));
 out:
-    demixd_stream_release(st);
+    demixd_lane_release(st);
     if (!submitted)
-        demixd_sched_unreserve(f->p.sched, DEMIXD_STREAM_FILE);
+        demixd_scheduler_unreserve(f->p.sched, DEMIXD_LANE_FILE);
     separate_signal_destroy(sig);
     free(buf);
     free(hop);
@@ -515,7 +515,7 @@ static void run_job(demixd_job *j)
     ok = 1;
 done:
     if (!submitted_reservation)
-        demixd_sched_unreserve(f->p.sched, DEMIXD_STREAM_FILE);
+        demixd_scheduler_unreserve(f->p.sched, DEMIXD_LANE_FILE);
     if (in)
         sf_close(in);
     free(j->rq.body); /* the upload is no longer needed */
@@ -611,7 +611,7 @@ void demixd_files_destroy(demixd_files *f)
     while (q) {
         demixd_job *next = q->qnext;
         fail(q, 503, "shutting_down", "The server is shutting down.");
-        demixd_sched_unreserve(f->p.sched, DEMIXD_STREAM_FILE);
+        demixd_scheduler_unreserve(f->p.sched, DEMIXD_LANE_FILE);
         pthread_mutex_lock(&q->lock);
         q->state = DEMIXD_JOB_FAILED;
         pthread_mutex_unlock(&q->lock);

@@ -8,7 +8,7 @@
  *
  * Usage sketch (the HTTP side, on the lws thread):
  *
- *     if (demixd_sched_reserve(sched, DEMIXD_STREAM_FILE)) -> 503 busy
+ *     if (demixd_scheduler_reserve(sched, DEMIXD_LANE_FILE)) -> 503 busy
  *     ... receive the body ...
  *     demixd_job_request rq = {.body = buf, .body_bytes = n, ...};
  *     demixd_job *job;
@@ -40,7 +40,7 @@
 #include "engine.h"
 #include "metrics.h"
 #include "protocol.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "zip.h"
 
 typedef struct demixd_files demixd_files;
@@ -60,7 +60,7 @@ typedef enum demixd_job_state {
 
 typedef struct demixd_files_params {
     const demix_model_config *cfg;
-    demixd_sched *sched;
+    demixd_scheduler *sched;
     demixd_metrics *metrics;
     int workers;     /* = the scheduler's max_file */
     int max_seconds; /* duration limit */

@@ -127,9 +127,9 @@ static int health(demixd_http *h)
                             "\"backend\":\"%s\",\"file_jobs\":%d,"
                             "\"max_file_jobs\":%d,\"uptime_s\":%.3f}\n",
                             h->svc->stopping ? "shutting_down" : "ok",
-                            demixd_sched_count(d->sched, DEMIXD_STREAM_LIVE),
+                            demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE),
                             d->max_sessions, d->capacity, d->backend,
-                            demixd_sched_count(d->sched, DEMIXD_STREAM_FILE),
+                            demixd_scheduler_count(d->sched, DEMIXD_LANE_FILE),
                             d->opt.file_jobs, up)
                  : 0;
     return demixd__http_respond(h, h->svc->stopping ? 503 : 200, "application/json",
@@ -140,10 +140,10 @@ static int metrics(demixd_http *h)
 {
     demixd *d = h->d;
     demixd_gauges g = {
-        .sessions = demixd_sched_count(d->sched, DEMIXD_STREAM_LIVE),
+        .sessions = demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE),
         .max_sessions = d->max_sessions,
         .capacity = d->capacity,
-        .file_jobs = demixd_sched_count(d->sched, DEMIXD_STREAM_FILE),
+        .file_jobs = demixd_scheduler_count(d->sched, DEMIXD_LANE_FILE),
     };
     size_t cap = 16384, len = 0;
     for (;;) {

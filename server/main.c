@@ -12,7 +12,7 @@
  * by tests); start the signal thread; wait for the service threads.
  *
  * Backend choices. CUDA: steps run asynchronously, so two are in flight
- * (sched.h depth 2); the scheduler thread is all the engine needs of the
+ * (scheduler.h depth 2); the scheduler thread is all the engine needs of the
  * CPU, so the default is one service thread per other online CPU, and a
  * copy pool of a few threads gathers and scatters large batches. CPU: a
  * step is the engine's math on --threads cores, synchronous (depth 1);
@@ -298,9 +298,7 @@ static int service_threads(const demixd *d)
 {
     if (d->opt.service_threads > 0)
         return d->opt.service_threads;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus < 1)
-        cpus = 1;
+    long cpus = demixd_usable_cpus();
     long n = is_cuda(d) ? cpus - 1 : cpus / 2;
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
@@ -313,7 +311,7 @@ static int make_copy_pool(demixd *d)
         d->copy_pool = d->pool;
         return 0;
     }
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = demixd_usable_cpus();
     int n = cpus >= 8 ? CUDA_COPY_THREADS : cpus >= 4 ? 2 : 1;
     if (demix_threadpool_create(n, &d->copy_pool)) {
         demixd_log(DEMIXD_LOG_ERROR, "threads", "copy_threads=%d", n);
@@ -352,7 +350,7 @@ int main(int argc, char **argv)
     /* the scheduler wakes owners by index: the array exists before it */
     if (demixd_services_init(&d, threads) || make_copy_pool(&d))
         goto out;
-    demixd_sched_params sp = {
+    demixd_scheduler_params sp = {
         .engine = d.engine,
         .max_live = d.max_sessions,
         .max_file = d.opt.file_jobs,
@@ -364,7 +362,7 @@ int main(int argc, char **argv)
         .wake_owner = wake_owner,
         .wake_user = &d,
     };
-    if (demixd_sched_create(&sp, &d.sched)) {
+    if (demixd_scheduler_create(&sp, &d.sched)) {
         demixd_log(DEMIXD_LOG_ERROR, "scheduler", "msg=\"cannot start\"");
         goto out;
     }
@@ -401,7 +399,7 @@ out:
         pthread_join(sig_thread, NULL);
     }
     demixd_files_destroy(d.files);
-    demixd_sched_destroy(d.sched);
+    demixd_scheduler_destroy(d.sched);
     demixd_services_free(&d);
     demix_engine_destroy(d.engine);
     if (d.copy_pool != d.pool)

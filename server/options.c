@@ -4,11 +4,15 @@
  * Every option takes its value as "--name VALUE" or "--name=VALUE".
  * Numbers are whole decimal integers within the ranges of the usage text.
  *
- * Thread context: the main thread, before any other starts.
+ * Thread context: the main thread, before any other starts
+ * (demixd_usable_cpus: any thread).
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+
 #include "options.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,9 +171,14 @@ static int whole(const char *name, const char *text, long lo, long hi,
     return 0;
 }
 
-static int online_cpus(void)
+int demixd_usable_cpus(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
@@ -178,7 +187,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     memset(o, 0, sizeof *o);
     o->backend = DEMIX_BACKEND_AUTO;
     o->precision = DEMIX_PRECISION_DEFAULT;
-    o->threads = online_cpus();
+    o->threads = demixd_usable_cpus();
     snprintf(o->host, sizeof o->host, "127.0.0.1");
     o->port = 8080;
     o->max_file_bytes = 200L << 20;

@@ -54,4 +54,8 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o);
 
 void demixd_options_usage(FILE *out);
 
+/* CPUs this process may run on: its affinity mask (taskset, a cgroup
+ * cpuset), else the online CPUs; 1..1024. */
+int demixd_usable_cpus(void);
+
 #endif /* DEMIXD_OPTIONS_H */

@@ -13,8 +13,8 @@
  *             (session_in.c, session_out.c), static files. Sessions never
  *             move between threads.
  *   scheduler owns the engine; batches one hop of every ready session,
- *             whichever thread owns it, per step (sched.c). Talks to
- *             sessions only through their streams (stream.h): hops go
+ *             whichever thread owns it, per step (scheduler.c). Talks to
+ *             sessions only through their streams (lane.h): hops go
  *             through each stream's bounded rings, news comes back through
  *             each service thread's ready ring, and the thread is woken
  *             with lws_cancel_service on its own context.
@@ -50,7 +50,7 @@
 #include "metrics.h"
 #include "options.h"
 #include "protocol.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "tokens.h"
 
 typedef struct demixd_session demixd_session;
@@ -102,7 +102,7 @@ typedef struct demixd {
     char web_root[PATH_MAX]; /* resolved, "" when none */
     demixd_tokens *tokens;   /* NULL: every token is accepted */
     demixd_metrics *metrics;
-    demixd_sched *sched;
+    demixd_scheduler *sched;
     demixd_files *files;
     demixd_service *services;
     int service_count;

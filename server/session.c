@@ -130,7 +130,7 @@ static void queue_close(demixd_session *s, int code, const char *reason)
 static void update_counters(demixd_session *s)
 {
     if (s->stream)
-        demixd_stream_counters(s->stream, &s->hops_cached, &s->late_cached);
+        demixd_lane_counters(s->stream, &s->hops_cached, &s->late_cached);
 }
 
 /* Give up the stream: the scheduler closes the slot. */
@@ -139,7 +139,7 @@ static void release_stream(demixd_session *s)
     if (!s->stream)
         return;
     update_counters(s);
-    demixd_stream_release(s->stream);
+    demixd_lane_release(s->stream);
     s->stream = NULL;
 }
 
@@ -186,7 +186,7 @@ static void fill_stats(demixd_session *s, demix_proto_stats *st)
 {
     demixd *d = s->d;
     memset(st, 0, sizeof *st);
-    st->sessions = demixd_sched_count(d->sched, DEMIXD_STREAM_LIVE);
+    st->sessions = demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE);
     st->max_sessions = d->max_sessions;
     demixd_metrics_recent(d->metrics, &st->step_ms_p50, &st->step_ms_p99,
                           &st->batch_mean, &st->hops, &st->uptime_s);
@@ -270,7 +270,7 @@ static void service(demixd_session *s)
 {
     if (!s->closing && s->stream) {
         char why[160];
-        int st = demixd_stream_error(s->stream, why, sizeof why);
+        int st = demixd_lane_error(s->stream, why, sizeof why);
         if (st) {
             /* the client gets a plain message; the log gets the reason */
             char q[200];
@@ -375,7 +375,7 @@ static void on_start(demixd_session *s, demix_proto_start *st)
         demixd__session_fail(s, e.code, e.field, "%s", e.message);
         return;
     }
-    if (demixd_sched_reserve(d->sched, DEMIXD_STREAM_LIVE) == DEMIX_EBUSY) {
+    if (demixd_scheduler_reserve(d->sched, DEMIXD_LANE_LIVE) == DEMIX_EBUSY) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_AT_CAPACITY, NULL,
                              "The server is at capacity (%d sessions); try "
                              "again later.",
@@ -399,8 +399,8 @@ static void on_start(demixd_session *s, demix_proto_start *st)
             snprintf(err, sizeof err, "out of memory");
     }
     if (!rc) {
-        demixd_stream_params sp = {
-            .kind = DEMIXD_STREAM_LIVE,
+        demixd_lane_params sp = {
+            .kind = DEMIXD_LANE_LIVE,
             .channels = s->C,
             .hop_frames = s->H,
             .sources = s->T,
@@ -411,13 +411,13 @@ static void on_start(demixd_session *s, demix_proto_start *st)
             .owner = s->svc->index,
             .owner_ctx = s,
         };
-        rc = demixd_stream_create(&sp, &s->stream);
+        rc = demixd_lane_create(&sp, &s->stream);
         if (rc)
             snprintf(err, sizeof err, "out of memory");
     }
     if (rc) {
-        demixd_sched_unreserve(d->sched, DEMIXD_STREAM_LIVE);
-        demixd_stream_release(s->stream);
+        demixd_scheduler_unreserve(d->sched, DEMIXD_LANE_LIVE);
+        demixd_lane_release(s->stream);
         s->stream = NULL;
         free_pipeline(s);
         demixd_log(DEMIXD_LOG_ERROR, "session_setup", "session=%s msg=\"%s\"",
@@ -426,7 +426,7 @@ static void on_start(demixd_session *s, demix_proto_start *st)
                              "The server could not set up the session.");
         return;
     }
-    demixd_sched_submit(d->sched, s->stream);
+    demixd_scheduler_submit(d->sched, s->stream);
     s->latency_frames = compute_latency(s);
     if (queue_ready(s, st)) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_INTERNAL, NULL,

@@ -5,7 +5,7 @@
  * resample, encode, queue). Not for other files.
  *
  * Every field belongs to the session's service thread; the only state
- * shared with the scheduler is inside `stream` (stream.h).
+ * shared with the scheduler is inside `stream` (lane.h).
  *
  * Buffers, all made when `start` is accepted (nothing per hop):
  *   stage    one decoded client message, client rate, `ch` interleaved;
@@ -24,7 +24,7 @@
 
 #include "resample.h"
 #include "server.h"
-#include "stream.h"
+#include "lane.h"
 #include "txq.h"
 
 #define SESSION_IN_RING_HOPS 8         /* model hops the input ring holds */
@@ -66,7 +66,7 @@ struct demixd_session {
     int path_latency; /* latency.h frames: PCM trail, client rate */
     int C, H, T, model_rate;
 
-    demixd_stream *stream; /* NULL before start and after release */
+    demixd_lane *stream; /* NULL before start and after release */
 
     /* input */
     uint32_t in_seq;

@@ -116,7 +116,7 @@ static int in_sink(void *user, const float *frames, size_t n)
             else
                 o[0] = 0.5f * (f[0] + f[1]);
         }
-        if (demixd_stream_in_write(s->stream, s->conv, k)) {
+        if (demixd_lane_in_write(s->stream, s->conv, k)) {
             s->in_error = 1;
             return DEMIX_ENOSPACE;
         }
@@ -159,7 +159,7 @@ void demixd__session_pump(demixd_session *s)
         return;
     int blocked = 0;
     while (s->stage_pos < s->stage_len) {
-        if (demixd_stream_in_room(s->stream) < s->in_margin) {
+        if (demixd_lane_in_room(s->stream) < s->in_margin) {
             blocked = 1;
             break;
         }
@@ -177,7 +177,7 @@ void demixd__session_pump(demixd_session *s)
     if (!blocked)
         s->stage_pos = s->stage_len = 0;
     if (!blocked && s->state == DEMIX_PROTO_STATE_ENDING && !s->input_flushed) {
-        if (demixd_stream_in_room(s->stream) < s->in_margin) {
+        if (demixd_lane_in_room(s->stream) < s->in_margin) {
             blocked = 1;
         } else {
             if (resampler_flush(s->rs_in, in_sink, s)) {
@@ -191,13 +191,13 @@ void demixd__session_pump(demixd_session *s)
         }
     }
     while (!blocked && s->pad_left > 0) {
-        size_t room = demixd_stream_in_room(s->stream);
+        size_t room = demixd_lane_in_room(s->stream);
         if (!room) {
             blocked = 1;
             break;
         }
         size_t k = (int64_t)room < s->pad_left ? room : (size_t)s->pad_left;
-        if (demixd_stream_in_zeros(s->stream, k)) {
+        if (demixd_lane_in_zeros(s->stream, k)) {
             sink_failed(s);
             return;
         }

@@ -23,7 +23,7 @@
  * drained and the queue holds at most SESSION_TXQ_LOW bytes; audio never
  * uses the queue's last demixd__session_txq_reserve bytes (kept for
  * control messages). A client that does not read leaves its hops in the
- * stream's output ring, which makes the scheduler skip it (sched.c).
+ * stream's output ring, which makes the scheduler skip it (scheduler.c).
  *
  * Thread context: the session's service thread.
  */
@@ -445,11 +445,11 @@ int demixd__session_produce(demixd_session *s)
                 break;
             continue;
         }
-        const float *hop = demixd_stream_out_peek(s->stream);
+        const float *hop = demixd_lane_out_peek(s->stream);
         if (!hop)
             return 0;
         int rc = process_hop(s, hop);
-        demixd_stream_out_pop(s->stream);
+        demixd_lane_out_pop(s->stream);
         if (rc)
             break;
     }

@@ -1,7 +1,7 @@
 /*
  * spsc_ring.h - a bounded single-producer single-consumer ring of
  * pointers, lock-free: how the scheduler hands a service thread the
- * streams that have news for it (sched.c, service.c).
+ * streams that have news for it (scheduler.c, service.c).
  *
  * Usage sketch:
  *

@@ -1,26 +1,26 @@
 /*
- * stream.h - the hand-off between one engine client (a live WebSocket
+ * lane.h - the hand-off between one engine client (a live WebSocket
  * session or a file API job) and the scheduler: a bounded input ring of
  * model-rate frames and a bounded output ring of separated hops, with the
  * client's lifetime in a small state machine under one lock.
  *
- * Usage sketch (the owner's side; the scheduler's side is sched.c):
+ * Usage sketch (the owner's side; the scheduler's side is scheduler.c):
  *
- *     demixd_stream_params p = {.kind = DEMIXD_STREAM_LIVE, .channels = 2,
+ *     demixd_lane_params p = {.kind = DEMIXD_LANE_LIVE, .channels = 2,
  *                               .hop_frames = 512, .sources = 4, ...};
- *     demixd_stream *st;
- *     demixd_stream_create(&p, &st);          // at session open: all memory
- *     demixd_sched_reserve(sched, p.kind);    // admission (BUSY at limit)
- *     demixd_sched_submit(sched, st);         // scheduler opens a slot
+ *     demixd_lane *st;
+ *     demixd_lane_create(&p, &st);          // at session open: all memory
+ *     demixd_scheduler_reserve(sched, p.kind);    // admission (BUSY at limit)
+ *     demixd_scheduler_submit(sched, st);         // scheduler opens a slot
  *     ...
- *     if (demixd_stream_in_room(st) >= n)
- *         demixd_stream_in_write(st, frames, n);     // C-interleaved frames
+ *     if (demixd_lane_in_room(st) >= n)
+ *         demixd_lane_in_write(st, frames, n);     // C-interleaved frames
  *     const float *hop;
- *     while ((hop = demixd_stream_out_peek(st))) {   // T x C x H planar
+ *     while ((hop = demixd_lane_out_peek(st))) {   // T x C x H planar
  *         use(hop);
- *         demixd_stream_out_pop(st);
+ *         demixd_lane_out_pop(st);
  *     }
- *     demixd_stream_release(st);              // owner done, at any time
+ *     demixd_lane_release(st);              // owner done, at any time
  *
  * Lifetime. A stream is reference counted: the owner holds one reference
  * from create to release, the scheduler one from submit until it has seen
@@ -41,90 +41,90 @@
  *
  * News. After a step in which a LIVE stream took part (or that failed it),
  * the scheduler puts the stream into its owner's ready ring
- * (demixd_sched_pop_ready) once until the owner takes it out, holding a
+ * (demixd_scheduler_pop_ready) once until the owner takes it out, holding a
  * reference for the ring; the owner then services the stream's session,
  * so a wake-up costs the streams that have news, not every session.
  *
  * Threads: create, in_*, out_*, error, counters and release are called by
  * the owner thread (the lws service thread for sessions, a file worker for
- * jobs); the scheduler thread uses the internals (stream_impl.h). Rings are
+ * jobs); the scheduler thread uses the internals (lane_impl.h). Rings are
  * single-producer single-consumer: data moves outside the lock, the counts
  * that publish it change under it.
  */
-#ifndef DEMIXD_STREAM_H
-#define DEMIXD_STREAM_H
+#ifndef DEMIXD_LANE_H
+#define DEMIXD_LANE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "demix_error.h"
 
-typedef enum demixd_stream_kind {
-    DEMIXD_STREAM_LIVE = 0, /* a WebSocket session: stepped first */
-    DEMIXD_STREAM_FILE = 1, /* a file API job: spare capacity only */
-} demixd_stream_kind;
+typedef enum demixd_lane_kind {
+    DEMIXD_LANE_LIVE = 0, /* a WebSocket session: stepped first */
+    DEMIXD_LANE_FILE = 1, /* a file API job: spare capacity only */
+} demixd_lane_kind;
 
-typedef struct demixd_stream demixd_stream;
+typedef struct demixd_lane demixd_lane;
 
 /* Called by the scheduler thread after a step in which the stream took
  * part, or when it failed, with the stream's lock held and never after
  * release (so notify_user may die with the owner). Must be cheap and must
  * not call this stream's functions. */
-typedef void (*demixd_stream_notify_fn)(void *user);
+typedef void (*demixd_lane_notify_fn)(void *user);
 
-typedef struct demixd_stream_params {
-    demixd_stream_kind kind;
+typedef struct demixd_lane_params {
+    demixd_lane_kind kind;
     int channels;      /* C, the model's */
     int hop_frames;    /* H */
     int sources;       /* T */
     int model_rate_hz; /* for real-time deadlines */
     size_t in_frames;  /* input ring capacity, model-rate frames, >= H */
     int out_hops;      /* output ring capacity in hops, >= 1 */
-    demixd_stream_notify_fn notify; /* FILE streams; LIVE ones are handed
+    demixd_lane_notify_fn notify; /* FILE streams; LIVE ones are handed
                                        to their owner's ready ring */
     void *notify_user;
     int owner;       /* LIVE: the owning service thread, 0..owners-1 */
     void *owner_ctx; /* LIVE: the owner's object (its session), given back
-                        by demixd_stream_owner_ctx */
-} demixd_stream_params;
+                        by demixd_lane_owner_ctx */
+} demixd_lane_params;
 
 /* DEMIX_EARG for bad parameters, DEMIX_ENOMEM. */
-DEMIX_WARN_UNUSED int demixd_stream_create(const demixd_stream_params *p,
-                                           demixd_stream **out);
+DEMIX_WARN_UNUSED int demixd_lane_create(const demixd_lane_params *p,
+                                           demixd_lane **out);
 
 /* Free frames in the input ring. */
-size_t demixd_stream_in_room(demixd_stream *s);
+size_t demixd_lane_in_room(demixd_lane *s);
 
 /* Append n model-rate frames (C interleaved). DEMIX_ENOSPACE (nothing
  * written) when n exceeds the room. Each completed hop gets its arrival
  * time (for the late-hop measure) and wakes the scheduler. */
-DEMIX_WARN_UNUSED int demixd_stream_in_write(demixd_stream *s,
+DEMIX_WARN_UNUSED int demixd_lane_in_write(demixd_lane *s,
                                              const float *frames, size_t n);
 
 /* Append n frames of silence, as in_write. */
-DEMIX_WARN_UNUSED int demixd_stream_in_zeros(demixd_stream *s, size_t n);
+DEMIX_WARN_UNUSED int demixd_lane_in_zeros(demixd_lane *s, size_t n);
 
 /* The oldest separated hop (T x C x H planar, engine.h layout) or NULL.
  * Valid until out_pop. */
-const float *demixd_stream_out_peek(demixd_stream *s);
-void demixd_stream_out_pop(demixd_stream *s);
+const float *demixd_lane_out_peek(demixd_lane *s);
+void demixd_lane_out_pop(demixd_lane *s);
 
 /* 0 while the stream is healthy; else the scheduler's status (e.g.
  * DEMIX_EDEVICE) with its sentence copied into msg. */
-int demixd_stream_error(demixd_stream *s, char *msg, size_t cap);
+int demixd_lane_error(demixd_lane *s, char *msg, size_t cap);
 
 /* Hops run for this stream and, of those, late ones (LIVE only). */
-void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
+void demixd_lane_counters(demixd_lane *s, uint64_t *hops,
                             uint64_t *late_hops);
 
 /* The owner's object given at create. Owner thread. */
-void *demixd_stream_owner_ctx(demixd_stream *s);
+void *demixd_lane_owner_ctx(demixd_lane *s);
 
 /* 1 when the owner has released the stream (only the owner thread asks:
  * it is the one that releases). */
-int demixd_stream_is_released(demixd_stream *s);
+int demixd_lane_is_released(demixd_lane *s);
 
 /* The owner is done with the stream (NULL: no-op). */
-void demixd_stream_release(demixd_stream *s);
+void demixd_lane_release(demixd_lane *s);
 
-#endif /* DEMIXD_STREAM_H */
+#endif /* DEMIXD_LANE_H */

@@ -1,5 +1,5 @@
 /*
- * sched.c - the scheduler thread of sched.h.
+ * scheduler.c - the scheduler thread of scheduler.h.
  *
  * Round: (1) take the pending streams and open their slots; (2) when
  * fewer than `depth` steps are in flight, build a batch: walk the live
@@ -62,10 +62,10 @@
  * allocates nothing.
  *
  * Thread context: sched_main and everything it calls run on the scheduler
- * thread; the public functions of sched.h say theirs. `lock` guards the
+ * thread; the public functions of scheduler.h say theirs. `lock` guards the
  * fields marked "lock"; the rest belongs to the scheduler thread.
  */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -78,7 +78,7 @@
 
 #include "log.h"
 #include "spsc_ring.h"
-#include "stream_impl.h"
+#include "lane_impl.h"
 
 /* Batches from this size on are gathered and scattered by the copy pool,
  * in tasks of about this many hops. */
@@ -89,7 +89,7 @@
 
 /* One submitted step. */
 typedef struct sched_step {
-    demixd_stream **batch; /* [max_live + max_file] */
+    demixd_lane **batch; /* [max_live + max_file] */
     int *slots;            /* [max_live + max_file] */
     int n;
     uint64_t number; /* counted from 1 */
@@ -98,7 +98,7 @@ typedef struct sched_step {
     int64_t submit_ns;
 } sched_step;
 
-struct demixd_sched {
+struct demixd_scheduler {
     /* immutable */
     demix_engine *engine;
     int C, H, T;
@@ -114,14 +114,14 @@ struct demixd_sched {
     pthread_cond_t cond;
     /* lock */
     int work, sleeping, stop;
-    demixd_stream **pending; /* [max_live + max_file], FIFO */
+    demixd_lane **pending; /* [max_live + max_file], FIFO */
     int pending_n;
     int reserved[2];
 
     /* scheduler thread */
-    demixd_stream **live, **file; /* active streams */
+    demixd_lane **live, **file; /* active streams */
     int live_n, file_n, file_rr;
-    demixd_stream **admit_buf; /* [max_live + max_file] */
+    demixd_lane **admit_buf; /* [max_live + max_file] */
     sched_step steps[MAX_DEPTH];
     int oldest, in_flight; /* steps[oldest] is the oldest in flight */
     unsigned char *woken;  /* [owners] */
@@ -134,7 +134,7 @@ struct demixd_sched {
 
 #define INJECTED_FAILURE "injected failure (DEMIXD_TEST_FAIL_STEPS)"
 
-void demixd_sched_kick(demixd_sched *s)
+void demixd_scheduler_kick(demixd_scheduler *s)
 {
     if (!s)
         return;
@@ -145,9 +145,9 @@ void demixd_sched_kick(demixd_sched *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-int demixd_sched_reserve(demixd_sched *s, demixd_stream_kind kind)
+int demixd_scheduler_reserve(demixd_scheduler *s, demixd_lane_kind kind)
 {
-    int limit = kind == DEMIXD_STREAM_LIVE ? s->max_live : s->max_file;
+    int limit = kind == DEMIXD_LANE_LIVE ? s->max_live : s->max_file;
     int rc = DEMIX_EBUSY;
     pthread_mutex_lock(&s->lock);
     if (!s->stop && s->reserved[kind] < limit) {
@@ -158,7 +158,7 @@ int demixd_sched_reserve(demixd_sched *s, demixd_stream_kind kind)
     return rc;
 }
 
-void demixd_sched_unreserve(demixd_sched *s, demixd_stream_kind kind)
+void demixd_scheduler_unreserve(demixd_scheduler *s, demixd_lane_kind kind)
 {
     pthread_mutex_lock(&s->lock);
     if (s->reserved[kind] > 0)
@@ -166,7 +166,7 @@ void demixd_sched_unreserve(demixd_sched *s, demixd_stream_kind kind)
     pthread_mutex_unlock(&s->lock);
 }
 
-int demixd_sched_count(demixd_sched *s, demixd_stream_kind kind)
+int demixd_scheduler_count(demixd_scheduler *s, demixd_lane_kind kind)
 {
     pthread_mutex_lock(&s->lock);
     int n = s->reserved[kind];
@@ -174,7 +174,7 @@ int demixd_sched_count(demixd_sched *s, demixd_stream_kind kind)
     return n;
 }
 
-void demixd_sched_submit(demixd_sched *s, demixd_stream *st)
+void demixd_scheduler_submit(demixd_scheduler *s, demixd_lane *st)
 {
     st->sched = s;
     atomic_fetch_add(&st->refs, 1);
@@ -187,11 +187,11 @@ void demixd_sched_submit(demixd_sched *s, demixd_stream *st)
     pthread_mutex_unlock(&s->lock);
 }
 
-demixd_stream *demixd_sched_pop_ready(demixd_sched *s, int owner)
+demixd_lane *demixd_scheduler_pop_ready(demixd_scheduler *s, int owner)
 {
     if (!s || owner < 0 || owner >= s->owners)
         return NULL;
-    demixd_stream *st = demixd_spsc_ring_pop(&s->ready[owner]);
+    demixd_lane *st = demixd_spsc_ring_pop(&s->ready[owner]);
     /* Cleared before the owner looks at the stream: news that comes while
      * it does queues the stream again (at worst one needless look). */
     if (st)
@@ -199,18 +199,18 @@ demixd_stream *demixd_sched_pop_ready(demixd_sched *s, int owner)
     return st;
 }
 
-void demixd_sched_ready_done(demixd_stream *st)
+void demixd_scheduler_ready_done(demixd_lane *st)
 {
-    demixd__stream_unref(st);
+    demixd__lane_unref(st);
 }
 
 /* ------------------------------------------------------ scheduler thread */
 
 /* Queue a live stream for its owner (once until the owner takes it) and
  * remember to wake the owner. */
-static void tell_owner(demixd_sched *s, demixd_stream *st)
+static void tell_owner(demixd_scheduler *s, demixd_lane *st)
 {
-    if (st->kind != DEMIXD_STREAM_LIVE || atomic_exchange(&st->queued, 1))
+    if (st->kind != DEMIXD_LANE_LIVE || atomic_exchange(&st->queued, 1))
         return;
     atomic_fetch_add(&st->refs, 1);
     /* Each live stream is in at most one ring once, and a ring holds
@@ -220,7 +220,7 @@ static void tell_owner(demixd_sched *s, demixd_stream *st)
     s->woken[st->owner] = 1;
 }
 
-static void wake_owners(demixd_sched *s)
+static void wake_owners(demixd_scheduler *s)
 {
     for (int k = 0; k < s->owners; k++)
         if (s->woken[k]) {
@@ -233,13 +233,13 @@ static void wake_owners(demixd_sched *s)
 /* Wake a file stream's owner; call with st->lock held. Only while the
  * owner has not released the stream: its release waits for this lock, so
  * notify_user (a file job, freed once its owner is done) is still alive. */
-static void notify_file_locked(demixd_stream *st)
+static void notify_file_locked(demixd_lane *st)
 {
-    if (st->kind == DEMIXD_STREAM_FILE && !st->released && st->notify)
+    if (st->kind == DEMIXD_LANE_FILE && !st->released && st->notify)
         st->notify(st->notify_user);
 }
 
-static void fail_stream(demixd_sched *s, demixd_stream *st, int status,
+static void fail_stream(demixd_scheduler *s, demixd_lane *st, int status,
                         const char *why)
 {
     pthread_mutex_lock(&st->lock);
@@ -252,7 +252,7 @@ static void fail_stream(demixd_sched *s, demixd_stream *st, int status,
     tell_owner(s, st);
 }
 
-static void close_slot(demixd_sched *s, demixd_stream *st)
+static void close_slot(demixd_scheduler *s, demixd_lane *st)
 {
     if (!st->slot_open)
         return;
@@ -264,21 +264,21 @@ static void close_slot(demixd_sched *s, demixd_stream *st)
 
 /* Close the slot of a released (or abandoned) stream and drop it. Only
  * with no hop of it in flight: the step's delivery still names it. */
-static void reap(demixd_sched *s, demixd_stream *st)
+static void reap(demixd_scheduler *s, demixd_lane *st)
 {
     close_slot(s, st);
     if (st->paused_out) {
         demixd_metrics_pause(s->metrics, DEMIXD_PAUSE_OUTPUT, -1);
         st->paused_out = 0;
     }
-    demixd_sched_unreserve(s, st->kind);
-    demixd__stream_unref(st);
+    demixd_scheduler_unreserve(s, st->kind);
+    demixd__lane_unref(st);
 }
 
-static void admit(demixd_sched *s, int n)
+static void admit(demixd_scheduler *s, int n)
 {
     for (int i = 0; i < n; i++) {
-        demixd_stream *st = s->admit_buf[i];
+        demixd_lane *st = s->admit_buf[i];
         int rc = demix_engine_open_slot(s->engine, &st->slot);
         if (rc) {
             char why[160];
@@ -291,7 +291,7 @@ static void admit(demixd_sched *s, int n)
             st->slot_open = 1;
         }
         st->rt_base_ns = 0;
-        if (st->kind == DEMIXD_STREAM_LIVE)
+        if (st->kind == DEMIXD_LANE_LIVE)
             s->live[s->live_n++] = st;
         else
             s->file[s->file_n++] = st;
@@ -303,7 +303,7 @@ static void admit(demixd_sched *s, int n)
  * ready and has room, note where it starts and its deadline. The data is
  * copied later (gather). 1: selected, 0: not, -1: the stream is released
  * and was reaped (the caller removes it). */
-static int select_hop(demixd_sched *s, sched_step *step, demixd_stream *st,
+static int select_hop(demixd_scheduler *s, sched_step *step, demixd_lane *st,
                       int n, int64_t now)
 {
     pthread_mutex_lock(&st->lock);
@@ -356,7 +356,7 @@ static int select_hop(demixd_sched *s, sched_step *step, demixd_stream *st,
     return 1;
 }
 
-static int select_batch(demixd_sched *s, sched_step *step)
+static int select_batch(demixd_scheduler *s, sched_step *step)
 {
     int64_t now = demixd_now_ns();
     int n = 0;
@@ -371,7 +371,7 @@ static int select_batch(demixd_sched *s, sched_step *step)
     /* File jobs: reap the released ones, then take hops from a rotating
      * start while the batch is below the real-time capacity. */
     for (int i = 0; i < s->file_n; i++) {
-        demixd_stream *st = s->file[i];
+        demixd_lane *st = s->file[i];
         pthread_mutex_lock(&st->lock);
         int released = st->released;
         pthread_mutex_unlock(&st->lock);
@@ -406,7 +406,7 @@ static int select_batch(demixd_sched *s, sched_step *step)
 
 /* A range of a step's batch, for the copy pool's tasks. */
 typedef struct copy_job {
-    demixd_sched *s;
+    demixd_scheduler *s;
     sched_step *step;
     int per_task;
     int64_t done_ns; /* scatter: when the step was collected */
@@ -417,11 +417,11 @@ typedef struct copy_job {
 /* Gather batch entries [i0, i1): each selected hop's C-interleaved ring
  * frames -> planar [C][H] in the engine's input buffer, then free the
  * ring space. */
-static void gather_range(demixd_sched *s, sched_step *step, int i0, int i1)
+static void gather_range(demixd_scheduler *s, sched_step *step, int i0, int i1)
 {
     const int C = s->C, H = s->H;
     for (int i = i0; i < i1; i++) {
-        demixd_stream *st = step->batch[i];
+        demixd_lane *st = step->batch[i];
         float *dst = s->in + (size_t)i * (size_t)(C * H);
         size_t t = st->take_tail;
         for (int k = 0; k < H; k++) {
@@ -448,17 +448,17 @@ static void gather_task(void *arg, int task)
 
 /* Scatter batch entries [i0, i1) of a collected step into the streams'
  * output rings and publish them. Late hops counted into *late. */
-static void scatter_range(demixd_sched *s, sched_step *step, int i0, int i1,
+static void scatter_range(demixd_scheduler *s, sched_step *step, int i0, int i1,
                           int64_t done_ns, int *late)
 {
     const size_t hop_out = (size_t)(s->T * s->C * s->H);
     for (int i = i0; i < i1; i++) {
-        demixd_stream *st = step->batch[i];
+        demixd_lane *st = step->batch[i];
         /* The slot at out_head is free: select_hop saw room for every hop
          * in flight, and only this thread adds hops. */
         memcpy(st->out_ring + (size_t)st->out_head * hop_out,
                s->out + (size_t)i * hop_out, hop_out * sizeof *s->out);
-        int is_late = st->kind == DEMIXD_STREAM_LIVE && done_ns > st->deadline_ns;
+        int is_late = st->kind == DEMIXD_LANE_LIVE && done_ns > st->deadline_ns;
         pthread_mutex_lock(&st->lock);
         if (!st->released) {
             st->out_head = (st->out_head + 1) % st->out_cap;
@@ -481,7 +481,7 @@ static void scatter_task(void *arg, int task)
 }
 
 /* Tasks for n hops on the copy pool: 1 (inline) below COPY_SPLIT_HOPS. */
-static int copy_tasks(const demixd_sched *s, int n, int *per_task)
+static int copy_tasks(const demixd_scheduler *s, int n, int *per_task)
 {
     int threads = demix_threadpool_threads(s->copy_pool);
     int tasks = 1;
@@ -497,7 +497,7 @@ static int copy_tasks(const demixd_sched *s, int n, int *per_task)
 }
 
 /* Build and submit the next step. 0 when nothing was ready. */
-static int start_step(demixd_sched *s)
+static int start_step(demixd_scheduler *s)
 {
     sched_step *step = &s->steps[(s->oldest + s->in_flight) % MAX_DEPTH];
     /* reserved at create for max_live + max_file hops: no allocation */
@@ -526,7 +526,7 @@ static int start_step(demixd_sched *s)
 }
 
 /* Collect the oldest step in flight and hand its outputs over. */
-static void finish_step(demixd_sched *s)
+static void finish_step(demixd_scheduler *s)
 {
     sched_step *step = &s->steps[s->oldest];
     s->oldest = (s->oldest + 1) % MAX_DEPTH;
@@ -548,7 +548,7 @@ static void finish_step(demixd_sched *s)
                    "status=%s step=%llu batch=%d msg=\"%s\"", demix_errname(rc),
                    (unsigned long long)step->number, n, detail);
         for (int i = 0; i < n; i++) {
-            demixd_stream *st = step->batch[i];
+            demixd_lane *st = step->batch[i];
             st->inflight--;
             fail_stream(s, st, rc, why);
             close_slot(s, st);
@@ -585,7 +585,7 @@ static void finish_step(demixd_sched *s)
 
 /* Depth 2: wait until about half of the running step's expected time has
  * passed before taking the next batch (see the file header). */
-static void pace_second_step(demixd_sched *s)
+static void pace_second_step(demixd_scheduler *s)
 {
     const sched_step *running = &s->steps[s->oldest];
     int64_t until = running->submit_ns + s->step_ns_avg / 2;
@@ -599,7 +599,7 @@ static void pace_second_step(demixd_sched *s)
 
 static void *sched_main(void *arg)
 {
-    demixd_sched *s = arg;
+    demixd_scheduler *s = arg;
     int idle = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
@@ -644,7 +644,7 @@ static void *sched_main(void *arg)
 /* --------------------------------------------------------- create/destroy */
 
 /* The test hook of the file header: DEMIXD_TEST_FAIL_STEPS=K[,N]. */
-static int read_fail_steps(demixd_sched *s)
+static int read_fail_steps(demixd_scheduler *s)
 {
     const char *v = getenv("DEMIXD_TEST_FAIL_STEPS");
     if (!v || !*v)
@@ -674,7 +674,7 @@ static int read_fail_steps(demixd_sched *s)
     return DEMIX_OK;
 }
 
-static void free_sched(demixd_sched *s)
+static void free_sched(demixd_scheduler *s)
 {
     free(s->pending);
     free(s->live);
@@ -694,7 +694,7 @@ static void free_sched(demixd_sched *s)
     free(s);
 }
 
-static int make_buffers(demixd_sched *s)
+static int make_buffers(demixd_scheduler *s)
 {
     size_t total = (size_t)(s->max_live + s->max_file);
     s->pending = calloc(total, sizeof *s->pending);
@@ -718,7 +718,7 @@ static int make_buffers(demixd_sched *s)
     return DEMIX_OK;
 }
 
-int demixd_sched_create(const demixd_sched_params *p, demixd_sched **out)
+int demixd_scheduler_create(const demixd_scheduler_params *p, demixd_scheduler **out)
 {
     if (!p || !out || !p->engine || p->max_live < 1 || p->max_file < 0 ||
         p->capacity < 1 || p->depth < 1 || p->depth > MAX_DEPTH ||
@@ -727,7 +727,7 @@ int demixd_sched_create(const demixd_sched_params *p, demixd_sched **out)
         demix_engine_max_slots(p->engine) < p->max_live + p->max_file)
         return DEMIX_EARG;
     *out = NULL;
-    demixd_sched *s = calloc(1, sizeof *s);
+    demixd_scheduler *s = calloc(1, sizeof *s);
     if (!s)
         return DEMIX_ENOMEM;
     const demix_model_config *cfg = demix_engine_config(p->engine);
@@ -776,7 +776,7 @@ int demixd_sched_create(const demixd_sched_params *p, demixd_sched **out)
     return DEMIX_OK;
 }
 
-void demixd_sched_destroy(demixd_sched *s)
+void demixd_scheduler_destroy(demixd_scheduler *s)
 {
     if (!s)
         return;
@@ -788,14 +788,14 @@ void demixd_sched_destroy(demixd_sched *s)
     /* Streams submitted after the thread's last look (none in an orderly
      * shutdown) never got a slot. */
     for (int i = 0; i < s->pending_n; i++) {
-        demixd_sched_unreserve(s, s->pending[i]->kind);
-        demixd__stream_unref(s->pending[i]);
+        demixd_scheduler_unreserve(s, s->pending[i]->kind);
+        demixd__lane_unref(s->pending[i]);
     }
     /* News nobody took: drop the rings' references. */
     for (int k = 0; k < s->owners; k++) {
-        demixd_stream *st;
+        demixd_lane *st;
         while ((st = demixd_spsc_ring_pop(&s->ready[k])))
-            demixd__stream_unref(st);
+            demixd__lane_unref(st);
     }
     free_sched(s);
 }

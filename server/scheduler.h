@@ -1,5 +1,5 @@
 /*
- * sched.h - the scheduler: one thread that owns the engine and batches
+ * scheduler.h - the scheduler: one thread that owns the engine and batches
  * continuously. Each round it takes one ready hop from every live stream
  * that has one (and whose output ring has room), whichever service thread
  * owns it, fills the rest of the real-time capacity with hops of file
@@ -13,22 +13,22 @@
  *
  * Usage sketch:
  *
- *     demixd_sched_params p = {.engine = eng, .max_live = 12,
+ *     demixd_scheduler_params p = {.engine = eng, .max_live = 12,
  *                              .max_file = 2, .capacity = 12, .depth = 1,
  *                              .owners = 4, .metrics = m,
  *                              .wake_owner = wake, ...};
- *     demixd_sched *s;
- *     demixd_sched_create(&p, &s);            // starts the thread
- *     if (demixd_sched_reserve(s, DEMIXD_STREAM_LIVE) == DEMIX_EBUSY)
+ *     demixd_scheduler *s;
+ *     demixd_scheduler_create(&p, &s);            // starts the thread
+ *     if (demixd_scheduler_reserve(s, DEMIXD_LANE_LIVE) == DEMIX_EBUSY)
  *         refuse();                           // at capacity
- *     demixd_sched_submit(s, stream);         // slot opened by the thread
+ *     demixd_scheduler_submit(s, stream);         // slot opened by the thread
  *     ...                                     // on owner k's wake-up:
- *     while ((st = demixd_sched_pop_ready(s, k))) {
- *         if (!demixd_stream_is_released(st))
- *             service(demixd_stream_owner_ctx(st));
- *         demixd_sched_ready_done(st);
+ *     while ((st = demixd_scheduler_pop_ready(s, k))) {
+ *         if (!demixd_lane_is_released(st))
+ *             service(demixd_lane_owner_ctx(st));
+ *         demixd_scheduler_ready_done(st);
  *     }
- *     demixd_sched_destroy(s);                // stops and joins the thread
+ *     demixd_scheduler_destroy(s);                // stops and joins the thread
  *
  * Admission. max_live + max_file engine slots exist. A reservation counts
  * against its kind's limit from reserve until the scheduler has closed the
@@ -43,9 +43,9 @@
  * max_live entries always suffice.
  *
  * Errors. A failed step (DEMIX_EDEVICE) marks every stream of that step
- * failed with the engine's sentence (demixd_stream_error), closes their
+ * failed with the engine's sentence (demixd_lane_error), closes their
  * slots and notifies their owners, which end them; the scheduler logs and
- * goes on. DEMIXD_TEST_FAIL_STEPS injects such failures (sched.c).
+ * goes on. DEMIXD_TEST_FAIL_STEPS injects such failures (scheduler.c).
  *
  * Locks. The scheduler's mutex guards the pending list, the work/sleep/stop
  * flags and the reservation counts. It is never held across a step and
@@ -56,19 +56,19 @@
  * sessions and kick from any thread; pop_ready from owner k's thread only,
  * ready_done from any; wake_owner is called on the scheduler thread
  * without locks held, a file stream's notify with that stream's lock held
- * (stream.h).
+ * (lane.h).
  */
-#ifndef DEMIXD_SCHED_H
-#define DEMIXD_SCHED_H
+#ifndef DEMIXD_SCHEDULER_H
+#define DEMIXD_SCHEDULER_H
 
 #include "engine.h"
 #include "metrics.h"
-#include "stream.h"
+#include "lane.h"
 #include "threadpool.h"
 
-typedef struct demixd_sched demixd_sched;
+typedef struct demixd_scheduler demixd_scheduler;
 
-typedef struct demixd_sched_params {
+typedef struct demixd_scheduler_params {
     demix_engine *engine; /* max_slots >= max_live + max_file; used only by
                              the scheduler thread until destroy */
     int max_live;         /* live streams at once, >= 1 */
@@ -85,34 +85,34 @@ typedef struct demixd_sched_params {
     /* After a step: owner k has streams in its ready ring. */
     void (*wake_owner)(void *user, int owner);
     void *wake_user;
-} demixd_sched_params;
+} demixd_scheduler_params;
 
-DEMIX_WARN_UNUSED int demixd_sched_create(const demixd_sched_params *p,
-                                          demixd_sched **out);
+DEMIX_WARN_UNUSED int demixd_scheduler_create(const demixd_scheduler_params *p,
+                                          demixd_scheduler **out);
 
 /* Stop the thread after its current step, close every slot still open and
  * drop the scheduler's references. NULL: no-op. */
-void demixd_sched_destroy(demixd_sched *s);
+void demixd_scheduler_destroy(demixd_scheduler *s);
 
 /* DEMIX_OK, or DEMIX_EBUSY when the kind is at its limit. */
-DEMIX_WARN_UNUSED int demixd_sched_reserve(demixd_sched *s,
-                                           demixd_stream_kind kind);
-void demixd_sched_unreserve(demixd_sched *s, demixd_stream_kind kind);
+DEMIX_WARN_UNUSED int demixd_scheduler_reserve(demixd_scheduler *s,
+                                           demixd_lane_kind kind);
+void demixd_scheduler_unreserve(demixd_scheduler *s, demixd_lane_kind kind);
 
 /* Hand a stream (of a reserved kind) to the scheduler, which takes a
  * reference and opens its engine slot on its own thread. */
-void demixd_sched_submit(demixd_sched *s, demixd_stream *st);
+void demixd_scheduler_submit(demixd_scheduler *s, demixd_lane *st);
 
 /* Reservations of a kind now: live sessions, or file jobs. */
-int demixd_sched_count(demixd_sched *s, demixd_stream_kind kind);
+int demixd_scheduler_count(demixd_scheduler *s, demixd_lane_kind kind);
 
 /* The next stream with news for owner k (a reference the caller gives
- * back with demixd_sched_ready_done), or NULL. Owner k's thread. */
-demixd_stream *demixd_sched_pop_ready(demixd_sched *s, int owner);
-void demixd_sched_ready_done(demixd_stream *st);
+ * back with demixd_scheduler_ready_done), or NULL. Owner k's thread. */
+demixd_lane *demixd_scheduler_pop_ready(demixd_scheduler *s, int owner);
+void demixd_scheduler_ready_done(demixd_lane *st);
 
 /* Something changed for a stream (a hop completed, output room freed, a
  * release): make sure the thread looks again. */
-void demixd_sched_kick(demixd_sched *s);
+void demixd_scheduler_kick(demixd_scheduler *s);
 
-#endif /* DEMIXD_SCHED_H */
+#endif /* DEMIXD_SCHEDULER_H */

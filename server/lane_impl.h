@@ -1,24 +1,24 @@
 /*
- * stream_impl.h - the inside of a demixd_stream, shared by stream.c (the
- * owner's functions) and sched.c (the scheduler's). Not for other files.
+ * lane_impl.h - the inside of a demixd_lane, shared by lane.c (the
+ * owner's functions) and scheduler.c (the scheduler's). Not for other files.
  *
  * Each field says who may touch it: "immutable" (set by create or before
  * submit), "lock" (the stream's mutex), "owner" (the owner thread only),
  * "sched" (the scheduler thread only).
  */
-#ifndef DEMIXD_STREAM_IMPL_H
-#define DEMIXD_STREAM_IMPL_H
+#ifndef DEMIXD_LANE_IMPL_H
+#define DEMIXD_LANE_IMPL_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "stream.h"
+#include "lane.h"
 
-struct demixd_sched;
+struct demixd_scheduler;
 
-struct demixd_stream {
+struct demixd_lane {
     /* immutable */
-    demixd_stream_kind kind;
+    demixd_lane_kind kind;
     int C, H, T;
     int64_t hop_ns;   /* one hop of real time */
     size_t in_cap;    /* frames */
@@ -27,11 +27,11 @@ struct demixd_stream {
     float *in_ring;   /* [in_cap][C] */
     float *out_ring;  /* [out_cap][T*C*H] */
     int64_t *arrival; /* [arr_cap] ns */
-    demixd_stream_notify_fn notify;
+    demixd_lane_notify_fn notify;
     void *notify_user;
     int owner;       /* LIVE: service thread index */
     void *owner_ctx; /* LIVE: the session */
-    struct demixd_sched *sched; /* set by submit, before sharing */
+    struct demixd_scheduler *sched; /* set by submit, before sharing */
 
     atomic_int refs;
     atomic_int queued; /* in its owner's ready ring (sched sets, owner
@@ -67,6 +67,6 @@ struct demixd_stream {
 };
 
 /* Drop one reference; the last frees. Any thread. */
-void demixd__stream_unref(demixd_stream *s);
+void demixd__lane_unref(demixd_lane *s);
 
-#endif /* DEMIXD_STREAM_IMPL_H */
+#endif /* DEMIXD_LANE_IMPL_H */

@@ -1,5 +1,5 @@
 /*
- * stream.c - the owner's side of a demixd_stream (stream.h) and its
+ * lane.c - the owner's side of a demixd_lane (lane.h) and its
  * reference counting.
  *
  * Ring discipline (single producer, single consumer): the producer writes
@@ -7,10 +7,10 @@
  * raising the count under the lock; the consumer reads published data and
  * lowers the count under the lock. The mutex orders the data accesses.
  *
- * Thread context: the owner thread (see stream.h), except
- * demixd__stream_unref (any thread).
+ * Thread context: the owner thread (see lane.h), except
+ * demixd__lane_unref (any thread).
  */
-#include "stream_impl.h"
+#include "lane_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +18,16 @@
 #include <time.h>
 
 #include "metrics.h"
-#include "sched.h"
+#include "scheduler.h"
 
-int demixd_stream_create(const demixd_stream_params *p, demixd_stream **out)
+int demixd_lane_create(const demixd_lane_params *p, demixd_lane **out)
 {
     if (!p || !out || p->channels < 1 || p->hop_frames < 1 || p->sources < 1 ||
         p->model_rate_hz <= 0 || p->in_frames < (size_t)p->hop_frames ||
         p->out_hops < 1)
         return DEMIX_EARG;
     *out = NULL;
-    demixd_stream *s = calloc(1, sizeof *s);
+    demixd_lane *s = calloc(1, sizeof *s);
     if (!s)
         return DEMIX_ENOMEM;
     s->kind = p->kind;
@@ -60,7 +60,7 @@ int demixd_stream_create(const demixd_stream_params *p, demixd_stream **out)
     return DEMIX_OK;
 }
 
-void demixd__stream_unref(demixd_stream *s)
+void demixd__lane_unref(demixd_lane *s)
 {
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
@@ -71,7 +71,7 @@ void demixd__stream_unref(demixd_stream *s)
     free(s);
 }
 
-size_t demixd_stream_in_room(demixd_stream *s)
+size_t demixd_lane_in_room(demixd_lane *s)
 {
     pthread_mutex_lock(&s->lock);
     size_t room = s->in_cap - s->in_count;
@@ -80,7 +80,7 @@ size_t demixd_stream_in_room(demixd_stream *s)
 }
 
 /* Publish n frames already in the ring at in_head; stamp completed hops. */
-static void publish(demixd_stream *s, size_t n)
+static void publish(demixd_lane *s, size_t n)
 {
     uint64_t before = s->frames_written;
     s->frames_written += n;
@@ -96,12 +96,12 @@ static void publish(demixd_stream *s, size_t n)
     }
     pthread_mutex_unlock(&s->lock);
     if (hops && s->sched)
-        demixd_sched_kick(s->sched);
+        demixd_scheduler_kick(s->sched);
 }
 
-int demixd_stream_in_write(demixd_stream *s, const float *frames, size_t n)
+int demixd_lane_in_write(demixd_lane *s, const float *frames, size_t n)
 {
-    if (n > demixd_stream_in_room(s))
+    if (n > demixd_lane_in_room(s))
         return DEMIX_ENOSPACE;
     size_t C = (size_t)s->C, done = 0;
     while (done < n) {
@@ -120,12 +120,12 @@ int demixd_stream_in_write(demixd_stream *s, const float *frames, size_t n)
     return DEMIX_OK;
 }
 
-int demixd_stream_in_zeros(demixd_stream *s, size_t n)
+int demixd_lane_in_zeros(demixd_lane *s, size_t n)
 {
-    return demixd_stream_in_write(s, NULL, n);
+    return demixd_lane_in_write(s, NULL, n);
 }
 
-const float *demixd_stream_out_peek(demixd_stream *s)
+const float *demixd_lane_out_peek(demixd_lane *s)
 {
     pthread_mutex_lock(&s->lock);
     int n = s->out_count;
@@ -135,7 +135,7 @@ const float *demixd_stream_out_peek(demixd_stream *s)
     return s->out_ring + (size_t)s->out_tail * (size_t)(s->T * s->C * s->H);
 }
 
-void demixd_stream_out_pop(demixd_stream *s)
+void demixd_lane_out_pop(demixd_lane *s)
 {
     pthread_mutex_lock(&s->lock);
     int was_full = s->out_count == s->out_cap;
@@ -145,10 +145,10 @@ void demixd_stream_out_pop(demixd_stream *s)
     }
     pthread_mutex_unlock(&s->lock);
     if (was_full && s->sched)
-        demixd_sched_kick(s->sched);
+        demixd_scheduler_kick(s->sched);
 }
 
-int demixd_stream_error(demixd_stream *s, char *msg, size_t cap)
+int demixd_lane_error(demixd_lane *s, char *msg, size_t cap)
 {
     pthread_mutex_lock(&s->lock);
     int status = s->status;
@@ -158,7 +158,7 @@ int demixd_stream_error(demixd_stream *s, char *msg, size_t cap)
     return status;
 }
 
-void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
+void demixd_lane_counters(demixd_lane *s, uint64_t *hops,
                             uint64_t *late_hops)
 {
     pthread_mutex_lock(&s->lock);
@@ -169,12 +169,12 @@ void demixd_stream_counters(demixd_stream *s, uint64_t *hops,
     pthread_mutex_unlock(&s->lock);
 }
 
-void *demixd_stream_owner_ctx(demixd_stream *s)
+void *demixd_lane_owner_ctx(demixd_lane *s)
 {
     return s->owner_ctx;
 }
 
-int demixd_stream_is_released(demixd_stream *s)
+int demixd_lane_is_released(demixd_lane *s)
 {
     pthread_mutex_lock(&s->lock);
     int r = s->released;
@@ -182,17 +182,17 @@ int demixd_stream_is_released(demixd_stream *s)
     return r;
 }
 
-void demixd_stream_release(demixd_stream *s)
+void demixd_lane_release(demixd_lane *s)
 {
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
     s->released = 1;
     pthread_mutex_unlock(&s->lock);
-    struct demixd_sched *sched = s->sched;
+    struct demixd_scheduler *sched = s->sched;
     /* Kick before dropping our reference: the scheduler holds its own, so
      * the stream outlives this call either way. */
     if (sched)
-        demixd_sched_kick(sched);
-    demixd__stream_unref(s);
+        demixd_scheduler_kick(sched);
+    demixd__lane_unref(s);
 }
