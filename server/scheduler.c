@@ -65,6 +65,8 @@
  * thread; the public functions of scheduler.h say theirs. `lock` guards the
  * fields marked "lock"; the rest belongs to the scheduler thread.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
+
 #include "scheduler.h"
 
 #include <ctype.h>
@@ -600,6 +602,7 @@ static void pace_second_step(demixd_scheduler *s)
 static void *sched_main(void *arg)
 {
     demixd_scheduler *s = arg;
+    pthread_setname_np(pthread_self(), "demixd-sched");
     int idle = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);

@@ -30,6 +30,8 @@
  * Thread context: demixd_services_start/join/free on the main thread,
  * service_main on its service thread, the wake functions on any thread.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +135,9 @@ static void *service_main(void *arg)
 {
     demixd_service *svc = arg;
     demixd *d = svc->d;
+    char name[16]; /* shown by top -H and /proc: per-thread CPU */
+    snprintf(name, sizeof name, "demixd-svc%d", svc->index);
+    pthread_setname_np(pthread_self(), name);
     struct lws_context *ctx = make_context(svc);
     if (!ctx) {
         report_start(svc, -1);

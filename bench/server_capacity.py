@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""bench/server_capacity.py - how many live sessions one demixd holds.
+
+Starts demixd (pinned to --server-cpus), then for each session count N runs
+`demix loadgen` (pinned to --client-cpus) for --seconds of audio per
+session, and records per round: whether it held (no refusal, no failed
+session, every session kept up, 0 lost hops, p99 added latency within
+--max-p99-ms), the latency figures, the server's mean batch per step, and
+the server's CPU per thread (from /proc/PID/task/*/stat, by thread name:
+demixd-svcK, demixd-sched, the rest), so that the CPU microseconds per
+session-hop and the busiest thread name the bottleneck. Rounds go up the
+list and stop after the first that does not hold (--keep-going: run all).
+
+One JSON object per round goes to OUT/rounds.jsonl, a table to stdout and
+OUT/table.txt.
+
+Usage (from the repository root, after a build):
+  bench/server_capacity.py --build build --model models/default.safetensors \
+      --backend cuda --codec pcm16 --sessions 1000,2000,4000 --seconds 60 \
+      --server-cpus 0-9 --client-cpus 10-15 --out /tmp/cap
+Extra demixd options after --demixd-args "...", extra loadgen options
+after --loadgen-args "...".
+"""
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """{thread name: cpu seconds} summed over threads of that name."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            stat = open(f"/proc/{pid}/task/{t}/stat").read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        sec = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        key = name if name.startswith("demixd-") else "other"
+        out[key] = out.get(key, 0.0) + sec
+    return out
+
+
+def metric(port, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                  timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def taskset(cpus):
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def start_server(a, port):
+    cmd = taskset(a.server_cpus) + [
+        a.demixd or os.path.join(a.build, "server/demixd"), "--model", a.model,
+        "--backend", a.backend, "--port", str(port),
+        "--max-sessions", str(a.max_sessions)] + shlex.split(a.demixd_args)
+    log = open(os.path.join(a.out, f"demixd-{a.codec}-{port}.log"), "w")
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(600):
+        time.sleep(0.2)
+        if p.poll() is not None:
+            sys.exit(f"demixd exited early: see {log.name}")
+        if "event=listening" in open(log.name).read():
+            return p, log.name
+    sys.exit("demixd did not start listening in 120 s")
+
+
+def merge_reports(reps):
+    if len(reps) == 1:
+        return reps[0]
+    out = dict(reps[0])
+    for k in ("ok", "refused", "failed", "kept_up", "lost_hops", "late_hops",
+              "started", "ready"):
+        out[k] = sum(r.get(k, 0) or 0 for r in reps)
+    for k in ("latency_ms", "added_latency_ms"):
+        merged = {}
+        for r in reps:
+            for q, v in (r.get(k) or {}).items():
+                if isinstance(v, (int, float)) and q != "count":
+                    merged[q] = max(merged.get(q, v), v)
+        out[k] = merged
+    out["client_cpu_fraction"] = sum(r.get("client_cpu_fraction") or 0
+                                     for r in reps)
+    return out
+
+
+def run_round(a, port, pid, n):
+    cpu0 = thread_cpu(pid)
+    hops0 = metric(port, "demixd_hops_total") or 0.0
+    steps0 = metric(port, "demixd_step_seconds_count") or 0.0
+    t0 = time.time()
+    # --clients P: P loadgen processes with N/P sessions each (for a
+    # single-threaded loadgen); their reports are merged conservatively
+    # (counts summed, latency percentiles the worst of the processes)
+    shares = [n // a.clients + (1 if k < n % a.clients else 0)
+              for k in range(a.clients)]
+    procs = []
+    for share in shares:
+        if share == 0:
+            continue
+        cmd = taskset(a.client_cpus) + [
+            a.loadgen or os.path.join(a.build, "tools/demix"), "loadgen",
+            "--url", f"ws://127.0.0.1:{port}/v1/stream", "--sessions",
+            str(share), "--seconds", str(a.seconds), "--codec", a.codec,
+            "--json", "-q", "--timeout", "60"] + shlex.split(a.loadgen_args)
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    reps = []
+    for pr in procs:
+        out, err = pr.communicate()
+        try:
+            reps.append(json.loads(out)["rounds"][0])
+        except (ValueError, KeyError, IndexError):
+            return {"sessions": n, "error": (err or out)[-2000:]}
+    wall = time.time() - t0
+    cpu1 = thread_cpu(pid)
+    hops = (metric(port, "demixd_hops_total") or 0.0) - hops0
+    steps = (metric(port, "demixd_step_seconds_count") or 0.0) - steps0
+    rep = merge_reports(reps)
+    cpu = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 3) for k in cpu1}
+    total = sum(cpu.values())
+    svc = {k: v for k, v in cpu.items() if k.startswith("demixd-svc")}
+    added = rep.get("added_latency_ms") or {}
+    lat = rep.get("latency_ms") or {}
+    p99_added = added.get("p99")
+    if p99_added is None and lat:
+        p99_added = lat.get("p99", 0) - rep.get("latency_announced_ms", 0)
+    lost = rep.get("lost_hops", 0)
+    held = (rep.get("refused", 1) == 0 and rep.get("failed", 1) == 0 and
+            rep.get("kept_up", 0) == n and lost == 0 and
+            p99_added is not None and p99_added <= a.max_p99_ms)
+    return {
+        "sessions": n, "codec": a.codec, "held": held,
+        "ok": rep.get("ok"), "refused": rep.get("refused"),
+        "failed": rep.get("failed"), "kept_up": rep.get("kept_up"),
+        "lost_hops": lost, "late_hops_server": rep.get("late_hops"),
+        "latency_ms": lat, "added_latency_ms": added,
+        "p99_added_ms": p99_added,
+        "announced_ms": rep.get("latency_announced_ms"),
+        "hops": hops, "steps": steps,
+        "batch_mean": hops / steps if steps else None,
+        "server_cpu_s": cpu, "server_cpu_total_s": round(total, 3),
+        "cpu_us_per_session_hop": total / hops * 1e6 if hops else None,
+        "busiest_service_thread_cores":
+            max(svc.values()) / wall if svc else None,
+        "scheduler_cores": cpu.get("demixd-sched", 0) / wall,
+        "client_cpu_fraction": rep.get("client_cpu_fraction"),
+        "client_threads": rep.get("threads"),
+        "wall_s": round(wall, 2),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--model", default="models/default.safetensors")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--codec", default="pcm16")
+    ap.add_argument("--sessions", default="100,200,400")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--max-p99-ms", type=float, default=10)
+    ap.add_argument("--max-sessions", type=int, default=0,
+                    help="demixd --max-sessions (default: largest N + 64)")
+    ap.add_argument("--server-cpus", default="")
+    ap.add_argument("--client-cpus", default="")
+    ap.add_argument("--demixd-args", default="")
+    ap.add_argument("--loadgen-args", default="")
+    ap.add_argument("--keep-going", action="store_true")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="loadgen processes sharing the sessions")
+    ap.add_argument("--loadgen", default="",
+                    help="the demix binary for loadgen (default: the build's)")
+    ap.add_argument("--demixd", default="",
+                    help="the demixd binary (default: the build's)")
+    ap.add_argument("--port", type=int, default=18765)
+    ap.add_argument("--out", default="bench/results/capacity")
+    a = ap.parse_args()
+    counts = [int(x) for x in a.sessions.split(",")]
+    if not a.max_sessions:
+        a.max_sessions = max(counts) + 64
+    os.makedirs(a.out, exist_ok=True)
+    p, log = start_server(a, a.port)
+    rows = []
+    try:
+        for n in counts:
+            row = run_round(a, a.port, p.pid, n)
+            rows.append(row)
+            with open(os.path.join(a.out, "rounds.jsonl"), "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+            if not row.get("held") and not a.keep_going:
+                break
+            time.sleep(3)  # the server returns slots a moment after closes
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    hdr = ("codec", "N", "held", "p50+", "p99+", "p99.9+", "lost", "batch",
+           "us/hop", "svc max", "sched")
+    lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    for r in rows:
+        ad = r.get("added_latency_ms") or {}
+        f = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"
+        lines.append("| " + " | ".join([
+            a.codec, str(r["sessions"]), str(r.get("held")),
+            f(ad.get("p50")), f(r.get("p99_added_ms")), f(ad.get("p99.9")),
+            str(r.get("lost_hops")), f(r.get("batch_mean")),
+            f(r.get("cpu_us_per_session_hop")),
+            f(r.get("busiest_service_thread_cores"), 2),
+            f(r.get("scheduler_cores"), 2)]) + " |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(a.out, "table.txt"), "a") as f:
+        f.write(f"# {a.codec} backend={a.backend} server_cpus={a.server_cpus} "
+                f"client_cpus={a.client_cpus} demixd_args={a.demixd_args!r} "
+                f"loadgen_args={a.loadgen_args!r}\n{table}\n")
+    held = [r["sessions"] for r in rows if r.get("held")]
+    print(f"largest held: {max(held) if held else 0}")
+
+
+if __name__ == "__main__":
+    main()

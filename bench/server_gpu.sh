@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# bench/server_gpu.sh - demixd's live capacity on the GPU machine, in as few
+# device calls as possible (device time is short):
+#
+#   bench/server_gpu.sh build
+#       unpack the carried Debian packages (.debs/, see bench/gpu_check.sh
+#       --fetch-debs) and build demix + demixd with CUDA into build-dev/
+#       (bench/gpu_check.sh's build stage); when .carry/base holds an older
+#       tree (git archive of the baseline commit: CMakeLists.txt server
+#       engine cpu gpu protocol tools bench), build its demixd too, into
+#       /tmp/base-build, so that the baseline is measured on the same
+#       machine in the same lease.
+#   bench/server_gpu.sh cap LABEL CODEC SESSIONS SECONDS [ARGS...]
+#       bench/server_capacity.py against demixd of build-dev (LABEL new) or
+#       of the baseline (LABEL base), shipped model, CUDA; ARGS go to
+#       server_capacity.py (e.g. --server-cpus 0-9 --client-cpus 10-15
+#       --clients 6 --demixd-args "--service-threads 9"). Results in
+#       $OUT/cap-LABEL-CODEC/ (rounds.jsonl, table.txt) and on stdout.
+#
+# Usage on the device: `bench/server_gpu.sh build && bench/server_gpu.sh cap
+# new pcm16 1000,2000 15 --clients 6 ...`, carrying .debs and .carry.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+P=/tmp/demix-prefix
+LIBDIRS=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread:$P/lib/x86_64-linux-gnu
+OUTDIR=${OUT:-/tmp/server-gpu}
+mkdir -p "$OUTDIR"
+
+case "${1:-}" in
+build)
+  bench/gpu_check.sh --stages build /tmp/gpu-check || exit 1
+  if [ -f .carry/base/CMakeLists.txt ] && [ ! -x /tmp/base-build/server/demixd ]; then
+    echo "=== baseline build ($(date +%T))"
+    export PKG_CONFIG_PATH=$P/usr/lib/x86_64-linux-gnu/pkgconfig
+    LD_LIBRARY_PATH=$LIBDIRS cmake -S .carry/base -B /tmp/base-build -G Ninja \
+      -DCMAKE_BUILD_TYPE=Release -DDEMIX_TESTS=OFF -DDEMIX_BENCH=OFF \
+      -DCMAKE_C_FLAGS="-isystem $P/usr/include/x86_64-linux-gnu" \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DDEMIX_CUDA=ON \
+      -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config || echo "$P/usr/bin/pkgconf")" \
+      -DCMAKE_PREFIX_PATH="$P/usr" >/tmp/base-build.txt 2>&1 &&
+    LD_LIBRARY_PATH=$LIBDIRS cmake --build /tmp/base-build -j"$(nproc)" \
+      --target demixd >>/tmp/base-build.txt 2>&1 ||
+      { tail -30 /tmp/base-build.txt; echo "# baseline did not build"; }
+  fi
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  nproc
+  ;;
+cap)
+  label=$2 codec=$3 sessions=$4 seconds=$5
+  shift 5
+  demixd=$ROOT/build-dev/server/demixd
+  [ "$label" = base ] && demixd=/tmp/base-build/server/demixd
+  ulimit -n "$(ulimit -Hn)"
+  LD_LIBRARY_PATH=$LIBDIRS python3 bench/server_capacity.py \
+    --build build-dev --demixd "$demixd" --backend cuda \
+    --model models/default.safetensors --codec "$codec" \
+    --sessions "$sessions" --seconds "$seconds" \
+    --out "$OUTDIR/cap-$label-$codec" "$@"
+  ;;
+*)
+  sed -n '2,22p' "$0"
+  exit 2
+  ;;
+esac
