@@ -34,7 +34,7 @@
 # downloads the packages into .debs/ (git-ignored); name .debs in the
 # device call's carry.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
 DEBS=(libcjson1 libcjson-dev libopenblas0 libopenblas0-pthread libopenblas-dev
@@ -62,7 +62,7 @@ say() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
 P=/tmp/demix-prefix
 LIBDIRS=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread:$P/lib/x86_64-linux-gnu
 if has build || has test || has bench; then
-  say "deps: $(ls .debs/*.deb 2>/dev/null | wc -l) carried packages -> $P"
+  say "deps: $(find .debs -maxdepth 1 -name '*.deb' 2>/dev/null | wc -l) carried packages -> $P"
   mkdir -p "$P"
   for f in .debs/*.deb; do dpkg -x "$f" "$P"; done
   # .pc files say /usr: point them into the prefix. Their Requires name
@@ -122,7 +122,7 @@ if has bench; then
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --profile --sizes 1,16,256,1024,4096 --iters 50
     # which cuBLAS kernels the products get (names and device times);
     # opt-in (GPU_CHECK_NCU=1): ncu adds about a minute
-    NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    NCU=$(command -v ncu || find /opt/nvidia/nsight-compute -mindepth 2 -maxdepth 2 -name ncu 2>/dev/null | sort | head -1)
     if [ -n "$NCU" ] && [ "${GPU_CHECK_NCU:-0}" = 1 ]; then
       with_libs timeout 90 "$NCU" --clock-control none --csv \
         --metrics gpu__time_duration.sum "$B/gpu/demix_gpu_bench" \

@@ -20,7 +20,7 @@
 # Usage on the device: `bench/server_gpu.sh build && bench/server_gpu.sh cap
 # new pcm16 1000,2000 15 --clients 6 ...`, carrying .debs and .carry.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 P=/tmp/demix-prefix
 LIBDIRS=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openblas-pthread:$P/lib/x86_64-linux-gnu
@@ -33,15 +33,17 @@ build)
   if [ -f .carry/base/CMakeLists.txt ] && [ ! -x /tmp/base-build/server/demixd ]; then
     echo "=== baseline build ($(date +%T))"
     export PKG_CONFIG_PATH=$P/usr/lib/x86_64-linux-gnu/pkgconfig
-    LD_LIBRARY_PATH=$LIBDIRS cmake -S .carry/base -B /tmp/base-build -G Ninja \
-      -DCMAKE_BUILD_TYPE=Release -DDEMIX_TESTS=OFF -DDEMIX_BENCH=OFF \
-      -DCMAKE_C_FLAGS="-isystem $P/usr/include/x86_64-linux-gnu" \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DDEMIX_CUDA=ON \
-      -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config || echo "$P/usr/bin/pkgconf")" \
-      -DCMAKE_PREFIX_PATH="$P/usr" >/tmp/base-build.txt 2>&1 &&
-    LD_LIBRARY_PATH=$LIBDIRS cmake --build /tmp/base-build -j"$(nproc)" \
-      --target demixd >>/tmp/base-build.txt 2>&1 ||
-      { tail -30 /tmp/base-build.txt; echo "# baseline did not build"; }
+    if ! { LD_LIBRARY_PATH=$LIBDIRS cmake -S .carry/base -B /tmp/base-build -G Ninja \
+             -DCMAKE_BUILD_TYPE=Release -DDEMIX_TESTS=OFF -DDEMIX_BENCH=OFF \
+             -DCMAKE_C_FLAGS="-isystem $P/usr/include/x86_64-linux-gnu" \
+             -DCMAKE_CUDA_ARCHITECTURES=90 -DDEMIX_CUDA=ON \
+             -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config || echo "$P/usr/bin/pkgconf")" \
+             -DCMAKE_PREFIX_PATH="$P/usr" >/tmp/base-build.txt 2>&1 &&
+           LD_LIBRARY_PATH=$LIBDIRS cmake --build /tmp/base-build -j"$(nproc)" \
+             --target demixd >>/tmp/base-build.txt 2>&1; }; then
+      tail -30 /tmp/base-build.txt
+      echo "# baseline did not build"
+    fi
   fi
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   nproc

@@ -12,7 +12,12 @@ packages=(
   clang
   sndfile-programs
   chromium
+  shellcheck systemd nginx openssl
 )
+# deploy/check.sh (ctest label deploy): shellcheck, systemd-analyze
+# (package systemd; it runs without systemd as PID 1), nginx and openssl
+# for the TLS front's test. Its npm packages come from
+# deploy/ci/package-lock.json (npm ci, on first use).
 # The browser test (tests/browser) also needs node >= 20 and npm; a nodejs
 # that is already there (it may bundle npm) is kept.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

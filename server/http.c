@@ -7,6 +7,14 @@
  *                       "capacity":..,"backend":..,"file_jobs":..,
  *                       "max_file_jobs":..,"uptime_s":..}; 503 with status
  *                       "shutting_down" while stopping
+ *   GET  /v1/health/live   200 {"status":"live","uptime_s":..} while the
+ *                       process serves HTTP, also while it shuts down (a
+ *                       liveness probe must not kill a draining server)
+ *   GET  /v1/health/ready  200 {"status":"ready",..} while a new session
+ *                       would be admitted; 503 {"status":"not_ready",
+ *                       "reason":"at_capacity"|"shutting_down",..} while
+ *                       live sessions >= max_sessions or once shutdown
+ *                       began (the load balancer's and Kubernetes' view)
  *   GET  /metrics       Prometheus text (metrics.h)
  *   POST /v1/separate   the file API (fileapi.c); the only path that asks
  *                       for a token (--tokens): health, metrics and the
@@ -136,6 +144,57 @@ static int health(demixd_http *h)
                                 body, n > 0 ? (size_t)n : 0);
 }
 
+/* GET /v1/health/live: the process runs its service loop. Nothing else
+ * is checked: a liveness probe that fails restarts the process, which only
+ * helps when the process is stuck, and a stuck lws thread answers nothing. */
+static int health_live(demixd_http *h)
+{
+    double p50, p99, bm, up;
+    uint64_t hops;
+    demixd_metrics_recent(h->d->metrics, &p50, &p99, &bm, &hops, &up);
+    char *body = malloc(64);
+    int n = body ? snprintf(body, 64,
+                            "{\"status\":\"live\",\"uptime_s\":%.3f}\n", up)
+                 : 0;
+    return demixd__http_respond(h, 200, "application/json", body,
+                                n > 0 ? (size_t)n : 0);
+}
+
+/* GET /v1/health/ready: would a new streaming session be admitted now?
+ * 503 while shutting down or while the live sessions (reservations
+ * included, as admission counts them) fill max_sessions. The server only
+ * listens once the capacity calibration is over, so there is no
+ * "calibrating" state to report here. */
+static int health_ready(demixd_http *h)
+{
+    demixd *d = h->d;
+    int sessions = demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE);
+    const char *reason = NULL, *msg = NULL;
+    if (h->svc->stopping || atomic_load(&d->stop_requested)) {
+        reason = "shutting_down";
+        msg = "The server is shutting down: new sessions are refused.";
+    } else if (sessions >= d->max_sessions) {
+        reason = "at_capacity";
+        msg = "Every session slot is taken: a new session would get "
+              "at_capacity.";
+    }
+    char *body = malloc(384);
+    int n = 0;
+    if (body && reason)
+        n = snprintf(body, 384,
+                     "{\"status\":\"not_ready\",\"reason\":\"%s\","
+                     "\"message\":\"%s\",\"sessions\":%d,"
+                     "\"max_sessions\":%d}\n",
+                     reason, msg, sessions, d->max_sessions);
+    else if (body)
+        n = snprintf(body, 384,
+                     "{\"status\":\"ready\",\"sessions\":%d,"
+                     "\"max_sessions\":%d}\n",
+                     sessions, d->max_sessions);
+    return demixd__http_respond(h, reason ? 503 : 200, "application/json", body,
+                                n > 0 ? (size_t)n : 0);
+}
+
 static int metrics(demixd_http *h)
 {
     demixd *d = h->d;
@@ -218,6 +277,12 @@ int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
                                   "The path is not allowed.");
     demixd_log(DEMIXD_LOG_DEBUG, "http_request", "req=%s method=%d uri=%s",
                h->id, method, uri);
+    /* The probes answer during shutdown too: live stays 200 while the
+     * process serves, ready says why it is not. */
+    if (method == LWSHUMETH_GET && !strcmp(uri, "/v1/health/live"))
+        return health_live(h);
+    if (method == LWSHUMETH_GET && !strcmp(uri, "/v1/health/ready"))
+        return health_ready(h);
     if (svc->stopping)
         return demixd__http_error(h, 503, "shutting_down",
                                   "The server is shutting down.");

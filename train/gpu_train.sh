@@ -96,20 +96,24 @@ prepare() {
   ls -la "$DATA"
 }
 
+# The --init/--history options of train.py when a shipped model exists, in
+# the array INIT_ARGS (empty otherwise).
 init_args() {
+  INIT_ARGS=()
   if [ -f "models/$NAME.safetensors" ]; then
-    echo --init "models/$NAME.safetensors" --history "models/$NAME.train.jsonl"
+    INIT_ARGS=(--init "models/$NAME.safetensors" --history "models/$NAME.train.jsonl")
   fi
 }
 
 smoke() {
   say smoke
+  init_args
   rm -rf /tmp/demix-smoke
   python3 train/train.py --data "$DATA" --out /tmp/demix-smoke \
-    --max-steps 30 --val-tracks 2 --minutes 5 $(init_args)
+    --max-steps 30 --val-tracks 2 --minutes 5 "${INIT_ARGS[@]}"
   mkdir -p "$RUN"
   python3 train/train.py --data "$DATA" --out "$RUN" \
-    --probe-batches 64,128,256 $(init_args)
+    --probe-batches 64,128,256 "${INIT_ARGS[@]}"
   python3 - <<'EOF'
 import sys, torch
 sys.path.insert(0, "train")
@@ -141,8 +145,9 @@ start() {
   local lr=${LR:-}
   [ -z "$lr" ] && [ -f "models/$NAME.safetensors" ] && lr=2e-4
   echo "batch $batch, lr ${lr:-default}"
+  init_args
   setsid nohup python3 train/train.py --data "$DATA" --out "$RUN" \
-    --minutes "$minutes" --batch "$batch" ${lr:+--lr "$lr"} $(init_args) \
+    --minutes "$minutes" --batch "$batch" ${lr:+--lr "$lr"} "${INIT_ARGS[@]}" \
     >"$RUN/train.log" 2>&1 </dev/null &
   sleep 45
   tail -n 20 "$RUN/train.log"
@@ -172,8 +177,8 @@ evalcuda() {
     echo "# demix eval --backend $be --model $model"
     # the CPU run in fp32, the reference (its default is bf16 on CPUs with
     # AVX512-BF16); CUDA in its default fast mode
-    local prec=; [ "$be" = cpu ] && prec="--precision fp32"
-    LD_LIBRARY_PATH=$libs timeout 240 "$demix" eval --backend "$be" $prec \
+    local prec=(); [ "$be" = cpu ] && prec=(--precision fp32)
+    LD_LIBRARY_PATH=$libs timeout 240 "$demix" eval --backend "$be" "${prec[@]}" \
       --threads 8 --model "$model" --json /tmp/evalset \
       >"$out/eval-$tag-$be.json" 2>>"$out/eval-$tag.err" \
       || { echo "rc $?"; tail -5 "$out/eval-$tag.err"; }

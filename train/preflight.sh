@@ -15,7 +15,7 @@ rm -rf "$W" && mkdir -p "$W/src/everything-is-remixed" "$W/data"
 # a little of each kind: 12 MUSDB excerpts (two of them validation) and
 # one training plus the validation song of Everything is Remixed
 mkdir -p "$W/src/musdb18-7s-train"
-ls ../shared/data/musdb18-7s-train | head -12 | while read -r t; do
+find ../shared/data/musdb18-7s-train -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | head -12 | while read -r t; do
   cp -r "../shared/data/musdb18-7s-train/$t" "$W/src/musdb18-7s-train/"
 done
 cp -r "../shared/data/musdb18-7s-train/Actions - Devil's Words" \
