@@ -15,6 +15,14 @@
  * submit/wait (the CPU) runs the step inside submit, so its outputs are the
  * synchronous ones, bit for bit.
  *
+ * Output shapes (engine.h): each slot has one (default: every source,
+ * float32). At submit, when a listed slot has another, the step gets a
+ * row_shape per row with its byte offset in the packed output (in the
+ * ring entry, from host_alloc). A backend with submit_shaped packs on its
+ * device; otherwise the step runs into a float32 scratch buffer and
+ * demix__pack_row packs each row into the ring's output here. A step whose
+ * slots all have the default shape takes the unshaped path, unchanged.
+ *
  * Thread context: an engine belongs to one thread at a time (the server's
  * scheduler thread); nothing here is shared between engines.
  */
@@ -37,11 +45,22 @@ struct demix_engine {
     uint32_t stamp;
     char describe[512];
     char error[512];
+    /* output shapes */
+    demix_row_shape *slot_shape; /* [max_slots], offset unused */
+    size_t *slot_bytes;          /* [max_slots] row bytes in its shape */
+    unsigned char *slot_custom;  /* [max_slots] not the default shape */
+    float *scratch;              /* full outputs before packing (no
+                                    submit_shaped) */
+    size_t scratch_cap;          /* floats */
     /* pipelined steps */
     struct {
         float *in, *out;
         size_t in_cap, out_cap; /* floats */
         int n;                  /* rows of the step that used it last */
+        demix_row_shape *shapes; /* [shapes_cap], when shaped */
+        size_t shapes_cap;
+        int shaped;         /* the step's rows are packed by shape */
+        size_t total_bytes; /* its output's bytes */
     } ring[DEMIX_ENGINE_MAX_IN_FLIGHT + 1];
     uint64_t submitted, collected;
     int have_output; /* the entry of step collected - 1 holds an output */
@@ -161,13 +180,20 @@ int demix_engine_create(const demix_model *model,
         e->slot_open = calloc((size_t)S, 1);
         e->free_slots = malloc((size_t)S * sizeof *e->free_slots);
         e->seen_stamp = calloc((size_t)S, sizeof *e->seen_stamp);
+        e->slot_shape = calloc((size_t)S, sizeof *e->slot_shape);
+        e->slot_bytes = calloc((size_t)S, sizeof *e->slot_bytes);
+        e->slot_custom = calloc((size_t)S, 1);
     }
-    if (!e || !e->slot_open || !e->free_slots || !e->seen_stamp) {
+    if (!e || !e->slot_open || !e->free_slots || !e->seen_stamp ||
+        !e->slot_shape || !e->slot_bytes || !e->slot_custom) {
         ops->destroy(ctx);
         if (e) {
             free(e->slot_open);
             free(e->free_slots);
             free(e->seen_stamp);
+            free(e->slot_shape);
+            free(e->slot_bytes);
+            free(e->slot_custom);
             free(e);
         }
         set_err(err, err_cap, "engine: out of memory for %d slots", S);
@@ -208,8 +234,13 @@ void demix_engine_destroy(demix_engine *e)
     for (int i = 0; i < RING; i++) {
         ring_free(e, e->ring[i].in);
         ring_free(e, e->ring[i].out);
+        ring_free(e, e->ring[i].shapes);
     }
     e->ops->destroy(e->ctx);
+    free(e->scratch);
+    free(e->slot_shape);
+    free(e->slot_bytes);
+    free(e->slot_custom);
     free(e->slot_open);
     free(e->free_slots);
     free(e->seen_stamp);
@@ -257,6 +288,7 @@ int demix_engine_open_slot(demix_engine *e, int *slot)
     }
     e->free_count--;
     e->slot_open[s] = 1;
+    e->slot_custom[s] = 0;
     *slot = s;
     return DEMIX_OK;
 }
@@ -329,6 +361,160 @@ int demix_engine_step(demix_engine *e, int n, const int *slots,
     return rc;
 }
 
+/* -------------------------------------------------------- output shapes */
+
+void demix_output_shape_init(demix_output_shape *sh,
+                             const demix_model_config *cfg)
+{
+    if (!sh)
+        return;
+    memset(sh, 0, sizeof *sh);
+    sh->format = DEMIX_SAMPLE_F32;
+    sh->count = cfg ? cfg->num_sources : 0;
+    for (int t = 0; t < DEMIX_MAX_SOURCES; t++) {
+        sh->sources[t] = t;
+        sh->gains[t] = 1.0f;
+    }
+}
+
+/* The compact form of a valid shape; 0, or -1 when it is not valid. */
+static int compact_shape(const demix_output_shape *sh,
+                         const demix_model_config *cfg, demix_row_shape *out)
+{
+    const int T = cfg->num_sources;
+    if (!sh || (sh->format != DEMIX_SAMPLE_F32 &&
+                sh->format != DEMIX_SAMPLE_S16))
+        return -1;
+    memset(out, 0, sizeof *out);
+    out->format = (uint8_t)sh->format;
+    out->mix = sh->mix ? 1 : 0;
+    if (sh->mix) {
+        for (int t = 0; t < T; t++) {
+            float g = sh->gains[t];
+            if (!(g == g) || g > 3.0e38f || g < -3.0e38f) /* NaN, inf */
+                return -1;
+            out->gains[t] = g;
+        }
+        out->planes = 1;
+        return 0;
+    }
+    if (sh->count < 1 || sh->count > T)
+        return -1;
+    for (int j = 0; j < sh->count; j++) {
+        if (sh->sources[j] < 0 || sh->sources[j] >= T)
+            return -1;
+        out->sources[j] = (uint8_t)sh->sources[j];
+    }
+    out->planes = (uint8_t)sh->count;
+    return 0;
+}
+
+static size_t shape_bytes(const demix_row_shape *r,
+                          const demix_model_config *cfg)
+{
+    return (size_t)r->planes * (size_t)cfg->channels *
+           (size_t)cfg->hop_samples *
+           (r->format == DEMIX_SAMPLE_S16 ? 2 : 4);
+}
+
+/* Every source in order, float32: the unshaped layout. */
+static int is_default_shape(const demix_row_shape *r,
+                            const demix_model_config *cfg)
+{
+    if (r->format != DEMIX_SAMPLE_F32 || r->mix ||
+        r->planes != cfg->num_sources)
+        return 0;
+    for (int t = 0; t < cfg->num_sources; t++)
+        if (r->sources[t] != t)
+            return 0;
+    return 1;
+}
+
+size_t demix_output_shape_row_bytes(const demix_output_shape *sh,
+                                    const demix_model_config *cfg)
+{
+    demix_row_shape r;
+    if (!cfg || compact_shape(sh, cfg, &r))
+        return 0;
+    return shape_bytes(&r, cfg);
+}
+
+int demix_engine_set_output(demix_engine *e, int slot,
+                            const demix_output_shape *sh)
+{
+    if (!e)
+        return DEMIX_EARG;
+    if (slot < 0 || slot >= e->max_slots || !e->slot_open[slot]) {
+        ENGINE_ERROR(e, "set_output: slot %d is not open", slot);
+        return DEMIX_EARG;
+    }
+    const demix_model_config *cfg = &e->model->config;
+    demix_row_shape r;
+    if (compact_shape(sh, cfg, &r)) {
+        ENGINE_ERROR(e, "set_output: the shape is not valid for this model "
+                        "(format F32 or S16; 1..%d sources in 0..%d, or a mix "
+                        "with finite gains)",
+                     cfg->num_sources, cfg->num_sources - 1);
+        return DEMIX_EARG;
+    }
+    e->slot_shape[slot] = r;
+    e->slot_bytes[slot] = shape_bytes(&r, cfg);
+    e->slot_custom[slot] = !is_default_shape(&r, cfg);
+    return DEMIX_OK;
+}
+
+/* round(x * 32768), halves away from zero, clamped; NaN as 0. Written
+ * without libm calls so that the CUDA kernel can do exactly the same. */
+static int16_t to_s16(float x)
+{
+    float v = x * 32768.0f;
+    if (!(v == v))
+        return 0;
+    if (v >= 32767.0f)
+        return 32767;
+    if (v <= -32768.0f)
+        return -32768;
+    int i = (int)v; /* toward zero */
+    float frac = v - (float)i;
+    if (frac >= 0.5f)
+        i++;
+    else if (frac <= -0.5f)
+        i--;
+    return (int16_t)(i > 32767 ? 32767 : i);
+}
+
+void demix__pack_row(const float *src, int T, int CH,
+                     const demix_row_shape *sh, void *dst)
+{
+    float *df = dst;
+    int16_t *ds = dst;
+    const int s16 = sh->format == DEMIX_SAMPLE_S16;
+    if (sh->mix) {
+        for (int k = 0; k < CH; k++) {
+            float acc = 0.0f;
+            for (int t = 0; t < T; t++) {
+                if (sh->gains[t] == 0.0f)
+                    continue;
+                float term = sh->gains[t] * src[(size_t)t * (size_t)CH + k];
+                acc = acc + term;
+            }
+            if (s16)
+                ds[k] = to_s16(acc);
+            else
+                df[k] = acc;
+        }
+        return;
+    }
+    for (int p = 0; p < sh->planes; p++) {
+        const float *a = src + (size_t)sh->sources[p] * (size_t)CH;
+        if (s16)
+            for (int k = 0; k < CH; k++)
+                ds[(size_t)p * (size_t)CH + k] = to_s16(a[k]);
+        else
+            memcpy(df + (size_t)p * (size_t)CH, a, (size_t)CH * sizeof *a);
+    }
+}
+
 /* ------------------------------------------------------ pipelined steps */
 
 /* Grow one ring buffer to at least `floats` floats (its contents are not
@@ -351,6 +537,97 @@ static int ring_grow(demix_engine *e, float **buf, size_t *cap, size_t floats,
     }
     *buf = p;
     *cap = floats;
+    return DEMIX_OK;
+}
+
+static size_t in_floats(const demix_engine *e, int n);
+static size_t out_floats(const demix_engine *e, int n);
+
+/* Ring entry q's row shapes for n rows: grown (from host_alloc, which the
+ * CUDA backend reads asynchronously) only when n passes its size. */
+static int shapes_grow(demix_engine *e, int q, int n)
+{
+    if (e->ring[q].shapes_cap >= (size_t)n)
+        return DEMIX_OK;
+    ring_free(e, e->ring[q].shapes);
+    e->ring[q].shapes_cap = 0;
+    size_t bytes = (size_t)n * sizeof(demix_row_shape);
+    e->ring[q].shapes = e->ops->host_alloc
+                            ? e->ops->host_alloc(e->ctx, bytes)
+                            : malloc(bytes);
+    if (!e->ring[q].shapes) {
+        ENGINE_ERROR(e, "submit: out of host memory for %d row shapes", n);
+        return DEMIX_ENOMEM;
+    }
+    e->ring[q].shapes_cap = (size_t)n;
+    return DEMIX_OK;
+}
+
+/* A step with output shapes: fill ring entry q's row shapes and offsets,
+ * then let the backend pack on its device, or run the step into the
+ * scratch buffer and pack here. */
+static int submit_shaped(demix_engine *e, int q, int n, const int *slots,
+                         const float *in)
+{
+    int rc = shapes_grow(e, q, n);
+    if (rc)
+        return rc;
+    const demix_model_config *cfg = &e->model->config;
+    demix_row_shape *sh = e->ring[q].shapes;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        int s = slots[i];
+        if (e->slot_custom[s]) {
+            sh[i] = e->slot_shape[s];
+        } else {
+            memset(&sh[i], 0, sizeof sh[i]);
+            sh[i].format = DEMIX_SAMPLE_F32;
+            sh[i].planes = (uint8_t)cfg->num_sources;
+            for (int t = 0; t < cfg->num_sources; t++)
+                sh[i].sources[t] = (uint8_t)t;
+        }
+        sh[i].offset = off;
+        off += shape_bytes(&sh[i], cfg);
+    }
+    e->ring[q].total_bytes = off;
+    if (e->ops->submit_shaped) {
+        if (in != e->ring[q].in) {
+            rc = ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap,
+                           in_floats(e, n), "submit");
+            if (rc)
+                return rc;
+            memcpy(e->ring[q].in, in, in_floats(e, n) * sizeof(float));
+        } else if (e->ring[q].in_cap < in_floats(e, n)) {
+            ENGINE_ERROR(e, "submit: the input buffer was asked for fewer "
+                            "than %d rows", n);
+            return DEMIX_EARG;
+        }
+        return e->ops->submit_shaped(e->ctx, n, slots, e->ring[q].in,
+                                     e->ring[q].out, sh, off);
+    }
+    /* host packing: the full outputs into the scratch, then row by row */
+    if (e->scratch_cap < out_floats(e, n)) {
+        free(e->scratch);
+        e->scratch_cap = 0;
+        e->scratch = malloc(out_floats(e, n) * sizeof(float));
+        if (!e->scratch) {
+            ENGINE_ERROR(e, "submit: out of memory for the packing buffer");
+            return DEMIX_ENOMEM;
+        }
+        e->scratch_cap = out_floats(e, n);
+    }
+    /* an asynchronous backend packs on its device (submit_shaped): its
+     * wait() could not pick this step out of the ones in flight */
+    DEMIX_ASSERT(!e->ops->submit);
+    rc = e->ops->step(e->ctx, n, slots, in, e->scratch);
+    if (rc)
+        return rc;
+    const int CH = cfg->channels * cfg->hop_samples;
+    const size_t row = (size_t)cfg->num_sources * (size_t)CH;
+    unsigned char *out = (unsigned char *)e->ring[q].out;
+    for (int i = 0; i < n; i++)
+        demix__pack_row(e->scratch + (size_t)i * row, cfg->num_sources, CH,
+                        &sh[i], out + sh[i].offset);
     return DEMIX_OK;
 }
 
@@ -402,8 +679,21 @@ int demix_engine_reserve_io(demix_engine *e, int n)
         if (!rc)
             rc = ring_grow(e, &e->ring[q].out, &e->ring[q].out_cap,
                            out_floats(e, n), "reserve_io");
+        if (!rc)
+            rc = shapes_grow(e, q, n);
         if (rc)
             return rc;
+    }
+    if (!e->ops->submit_shaped && e->scratch_cap < out_floats(e, n)) {
+        free(e->scratch);
+        e->scratch_cap = 0;
+        e->scratch = malloc(out_floats(e, n) * sizeof(float));
+        if (!e->scratch) {
+            ENGINE_ERROR(e, "reserve_io: out of memory for the packing "
+                            "buffer");
+            return DEMIX_ENOMEM;
+        }
+        e->scratch_cap = out_floats(e, n);
     }
     return DEMIX_OK;
 }
@@ -430,7 +720,14 @@ int demix_engine_submit(demix_engine *e, int n, const int *slots,
                        out_floats(e, n), "submit");
     if (rc)
         return rc;
-    if (!e->ops->submit) {
+    int shaped = 0;
+    for (int i = 0; i < n && !shaped; i++)
+        shaped = e->slot_custom[slots[i]];
+    e->ring[q].shaped = shaped;
+    e->ring[q].total_bytes = out_floats(e, n) * sizeof(float);
+    if (shaped)
+        rc = submit_shaped(e, q, n, slots, in);
+    else if (!e->ops->submit) {
         /* synchronous backend: the step runs here, collect hands it over */
         rc = e->ops->step(e->ctx, n, slots, in, e->ring[q].out);
     } else {
@@ -476,8 +773,31 @@ int demix_engine_collect(demix_engine *e, float *out)
     }
     e->have_output = 1;
     if (out)
-        memcpy(out, e->ring[q].out, out_floats(e, e->ring[q].n) * sizeof(float));
+        memcpy(out, e->ring[q].out, e->ring[q].total_bytes);
     return DEMIX_OK;
+}
+
+const void *demix_engine_output_row(const demix_engine *e, int i,
+                                    size_t *bytes)
+{
+    if (bytes)
+        *bytes = 0;
+    if (!e || !e->have_output)
+        return NULL;
+    int q = (int)((e->collected - 1) % RING);
+    if (i < 0 || i >= e->ring[q].n)
+        return NULL;
+    const unsigned char *base = (const unsigned char *)e->ring[q].out;
+    if (e->ring[q].shaped) {
+        const demix_row_shape *sh = &e->ring[q].shapes[i];
+        if (bytes)
+            *bytes = shape_bytes(sh, &e->model->config);
+        return base + sh->offset;
+    }
+    size_t row = out_floats(e, 1) * sizeof(float);
+    if (bytes)
+        *bytes = row;
+    return base + (size_t)i * row;
 }
 
 const float *demix_engine_output(const demix_engine *e, int *n)

@@ -259,7 +259,8 @@ DEMIX_WARN_UNUSED int demix_engine_submit(demix_engine *engine, int n,
                                           const int *slots, const float *in);
 
 /* Wait for the oldest step in flight and, unless out is NULL, copy its
- * output (n*T*C*H floats) into out. DEMIX_EARG when none is in flight,
+ * output (n*T*C*H floats in the default shape; the packed rows otherwise,
+ * see "output shapes" below) into out. DEMIX_EARG when none is in flight,
  * DEMIX_EDEVICE when the accelerator failed (the step is dropped; its
  * slots' state is undefined, as after a failed step). */
 DEMIX_WARN_UNUSED int demix_engine_collect(demix_engine *engine, float *out);
@@ -271,6 +272,72 @@ const float *demix_engine_output(const demix_engine *engine, int *n);
 
 /* Steps submitted and not yet collected (0..DEMIX_ENGINE_MAX_IN_FLIGHT). */
 int demix_engine_in_flight(const demix_engine *engine);
+
+/* ------------------------------------------------------- output shapes
+ *
+ * What a slot's pipelined output holds. By default every source in
+ * float32 (the layout above: a row is T x C x H floats). A driver that
+ * needs less asks for less, and a CUDA step then copies less over PCIe
+ * (the stems' download bounds a step of thousands of streams): 16-bit
+ * samples, a subset of the sources in a chosen order, or one mix of the
+ * sources with per-source gains computed on the device.
+ *
+ *     demix_output_shape sh;
+ *     demix_output_shape_init(&sh, cfg);       // all sources, float32
+ *     sh.format = DEMIX_SAMPLE_S16;
+ *     sh.mix = 1;                              // one plane: sum g[t] * src t
+ *     sh.gains[2] = 0.0f;                      // e.g. karaoke: no vocals
+ *     demix_engine_set_output(eng, slot, &sh); // steps submitted from now
+ *     ...                                      // submit, collect
+ *     size_t bytes;
+ *     const void *row = demix_engine_output_row(eng, i, &bytes);
+ *
+ * A row is `planes` x C x H samples, planar, of the format: the listed
+ * sources in their order, or the mix. S16 samples are round(x * 32768)
+ * (halves away from zero) clamped to -32768..32767, NaN as 0; a mix is
+ * the sum over t = 0..T-1 of gains[t] * source t, in that order, terms
+ * with gain 0 left out, in float32 without fused multiply-adds: the CPU
+ * and CUDA backends give the same bits for the same float32 sources.
+ *
+ * Shapes apply to demix_engine_submit/collect only; demix_engine_step
+ * always gives every source in float32 (the reference). Rows of a
+ * collected step are packed in list order, each in its slot's shape at
+ * submit; demix_engine_output() then returns the packed bytes, which
+ * demix_engine_output_row() cuts into rows. Opening a slot resets its
+ * shape to the default. */
+
+typedef enum demix_sample_format {
+    DEMIX_SAMPLE_F32 = 0,
+    DEMIX_SAMPLE_S16 = 1,
+} demix_sample_format;
+
+typedef struct demix_output_shape {
+    demix_sample_format format;
+    int mix;                        /* 1: one plane, the weighted sum */
+    int count;                      /* mix 0: planes, 1..T */
+    int sources[DEMIX_MAX_SOURCES]; /* mix 0: source of each plane */
+    float gains[DEMIX_MAX_SOURCES]; /* mix 1: gain of each source (0..T-1) */
+} demix_output_shape;
+
+/* Every source in model order, float32; mix gains 1. */
+void demix_output_shape_init(demix_output_shape *shape,
+                             const demix_model_config *cfg);
+
+/* Bytes of one row in this shape (0 when the shape is invalid for cfg). */
+size_t demix_output_shape_row_bytes(const demix_output_shape *shape,
+                                    const demix_model_config *cfg);
+
+/* Set an open slot's output shape for the steps submitted after this
+ * call. DEMIX_EARG for a slot that is not open or an invalid shape (format
+ * unknown; count not 1..T or a source out of range; a gain not finite). */
+DEMIX_WARN_UNUSED int demix_engine_set_output(demix_engine *engine, int slot,
+                                              const demix_output_shape *shape);
+
+/* Row i (0..n-1) of the last collected step, in its slot's shape at
+ * submit, and its size in bytes; NULL before the first collect or for i
+ * out of range. Valid until the next collect. */
+const void *demix_engine_output_row(const demix_engine *engine, int i,
+                                    size_t *bytes);
 
 #ifdef __cplusplus
 }

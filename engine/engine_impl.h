@@ -12,6 +12,25 @@
 #include "engine.h"
 #include "model_impl.h"
 
+/* One row's output shape as backends get it: compact, fixed size, with
+ * the row's byte offset in the step's packed output (engine.c fills it at
+ * submit from the slot's demix_output_shape). */
+typedef struct demix_row_shape {
+    uint64_t offset;                  /* bytes from the output's start */
+    uint8_t format;                   /* demix_sample_format */
+    uint8_t mix;                      /* 1: one plane, the weighted sum */
+    uint8_t planes;                   /* planes written */
+    uint8_t pad_;
+    uint8_t sources[DEMIX_MAX_SOURCES]; /* mix 0: source of each plane */
+    float gains[DEMIX_MAX_SOURCES];     /* mix 1 */
+} demix_row_shape;
+
+/* Pack one row: from src (T x CH floats, CH = C*H) into dst in the shape
+ * (offset ignored). The reference packer: the CPU path uses it, and the
+ * CUDA kernel matches it bit for bit. */
+void demix__pack_row(const float *src, int T, int CH, const demix_row_shape *sh,
+                     void *dst);
+
 typedef struct demix_backend_ops {
     const char *name; /* "cpu", "cuda" */
 
@@ -50,6 +69,14 @@ typedef struct demix_backend_ops {
     int (*submit)(void *ctx, int n, const int *slots, const float *in,
                   float *out);
     int (*wait)(void *ctx);
+
+    /* Optional (NULL: engine.c packs on the host after the step): submit
+     * with output shapes. shapes[i] (host_alloc memory, left alone until
+     * wait) gives row i's shape and its byte offset in out; out receives
+     * the packed rows, total_bytes in all. */
+    int (*submit_shaped)(void *ctx, int n, const int *slots, const float *in,
+                         void *out, const demix_row_shape *shapes,
+                         size_t total_bytes);
 } demix_backend_ops;
 
 /* The backends linked into this build; cuda is NULL-returning when CUDA was
