@@ -267,6 +267,10 @@ static void layout_activations(demix_cuda *g, carver *c, size_t R)
         g->d_pin[i] = (char *)take(c, demix__slot_bytes((int)R) +
                                           R * C * g->H * sizeof(float));
         g->d_pout[i] = take_f(c, R * T * C * g->H);
+        g->d_pack[i] = (unsigned char *)take(c, R * T * C * g->H *
+                                                    sizeof(float));
+        g->d_shapes[i] =
+            (demix_row_shape *)take(c, R * sizeof(demix_row_shape));
     }
 }
 
@@ -1194,10 +1198,15 @@ static void cuda_host_free(void *ctx, void *p)
  * so chunk c's copies overlap the compute of chunks c - 1 and c + 1, and
  * no device-to-device copy is needed. in and out are page-locked (the
  * engine's ring, from cuda_host_alloc). */
-static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
-                       float *out)
+/* The pipelined step; with shapes (engine.h's output shapes), each
+ * chunk's outputs are packed on the device (pack.cu) after its compute and
+ * only the packed bytes are copied back: the row shapes go up with the
+ * chunk's input, and the download of chunk c is its rows' bytes, from
+ * shapes[off].offset on. */
+static int submit_step(demix_cuda *g, int n, const int *slots,
+                       const float *in, void *out,
+                       const demix_row_shape *shapes, size_t total_bytes)
 {
-    demix_cuda *g = (demix_cuda *)ctx;
     demix_cuda_err *e = &g->err;
     if (g->err.failed)
         return refuse(g);
@@ -1205,6 +1214,7 @@ static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
         return step_failed(g);
     const size_t in_row = (size_t)g->C * g->H;
     const size_t out_row = (size_t)g->T * g->C * g->H;
+    unsigned char *out_bytes_base = (unsigned char *)out;
     int *ids = g->h_ids + (size_t)(g->sub_seq % 2) * g->ids_cap;
     size_t id_off = 0;
     for (int off = 0; off < n;) {
@@ -1219,13 +1229,24 @@ static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
         for (int i = m; i < b->rows; i++)
             cid[i] = g->max_slots; /* padding: the scratch slot */
         const size_t in_bytes = (size_t)m * in_row * sizeof(float);
-        const size_t out_bytes = (size_t)m * out_row * sizeof(float);
+        size_t out_bytes = (size_t)m * out_row * sizeof(float);
+        size_t out_at = (size_t)off * out_row * sizeof(float);
+        if (shapes) {
+            out_at = (size_t)shapes[off].offset;
+            out_bytes = (off + m < n ? (size_t)shapes[off + m].offset
+                                     : total_bytes) -
+                        out_at;
+        }
         bool ok =
             CK(e, cudaStreamWaitEvent(g->h2d, g->ev_comp[p], 0)) &&
             CK(e, cudaMemcpyAsync(g->d_pin[p], cid, sb,
                                   cudaMemcpyHostToDevice, g->h2d)) &&
             CK(e, cudaMemcpyAsync(g->d_pin[p] + sb, in + (size_t)off * in_row,
                                   in_bytes, cudaMemcpyHostToDevice, g->h2d)) &&
+            (!shapes ||
+             CK(e, cudaMemcpyAsync(g->d_shapes[p], shapes + off,
+                                   (size_t)m * sizeof *shapes,
+                                   cudaMemcpyHostToDevice, g->h2d))) &&
             CK(e, cudaEventRecord(g->ev_h2d[p], g->h2d)) &&
             CK(e, cudaStreamWaitEvent(g->stream, g->ev_h2d[p], 0)) &&
             CK(e, cudaStreamWaitEvent(g->stream, g->ev_out_free[p], 0));
@@ -1240,11 +1261,16 @@ static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
             g->d_inbuf = keep_in;
             g->d_out = keep_out;
         }
+        if (ok && shapes)
+            ok = demix__launch_pack_rows(e, g->stream, m, g->d_pout[p], g->T,
+                                         g->C * g->H, g->d_shapes[p],
+                                         shapes[off].offset, g->d_pack[p]);
+        const void *src = shapes ? (const void *)g->d_pack[p]
+                                 : (const void *)g->d_pout[p];
         ok = ok && CK(e, cudaEventRecord(g->ev_comp[p], g->stream)) &&
              CK(e, cudaStreamWaitEvent(g->d2h, g->ev_comp[p], 0)) &&
-             CK(e, cudaMemcpyAsync(out + (size_t)off * out_row, g->d_pout[p],
-                                   out_bytes, cudaMemcpyDeviceToHost,
-                                   g->d2h)) &&
+             CK(e, cudaMemcpyAsync(out_bytes_base + out_at, src, out_bytes,
+                                   cudaMemcpyDeviceToHost, g->d2h)) &&
              CK(e, cudaEventRecord(g->ev_out_free[p], g->d2h));
         if (!ok)
             return step_failed(g);
@@ -1256,6 +1282,21 @@ static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
         return step_failed(g);
     g->sub_seq++;
     return DEMIX_OK;
+}
+
+static int cuda_submit(void *ctx, int n, const int *slots, const float *in,
+                       float *out)
+{
+    return submit_step((demix_cuda *)ctx, n, slots, in, out, NULL, 0);
+}
+
+static int cuda_submit_shaped(void *ctx, int n, const int *slots,
+                              const float *in, void *out,
+                              const demix_row_shape *shapes,
+                              size_t total_bytes)
+{
+    return submit_step((demix_cuda *)ctx, n, slots, in, out, shapes,
+                       total_bytes);
 }
 
 static int cuda_wait(void *ctx)
@@ -1550,7 +1591,7 @@ extern "C" int demix__cuda_read_stage(void *ctx, demix_cpu_stage stage,
 static const demix_backend_ops cuda_ops = {
     "cuda",          cuda_create,     cuda_destroy,    cuda_describe,
     cuda_reset_slot, cuda_step,       cuda_last_error, cuda_host_alloc,
-    cuda_host_free,  cuda_submit,     cuda_wait,
+    cuda_host_free,  cuda_submit,     cuda_wait,       cuda_submit_shaped,
 };
 
 extern "C" const demix_backend_ops *demix__cuda_backend(void)

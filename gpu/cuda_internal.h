@@ -29,6 +29,10 @@
 #include <stdint.h>
 
 extern "C" {
+#include "engine_impl.h" /* demix_row_shape; C declarations */
+}
+
+extern "C" {
 #include "cpu_backend.h"
 #include "engine_impl.h"
 }
@@ -212,6 +216,8 @@ typedef struct demix_cuda {
     cudaStream_t h2d, d2h;   /* the two copy directions */
     char *d_pin[2];          /* input, d_inbuf's layout, for R rows */
     float *d_pout[2];        /* [R][T][C][H] outputs */
+    unsigned char *d_pack[2];     /* the chunk's outputs in their shapes */
+    demix_row_shape *d_shapes[2]; /* [R] the chunk's row shapes */
     int *h_ids;              /* pinned [2][ids_cap]: a step's slot ids */
     size_t ids_cap;
     cudaEvent_t ev_h2d[2], ev_comp[2], ev_out_free[2];
@@ -445,6 +451,13 @@ typedef struct demix_ola_params {
 } demix_ola_params;
 bool demix__launch_overlap_add(demix_cuda_err *e, cudaStream_t s, int rows,
                                const demix_ola_params *p);
+
+/* pack.cu: rows of full [rows][T][CH] outputs into their shapes, row r at
+ * out + shapes[r].offset - base (engine.h's output shapes). */
+bool demix__launch_pack_rows(demix_cuda_err *e, cudaStream_t s, int rows,
+                             const float *full, int T, int CH,
+                             const demix_row_shape *shapes, uint64_t base,
+                             unsigned char *out);
 
 /* Create-time helpers. */
 bool demix__launch_fold(demix_cuda_err *e, cudaStream_t s, int D, int C,
