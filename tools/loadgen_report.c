@@ -40,8 +40,8 @@ static void add_error(loadgen_round *r, const loadgen_session *s)
 static void add_verify(loadgen_verify_summary *v, const loadgen_session *x)
 {
     const loadgen_verify_result *res = &x->verify;
-    if (!res->sampled)
-        return;
+    if (!res->sampled || x->t_ready == 0.0)
+        return; /* refused or failed before ready: nothing to compare */
     v->sampled++;
     if (!res->complete)
         return;
@@ -251,10 +251,11 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
         if (isfinite(v->snr_db_min))
             snprintf(snr, sizeof snr, "; lowest SNR %.1f dB", v->snr_db_min);
         fprintf(out,
-                "verify       %d sessions decoded and compared with the "
+                "verify       %d session%s decoded and compared with the "
                 "reference: %d identical, %d mismatched (below %.0f dB), "
                 "%d incomplete%s\n",
-                v->sampled, v->identical, v->mismatched, v->min_snr_db,
+                v->sampled, v->sampled == 1 ? "" : "s", v->identical,
+                v->mismatched, v->min_snr_db,
                 v->sampled - v->complete, snr);
     }
     double lo = 0, hi = 0;

@@ -55,7 +55,7 @@ typedef struct loadgen_thread_figures {
 /* The sampled sessions' comparison with the reference. */
 typedef struct loadgen_verify_summary {
     int enabled;    /* a reference was made */
-    int sampled;    /* sessions sampled */
+    int sampled;    /* sessions sampled that got ready */
     int complete;   /* of those, compared over the whole span */
     int identical;  /* bit-identical to the reference */
     int mismatched; /* SNR below min_snr_db */
@@ -73,7 +73,9 @@ typedef struct loadgen_round {
     double main_cpu_s;   /* the main thread's */
     int threads;
     loadgen_thread_figures *thread; /* threads entries (the caller's) */
-    int64_t rss_bytes_per_session;  /* 0: not measured */
+    int64_t rss_bytes_per_session;  /* resident memory grown by the round,
+                                       per session started, at the loaded
+                                       moment; 0: not measured */
     int rate_hz;
     double hop_ms;     /* one input message (the client's hop) */
     double late_ms;    /* a client late hop: added latency above this */

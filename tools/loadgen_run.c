@@ -317,8 +317,9 @@ int loadgen_run_round(loadgen_run *g, int n, loadgen_round *r,
             (p.judged > 0 || now >= p.first_t0 + g->seconds - lead_s)) {
             loaded_started = 1;
             int64_t rss = loadgen_usage_rss_bytes();
-            if (rss > rss_before && p.ready > 0)
-                r->rss_bytes_per_session = (rss - rss_before) / p.ready;
+            int started = p.sessions - p.not_started;
+            if (rss > rss_before && started > 0)
+                r->rss_bytes_per_session = (rss - rss_before) / started;
             loadgen_stats_start(&loaded, g->loop, g->url, g->timeout_s);
         }
         if (loaded_started && !loaded.done)
