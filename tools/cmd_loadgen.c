@@ -2,40 +2,43 @@
  * cmd_loadgen.c - `demix loadgen`: load-test a demixd server with many
  * live streaming sessions at once and report what they got: how many the
  * server took, whether it kept up with real time, the latency each message
- * saw, and the server's own figures (docs/loadgen.md).
+ * saw (in total and beyond the announced latency), late and lost hops,
+ * whether a sample of sessions got the same stems as a reference, the
+ * client's own CPU per thread, and the server's own figures
+ * (docs/loadgen.md).
  *
- * Design. One thread, one ws_client loop (one lws context), event-driven:
- * N loadgen_session objects stream the same audio loop (loadgen_audio.h,
- * made and put into wire form once) at real-time pace, in a few phase
- * groups, and count what comes back (loadgen_session.h). Between lws
- * services the main loop polls the sessions (timeouts, stalls), prints
- * progress, and asks the server for its `stats` on short connections of
- * their own (loadgen_stats.h): before the sessions open, just before the
- * first of them ends ("loaded") and after they all closed. A round ends
- * when every session has closed; loadgen_report.h turns it into the
- * report.
+ * Design. Options and the overall flow live here; loadgen_run.h runs a
+ * round over --threads worker threads (loadgen_worker.h: each its own lws
+ * context and its own share of the sessions), the main thread keeping the
+ * stats connections, the progress line and the reference session. The
+ * audio loop (loadgen_audio.h) is made and put into wire form once and
+ * shared read-only by every thread.
  *
  *   --sessions N       one round of N sessions
  *   --ramp A:B:STEP    rounds of A, A+STEP, ... B sessions, one table row
  *                      each, until one does not hold (a refusal, a failed
- *                      session, or fewer than 95% kept up); the largest N
- *                      that held is the server's real-time capacity as a
- *                      client sees it.
+ *                      session, a lost hop, p99 added latency above
+ *                      --max-p99-ms, or fewer than 95% kept up); the
+ *                      largest N that held is the server's real-time
+ *                      capacity as a client sees it.
  *
- * Between ramp rounds it waits (up to SETTLE_S) for the server's session
- * count to fall back to what it was at the start: demixd returns a slot
- * only after the scheduler closed it, a moment after the close.
+ * Before the first round, with --verify above 0, one reference session
+ * streams the same audio alone; a sample of every round's sessions is
+ * compared with it (loadgen_verify.h).
+ *
+ * Limits. No fixed cap below LOADGEN_MAX_SESSIONS (a sanity bound above
+ * the ports of one address): the soft RLIMIT_NOFILE is raised to what the
+ * sessions need (one descriptor each, plus a margin), and a hard limit
+ * below that is an error that says how to raise it.
  *
  * Ctrl-C: every streaming session is judged and sends end; the rest of the
  * round (its stems' tail, summaries) is read and the report printed. A
  * second Ctrl-C drops every connection at once.
  *
- * Memory: per session a fixed struct (latency histogram and probe ring,
- * about 11 KB) and the ws_client's receive buffer; the audio loop once.
- *
- * Thread context: the main thread only (lws service and callbacks).
+ * Thread context: the main thread; signal handlers only count and wake.
  */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +51,10 @@
 #include "commands.h"
 #include "loadgen_audio.h"
 #include "loadgen_report.h"
+#include "loadgen_run.h"
 #include "loadgen_session.h"
 #include "loadgen_stats.h"
+#include "loadgen_verify.h"
 #include "protocol.h"
 #include "ws_client.h"
 
@@ -57,15 +62,14 @@
 #define DEFAULT_SECONDS 20.0
 #define DEFAULT_RATE_HZ 48000
 #define DEFAULT_TIMEOUT_S 30
-#define MAX_SESSIONS 4096
-#define KEEP_UP_MARGIN_S 1.0
-#define SERVICE_MS 50     /* longest wait of one lws service */
-#define POLL_S 0.1        /* session checks */
-#define LOADED_LEAD_S 0.5 /* "loaded" stats: before the streams end */
-#define SETTLE_S 5.0      /* wait for the server's sessions to go */
-#define SETTLE_RETRY_S 0.2
-#define PROGRESS_TTY_S 1.0
-#define PROGRESS_LOG_S 5.0
+#define DEFAULT_CONNECT_RATE 2000.0 /* connections per second */
+#define DEFAULT_VERIFY 0.01         /* of the sessions, compared */
+#define DEFAULT_LATE_MS 10.0
+#define DEFAULT_MAX_P99_MS 10.0
+#define LOADGEN_MAX_SESSIONS 1000000 /* sanity: > the ports of one address */
+#define LOADGEN_MAX_THREADS 1024
+#define FDS_PER_THREAD 4 /* an lws context's own: event pipe, random */
+#define FDS_SPARE 64     /* stats connections, files, stdio */
 
 static const char *const default_stems[] = {"drums", "bass", "vocals", "other"};
 
@@ -81,6 +85,13 @@ typedef struct loadgen_options {
     demix_proto_codec codec;
     long rate_hz;
     long timeout_s;
+    long threads; /* 0: one per online CPU */
+    double connect_rate;
+    double verify;
+    double verify_min_snr_db; /* NaN: the codec's default */
+    double late_ms;
+    double max_p99_ms;
+    int session_list;
     int json;
     int verbose;
     int quiet;
@@ -88,25 +99,28 @@ typedef struct loadgen_options {
 
 typedef struct run {
     const loadgen_options *o;
-    loadgen_config cfg;
+    loadgen_run lr;
     loadgen_audio *audio;
-    ws_client_loop *loop;
-    int baseline; /* the server's sessions when we started */
-    int have_baseline;
-    int progress_tty;
-    int progress_drawn;
+    loadgen_reference *reference;
+    char reference_error[512];
+    double reference_wall_s;
 } run;
 
 static volatile sig_atomic_t g_interrupts;
-static ws_client_loop *volatile g_loop;
+static ws_client_loop *volatile g_main_loop;
+static ws_client_loop **volatile g_loops;
+static volatile int g_loop_count;
 
 static void on_signal(int sig)
 {
     (void)sig;
     if (g_interrupts < 2)
         g_interrupts++;
-    if (g_loop)
-        ws_client_loop_wake(g_loop);
+    if (g_main_loop)
+        ws_client_loop_wake(g_main_loop);
+    ws_client_loop **loops = g_loops;
+    for (int i = 0; loops && i < g_loop_count; i++)
+        ws_client_loop_wake(loops[i]);
 }
 
 void cmd_loadgen_usage(FILE *out)
@@ -133,29 +147,65 @@ void cmd_loadgen_usage(FILE *out)
             "      --stems A,B      stems to ask for (default: %s,%s,%s,%s)\n"
             "      --token T        access token, when the server wants one\n"
             "                       (default: $DEMIX_TOKEN)\n"
+            "  -t, --threads N      client threads, each with its own connections\n"
+            "                       (default: one per online CPU, at most one per\n"
+            "                       session)\n"
+            "      --connect-rate R new connections per second, all threads\n"
+            "                       (default: %.0f)\n"
+            "      --verify F       fraction of the sessions whose stems are decoded\n"
+            "                       and compared with a reference session, at least\n"
+            "                       one; 0: none (default: %g)\n"
+            "      --verify-min-snr DB  a compared session below this SNR is a\n"
+            "                       mismatch (default: %.0f for PCM, %.0f for Opus)\n"
+            "      --late-ms MS     a hop is late when its added latency exceeds\n"
+            "                       this (default: %.0f)\n"
+            "      --max-p99-ms MS  a round holds only with p99 added latency at\n"
+            "                       most this (default: %.0f)\n"
             "      --timeout S      a session (or a stats request) fails after S\n"
             "                       seconds without a message from the server\n"
             "                       (default: %d)\n"
             "      --json           the report as one JSON object on stdout\n"
+            "      --no-session-list  leave the per-session list out of --json\n"
             "  -v, --verbose        a line per session in the report\n"
             "  -q, --quiet          no progress lines\n"
             "  -h, --help           this text\n"
             "\n"
-            "A session keeps up when, at the end of its audio, its output has\n"
-            "arrived on every stem to within the announced latency + 1 s of real\n"
-            "time. A round holds when no session was refused or failed and at\n"
-            "least 95%% kept up. Latency: from sending input position p to the\n"
-            "moment position p has arrived on every stem. See docs/loadgen.md.\n"
+            "Added latency: the latency beyond the announced one (ready's\n"
+            "latency_frames). A session keeps up when, at the end of its audio,\n"
+            "its output has arrived on every stem to within the announced latency\n"
+            "+ 1 s of real time. A round holds when no session was refused or\n"
+            "failed, no hop was lost, the p99 added latency is within\n"
+            "--max-p99-ms and at least 95%% kept up. See docs/loadgen.md.\n"
             "\n"
-            "exit status: 0 the run completed and no session failed (refusals are\n"
-            "a result), 1 a failure (cannot connect, a session failed, Ctrl-C),\n"
-            "2 usage error.\n",
+            "exit status: 0 the run completed, no session failed and no compared\n"
+            "session mismatched (refusals are a result), 1 a failure (cannot\n"
+            "connect, a session failed, a mismatch, Ctrl-C), 2 usage error.\n",
             DEFAULT_SESSIONS, DEFAULT_SECONDS, LOADGEN_AUDIO_MAX_FILE_S,
             DEFAULT_RATE_HZ, default_stems[0], default_stems[1],
-            default_stems[2], default_stems[3], DEFAULT_TIMEOUT_S);
+            default_stems[2], default_stems[3], DEFAULT_CONNECT_RATE,
+            DEFAULT_VERIFY, LOADGEN_VERIFY_PCM_MIN_SNR_DB,
+            LOADGEN_VERIFY_OPUS_MIN_SNR_DB, DEFAULT_LATE_MS,
+            DEFAULT_MAX_P99_MS, DEFAULT_TIMEOUT_S);
 }
 
 /* ------------------------------------------------------------ options */
+
+/* A number in [lo, hi] for `option` (NaN and infinities refused). */
+static int parse_number(const char *option, const char *text, double lo,
+                        double hi, const char *what, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr,
+                "demix loadgen: %s must be %s from %g to %g (got '%s')\n",
+                option, what, lo, hi, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
 
 static int parse_seconds(const char *text, double *out)
 {
@@ -191,11 +241,11 @@ static int parse_ramp(const char *text, loadgen_options *o)
         }
         p = end + 1;
     }
-    if (v[0] < 1 || v[1] < v[0] || v[1] > MAX_SESSIONS || v[2] < 1) {
+    if (v[0] < 1 || v[1] < v[0] || v[1] > LOADGEN_MAX_SESSIONS || v[2] < 1) {
         fprintf(stderr,
                 "demix loadgen: --ramp %s: need 1 <= FROM <= TO <= %d "
                 "and STEP >= 1\n",
-                text, MAX_SESSIONS);
+                text, LOADGEN_MAX_SESSIONS);
         return -1;
     }
     o->ramp = 1;
@@ -233,6 +283,12 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
     o->codec = DEMIX_PROTO_CODEC_PCM_S16;
     o->rate_hz = DEFAULT_RATE_HZ;
     o->timeout_s = DEFAULT_TIMEOUT_S;
+    o->connect_rate = DEFAULT_CONNECT_RATE;
+    o->verify = DEFAULT_VERIFY;
+    o->verify_min_snr_db = NAN;
+    o->late_ms = DEFAULT_LATE_MS;
+    o->max_p99_ms = DEFAULT_MAX_P99_MS;
+    o->session_list = 1;
     int sessions_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -242,6 +298,8 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
             return -1;
         } else if (strcmp(a, "--json") == 0) {
             o->json = 1;
+        } else if (strcmp(a, "--no-session-list") == 0) {
+            o->session_list = 0;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             o->verbose = 1;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
@@ -251,8 +309,8 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
                 return DEMIX_EXIT_USAGE;
             o->url = v;
         } else if ((r = cli_option(argc, argv, &i, "--sessions", "-n", &v))) {
-            if (r < 0 || cli_int("loadgen", "--sessions", v, 1, MAX_SESSIONS,
-                                 &o->sessions))
+            if (r < 0 || cli_int("loadgen", "--sessions", v, 1,
+                                 LOADGEN_MAX_SESSIONS, &o->sessions))
                 return DEMIX_EXIT_USAGE;
             sessions_given = 1;
         } else if ((r = cli_option(argc, argv, &i, "--ramp", NULL, &v))) {
@@ -284,6 +342,36 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
         } else if ((r = cli_option(argc, argv, &i, "--timeout", NULL, &v))) {
             if (r < 0 ||
                 cli_int("loadgen", "--timeout", v, 1, 86400, &o->timeout_s))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
+            if (r < 0 || cli_int("loadgen", "--threads", v, 1,
+                                 LOADGEN_MAX_THREADS, &o->threads))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--connect-rate", NULL,
+                                   &v))) {
+            if (r < 0 || parse_number("--connect-rate", v, 1, 1e6,
+                                      "a number of connections per second",
+                                      &o->connect_rate))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--verify", NULL, &v))) {
+            if (r < 0 ||
+                parse_number("--verify", v, 0, 1, "a fraction", &o->verify))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--verify-min-snr", NULL,
+                                   &v))) {
+            if (r < 0 || parse_number("--verify-min-snr", v, -100, 1000,
+                                      "a number of dB",
+                                      &o->verify_min_snr_db))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--late-ms", NULL, &v))) {
+            if (r < 0 || parse_number("--late-ms", v, 0, 60000,
+                                      "a number of milliseconds", &o->late_ms))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--max-p99-ms", NULL,
+                                   &v))) {
+            if (r < 0 || parse_number("--max-p99-ms", v, 0, 600000,
+                                      "a number of milliseconds",
+                                      &o->max_p99_ms))
                 return DEMIX_EXIT_USAGE;
         } else {
             fprintf(stderr,
@@ -323,6 +411,10 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
                 o->rate_hz);
         return DEMIX_EXIT_USAGE;
     }
+    if (isnan(o->verify_min_snr_db))
+        o->verify_min_snr_db = o->codec == DEMIX_PROTO_CODEC_OPUS
+                                   ? LOADGEN_VERIFY_OPUS_MIN_SNR_DB
+                                   : LOADGEN_VERIFY_PCM_MIN_SNR_DB;
     char err[512], host[256], path[1024];
     int tls, port;
     if (ws_client_parse_url(o->url, &tls, host, sizeof host, &port, path,
@@ -333,252 +425,101 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
     return 0;
 }
 
-/* ----------------------------------------------------------- progress */
-
-static void progress_line(run *g, const loadgen_session *s, int n,
-                          double elapsed, double now)
-{
-    int streaming = 0, refused = 0, failed = 0, behind = 0, ready = 0;
-    latency_hist h;
-    latency_hist_init(&h);
-    for (int i = 0; i < n; i++) {
-        const loadgen_session *x = &s[i];
-        if (x->t_ready > 0.0)
-            ready++;
-        if (x->outcome == LOADGEN_REFUSED)
-            refused++;
-        else if (x->outcome == LOADGEN_FAILED)
-            failed++;
-        if (loadgen_session_streaming(x)) {
-            streaming++;
-            double allowed =
-                (double)x->latency_frames / x->rate_hz + KEEP_UP_MARGIN_S;
-            if (loadgen_session_lag_s(x, now) > allowed)
-                behind++;
-        }
-        latency_hist_merge(&h, &x->latency);
-    }
-    char lat[96] = "";
-    if (h.count)
-        snprintf(lat, sizeof lat, "; latency p50 %.1f ms, p99 %.1f ms",
-                 1e3 * latency_hist_quantile(&h, 0.5),
-                 1e3 * latency_hist_quantile(&h, 0.99));
-    fprintf(stderr,
-            "%sloadgen: %d sessions, %.0f/%.0f s: %d ready, %d "
-            "streaming, %d behind, %d refused, %d failed%s%s",
-            g->progress_tty ? "\r\033[K" : "", n, elapsed, g->o->seconds, ready,
-            streaming, behind, refused, failed, lat,
-            g->progress_tty ? "" : "\n");
-    fflush(stderr);
-    g->progress_drawn = g->progress_tty;
-}
-
-static void progress_clear(run *g)
-{
-    if (g->progress_drawn) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-        g->progress_drawn = 0;
-    }
-}
-
-/* -------------------------------------------------------------- stats */
-
-/* Ask the server for its stats and wait for the answer. */
-static void ask_stats(run *g, loadgen_stats *q)
-{
-    loadgen_stats_start(q, g->loop, g->o->url, (double)g->o->timeout_s);
-    while (!q->done && g_interrupts < 2) {
-        if (ws_client_loop_service(g->loop, SERVICE_MS) < 0)
-            break;
-        loadgen_stats_poll(q, ws_client_now_s());
-    }
-    if (!q->done && !q->err[0])
-        snprintf(q->err, sizeof q->err, "interrupted");
-    loadgen_stats_free(q);
-}
-
-/* Before a round: the server's stats once its session count is back at
- * the baseline (or SETTLE_S passed). */
-static void settle(run *g, loadgen_server_view *before)
-{
-    double start = ws_client_now_s();
-    for (;;) {
-        loadgen_stats q;
-        ask_stats(g, &q);
-        loadgen_server_view_set(before, &q);
-        if (!q.ok || !g->have_baseline || q.stats.sessions <= g->baseline ||
-            g_interrupts || ws_client_now_s() - start > SETTLE_S)
-            return;
-        double until = ws_client_now_s() + SETTLE_RETRY_S;
-        while (ws_client_now_s() < until && !g_interrupts)
-            (void)ws_client_loop_service(g->loop, SERVICE_MS);
-    }
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru))
-        return 0.0;
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-/* -------------------------------------------------------------- round */
-
-/* n sessions until every one has closed; *sessions_out (n of them, the
- * caller frees) and r filled. -1 when out of memory. */
-static int run_round(run *g, int n, loadgen_round *r,
-                     loadgen_session **sessions_out)
-{
-    memset(r, 0, sizeof *r);
-    r->sessions = n;
-    r->seconds = g->o->seconds;
-    settle(g, &r->before);
-    loadgen_session *s = calloc((size_t)n, sizeof *s);
-    if (!s)
-        return -1;
-    *sessions_out = s;
-    double t_start = ws_client_now_s(), cpu_start = cpu_seconds();
-    g->cfg.epoch_s = t_start;
-    for (int i = 0; i < n; i++)
-        loadgen_session_start(&s[i], g->loop, &g->cfg, i, n);
-
-    loadgen_stats loaded;
-    int loaded_started = 0, stopping = 0, aborting = 0;
-    double next_poll = t_start, next_progress = t_start + 1.0;
-    double progress_period = g->progress_tty ? PROGRESS_TTY_S : PROGRESS_LOG_S;
-    for (;;) {
-        int open = 0, judged = 0;
-        double first_t0 = 0.0;
-        for (int i = 0; i < n; i++) {
-            open += !loadgen_session_done(&s[i]);
-            judged += s[i].judged;
-            if (s[i].t_ready > 0.0 && (first_t0 == 0.0 || s[i].t0 < first_t0))
-                first_t0 = s[i].t0;
-        }
-        double now = ws_client_now_s();
-        /* The server's view under load: shortly before the first stream
-         * ends, while every session is still live. */
-        double lead_s = g->o->seconds / 4 < LOADED_LEAD_S ? g->o->seconds / 4
-                                                          : LOADED_LEAD_S;
-        if (!loaded_started && !stopping && first_t0 > 0.0 &&
-            (judged > 0 || now >= first_t0 + g->o->seconds - lead_s)) {
-            loaded_started = 1;
-            loadgen_stats_start(&loaded, g->loop, g->o->url,
-                                (double)g->o->timeout_s);
-        }
-        if (loaded_started && !loaded.done)
-            loadgen_stats_poll(&loaded, now);
-        if (open == 0 && (!loaded_started || loaded.done))
-            break;
-
-        if (g_interrupts >= 1 && !stopping) {
-            stopping = 1;
-            r->interrupted = 1;
-            for (int i = 0; i < n; i++)
-                loadgen_session_stop(&s[i]);
-        }
-        if (g_interrupts >= 2 && !aborting) {
-            aborting = 1;
-            for (int i = 0; i < n; i++)
-                loadgen_session_abort(&s[i]);
-            if (loaded_started && !loaded.done) {
-                loaded.done = 1;
-                snprintf(loaded.err, sizeof loaded.err, "interrupted");
-            }
-        }
-        if (now >= next_poll) {
-            for (int i = 0; i < n; i++)
-                loadgen_session_poll(&s[i], now);
-            next_poll = now + POLL_S;
-        }
-        if (!g->o->quiet && now >= next_progress) {
-            progress_line(g, s, n, now - t_start, now);
-            next_progress = now + progress_period;
-        }
-        if (ws_client_loop_service(g->loop, SERVICE_MS) < 0) {
-            progress_clear(g);
-            cli_error("libwebsockets failed");
-            for (int i = 0; i < n; i++)
-                loadgen_session_abort(&s[i]);
-            break;
-        }
-    }
-    progress_clear(g);
-    r->wall_s = ws_client_now_s() - t_start;
-    r->client_cpu_s = cpu_seconds() - cpu_start;
-    if (loaded_started) {
-        loadgen_server_view_set(&r->loaded, &loaded);
-        loadgen_stats_free(&loaded);
-    }
-    if (g_interrupts < 2) {
-        loadgen_stats q;
-        ask_stats(g, &q);
-        loadgen_server_view_set(&r->after, &q);
-    }
-    loadgen_round_collect(r, s, n);
-    return 0;
-}
-
-static void free_sessions(loadgen_session *s, int n)
-{
-    if (!s)
-        return;
-    for (int i = 0; i < n; i++)
-        loadgen_session_free(&s[i]);
-    free(s);
-}
-
 /* -------------------------------------------------------------- setup */
 
-/* Enough file descriptors for n connections (the soft limit is often
- * 1024). 0, or -1 after saying why. */
-static int ensure_fds(long n)
+/* Enough file descriptors for n sessions on `threads` lws contexts: the
+ * soft limit is raised to that (not to the hard limit: lws sizes a table
+ * of 8 bytes per possible descriptor in every context by the soft limit).
+ * 0, or -1 after saying why and what to do. */
+static int ensure_fds(long n, int threads)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl))
         return 0;
-    rlim_t want = (rlim_t)n + 64;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
-            cli_error("%ld sessions need about %lu open files; the limit is "
-                      "%lu (raise it with ulimit -n)",
-                      n, (unsigned long)want, (unsigned long)rl.rlim_max);
-            return -1;
-        }
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl)) {
-            cli_error("cannot raise the open-file limit to %lu: %s",
-                      (unsigned long)want, strerror(errno));
-            return -1;
-        }
+    rlim_t want = (rlim_t)n + (rlim_t)threads * FDS_PER_THREAD + FDS_SPARE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= want)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+        cli_error("%ld sessions need %lu open files (one per session, %d per "
+                  "thread, %d spare); the hard limit is %lu: raise it (as "
+                  "root: ulimit -Hn %lu, LimitNOFILE= in a systemd unit, "
+                  "docker run --ulimit nofile=%lu:%lu) or run fewer "
+                  "sessions",
+                  n, (unsigned long)want, FDS_PER_THREAD, FDS_SPARE,
+                  (unsigned long)rl.rlim_max, (unsigned long)want,
+                  (unsigned long)want, (unsigned long)want);
+        return -1;
+    }
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl)) {
+        cli_error("cannot raise the open-file limit to %lu for %ld sessions: "
+                  "%s (try ulimit -n %lu)",
+                  (unsigned long)want, n, strerror(errno),
+                  (unsigned long)want);
+        return -1;
     }
     return 0;
+}
+
+static cJSON *json_verify_header(const run *g)
+{
+    const loadgen_options *o = g->o;
+    if (!(o->verify > 0))
+        return cJSON_CreateNull();
+    cJSON *v = cJSON_CreateObject();
+    cJSON *ref = v ? cJSON_AddObjectToObject(v, "reference") : NULL;
+    int ok =
+        ref && cJSON_AddNumberToObject(v, "fraction", o->verify) &&
+        cJSON_AddNumberToObject(v, "min_snr_db", o->verify_min_snr_db) &&
+        cJSON_AddBoolToObject(ref, "ok", g->reference != NULL) &&
+        cJSON_AddItemToObject(
+            ref, "error",
+            g->reference ? cJSON_CreateNull()
+                         : cJSON_CreateString(g->reference_error)) &&
+        cJSON_AddNumberToObject(
+            ref, "seconds",
+            g->reference ? (double)loadgen_reference_frames(g->reference) /
+                               o->rate_hz
+                         : 0.0) &&
+        cJSON_AddNumberToObject(ref, "wall_s", g->reference_wall_s);
+    if (!ok) {
+        cJSON_Delete(v);
+        return NULL;
+    }
+    return v;
 }
 
 static cJSON *json_header(const run *g)
 {
     const loadgen_options *o = g->o;
+    const loadgen_config *c = &g->lr.cfg;
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
+    cJSON *verify = json_verify_header(g);
     int ok =
-        cJSON_AddStringToObject(root, "url", o->url) &&
-        cJSON_AddStringToObject(root, "mode", o->ramp ? "ramp" : "sessions") &&
-        cJSON_AddStringToObject(root, "codec",
-                                demix_proto_codec_name(o->codec)) &&
-        cJSON_AddNumberToObject(root, "rate", (double)o->rate_hz) &&
-        cJSON_AddNumberToObject(root, "channels",
-                                loadgen_audio_channels(g->audio)) &&
-        cJSON_AddStringToObject(root, "input",
-                                o->input ? o->input : "generated") &&
-        cJSON_AddNumberToObject(root, "seconds", o->seconds);
+        verify && cJSON_AddItemToObject(root, "verify", verify);
+    if (!ok)
+        cJSON_Delete(verify);
+    ok = ok && cJSON_AddStringToObject(root, "url", o->url) &&
+         cJSON_AddStringToObject(root, "mode",
+                                 o->ramp ? "ramp" : "sessions") &&
+         cJSON_AddStringToObject(root, "codec",
+                                 demix_proto_codec_name(o->codec)) &&
+         cJSON_AddNumberToObject(root, "rate", (double)o->rate_hz) &&
+         cJSON_AddNumberToObject(root, "channels",
+                                 loadgen_audio_channels(g->audio)) &&
+         cJSON_AddStringToObject(root, "input",
+                                 o->input ? o->input : "generated") &&
+         cJSON_AddNumberToObject(root, "seconds", o->seconds) &&
+         cJSON_AddNumberToObject(root, "threads", g->lr.threads) &&
+         cJSON_AddNumberToObject(root, "connect_rate", o->connect_rate) &&
+         cJSON_AddNumberToObject(root, "late_ms", o->late_ms) &&
+         cJSON_AddNumberToObject(root, "max_p99_ms", o->max_p99_ms);
     cJSON *stems = ok ? cJSON_AddArrayToObject(root, "stems") : NULL;
     ok = ok && stems;
-    for (int i = 0; ok && i < g->cfg.stem_count; i++)
-        ok = cJSON_AddItemToArray(stems, cJSON_CreateString(g->cfg.stems[i]));
+    for (int i = 0; ok && i < c->stem_count; i++)
+        ok = cJSON_AddItemToArray(stems, cJSON_CreateString(c->stems[i]));
     ok = ok && cJSON_AddArrayToObject(root, "rounds");
     if (!ok) {
         cJSON_Delete(root);
@@ -591,11 +532,32 @@ static void print_title(const run *g, int n)
 {
     const loadgen_options *o = g->o;
     printf("demix loadgen: %d session%s x %.1f s against %s (%s, %ld Hz %s, "
-           "%d stems, %s)\n",
+           "%d stems, %s; %d thread%s)\n",
            n, n == 1 ? "" : "s", o->seconds, o->url,
            demix_proto_codec_name(o->codec), o->rate_hz,
            loadgen_audio_channels(g->audio) == 1 ? "mono" : "stereo",
-           g->cfg.stem_count, o->input ? o->input : "generated test signal");
+           g->lr.cfg.stem_count, o->input ? o->input : "generated test signal",
+           n < g->lr.threads ? n : g->lr.threads,
+           (n < g->lr.threads ? n : g->lr.threads) == 1 ? "" : "s");
+}
+
+/* The reference session, when --verify asks for one. A failure is kept in
+ * g->reference_error (reported, exit 1), the rounds run without it. */
+static void make_reference(run *g)
+{
+    if (!(g->o->verify > 0))
+        return;
+    double t0 = ws_client_now_s();
+    if (loadgen_run_reference(&g->lr, &g->reference, g->reference_error,
+                              sizeof g->reference_error))
+        g->reference = NULL;
+    g->reference_wall_s = ws_client_now_s() - t0;
+    g->lr.cfg.reference = g->reference;
+    if (!g->reference && !g->o->quiet)
+        fprintf(stderr,
+                "demix loadgen: warning: the reference session failed (%s); "
+                "no output is compared\n",
+                g->reference_error);
 }
 
 /* ---------------------------------------------------------------- run */
@@ -604,7 +566,7 @@ static int run_all(run *g)
 {
     const loadgen_options *o = g->o;
     loadgen_stats first;
-    ask_stats(g, &first);
+    loadgen_run_stats(&g->lr, &first);
     if (first.failed_connect) {
         cli_error("%s", first.err);
         return 1;
@@ -614,11 +576,16 @@ static int run_all(run *g)
         return 1;
     }
     if (first.ok) {
-        g->baseline = first.stats.sessions;
-        g->have_baseline = 1;
+        g->lr.baseline = first.stats.sessions;
+        g->lr.have_baseline = 1;
     } else if (!o->quiet) {
         fprintf(stderr, "demix loadgen: warning: no server stats: %s\n",
                 first.err);
+    }
+    make_reference(g);
+    if (g_interrupts) {
+        cli_error("interrupted");
+        return 1;
     }
 
     cJSON *root = o->json ? json_header(g) : NULL;
@@ -630,15 +597,17 @@ static int run_all(run *g)
     long from = o->ramp ? o->ramp_from : o->sessions;
     long to = o->ramp ? o->ramp_to : o->sessions;
     long step = o->ramp ? o->ramp_step : 1;
-    int any_failed = 0, largest_held = 0, rc = 0;
+    int any_failed = 0, mismatched = 0, largest_held = 0, rc = 0;
+    double snr_min = INFINITY;
     char first_failure[256] = "";
-    char stop_reason[160] = "";
+    char stop_reason[200] = "";
     if (o->ramp && !o->json) {
         printf("demix loadgen: ramp %ld:%ld:%ld, %.1f s per round against %s "
-               "(%s, %ld Hz, %d stems)\n",
+               "(%s, %ld Hz, %d stems, up to %d threads)\n",
                from, to, step, o->seconds, o->url,
-               demix_proto_codec_name(o->codec), o->rate_hz, g->cfg.stem_count);
-        if (g->have_baseline)
+               demix_proto_codec_name(o->codec), o->rate_hz,
+               g->lr.cfg.stem_count, g->lr.threads);
+        if (g->lr.have_baseline)
             printf("server: max_sessions %d, %d sessions live before the "
                    "ramp\n",
                    first.stats.max_sessions, first.stats.sessions);
@@ -647,13 +616,16 @@ static int run_all(run *g)
     for (long n = from; n <= to; n += step) {
         loadgen_round r;
         loadgen_session *s = NULL;
-        if (run_round(g, (int)n, &r, &s)) {
-            free_sessions(s, (int)n);
+        if (loadgen_run_round(&g->lr, (int)n, &r, &s)) {
+            loadgen_run_free(&r, s, (int)n);
             cli_error("out of memory for %ld sessions", n);
             rc = 1;
             break;
         }
         any_failed += r.failed;
+        mismatched += r.verify.mismatched;
+        if (r.verify.snr_db_min < snr_min)
+            snr_min = r.verify.snr_db_min;
         for (int i = 0; i < r.error_groups && !first_failure[0]; i++)
             if (r.errors[i].outcome == LOADGEN_FAILED)
                 snprintf(first_failure, sizeof first_failure, "%s",
@@ -661,7 +633,7 @@ static int run_all(run *g)
         if (r.held)
             largest_held = (int)n;
         if (root) {
-            cJSON *j = loadgen_report_json(&r, s, (int)n);
+            cJSON *j = loadgen_report_json(&r, s, (int)n, o->session_list);
             if (!j || !cJSON_AddItemToArray(rounds, j)) {
                 cJSON_Delete(j);
                 cli_error("out of memory for the JSON report");
@@ -675,21 +647,17 @@ static int run_all(run *g)
             print_title(g, (int)n);
             loadgen_report_text(stdout, &r, s, (int)n, o->verbose);
         }
-        free_sessions(s, (int)n);
+        loadgen_run_free(&r, s, (int)n);
         if (r.interrupted) {
             snprintf(stop_reason, sizeof stop_reason,
-                     "interrupted at %ld "
-                     "sessions",
-                     n);
+                     "interrupted at %ld sessions", n);
             break;
         }
         if (!r.held) {
-            char why[128];
+            char why[160];
             loadgen_round_verdict(&r, why, sizeof why);
             snprintf(stop_reason, sizeof stop_reason,
-                     "%ld sessions did not "
-                     "hold: %s",
-                     n, why);
+                     "%ld sessions did not hold: %s", n, why);
             break;
         }
     }
@@ -744,7 +712,51 @@ static int run_all(run *g)
                   any_failed == 1 ? "" : "s", first_failure);
         return 1;
     }
+    if (o->verify > 0 && !g->reference) {
+        cli_error("the reference session failed, so no output was compared: "
+                  "%s",
+                  g->reference_error);
+        return 1;
+    }
+    if (mismatched) {
+        cli_error("%d compared session%s differ from the reference (lowest "
+                  "SNR %.1f dB, below %.0f dB; --verify-min-snr sets the "
+                  "threshold)",
+                  mismatched, mismatched == 1 ? "" : "s", snr_min,
+                  o->verify_min_snr_db);
+        return 1;
+    }
     return 0;
+}
+
+static int make_loops(run *g, long most, int tls, char *err, size_t cap)
+{
+    int threads = g->lr.threads;
+    g->lr.loops = calloc((size_t)threads, sizeof *g->lr.loops);
+    if (!g->lr.loops) {
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    /* A worker holds at most ceil(most / threads) sessions. */
+    int per = (int)((most + threads - 1) / threads);
+    if (ws_client_loop_create(8, DEMIX_PROTO_MAX_BINARY_BYTES, tls,
+                              &g->lr.loop, err, cap))
+        return -1;
+    for (int j = 0; j < threads; j++)
+        if (ws_client_loop_create(per + 4, DEMIX_PROTO_MAX_BINARY_BYTES, tls,
+                                  &g->lr.loops[j], err, cap))
+            return -1;
+    return 0;
+}
+
+static void free_loops(run *g)
+{
+    for (int j = 0; g->lr.loops && j < g->lr.threads; j++)
+        ws_client_loop_destroy(g->lr.loops[j]);
+    free(g->lr.loops);
+    g->lr.loops = NULL;
+    ws_client_loop_destroy(g->lr.loop);
+    g->lr.loop = NULL;
 }
 
 int cmd_loadgen(int argc, char **argv)
@@ -757,14 +769,26 @@ int cmd_loadgen(int argc, char **argv)
     run g;
     memset(&g, 0, sizeof g);
     g.o = &o;
-    g.progress_tty = isatty(fileno(stderr));
-    loadgen_config *c = &g.cfg;
+    loadgen_run *lr = &g.lr;
+    lr->url = o.url;
+    lr->seconds = o.seconds;
+    lr->timeout_s = (double)o.timeout_s;
+    lr->quiet = o.quiet;
+    lr->progress_tty = isatty(fileno(stderr));
+    lr->connect_rate = o.connect_rate;
+    lr->verify_fraction = o.verify;
+    lr->max_p99_ms = o.max_p99_ms;
+    lr->late_ms = o.late_ms;
+    lr->interrupts = &g_interrupts;
+    loadgen_config *c = &lr->cfg;
     c->url = o.url;
     c->token = o.token;
     c->codec = o.codec;
     c->seconds = o.seconds;
     c->timeout_s = (double)o.timeout_s;
-    c->keep_up_margin_s = KEEP_UP_MARGIN_S;
+    c->keep_up_margin_s = LOADGEN_KEEP_UP_MARGIN_S;
+    c->late_s = o.late_ms / 1e3;
+    c->verify_min_snr_db = o.verify_min_snr_db;
     if (o.stems) {
         if (cli_stem_list("loadgen", o.stems, c->stems, &c->stem_count))
             return DEMIX_EXIT_USAGE;
@@ -774,7 +798,9 @@ int cmd_loadgen(int argc, char **argv)
             snprintf(c->stems[i], sizeof c->stems[i], "%s", default_stems[i]);
     }
     long most = o.ramp ? o.ramp_to : o.sessions;
-    if (ensure_fds(most))
+    long threads = o.threads ? o.threads : cli_default_threads();
+    lr->threads = (int)(threads < most ? threads : most);
+    if (ensure_fds(most, lr->threads))
         return 1;
 
     char err[1024];
@@ -786,13 +812,16 @@ int cmd_loadgen(int argc, char **argv)
     }
     c->audio = g.audio;
     int tls = strncmp(o.url, "wss://", 6) == 0;
-    if (ws_client_loop_create((int)most + 4, DEMIX_PROTO_MAX_BINARY_BYTES, tls,
-                              &g.loop, err, sizeof err)) {
+    if (make_loops(&g, most, tls, err, sizeof err)) {
         cli_error("%s", err);
+        free_loops(&g);
         loadgen_audio_destroy(g.audio);
         return 1;
     }
 
+    g_main_loop = lr->loop;
+    g_loops = lr->loops;
+    g_loop_count = lr->threads;
     struct sigaction sa, old_int, old_term, old_pipe;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -801,15 +830,17 @@ int cmd_loadgen(int argc, char **argv)
     sigaction(SIGTERM, &sa, &old_term);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, &old_pipe);
-    g_loop = g.loop;
 
     rc = run_all(&g);
 
-    g_loop = NULL;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
-    ws_client_loop_destroy(g.loop);
+    g_main_loop = NULL;
+    g_loops = NULL;
+    g_loop_count = 0;
+    free_loops(&g);
+    loadgen_reference_destroy(g.reference);
     loadgen_audio_destroy(g.audio);
     return rc;
 }

@@ -6,6 +6,7 @@
  */
 #include "loadgen_report.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ gather */
@@ -36,14 +37,46 @@ static void add_error(loadgen_round *r, const loadgen_session *s)
     snprintf(g->example, sizeof g->example, "%s", s->message);
 }
 
+static void add_verify(loadgen_verify_summary *v, const loadgen_session *x)
+{
+    const loadgen_verify_result *res = &x->verify;
+    if (!res->sampled || x->t_ready == 0.0)
+        return; /* refused or failed before ready: nothing to compare */
+    v->sampled++;
+    if (!res->complete)
+        return;
+    v->complete++;
+    if (res->identical) {
+        v->identical++;
+        return;
+    }
+    if (res->mismatch)
+        v->mismatched++;
+    if (res->snr_db < v->snr_db_min)
+        v->snr_db_min = res->snr_db;
+}
+
+double loadgen_round_added_p99_ms(const loadgen_round *r)
+{
+    return 1e3 * latency_hist_quantile(&r->added, 0.99);
+}
+
 void loadgen_round_collect(loadgen_round *r, const loadgen_session *s, int n)
 {
     latency_hist_init(&r->latency);
-    r->started = n;
+    r->started = 0;
+    r->verify.sampled = r->verify.complete = r->verify.identical = 0;
+    r->verify.mismatched = 0;
+    r->verify.snr_db_min = INFINITY;
     for (int i = 0; i < n; i++) {
         const loadgen_session *x = &s[i];
+        r->started += x->connect_started;
         if (!r->rate_hz)
             r->rate_hz = x->rate_hz;
+        r->timed_hops += x->timed_hops;
+        r->client_late_hops += x->late_hops;
+        r->lost_hops += loadgen_session_lost_hops(x);
+        add_verify(&r->verify, x);
         if (x->t_ready > 0.0) {
             r->ready++;
             int64_t sent = loadgen_session_positions_sent(x);
@@ -79,6 +112,8 @@ void loadgen_round_collect(loadgen_round *r, const loadgen_session *s, int n)
         }
     }
     r->held = r->refused == 0 && r->failed == 0 && n > 0 &&
+              r->lost_hops == 0 &&
+              loadgen_round_added_p99_ms(r) <= r->max_p99_ms &&
               (double)r->kept_up >= LOADGEN_HELD_FRACTION * n;
 }
 
@@ -104,6 +139,13 @@ void loadgen_round_verdict(const loadgen_round *r, char *out, size_t cap)
                  r->sessions);
     else if (r->failed)
         snprintf(out, cap, "%d of %d sessions failed", r->failed, r->sessions);
+    else if (r->lost_hops)
+        snprintf(out, cap, "%lld hops lost (output that never arrived)",
+                 r->lost_hops);
+    else if (loadgen_round_added_p99_ms(r) > r->max_p99_ms)
+        snprintf(out, cap,
+                 "p99 added latency %.1f ms is above %.1f ms (--max-p99-ms)",
+                 loadgen_round_added_p99_ms(r), r->max_p99_ms);
     else
         snprintf(out, cap, "%d of %d sessions kept up (fewer than %.0f%%)",
                  r->kept_up, r->sessions, 100.0 * LOADGEN_HELD_FRACTION);
@@ -163,17 +205,35 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
             r->audio_s, r->wall_s,
             pct((double)r->frames_received, (double)r->frames_expected),
             r->frames_received, r->frames_expected);
-    if (h->count)
+    if (h->count) {
+        const latency_hist *a = &r->added;
         fprintf(out,
                 "latency      median %.1f ms, p90 %.1f ms, p99 %.1f ms, "
-                "max %.1f ms over %llu messages (announced %.1f ms)\n",
+                "p99.9 %.1f ms, max %.1f ms over %llu messages (announced "
+                "%.1f ms)\n",
                 1e3 * latency_hist_quantile(h, 0.5),
                 1e3 * latency_hist_quantile(h, 0.9),
-                1e3 * latency_hist_quantile(h, 0.99), 1e3 * h->max_s,
+                1e3 * latency_hist_quantile(h, 0.99),
+                1e3 * latency_hist_quantile(h, 0.999), 1e3 * h->max_s,
                 (unsigned long long)h->count,
                 1e3 * r->latency_frames_max / rate);
-    else
+        fprintf(out,
+                "added        p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max "
+                "%.1f ms beyond the announced latency (held: p99 <= %.1f "
+                "ms)\n",
+                1e3 * latency_hist_quantile(a, 0.5),
+                1e3 * latency_hist_quantile(a, 0.99),
+                1e3 * latency_hist_quantile(a, 0.999), 1e3 * a->max_s,
+                r->max_p99_ms);
+    } else {
         fprintf(out, "latency      no message came back\n");
+    }
+    fprintf(out,
+            "hops         %lld timed (%.0f ms of input each): %lld late "
+            "(added latency > %.1f ms, %.2f%%), %lld lost\n",
+            r->timed_hops, r->hop_ms, r->client_late_hops, r->late_ms,
+            pct((double)r->client_late_hops, (double)r->timed_hops),
+            r->lost_hops);
     fprintf(out,
             "kept up      %d of %d sessions (%.1f%%): output within "
             "latency + 1 s of real time at the end (largest lag %.2f "
@@ -185,8 +245,41 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
             "%d summaries\n",
             r->late_hops, r->hops, pct((double)r->late_hops, (double)r->hops),
             r->summaries);
-    fprintf(out, "client       %.0f%% of one CPU core\n",
-            pct(r->client_cpu_s, r->wall_s));
+    if (r->verify.enabled) {
+        const loadgen_verify_summary *v = &r->verify;
+        char snr[48] = "";
+        if (isfinite(v->snr_db_min))
+            snprintf(snr, sizeof snr, "; lowest SNR %.1f dB", v->snr_db_min);
+        fprintf(out,
+                "verify       %d session%s decoded and compared with the "
+                "reference: %d identical, %d mismatched (below %.0f dB), "
+                "%d incomplete%s\n",
+                v->sampled, v->sampled == 1 ? "" : "s", v->identical,
+                v->mismatched, v->min_snr_db,
+                v->sampled - v->complete, snr);
+    }
+    double lo = 0, hi = 0;
+    int hi_at = 0;
+    for (int i = 0; i < r->threads; i++) {
+        const loadgen_thread_figures *t = &r->thread[i];
+        double f = pct(t->user_s + t->sys_s, r->wall_s);
+        if (i == 0 || f < lo)
+            lo = f;
+        if (i == 0 || f > hi) {
+            hi = f;
+            hi_at = i;
+        }
+    }
+    char mem[48] = "";
+    if (r->rss_bytes_per_session > 0)
+        snprintf(mem, sizeof mem, "; %.1f KB per session",
+                 r->rss_bytes_per_session / 1024.0);
+    fprintf(out,
+            "client       %.0f%% of one CPU core; %d thread%s at %.0f%% to "
+            "%.0f%% of a core each (the busiest: thread %d), main %.0f%%%s\n",
+            pct(r->client_cpu_s, r->wall_s), r->threads,
+            r->threads == 1 ? "" : "s", lo, hi, hi_at,
+            pct(r->main_cpu_s, r->wall_s), mem);
     if (r->before.asked || r->loaded.asked || r->after.asked) {
         fprintf(out, "server\n");
         print_view(out, "before", &r->before);
@@ -203,9 +296,9 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
                 r->errors_ungrouped);
     if (!verbose)
         return;
-    fprintf(out, "\n%5s %-17s %-8s %8s %8s %7s %7s %8s %8s %8s  %s\n", "#",
-            "session", "outcome", "sent_s", "recv%", "hops", "late", "lag_s",
-            "p50_ms", "max_ms", "message");
+    fprintf(out, "\n%5s %-17s %-8s %8s %8s %7s %7s %5s %8s %8s %8s  %s\n",
+            "#", "session", "outcome", "sent_s", "recv%", "hops", "late",
+            "lost", "lag_s", "p50_ms", "max_ms", "message");
     for (int i = 0; i < n; i++) {
         const loadgen_session *x = &s[i];
         int64_t sent = loadgen_session_positions_sent(x);
@@ -214,12 +307,13 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
             got += loadgen_session_frames_received(x, k);
         double want = (double)sent * x->cfg->stem_count;
         fprintf(out,
-                "%5d %-17.17s %-8s %8.2f %8.2f %7llu %7llu %8.2f %8.1f "
-                "%8.1f  %s\n",
+                "%5d %-17.17s %-8s %8.2f %8.2f %7llu %7llu %5lld %8.2f "
+                "%8.1f %8.1f  %s\n",
                 x->index, x->id[0] ? x->id : "-", outcome_name(x->outcome),
                 (double)sent / (x->rate_hz > 0 ? x->rate_hz : 1),
                 pct((double)got, want), (unsigned long long)x->summary.hops,
-                (unsigned long long)x->summary.late_hops, x->lag_end_s,
+                (unsigned long long)x->summary.late_hops,
+                (long long)loadgen_session_lost_hops(x), x->lag_end_s,
                 1e3 * latency_hist_quantile(&x->latency, 0.5),
                 1e3 * x->latency.max_s,
                 x->outcome == LOADGEN_OK ? "" : x->message);
@@ -228,10 +322,12 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
 
 void loadgen_report_ramp_header(FILE *out)
 {
-    fprintf(out, "%8s %6s %7s %6s %8s %8s %8s %8s %8s %12s %9s %6s %7s\n",
+    fprintf(out,
+            "%8s %6s %7s %6s %8s %8s %8s %8s %8s %9s %6s %12s %9s %6s "
+            "%7s\n",
             "sessions", "ready", "refused", "failed", "kept_up", "recv%",
-            "p50_ms", "p99_ms", "max_ms", "late_hops", "step_p99", "batch",
-            "client");
+            "p50_ms", "p99_ms", "max_ms", "add99_ms", "lost", "late_hops",
+            "step_p99", "batch", "client");
 }
 
 void loadgen_report_ramp_row(FILE *out, const loadgen_round *r)
@@ -245,14 +341,15 @@ void loadgen_report_ramp_row(FILE *out, const loadgen_round *r)
         snprintf(batch, sizeof batch, "%.1f", r->loaded.stats.batch_mean);
     }
     fprintf(out,
-            "%8d %6d %7d %6d %7.1f%% %8.2f %8.1f %8.1f %8.1f %12s %9s "
-            "%6s %6.0f%%\n",
+            "%8d %6d %7d %6d %7.1f%% %8.2f %8.1f %8.1f %8.1f %9.1f %6lld "
+            "%12s %9s %6s %6.0f%%\n",
             r->sessions, r->ready, r->refused, r->failed,
             pct(r->kept_up, r->sessions),
             pct((double)r->frames_received, (double)r->frames_expected),
             1e3 * latency_hist_quantile(h, 0.5),
-            1e3 * latency_hist_quantile(h, 0.99), 1e3 * h->max_s, late, step,
-            batch, pct(r->client_cpu_s, r->wall_s));
+            1e3 * latency_hist_quantile(h, 0.99), 1e3 * h->max_s,
+            loadgen_round_added_p99_ms(r), r->lost_hops, late, step, batch,
+            pct(r->client_cpu_s, r->wall_s));
     fflush(out);
 }
 
@@ -272,6 +369,8 @@ static cJSON *latency_json(const latency_hist *h)
                                      1e3 * latency_hist_quantile(h, 0.9)) &&
              cJSON_AddNumberToObject(o, "p99",
                                      1e3 * latency_hist_quantile(h, 0.99)) &&
+             cJSON_AddNumberToObject(o, "p999",
+                                     1e3 * latency_hist_quantile(h, 0.999)) &&
              cJSON_AddNumberToObject(o, "max", 1e3 * h->max_s) &&
              cJSON_AddNumberToObject(o, "mean", 1e3 * latency_hist_mean(h));
     if (!ok) {
@@ -324,6 +423,44 @@ static cJSON *ratio_or_null(double part, double whole)
     return whole > 0 ? cJSON_CreateNumber(part / whole) : cJSON_CreateNull();
 }
 
+/* A number, or null when it is not finite (JSON has no infinity). */
+static cJSON *finite_or_null(double v)
+{
+    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+static cJSON *session_verify_json(const loadgen_session *x)
+{
+    const loadgen_verify_result *v = &x->verify;
+    if (!v->sampled)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    int ok = cJSON_AddBoolToObject(o, "complete", v->complete) &&
+             cJSON_AddBoolToObject(o, "identical", v->identical) &&
+             cJSON_AddBoolToObject(o, "mismatch", v->mismatch) &&
+             add_item(o, "snr_db",
+                      v->complete && !v->identical ? finite_or_null(v->snr_db)
+                                                   : cJSON_CreateNull()) &&
+             cJSON_AddNumberToObject(o, "compared_frames",
+                                     (double)v->compared_frames);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The session's largest latency beyond its announced one, in ms. */
+static cJSON *added_max_json(const loadgen_session *x)
+{
+    if (!x->latency.count || x->rate_hz <= 0)
+        return cJSON_CreateNull();
+    double added = x->latency.max_s - (double)x->latency_frames / x->rate_hz;
+    return cJSON_CreateNumber(added > 0 ? 1e3 * added : 0.0);
+}
+
 static cJSON *session_json(const loadgen_session *x)
 {
     cJSON *o = cJSON_CreateObject();
@@ -374,7 +511,62 @@ static cJSON *session_json(const loadgen_session *x)
                  x->judged ? cJSON_CreateNumber(x->lag_end_s)
                            : cJSON_CreateNull()) &&
         cJSON_AddNumberToObject(o, "lag_max_s", x->lag_max_s) &&
-        add_item(o, "latency_ms", latency_json(&x->latency));
+        add_item(o, "latency_ms", latency_json(&x->latency)) &&
+        add_item(o, "added_latency_max_ms", added_max_json(x)) &&
+        cJSON_AddNumberToObject(o, "timed_hops", (double)x->timed_hops) &&
+        cJSON_AddNumberToObject(o, "client_late_hops",
+                                (double)x->late_hops) &&
+        cJSON_AddNumberToObject(o, "lost_hops",
+                                (double)loadgen_session_lost_hops(x)) &&
+        add_item(o, "verify", session_verify_json(x));
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *threads_json(const loadgen_round *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < r->threads; i++) {
+        const loadgen_thread_figures *t = &r->thread[i];
+        cJSON *e = cJSON_CreateObject();
+        if (!e || !cJSON_AddItemToArray(a, e)) {
+            cJSON_Delete(e);
+            cJSON_Delete(a);
+            return NULL;
+        }
+        int ok = cJSON_AddNumberToObject(e, "index", i) &&
+                 cJSON_AddNumberToObject(e, "sessions", t->sessions) &&
+                 cJSON_AddNumberToObject(e, "cpu_user_s", t->user_s) &&
+                 cJSON_AddNumberToObject(e, "cpu_sys_s", t->sys_s) &&
+                 cJSON_AddNumberToObject(e, "cpu_s", t->user_s + t->sys_s) &&
+                 add_item(e, "cpu_fraction",
+                          ratio_or_null(t->user_s + t->sys_s, r->wall_s));
+        if (!ok) {
+            cJSON_Delete(a); /* e with it */
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static cJSON *verify_json(const loadgen_verify_summary *v)
+{
+    if (!v->enabled)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    int ok = cJSON_AddNumberToObject(o, "sampled", v->sampled) &&
+             cJSON_AddNumberToObject(o, "complete", v->complete) &&
+             cJSON_AddNumberToObject(o, "incomplete",
+                                     v->sampled - v->complete) &&
+             cJSON_AddNumberToObject(o, "identical", v->identical) &&
+             cJSON_AddNumberToObject(o, "mismatched", v->mismatched) &&
+             add_item(o, "snr_db_min", finite_or_null(v->snr_db_min)) &&
+             cJSON_AddNumberToObject(o, "min_snr_db", v->min_snr_db);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -383,12 +575,14 @@ static cJSON *session_json(const loadgen_session *x)
 }
 
 cJSON *loadgen_report_json(const loadgen_round *r, const loadgen_session *s,
-                           int n)
+                           int n, int with_sessions)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
     double rate = r->rate_hz > 0 ? r->rate_hz : 1;
+    char verdict[160];
+    loadgen_round_verdict(r, verdict, sizeof verdict);
     int ok =
         cJSON_AddNumberToObject(o, "sessions", r->sessions) &&
         cJSON_AddNumberToObject(o, "seconds", r->seconds) &&
@@ -421,8 +615,31 @@ cJSON *loadgen_report_json(const loadgen_round *r, const loadgen_session *s,
                  ratio_or_null(r->kept_up, r->sessions)) &&
         cJSON_AddNumberToObject(o, "lag_end_max_s", r->lag_end_max_s) &&
         cJSON_AddBoolToObject(o, "held", r->held) &&
+        add_item(o, "verdict",
+                 r->held ? cJSON_CreateNull() : cJSON_CreateString(verdict)) &&
         add_item(o, "client_cpu_fraction",
-                 ratio_or_null(r->client_cpu_s, r->wall_s));
+                 ratio_or_null(r->client_cpu_s, r->wall_s)) &&
+        add_item(o, "added_latency_ms", latency_json(&r->added)) &&
+        cJSON_AddNumberToObject(o, "max_p99_ms", r->max_p99_ms) &&
+        cJSON_AddNumberToObject(o, "hop_ms", r->hop_ms) &&
+        cJSON_AddNumberToObject(o, "late_ms", r->late_ms) &&
+        cJSON_AddNumberToObject(o, "timed_hops", (double)r->timed_hops) &&
+        cJSON_AddNumberToObject(o, "client_late_hops",
+                                (double)r->client_late_hops) &&
+        add_item(o, "client_late_fraction",
+                 ratio_or_null((double)r->client_late_hops,
+                               (double)r->timed_hops)) &&
+        cJSON_AddNumberToObject(o, "lost_hops", (double)r->lost_hops) &&
+        cJSON_AddNumberToObject(o, "threads", r->threads) &&
+        add_item(o, "thread_list", threads_json(r)) &&
+        cJSON_AddNumberToObject(o, "main_cpu_s", r->main_cpu_s) &&
+        add_item(o, "main_cpu_fraction",
+                 ratio_or_null(r->main_cpu_s, r->wall_s)) &&
+        add_item(o, "client_rss_bytes_per_session",
+                 r->rss_bytes_per_session > 0
+                     ? cJSON_CreateNumber((double)r->rss_bytes_per_session)
+                     : cJSON_CreateNull()) &&
+        add_item(o, "verify", verify_json(&r->verify));
     cJSON *errors = ok ? cJSON_AddArrayToObject(o, "errors") : NULL;
     ok = ok && errors;
     for (int i = 0; ok && i < r->error_groups; i++) {
@@ -446,8 +663,13 @@ cJSON *loadgen_report_json(const loadgen_round *r, const loadgen_session *s,
     ok = ok && server && add_item(server, "before", view_json(&r->before)) &&
          add_item(server, "loaded", view_json(&r->loaded)) &&
          add_item(server, "after", view_json(&r->after));
-    cJSON *list = ok ? cJSON_AddArrayToObject(o, "session_list") : NULL;
-    ok = ok && list;
+    cJSON *list = NULL;
+    if (with_sessions) {
+        list = ok ? cJSON_AddArrayToObject(o, "session_list") : NULL;
+        ok = ok && list;
+    } else {
+        n = 0;
+    }
     for (int i = 0; ok && i < n; i++) {
         cJSON *e = session_json(&s[i]);
         ok = e && cJSON_AddItemToArray(list, e);

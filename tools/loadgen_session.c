@@ -4,7 +4,7 @@
  * shared audio loop, counting and timing what comes back.
  *
  * Thread context: the loop's service thread only (every function here runs
- * in a ws_client event or in the main loop between services).
+ * in a ws_client event or in its thread's loop between services).
  */
 #include "loadgen_session.h"
 
@@ -12,6 +12,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "loadgen_parse.h"
 
 enum session_state {
     ST_CONNECTING = 0,
@@ -215,6 +217,12 @@ static double stream_deadline(const loadgen_session *s)
     return s->t0 + (double)(s->target_wire_frames + s->msg_frames) / s->rate_hz;
 }
 
+/* When message k is due: its last frame captured live. */
+static double message_due(const loadgen_session *s, int64_t k)
+{
+    return s->t0 + (double)((k + 1) * s->msg_frames) / s->rate_hz;
+}
+
 static int blocked_in_flight(const loadgen_session *s)
 {
     return loadgen_session_positions_sent(s) - reached_all(s) >=
@@ -230,12 +238,9 @@ static void send_next(loadgen_session *s)
         send_end(s, now);
         return;
     }
-    double due =
-        s->t0 + (double)(s->wire_frames_sent + s->msg_frames) / s->rate_hz;
-    if (now < due) {
-        ws_client_set_timer(s->ws, (int64_t)((due - now) * 1e6) + 1);
-        return;
-    }
+    double due = message_due(s, s->messages_sent);
+    if (s->role != LOADGEN_ROLE_REFERENCE && due > now + LOADGEN_DUE_SLACK_S)
+        return; /* the phase group's tick asks again */
     if (blocked_in_flight(s))
         return; /* output arrival asks again */
 
@@ -260,34 +265,45 @@ static void send_next(loadgen_session *s)
                        "the connection failed while sending audio");
         return;
     }
-    int64_t first = s->wire_frames_sent - s->in_pre_skip;
-    if (first >= 0 && s->probe_head - s->probe_tail < LOADGEN_PROBES) {
-        s->probes[s->probe_head % LOADGEN_PROBES] = (loadgen_probe){first, now};
-        s->probe_head++;
-    }
+    /* The in-flight bound keeps this slot's previous message resolved
+     * (handle_ready checks the ring is large enough for it). */
+    s->probe_delay_s[s->messages_sent % LOADGEN_PROBES] = (float)(now - due);
     s->seq_in++;
     s->messages_sent++;
     s->wire_frames_sent += s->msg_frames;
 
-    double next_due =
-        s->t0 + (double)(s->wire_frames_sent + s->msg_frames) / s->rate_hz;
-    if (s->wire_frames_sent >= s->target_wire_frames || next_due <= now)
+    if (s->role == LOADGEN_ROLE_REFERENCE ||
+        s->wire_frames_sent >= s->target_wire_frames ||
+        message_due(s, s->messages_sent) <= now + LOADGEN_DUE_SLACK_S)
         ws_client_want_write(s->ws);
-    else
-        ws_client_set_timer(s->ws, (int64_t)((next_due - now) * 1e6) + 1);
 }
 
 /* ------------------------------------------------------------ output */
 
+/* Time the messages whose first position has now arrived on every stem.
+ * Message k's first position is k * msg_frames - in_pre_skip; the Opus
+ * input's first packet starts before position 0 and is not timed. */
 static void resolve_probes(loadgen_session *s, double now)
 {
     int64_t reached = reached_all(s);
-    while (s->probe_tail < s->probe_head) {
-        const loadgen_probe *p = &s->probes[s->probe_tail % LOADGEN_PROBES];
-        if (p->pos >= reached)
+    double announced = (double)s->latency_frames / s->rate_hz;
+    while (s->probe_tail < s->messages_sent) {
+        int64_t k = s->probe_tail;
+        int64_t first = k * s->msg_frames - s->in_pre_skip;
+        if (first >= reached)
             break;
-        latency_hist_add(&s->latency, now - p->t);
         s->probe_tail++;
+        if (first < 0)
+            continue;
+        double sent = message_due(s, k) + s->probe_delay_s[k % LOADGEN_PROBES];
+        double latency = now - sent;
+        double added = latency > announced ? latency - announced : 0.0;
+        latency_hist_add(&s->latency, latency);
+        if (s->added)
+            latency_hist_add(s->added, added);
+        s->timed_hops++;
+        if (added > s->cfg->late_s)
+            s->late_hops++;
     }
 }
 
@@ -330,6 +346,34 @@ static void handle_audio(loadgen_session *s, const uint8_t *data, size_t len)
                        "the server sent %s audio after its LAST message",
                        s->cfg->stems[slot]);
         return;
+    }
+    if (s->cfg->codec == DEMIX_PROTO_CODEC_OPUS) {
+        char why[160];
+        if (h.frames != (uint32_t)s->out_packet_frames) {
+            fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
+                           "the server sent a %s packet of %lu frames, ready "
+                           "said %d",
+                           s->cfg->stems[slot], (unsigned long)h.frames,
+                           s->out_packet_frames);
+            return;
+        }
+        if (loadgen_opus_packet_check(h.payload, h.payload_bytes, s->rate_hz,
+                                      h.frames, why, sizeof why)) {
+            fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
+                           "the server sent a bad %s packet at position "
+                           "%llu: %s",
+                           s->cfg->stems[slot], (unsigned long long)h.position,
+                           why);
+            return;
+        }
+    }
+    if (s->verifier) {
+        char why[160];
+        if (loadgen_verifier_add(s->verifier, slot, &h, why, sizeof why)) {
+            fail_and_close(s, LOADGEN_FAIL_PROTOCOL, "the server sent %s: %s",
+                           s->cfg->stems[slot], why);
+            return;
+        }
     }
     int was_blocked = s->state == ST_STREAMING && blocked_in_flight(s);
     s->next_pos[slot] += h.frames;
@@ -374,9 +418,27 @@ static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
     s->latency_frames = r->latency_frames;
     s->out_pre_skip =
         c->codec == DEMIX_PROTO_CODEC_OPUS ? r->opus_pre_skip_frames : 0;
+    s->out_packet_frames =
+        c->codec == DEMIX_PROTO_CODEC_OPUS ? r->opus_frame_frames : 0;
+    if (c->codec == DEMIX_PROTO_CODEC_OPUS && s->out_packet_frames <= 0) {
+        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
+                       "the server's ready gives no Opus frame size");
+        return;
+    }
     s->max_in_flight = (int64_t)r->latency_frames +
                        (int64_t)(LOADGEN_IN_FLIGHT_S * s->rate_hz) +
                        s->msg_frames + s->in_pre_skip;
+    /* Messages outstanding stay below max_in_flight / msg_frames + 2: the
+     * send-time ring must hold them. */
+    if (s->max_in_flight / s->msg_frames + 2 >= LOADGEN_PROBES) {
+        fail_and_close(s, LOADGEN_FAIL_CLIENT,
+                       "the announced latency (%.2f s) is beyond what loadgen "
+                       "can time (%d messages in flight)",
+                       (double)r->latency_frames / s->rate_hz, LOADGEN_PROBES);
+        return;
+    }
+    if (s->verifier)
+        loadgen_verifier_set_pre_skip(s->verifier, s->out_pre_skip);
     s->t_ready = ws_client_now_s();
     /* The next tick of the run's message clock, plus the phase: sessions
      * of one phase group share their send times, and one wake-up serves
@@ -392,7 +454,7 @@ static void handle_text(loadgen_session *s, const uint8_t *data, size_t len)
 {
     demix_proto_server_msg m;
     demix_proto_error perr;
-    if (demix_proto_parse_server((const char *)data, len, &m, &perr)) {
+    if (loadgen_parse_server((const char *)data, len, &m, &perr)) {
         fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
                        "the server sent a malformed message: %s", perr.message);
         return;
@@ -444,6 +506,19 @@ static void handle_text(loadgen_session *s, const uint8_t *data, size_t len)
     }
 }
 
+/* The comparison's result, once the session has ended; the verifier's
+ * memory goes then. */
+static void verify_finish(loadgen_session *s)
+{
+    if (!s->verifier)
+        return;
+    if (s->role == LOADGEN_ROLE_SAMPLE)
+        loadgen_verifier_result(s->verifier, s->cfg->verify_min_snr_db,
+                                &s->verify);
+    loadgen_verifier_destroy(s->verifier);
+    s->verifier = NULL;
+}
+
 /* ------------------------------------------------------------ events */
 
 static void ev_open(void *user)
@@ -480,13 +555,6 @@ static void ev_writeable(void *user)
         send_next(s);
 }
 
-static void ev_timer(void *user)
-{
-    loadgen_session *s = user;
-    if (s->state == ST_STREAMING && s->outcome == LOADGEN_RUNNING)
-        ws_client_want_write(s->ws);
-}
-
 static void ev_close(void *user, int code, const char *reason)
 {
     loadgen_session *s = user;
@@ -496,6 +564,7 @@ static void ev_close(void *user, int code, const char *reason)
     s->closed = 1;
     s->close_code = code;
     s->t_done = now;
+    verify_finish(s);
     if (s->outcome == LOADGEN_RUNNING) {
         if (s->have_summary && code == 1000)
             finish(s, LOADGEN_OK, LOADGEN_FAIL_NONE, "ok");
@@ -528,18 +597,22 @@ static void ev_connect_error(void *user, const char *why)
     loadgen_session *s = user;
     s->closed = 1;
     s->t_done = ws_client_now_s();
+    verify_finish(s);
     finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CONNECT, "cannot connect to %s: %s",
            s->cfg->url, why);
 }
 
 /* ------------------------------------------------------------ control */
 
-void loadgen_session_start(loadgen_session *s, ws_client_loop *loop,
-                           const loadgen_config *cfg, int index, int count)
+void loadgen_session_init(loadgen_session *s, const loadgen_config *cfg,
+                          int index, int count, loadgen_role role,
+                          latency_hist *added)
 {
     memset(s, 0, sizeof *s);
     s->index = index;
+    s->role = role;
     s->cfg = cfg;
+    s->added = added;
     s->rate_hz = loadgen_audio_rate(cfg->audio);
     s->channels = loadgen_audio_channels(cfg->audio);
     s->msg_frames = loadgen_audio_message_frames(cfg->audio);
@@ -551,17 +624,43 @@ void loadgen_session_start(loadgen_session *s, ws_client_loop *loop,
     int64_t want = (int64_t)(cfg->seconds * s->rate_hz + 0.5);
     s->target_wire_frames =
         (want + s->msg_frames - 1) / s->msg_frames * s->msg_frames;
-    s->cursor = loadgen_audio_start_cursor(cfg->audio, index, count);
+    /* A compared session sends what the reference sent: the loop from its
+     * start. */
+    s->cursor = role == LOADGEN_ROLE_LOAD
+                    ? loadgen_audio_start_cursor(cfg->audio, index, count)
+                    : 0;
     for (int i = 0; i < DEMIX_PROTO_MAX_STEMS; i++)
         s->stem_slot[i] = -1;
     latency_hist_init(&s->latency);
+    s->verify.sampled = role == LOADGEN_ROLE_SAMPLE;
+}
+
+void loadgen_session_connect(loadgen_session *s, ws_client_loop *loop)
+{
+    const loadgen_config *cfg = s->cfg;
+    loadgen_role role = s->role;
+    s->connect_started = 1;
     s->t_connect = ws_client_now_s();
+    if (role != LOADGEN_ROLE_LOAD) {
+        int rc = cfg->reference
+                     ? loadgen_verifier_create(
+                           cfg->reference, role == LOADGEN_ROLE_REFERENCE,
+                           cfg->codec, s->rate_hz, s->channels, &s->verifier)
+                     : DEMIX_EARG;
+        if (rc) {
+            s->closed = 1;
+            s->t_done = s->t_connect;
+            finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLIENT,
+                   "cannot set up the output comparison (%s)",
+                   rc == DEMIX_ENOMEM ? "out of memory" : "no reference");
+            return;
+        }
+    }
 
     ws_client_events ev = {
         .on_open = ev_open,
         .on_message = ev_message,
         .on_writeable = ev_writeable,
-        .on_timer = ev_timer,
         .on_close = ev_close,
         .on_connect_error = ev_connect_error,
     };
@@ -570,15 +669,27 @@ void loadgen_session_start(loadgen_session *s, ws_client_loop *loop,
                           &s->ws, err, sizeof err)) {
         s->closed = 1;
         s->t_done = s->t_connect;
+        verify_finish(s);
         finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CONNECT,
                "cannot connect to %s: %s", cfg->url, err);
     }
 }
 
+void loadgen_session_end_now(loadgen_session *s, loadgen_failure failure,
+                             const char *why)
+{
+    if (s->ws && !s->closed)
+        ws_client_abort(s->ws);
+    s->closed = 1;
+    s->t_done = ws_client_now_s();
+    verify_finish(s);
+    finish(s, LOADGEN_FAILED, failure, "%s", why);
+}
+
 void loadgen_session_stop(loadgen_session *s)
 {
     s->stop_requested = 1;
-    if (s->closed || s->outcome != LOADGEN_RUNNING)
+    if (s->closed || !s->connect_started || s->outcome != LOADGEN_RUNNING)
         return;
     if (s->state == ST_CONNECTING || s->state == ST_WAIT_READY) {
         finish(s, LOADGEN_FAILED, LOADGEN_FAIL_INTERRUPTED,
@@ -595,7 +706,7 @@ void loadgen_session_stop(loadgen_session *s)
 
 void loadgen_session_abort(loadgen_session *s)
 {
-    if (s->closed)
+    if (s->closed || !s->connect_started)
         return;
     finish(s, LOADGEN_FAILED, LOADGEN_FAIL_INTERRUPTED,
            "interrupted (connection dropped by the client)");
@@ -604,7 +715,7 @@ void loadgen_session_abort(loadgen_session *s)
 
 void loadgen_session_poll(loadgen_session *s, double now)
 {
-    if (s->closed)
+    if (s->closed || !s->connect_started)
         return;
     const loadgen_config *c = s->cfg;
     if (s->outcome != LOADGEN_RUNNING) {
@@ -644,8 +755,32 @@ void loadgen_session_poll(loadgen_session *s, double now)
     }
 }
 
+void loadgen_session_tick(loadgen_session *s, double now)
+{
+    if (s->state != ST_STREAMING || s->closed ||
+        s->outcome != LOADGEN_RUNNING)
+        return;
+    if (now >= stream_deadline(s) ||
+        (message_due(s, s->messages_sent) <= now + LOADGEN_DUE_SLACK_S &&
+         !blocked_in_flight(s)))
+        ws_client_want_write(s->ws);
+}
+
+int64_t loadgen_session_lost_hops(const loadgen_session *s)
+{
+    if (s->t_ready == 0.0 || s->msg_frames <= 0)
+        return 0;
+    int64_t sent = loadgen_session_positions_sent(s);
+    int64_t whole = s->target_wire_frames - s->in_pre_skip;
+    int64_t intended = s->stop_requested && sent < whole ? sent : whole;
+    int64_t reached = reached_all(s);
+    int64_t lost = intended - (reached < intended ? reached : intended);
+    return (lost + s->msg_frames - 1) / s->msg_frames;
+}
+
 void loadgen_session_free(loadgen_session *s)
 {
+    verify_finish(s);
     ws_client_destroy(s->ws);
     s->ws = NULL;
 }

@@ -6,23 +6,28 @@
  * latency; it keeps no audio.
  *
  * Pacing. Message k (LOADGEN_AUDIO_PCM_MESSAGE_MS or one Opus packet) is
- * sent when its last frame would have been captured live: at
+ * due when its last frame would have been captured live: at
  * t0 + (k + 1) * message duration. t0 is the first tick of the run's
  * message clock (cfg->epoch_s + j * message duration) after ready came,
  * plus the session's phase: sessions are spread over the message period
- * in LOADGEN_PHASES groups, as independent live clients are, while the
- * sessions of a group share their send times, so one wake-up of the
- * client serves them all (a timer per session and message would cost the
- * client, which shares the machine with the server in a local test, far
- * more). A session that fell behind (the loop was busy) sends the overdue
- * messages back to back. It never has more than
- * latency + LOADGEN_IN_FLIGHT_S of audio in flight (sent, not yet back on
- * every stem): a server that falls that far behind is not keeping up, and
- * the bound keeps the client's and the kernel's buffers small.
+ * in LOADGEN_PHASES groups (index % LOADGEN_PHASES), as independent live
+ * clients are, while the sessions of a group share their send times. The
+ * session sets no timer of its own: the thread that runs it calls
+ * loadgen_session_tick() for a phase group at that group's ticks (one
+ * wake-up serves the group; a timer per session and message would cost
+ * the client a sorted-list insertion each). A session that fell behind
+ * (its thread was busy) sends the overdue messages back to back. It never
+ * has more than latency + LOADGEN_IN_FLIGHT_S of audio in flight (sent,
+ * not yet back on every stem): a server that falls that far behind is not
+ * keeping up, and the bound keeps the client's and the kernel's buffers
+ * small. The reference session (LOADGEN_ROLE_REFERENCE) ignores the clock
+ * and sends as fast as that bound allows.
  *
  * End. After cfg->seconds of audio (or at Ctrl-C: loadgen_session_stop)
  * the session judges whether the server kept up, then sends end and reads
- * the rest, the summary and the close.
+ * the rest, the summary and the close. When the stream's time is up while
+ * the in-flight bound still holds audio back, the session ends there: the
+ * audio it could not send is lost (below).
  *
  * Kept up. At that moment the output every stem has reached must be
  * within the announced latency + cfg->keep_up_margin_s of the audio a
@@ -32,19 +37,37 @@
  *
  * Latency. For each message's first position p: from its send to the
  * moment position p has arrived on every stem (Opus output: decoded,
- * after pre_skip; computed from the packet headers, nothing is decoded).
- * Samples go to a latency_hist (fixed size). A ring of
- * LOADGEN_PROBES outstanding probes: a message sent while it is full is
- * not timed.
+ * after pre_skip; computed from the packet headers). Samples go to the
+ * session's latency_hist (fixed size). The added latency, the same minus
+ * the announced latency (ready.latency_frames) and at least 0, goes to
+ * the histogram of the session's thread (`added`), and a
+ * message whose added latency exceeds cfg->late_s is a late hop of the
+ * client's count ("hop" here: one input message, 10 ms PCM or 20 ms Opus).
+ * Send times are kept in a ring of LOADGEN_PROBES floats (the delay of the
+ * send after the message was due), indexed by message number; the
+ * in-flight bound keeps the messages outstanding below the ring's size.
+ *
+ * Lost hops: positions of the session's stream (cfg->seconds, or what it
+ * had sent when stopped by Ctrl-C) that had not arrived on every stem when
+ * the session ended, in messages (rounded up): audio the in-flight bound
+ * held back at the end, or output of a session that failed or ended early.
+ *
+ * Output checks: sequence numbers, each stem's positions contiguous from
+ * 0 (no gap, no repeat), payload sizes (demix_proto_audio_out_decode),
+ * the LAST flag, and every Opus packet parsed (loadgen_verify.h). A
+ * sampled or reference session also decodes and compares (or records) its
+ * stems (loadgen_verify.h); the result is in `verify` once it has ended.
  *
  * Outcome: OK (summary, close 1000, the server counted the frames sent),
  * REFUSED (error at_capacity), FAILED (anything else; `failure` and
  * `message` say what, `error_code` the server's code if it sent one).
  *
- * Memory: a fixed struct per session (about 5 KB) plus the ws_client's
- * receive buffer (grows to the largest message).
+ * Memory: a fixed struct per session (about 5.3 KB: the latency histogram
+ * 2.6 KB, the send-time ring 2 KB) plus the ws_client connection and its
+ * receive buffer (grows to the largest message); a sampled session's
+ * verifier while it runs (loadgen_verify.h).
  *
- * Thread context: the loop's service thread only.
+ * Thread context: the thread that services the session's loop, only.
  */
 #ifndef DEMIX_LOADGEN_SESSION_H
 #define DEMIX_LOADGEN_SESSION_H
@@ -53,6 +76,7 @@
 
 #include "latency_hist.h"
 #include "loadgen_audio.h"
+#include "loadgen_verify.h"
 #include "protocol.h"
 #include "ws_client.h"
 
@@ -60,6 +84,9 @@
 #define LOADGEN_PHASES 4        /* send-time groups per message period */
 #define LOADGEN_IN_FLIGHT_S 2.0 /* beyond the announced latency */
 #define LOADGEN_CLOSE_GRACE_S 3.0
+/* A message this early counts as due: lws 4.1 waits in whole
+ * milliseconds, so a thread may wake up to 1 ms before a tick. */
+#define LOADGEN_DUE_SLACK_S 0.001
 
 /* What every session of a run shares (read-only while they run). */
 typedef struct loadgen_config {
@@ -73,7 +100,16 @@ typedef struct loadgen_config {
     double epoch_s;          /* origin of the message clock (monotonic s) */
     double timeout_s;        /* no message from the server for this long */
     double keep_up_margin_s; /* kept up: lag <= latency + this */
+    double late_s;           /* a client late hop: added latency above */
+    loadgen_reference *reference; /* NULL: no output is compared */
+    double verify_min_snr_db;     /* a sampled session below: mismatch */
 } loadgen_config;
+
+typedef enum loadgen_role {
+    LOADGEN_ROLE_LOAD = 0,  /* paced, output parsed and counted */
+    LOADGEN_ROLE_SAMPLE,    /* paced, output also decoded and compared */
+    LOADGEN_ROLE_REFERENCE, /* as fast as it may, output recorded */
+} loadgen_role;
 
 typedef enum loadgen_outcome {
     LOADGEN_RUNNING = 0,
@@ -93,16 +129,14 @@ typedef enum loadgen_failure {
     LOADGEN_FAIL_CLIENT,      /* our side (out of memory, ...) */
 } loadgen_failure;
 
-typedef struct loadgen_probe {
-    int64_t pos;
-    double t;
-} loadgen_probe;
-
 typedef struct loadgen_session {
     int index;
+    loadgen_role role;
     const loadgen_config *cfg;
+    latency_hist *added; /* the thread's added-latency histogram, or NULL */
     ws_client *ws;
-    int state;  /* internal */
+    int connect_started; /* loadgen_session_connect ran */
+    int state;           /* internal */
     int closed; /* the connection has ended */
     loadgen_outcome outcome;
     loadgen_failure failure;
@@ -120,6 +154,7 @@ typedef struct loadgen_session {
     int rate_hz, channels;
     int latency_frames;
     int out_pre_skip; /* Opus output: decoded frames to drop */
+    int out_packet_frames; /* Opus output: frames per packet */
     int in_pre_skip;  /* Opus input: our encoder's lookahead */
     int msg_frames;
     int64_t max_in_flight;
@@ -149,17 +184,39 @@ typedef struct loadgen_session {
     int have_summary;
     demix_proto_summary summary;
 
-    loadgen_probe probes[LOADGEN_PROBES];
-    uint64_t probe_head, probe_tail;
+    /* latency: the send delay of message k at [k % LOADGEN_PROBES] */
+    float probe_delay_s[LOADGEN_PROBES];
+    int64_t probe_tail; /* the first message not yet back on every stem */
+    int64_t timed_hops; /* messages whose latency was measured */
+    int64_t late_hops;  /* of those, added latency above cfg->late_s */
     latency_hist latency;
+
+    loadgen_verifier *verifier; /* sampled/reference, while it runs */
+    loadgen_verify_result verify;
 } loadgen_session;
 
 /* Set up session `index` of `count` (its phase group and its place in the
- * audio loop follow from those) and start connecting on loop. A
+ * audio loop follow from those; a sampled or reference session starts at
+ * the loop's start). added: where the added latency goes (NULL: nowhere).
+ * Nothing is connected yet. */
+void loadgen_session_init(loadgen_session *s, const loadgen_config *cfg,
+                          int index, int count, loadgen_role role,
+                          latency_hist *added);
+
+/* Start connecting on loop (the thread that services loop calls this). A
  * connection that cannot even start ends the session at once (FAILED,
- * CONNECT). */
-void loadgen_session_start(loadgen_session *s, ws_client_loop *loop,
-                           const loadgen_config *cfg, int index, int count);
+ * CONNECT or CLIENT). */
+void loadgen_session_connect(loadgen_session *s, ws_client_loop *loop);
+
+/* End a session now, connected or not, as FAILED with this failure and
+ * message (unless it already has an outcome): for sessions never
+ * connected when the round stops, and when the loop itself failed. */
+void loadgen_session_end_now(loadgen_session *s, loadgen_failure failure,
+                             const char *why);
+
+/* The phase group's tick: ask to send when the next message is due (or
+ * the stream's time is up). */
+void loadgen_session_tick(loadgen_session *s, double now);
 
 /* End early (Ctrl-C): a streaming session is judged now and sends end; one
  * not yet ready closes (FAILED, INTERRUPTED). */
@@ -184,6 +241,9 @@ int64_t loadgen_session_positions_sent(const loadgen_session *s);
 /* Output frames received on stem slot i (0..cfg->stem_count - 1), counted
  * up to the positions sent. */
 int64_t loadgen_session_frames_received(const loadgen_session *s, int slot);
+
+/* Lost hops (see above); 0 for a session that never got ready. */
+int64_t loadgen_session_lost_hops(const loadgen_session *s);
 
 /* Seconds of real time minus output reached on every stem, now. */
 double loadgen_session_lag_s(const loadgen_session *s, double now);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "loadgen_parse.h"
+
 static void ev_open(void *user)
 {
     loadgen_stats *q = user;
@@ -40,7 +42,7 @@ static void ev_message(void *user, int binary, const uint8_t *data, size_t len)
         return;
     demix_proto_server_msg m;
     demix_proto_error perr;
-    if (demix_proto_parse_server((const char *)data, len, &m, &perr)) {
+    if (loadgen_parse_server((const char *)data, len, &m, &perr)) {
         snprintf(q->err, sizeof q->err, "%s sent a malformed message: %s",
                  q->url, perr.message);
     } else if (m.type == DEMIX_PROTO_STATS) {

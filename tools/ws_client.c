@@ -403,6 +403,15 @@ int ws_client_loop_service(ws_client_loop *loop, int timeout_ms)
     return lws_service(loop->context, timeout_ms);
 }
 
+int ws_client_loop_service_us(ws_client_loop *loop, int64_t timeout_us)
+{
+    if (timeout_us <= 0) /* lws 4.1: a negative timeout polls, no wait */
+        return lws_service(loop->context, -1);
+    lws_sul_schedule(loop->context, 0, &loop->tick, loop_tick,
+                     (lws_usec_t)timeout_us);
+    return lws_service(loop->context, 0);
+}
+
 void ws_client_loop_wake(ws_client_loop *loop)
 {
     if (loop && loop->context)

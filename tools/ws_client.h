@@ -115,6 +115,11 @@ void ws_client_loop_destroy(ws_client_loop *loop);
  * and fire them. Returns < 0 when lws failed. */
 int ws_client_loop_service(ws_client_loop *loop, int timeout_ms);
 
+/* The same with a wait of at most timeout_us microseconds (0 or less:
+ * fire what is ready, do not wait), for callers that pace by the
+ * millisecond. */
+int ws_client_loop_service_us(ws_client_loop *loop, int64_t timeout_us);
+
 /* Wake a ws_client_loop_service() that is waiting (async-signal-safe
  * enough for a SIGINT handler: lws writes one byte to its event pipe). */
 void ws_client_loop_wake(ws_client_loop *loop);

@@ -16,7 +16,20 @@
  * in the message, and no connection made; (h) URLs of another scheme or
  * malformed: exit 2, the URL and the reason in the message, no connection;
  * (i) wss:// to demixd, which speaks no TLS (docs/server.md: TLS belongs
- * to a proxy in front): exit 1, "cannot connect" and the URL.
+ * to a proxy in front): exit 1, "cannot connect" and the URL; (j) the
+ * same 3 sessions on 1 thread and on 3 threads give the same per-session
+ * results (outcome, frames sent and received, server hops, lost hops, the
+ * comparison with the reference), and the threads' figures add up; (k)
+ * lost hops: a second server is paused (SIGSTOP) once its sessions
+ * stream, so their output stops: every session fails (no message for
+ * --timeout) with lost hops, the round has lost hops and does not hold;
+ * (l) bad --threads, --verify and the other new options are usage errors
+ * (exit 2) naming the option and the value.
+ *
+ * The round JSON of (a) also carries the new figures: added latency
+ * (ordered quantiles, p99.9 included), timed, late and lost hops, the
+ * threads' CPU, the verification (the CPU engine: every compared session
+ * bit-identical to the reference).
  *
  * "No connection made" is checked with a listening socket of the test's
  * own as the --url: a client that connected leaves a connection in its
@@ -35,6 +48,8 @@
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,16 +147,70 @@ static void assert_count(const cJSON *o, const char *key, long want)
         fail_msg("JSON: '%s' is %g, expected %ld", key, v, want);
 }
 
-/* latency_ms: {count, p50, p90, p99, max, mean}, present and ordered. */
-static void check_latency(const cJSON *o)
+/* A latency object {count, p50, p90, p99, p999, max, mean}, present and
+ * ordered. */
+static void check_latency_object(const cJSON *o, const char *key)
 {
-    const cJSON *l = item(o, "latency_ms");
+    const cJSON *l = item(o, key);
     assert_true(cJSON_IsObject(l));
     assert_true(number(l, "count") > 0);
     double p50 = number(l, "p50"), p90 = number(l, "p90");
-    double p99 = number(l, "p99"), max = number(l, "max");
+    double p99 = number(l, "p99"), p999 = number(l, "p999");
+    double max = number(l, "max");
     assert_true(p50 >= 0 && number(l, "mean") >= 0);
-    assert_true(p50 <= p90 && p90 <= p99 && p99 <= max);
+    assert_true(p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max);
+}
+
+static void check_latency(const cJSON *o)
+{
+    check_latency_object(o, "latency_ms");
+}
+
+/* The client's own figures of a round of `sessions` sessions that all
+ * ended ok: hops, threads, verification. */
+static void check_client_fields(const cJSON *r, int sessions)
+{
+    check_latency_object(r, "added_latency_ms");
+    assert_true(number(r, "max_p99_ms") >= 0);
+    assert_true(number(r, "late_ms") >= 0);
+    assert_true(number(r, "hop_ms") > 0);
+    double timed = number(r, "timed_hops");
+    assert_true(timed > 0);
+    double late = number(r, "client_late_hops");
+    assert_true(late >= 0 && late <= timed);
+    assert_count(r, "lost_hops", 0);
+    assert_true(cJSON_IsNull(item(r, "verdict")) ==
+                cJSON_IsTrue(item(r, "held")));
+    int threads = (int)number(r, "threads");
+    assert_true(threads >= 1 && threads <= sessions);
+    const cJSON *list = item(r, "thread_list");
+    assert_int_equal(cJSON_GetArraySize(list), threads);
+    int total = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, list)
+    {
+        total += (int)number(t, "sessions");
+        assert_true(number(t, "cpu_user_s") >= 0);
+        assert_true(number(t, "cpu_sys_s") >= 0);
+        assert_true(number(t, "cpu_s") >= 0);
+        assert_true(number(t, "cpu_fraction") >= 0);
+    }
+    assert_int_equal(total, sessions);
+    assert_true(number(r, "main_cpu_s") >= 0);
+    const cJSON *rss = item(r, "client_rss_bytes_per_session");
+    assert_true(cJSON_IsNull(rss) || number(r, "client_rss_bytes_per_session") > 0);
+    /* The default --verify compares at least one session; the CPU engine
+     * gives every one the reference's stems bit for bit. */
+    const cJSON *v = item(r, "verify");
+    assert_true(cJSON_IsObject(v));
+    int sampled = (int)number(v, "sampled");
+    assert_true(sampled >= 1);
+    assert_count(v, "complete", sampled);
+    assert_count(v, "incomplete", 0);
+    assert_count(v, "identical", sampled);
+    assert_count(v, "mismatched", 0);
+    assert_true(cJSON_IsNull(item(v, "snr_db_min")));
+    assert_true(number(v, "min_snr_db") == 60);
 }
 
 /* server.{before,loaded,after}: stats objects of a server with 4 slots. */
@@ -190,6 +259,7 @@ static void check_round_fields(const cJSON *r, int sessions)
     assert_true(number(r, "received_ratio") == 1.0);
     check_latency(r);
     check_server_views(r);
+    check_client_fields(r, sessions);
     const cJSON *list = item(r, "session_list");
     assert_true(cJSON_IsArray(list));
     assert_int_equal(cJSON_GetArraySize(list), sessions);
@@ -208,6 +278,17 @@ static cJSON *parse_output(void)
     const cJSON *stems = item(root, "stems");
     assert_int_equal(cJSON_GetArraySize(stems), 4);
     assert_true(cJSON_IsArray(item(root, "rounds")));
+    assert_true(number(root, "threads") >= 1);
+    assert_true(number(root, "connect_rate") > 0);
+    assert_true(number(root, "late_ms") >= 0);
+    assert_true(number(root, "max_p99_ms") >= 0);
+    const cJSON *v = item(root, "verify");
+    assert_true(cJSON_IsObject(v));
+    assert_true(number(v, "fraction") > 0);
+    const cJSON *ref = item(v, "reference");
+    assert_true(cJSON_IsTrue(item(ref, "ok")));
+    assert_true(cJSON_IsNull(item(ref, "error")));
+    assert_true(number(ref, "seconds") > 0);
     return root;
 }
 
@@ -393,7 +474,21 @@ static void test_three_sessions(void **state)
         assert_true(number(s, "lag_max_s") >= 0);
         assert_true(number(s, "latency_announced_ms") > 0);
         check_latency(s);
+        assert_true(number(s, "added_latency_max_ms") >= 0);
+        assert_true(number(s, "timed_hops") > 0);
+        assert_true(number(s, "client_late_hops") >= 0);
+        assert_count(s, "lost_hops", 0);
+        const cJSON *v = item(s, "verify");
+        if (!cJSON_IsNull(v)) {
+            assert_true(cJSON_IsTrue(item(v, "complete")));
+            assert_true(cJSON_IsTrue(item(v, "identical")));
+            assert_false(cJSON_IsTrue(item(v, "mismatch")));
+            assert_true(number(v, "compared_frames") > 0);
+        }
     }
+    /* session 0 is always among the compared */
+    assert_false(cJSON_IsNull(
+        item(cJSON_GetArrayItem(item(r, "session_list"), 0), "verify")));
     cJSON_Delete(root);
 }
 
@@ -662,6 +757,184 @@ static void test_wss_to_plain_server(void **state)
     assert_non_null(strstr(g.err, url));
 }
 
+/* (j) */
+static cJSON *run_threads(int threads)
+{
+    wait_server_idle();
+    assert_int_equal(demix("loadgen --url %s --sessions 3 --seconds 1 "
+                           "--threads %d --verify 1 --json --quiet",
+                           g.url, threads),
+                     0);
+    cJSON *root = parse_output();
+    assert_count(root, "threads", threads);
+    return root;
+}
+
+static void test_threads_same_results(void **state)
+{
+    (void)state;
+    cJSON *one = run_threads(1), *three = run_threads(3);
+    const cJSON *r1 = cJSON_GetArrayItem(item(one, "rounds"), 0);
+    const cJSON *r3 = cJSON_GetArrayItem(item(three, "rounds"), 0);
+    assert_non_null(r1);
+    assert_non_null(r3);
+    check_round_fields(r1, 3);
+    check_round_fields(r3, 3);
+    assert_count(r1, "threads", 1);
+    assert_count(r3, "threads", 3);
+    assert_true(number(r1, "frames_received") ==
+                number(r3, "frames_received"));
+    assert_true(number(r1, "hops") == number(r3, "hops"));
+    const cJSON *l1 = item(r1, "session_list"), *l3 = item(r3, "session_list");
+    static const char *const same[] = {
+        "index", "ready", "messages_sent", "frames_sent", "frames_expected",
+        "frames_received", "hops", "lost_hops", "close_code"};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *a = cJSON_GetArrayItem(l1, i);
+        const cJSON *b = cJSON_GetArrayItem(l3, i);
+        assert_string_equal(string(a, "outcome"), "ok");
+        assert_string_equal(string(b, "outcome"), "ok");
+        for (size_t k = 0; k < sizeof same / sizeof same[0]; k++) {
+            const cJSON *x = item(a, same[k]), *y = item(b, same[k]);
+            if (cJSON_IsBool(x)) {
+                assert_true(cJSON_IsTrue(x) == cJSON_IsTrue(y));
+            } else if (!cJSON_IsNumber(x) || !cJSON_IsNumber(y) ||
+                       x->valuedouble != y->valuedouble) {
+                fail_msg("session %d: '%s' differs between 1 and 3 threads",
+                         i, same[k]);
+            }
+        }
+        /* --verify 1: every session compared, each identical to the
+         * reference on both runs */
+        assert_true(cJSON_IsTrue(item(item(a, "verify"), "identical")));
+        assert_true(cJSON_IsTrue(item(item(b, "verify"), "identical")));
+    }
+    cJSON_Delete(one);
+    cJSON_Delete(three);
+}
+
+/* (k) */
+typedef struct pauser {
+    server_fixture *fx;
+    int sessions;
+    int paused;
+} pauser;
+
+/* Pause the server once `sessions` are live on it, and a moment more so
+ * that output has flowed. */
+static void *pause_when_streaming(void *arg)
+{
+    pauser *p = arg;
+    for (int waited = 0; waited < HEALTH_WAIT_MS; waited += 50) {
+        wst_http_response r;
+        memset(&r, 0, sizeof r);
+        int live = -1;
+        if (wst_http(p->fx->port, "GET", "/v1/health", NULL, NULL, 0, &r,
+                     10000) == 0 &&
+            r.status == 200) {
+            cJSON *j = cJSON_Parse((const char *)r.body);
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "sessions");
+            if (cJSON_IsNumber(n))
+                live = n->valueint;
+            cJSON_Delete(j);
+        }
+        wst_http_response_free(&r);
+        if (live >= p->sessions) {
+            struct timespec t = {0, 500 * 1000 * 1000};
+            nanosleep(&t, NULL);
+            p->paused = kill(p->fx->pid, SIGSTOP) == 0;
+            return NULL;
+        }
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
+static void test_lost_hops(void **state)
+{
+    (void)state;
+    server_fixture fx;
+    const char *model = demix_test_data_path("tiny.safetensors");
+    assert_int_equal(server_fixture_start(&fx, model, "--max-sessions", "4",
+                                          (const char *)NULL),
+                     0);
+    pauser p = {.fx = &fx, .sessions = 2};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, pause_when_streaming, &p), 0);
+    int rc = demix("loadgen --url ws://127.0.0.1:%d/v1/stream --sessions 2 "
+                   "--seconds 6 --timeout 2 --verify 0 --threads 2 --json "
+                   "--quiet",
+                   fx.port);
+    pthread_join(t, NULL);
+    kill(fx.pid, SIGCONT);
+    assert_int_equal(server_fixture_stop(&fx), 0);
+    assert_true(p.paused);
+    assert_int_equal(rc, 1);
+    cJSON *root = cJSON_Parse(g.out);
+    if (!root)
+        fail_msg("demix loadgen --json printed no JSON object");
+    assert_true(cJSON_IsNull(item(root, "verify")));
+    const cJSON *r = cJSON_GetArrayItem(item(root, "rounds"), 0);
+    assert_non_null(r);
+    assert_count(r, "ready", 2);
+    assert_count(r, "failed", 2);
+    assert_true(number(r, "lost_hops") > 0);
+    assert_false(cJSON_IsTrue(item(r, "held")));
+    assert_true(cJSON_IsString(item(r, "verdict")));
+    assert_true(cJSON_IsNull(item(r, "verify")));
+    const cJSON *s;
+    double lost = 0;
+    cJSON_ArrayForEach(s, item(r, "session_list"))
+    {
+        assert_string_equal(string(s, "outcome"), "failed");
+        assert_true(cJSON_IsTrue(item(s, "ready")));
+        /* the output stopped long before the stream's 6 s: well over a
+         * second of it (100 hops of 10 ms) never arrived */
+        assert_true(number(s, "lost_hops") > 100);
+        lost += number(s, "lost_hops");
+        assert_true(number(s, "frames_received") <
+                    number(s, "frames_expected"));
+    }
+    assert_true(lost == number(r, "lost_hops"));
+    cJSON_Delete(root);
+}
+
+/* (l) */
+static void test_new_option_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args, *option, *value;
+    } bad[] = {
+        {"--threads 0", "--threads", "'0'"},
+        {"--threads -2", "--threads", "'-2'"},
+        {"--threads x", "--threads", "'x'"},
+        {"--threads 100000", "--threads", "'100000'"},
+        {"--verify 1.5", "--verify", "'1.5'"},
+        {"--verify -0.1", "--verify", "'-0.1'"},
+        {"--verify x", "--verify", "'x'"},
+        {"--verify nan", "--verify", "'nan'"},
+        {"--verify-min-snr db", "--verify-min-snr", "'db'"},
+        {"--connect-rate 0", "--connect-rate", "'0'"},
+        {"--late-ms -1", "--late-ms", "'-1'"},
+        {"--max-p99-ms ten", "--max-p99-ms", "'ten'"},
+        {"--sessions 2000000", "--sessions", "'2000000'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(demix("loadgen --url ws://127.0.0.1:1/v1/stream %s",
+                               bad[i].args),
+                         2);
+        if (!strstr(g.err, bad[i].option) || !strstr(g.err, bad[i].value))
+            fail_msg("'%s': the message does not name %s and %s: %s",
+                     bad[i].args, bad[i].option, bad[i].value, g.err);
+    }
+    assert_int_equal(demix("loadgen --help"), 0);
+    assert_non_null(strstr(g.out, "--threads N"));
+    assert_non_null(strstr(g.out, "--verify F"));
+    assert_non_null(strstr(g.out, "--connect-rate R"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +947,9 @@ int main(void)
         cmocka_unit_test(test_input_not_audio),
         cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_wss_to_plain_server),
+        cmocka_unit_test(test_threads_same_results),
+        cmocka_unit_test(test_lost_hops),
+        cmocka_unit_test(test_new_option_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
