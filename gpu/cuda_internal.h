@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 extern "C" {
-#include "cpu_backend.h"
+#include "engine_stages.h"
 #include "engine_impl.h"
 }
 
