@@ -166,6 +166,23 @@ static int parse_size(const char *text, bench_options *o)
     return -1;
 }
 
+enum { OPT_JSON = 256, OPT_PIPELINED, OPT_SIZE, OPT_STREAMS, OPT_SECONDS };
+
+static const struct option bench_longs[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"pipelined", no_argument, NULL, OPT_PIPELINED},
+    {"backend", required_argument, NULL, 'b'},
+    {"model", required_argument, NULL, 'm'},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"streams", required_argument, NULL, OPT_STREAMS},
+    {"seconds", required_argument, NULL, OPT_SECONDS},
+    {"threads", required_argument, NULL, 't'},
+    {"precision", required_argument, NULL, 'p'},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0: parsed; -1: --help was printed (exit 0); else the exit status. */
 static int parse_args(int argc, char **argv, bench_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -176,58 +193,67 @@ static int parse_args(int argc, char **argv, bench_options *o)
     o->seconds = 3.0;
     o->threads = cli_default_threads();
     o->precision = DEMIX_PRECISION_DEFAULT;
-    int have_size = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    int have_size = 0, c;
+    cli_args a;
+    cli_args_init(&a);
+    while ((c = cli_args_next(&a, argc, argv, "hb:m:t:p:", bench_longs)) !=
+           -1) {
+        const char *v = a.value;
+        switch (c) {
+        case 'h':
             cmd_bench_usage(stdout);
             return -1;
-        } else if (strcmp(a, "--json") == 0) {
+        case OPT_JSON:
             o->json = 1;
-        } else if (strcmp(a, "--pipelined") == 0) {
+            break;
+        case OPT_PIPELINED:
             o->pipelined = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--backend", "-b", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'b':
             if (demix_backend_parse(v, &o->backend)) {
                 fprintf(stderr, "demix bench: --backend must be auto, cpu or "
                                 "cuda (got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--model", "-m", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'm':
             o->model_path = v;
-        } else if ((r = cli_option(argc, argv, &i, "--size", NULL, &v))) {
-            if (r < 0 || parse_size(v, o))
+            break;
+        case OPT_SIZE:
+            if (parse_size(v, o))
                 return DEMIX_EXIT_USAGE;
             have_size = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--streams", NULL, &v))) {
-            if (r < 0 || parse_streams(v, o))
+            break;
+        case OPT_STREAMS:
+            if (parse_streams(v, o))
                 return DEMIX_EXIT_USAGE;
-        } else if ((r = cli_option(argc, argv, &i, "--seconds", NULL, &v))) {
+            break;
+        case OPT_SECONDS: {
             char *end;
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
             o->seconds = strtod(v, &end);
             if (end == v || *end || !(o->seconds >= 0.0 && o->seconds <= 3600.0)) {
                 fprintf(stderr, "demix bench: --seconds must be from 0 to 3600 "
                                 "(got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("bench", "--threads", v, 0,
-                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+            break;
+        }
+        case 't':
+            if (cli_int("bench", "--threads", v, 0,
+                        DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
                 return DEMIX_EXIT_USAGE;
             if (o->threads == 0)
                 o->threads = cli_default_threads();
-        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
-            if (r < 0 || cli_precision("bench", v, &o->precision))
+            break;
+        case 'p':
+            if (cli_precision("bench", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
-        } else {
-            fprintf(stderr, "demix bench: unknown argument '%s' (see demix help "
-                            "bench)\n", a);
+            break;
+        case CLI_MISSING:
+            return DEMIX_EXIT_USAGE;
+        default: /* CLI_UNKNOWN, or an operand: bench takes none */
+            fprintf(stderr, "demix bench: unknown argument '%s' (see demix "
+                            "help bench)\n", v);
             return DEMIX_EXIT_USAGE;
         }
     }

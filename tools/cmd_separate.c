@@ -142,6 +142,23 @@ static int parse_stems(const char *text, const demix_model_config *cfg,
     }
 }
 
+enum { OPT_FLOAT32 = 256, OPT_STEMS };
+
+static const struct option separate_longs[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"float32", no_argument, NULL, OPT_FLOAT32},
+    {"model", required_argument, NULL, 'm'},
+    {"out", required_argument, NULL, 'o'},
+    {"stems", required_argument, NULL, OPT_STEMS},
+    {"backend", required_argument, NULL, 'b'},
+    {"threads", required_argument, NULL, 't'},
+    {"precision", required_argument, NULL, 'p'},
+    {"jobs", required_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0: parsed; -1: --help was printed (exit 0); else the exit status.
+ * *inputs (the caller frees it) holds the input paths. */
 static int parse_args(int argc, char **argv, separate_options *o,
                       const char ***inputs, int *n_inputs)
 {
@@ -155,56 +172,58 @@ static int parse_args(int argc, char **argv, separate_options *o,
     *n_inputs = 0;
     if (!*inputs)
         return 1;
-    int options_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
-            (*inputs)[(*n_inputs)++] = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            options_done = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    int c;
+    cli_args a;
+    cli_args_init(&a);
+    while ((c = cli_args_next(&a, argc, argv, "hm:o:b:t:p:j:",
+                              separate_longs)) != -1) {
+        const char *v = a.value;
+        switch (c) {
+        case CLI_OPERAND:
+            (*inputs)[(*n_inputs)++] = v;
+            break;
+        case 'h':
             cmd_separate_usage(stdout);
             return -1;
-        } else if (strcmp(a, "--float32") == 0) {
+        case OPT_FLOAT32:
             o->float32 = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--model", "-m", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'm':
             o->model_path = v;
-        } else if ((r = cli_option(argc, argv, &i, "--out", "-o", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'o':
             o->out_dir = v;
-        } else if ((r = cli_option(argc, argv, &i, "--stems", NULL, &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case OPT_STEMS:
             o->stems = v;
-        } else if ((r = cli_option(argc, argv, &i, "--backend", "-b", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'b':
             if (demix_backend_parse(v, &o->backend)) {
                 fprintf(stderr, "demix separate: --backend must be auto, cpu "
                                 "or cuda (got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("separate", "--threads", v, 0,
-                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+            break;
+        case 't':
+            if (cli_int("separate", "--threads", v, 0,
+                        DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
                 return DEMIX_EXIT_USAGE;
             if (o->threads == 0)
                 o->threads = cli_default_threads();
-        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
-            if (r < 0 || cli_precision("separate", v, &o->precision))
+            break;
+        case 'p':
+            if (cli_precision("separate", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
-        } else if ((r = cli_option(argc, argv, &i, "--jobs", "-j", &v))) {
-            if (r < 0 || cli_int("separate", "--jobs", v, 1, MAX_JOBS, &o->jobs))
+            break;
+        case 'j':
+            if (cli_int("separate", "--jobs", v, 1, MAX_JOBS, &o->jobs))
                 return DEMIX_EXIT_USAGE;
-        } else {
+            break;
+        case CLI_MISSING:
+            return DEMIX_EXIT_USAGE;
+        default:
             fprintf(stderr, "demix separate: unknown option '%s' (see demix "
-                            "help separate)\n", a);
+                            "help separate)\n", v);
             return DEMIX_EXIT_USAGE;
         }
     }
