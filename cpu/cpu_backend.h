@@ -6,7 +6,8 @@
  * After a successful step, each stage of every row of that step can be
  * copied out, in the order and layout of model-spec.md (not in whatever
  * internal layout the backend prefers). Golden files name the same stages
- * "stage.<name>" with demix__cpu_stage_name().
+ * "stage.<name>" with demix__cpu_stage_name(). The stage enum itself is in
+ * engine/engine_stages.h, shared with the CUDA backend.
  *
  * Thread context: the engine's thread, between steps.
  */
@@ -15,22 +16,7 @@
 
 #include <stddef.h>
 
-typedef enum demix_cpu_stage {
-    DEMIX_CPU_STAGE_SPEC_FEAT, /* [S]   rfft of the windowed frame, (ch, bin, re/im) */
-    DEMIX_CPU_STAGE_SPEC,      /* [D]   spec_encode output */
-    DEMIX_CPU_STAGE_BASIS,     /* [NB]  relu(a) * sigmoid(g) */
-    DEMIX_CPU_STAGE_WAVE,      /* [D]   basis_to_embed output */
-    DEMIX_CPU_STAGE_S1,        /* [D]   R_pre_spec(spec) */
-    DEMIX_CPU_STAGE_W1,        /* [D]   R_pre_waveform(wave) */
-    DEMIX_CPU_STAGE_FUSED,     /* [DF]  v = R_fusion(u) */
-    DEMIX_CPU_STAGE_S2,        /* [D]   R_post_spec(vs + spec) */
-    DEMIX_CPU_STAGE_W2,        /* [D]   R_post_waveform(vw + wave) */
-    DEMIX_CPU_STAGE_SPEC_MASK, /* [T*S] (ch, bin, re/im, source), source fastest */
-    DEMIX_CPU_STAGE_WAVE_MASK, /* [T*NB] (source, basis), basis fastest */
-    DEMIX_CPU_STAGE_SPEC_OUT,  /* [T][C][W] y_t = w * irfft(Y_t), before overlap-add */
-    DEMIX_CPU_STAGE_WAVE_OUT,  /* [T][C][W] z_t, windowed decoder output */
-    DEMIX_CPU_STAGE_COUNT
-} demix_cpu_stage;
+#include "engine_stages.h"
 
 /* "spec_feat", "spec", "basis", "wave", "s1", "w1", "fused", "s2", "w2",
  * "spec_mask", "wave_mask", "spec_out", "wave_out". */

@@ -32,7 +32,6 @@
  * threads option is not used by this backend (OpenBLAS is not called).
  * Thread context: one thread at a time per context.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,18 +44,6 @@
 #include "cpu_masks.h"
 #include "cpu_matmul.h"
 #include "cpu_parallel.h"
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    DEMIX_PRINTF(3, 4);
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 static void cpu_destroy(void *vctx)
 {
@@ -201,10 +188,11 @@ static int make_work(demix_cpu_context *x, char *err, size_t err_cap)
     if (!x->work) {
         double per_slot_mb =
             (double)(x->slot_floats + row_floats) * sizeof(float) / 1e6;
-        set_err(err, err_cap,
-                "cpu backend: out of memory for %d slots (%.2f MB of state "
-                "and work buffers per slot, %.1f MB in all); ask for fewer",
-                x->max_slots, per_slot_mb, per_slot_mb * x->max_slots);
+        demix__set_err(
+            err, err_cap,
+            "cpu backend: out of memory for %d slots (%.2f MB of state "
+            "and work buffers per slot, %.1f MB in all); ask for fewer",
+            x->max_slots, per_slot_mb, per_slot_mb * x->max_slots);
         return DEMIX_ENOMEM;
     }
 
@@ -248,29 +236,31 @@ static int cpu_create(const demix_model *model, const demix_engine_options *opt,
 {
     *out = NULL;
     if (!model || !opt || opt->max_slots < 1) {
-        set_err(err, err_cap, "cpu backend: a model and max_slots >= 1 are "
-                              "required");
+        demix__set_err(err, err_cap,
+                       "cpu backend: a model and max_slots >= 1 are "
+                       "required");
         return DEMIX_EARG;
     }
     if (opt->precision != DEMIX_PRECISION_DEFAULT &&
         opt->precision != DEMIX_PRECISION_FP32 &&
         opt->precision != DEMIX_PRECISION_FAST) {
-        set_err(err, err_cap, "cpu backend: unknown precision %d",
-                (int)opt->precision);
+        demix__set_err(err, err_cap, "cpu backend: unknown precision %d",
+                       (int)opt->precision);
         return DEMIX_EARG;
     }
     const demix_model_config *cfg = &model->config;
     if (cfg->window_samples < 2 || cfg->window_samples % 2 ||
         cfg->hop_samples * 2 != cfg->window_samples) {
-        set_err(err, err_cap,
-                "cpu backend: window %d and hop %d must be even and W = 2H",
-                cfg->window_samples, cfg->hop_samples);
+        demix__set_err(
+            err, err_cap,
+            "cpu backend: window %d and hop %d must be even and W = 2H",
+            cfg->window_samples, cfg->hop_samples);
         return DEMIX_EARG;
     }
 
     demix_cpu_context *x = calloc(1, sizeof *x);
     if (!x) {
-        set_err(err, err_cap, "cpu backend: out of memory");
+        demix__set_err(err, err_cap, "cpu backend: out of memory");
         return DEMIX_ENOMEM;
     }
     x->model = model;
@@ -310,8 +300,9 @@ static int cpu_create(const demix_model *model, const demix_engine_options *opt,
     if (rc == DEMIX_OK && x->bf16)
         rc = make_bf16(x);
     if (rc) {
-        set_err(err, err_cap, "cpu backend: out of memory for the FFT plans "
-                              "and derived weights");
+        demix__set_err(err, err_cap,
+                       "cpu backend: out of memory for the FFT plans "
+                       "and derived weights");
         cpu_destroy(x);
         return rc;
     }

@@ -28,7 +28,6 @@
  */
 #include "engine_impl.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,18 +67,6 @@ struct demix_engine {
 
 #define RING (DEMIX_ENGINE_MAX_IN_FLIGHT + 1)
 
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    DEMIX_PRINTF(3, 4);
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
-
 #define ENGINE_ERROR(e, ...) snprintf((e)->error, sizeof (e)->error, __VA_ARGS__)
 
 void demix_engine_options_init(demix_engine_options *opt)
@@ -115,22 +102,24 @@ int demix_engine_create(const demix_model *model,
     if (err && err_cap)
         err[0] = '\0';
     if (!out) {
-        set_err(err, err_cap, "engine: no output pointer");
+        demix__set_err(err, err_cap, "engine: no output pointer");
         return DEMIX_EARG;
     }
     *out = NULL;
     if (!model || !opt) {
-        set_err(err, err_cap, "engine: model and options are required");
+        demix__set_err(err, err_cap, "engine: model and options are required");
         return DEMIX_EARG;
     }
     if (opt->max_slots < 1 || opt->max_slots > (1 << 20)) {
-        set_err(err, err_cap,
-                "engine: max_slots must be between 1 and 1048576 (got %d)",
-                opt->max_slots);
+        demix__set_err(
+            err, err_cap,
+            "engine: max_slots must be between 1 and 1048576 (got %d)",
+            opt->max_slots);
         return DEMIX_EARG;
     }
     if (opt->threads < 0 || opt->threads > 1024) {
-        set_err(err, err_cap, "engine: threads must be between 0 and 1024");
+        demix__set_err(err, err_cap,
+                       "engine: threads must be between 0 and 1024");
         return DEMIX_EARG;
     }
 
@@ -151,17 +140,18 @@ int demix_engine_create(const demix_model *model,
                 ops = cuda;
         }
         if (rc && opt->backend == DEMIX_BACKEND_CUDA) {
-            set_err(err, err_cap, "cuda backend: %s", why);
+            demix__set_err(err, err_cap, "cuda backend: %s", why);
             return rc;
         }
         /* A lack of memory for the asked slots is the caller's to fix, not
          * a reason to fall back silently to a far slower CPU. */
         if (rc == DEMIX_ENOMEM && cuda) {
-            set_err(err, err_cap, "cuda backend: %s", why);
+            demix__set_err(err, err_cap, "cuda backend: %s", why);
             return rc;
         }
     } else if (opt->backend != DEMIX_BACKEND_CPU) {
-        set_err(err, err_cap, "engine: unknown backend %d", (int)opt->backend);
+        demix__set_err(err, err_cap, "engine: unknown backend %d",
+                       (int)opt->backend);
         return DEMIX_EARG;
     }
     if (!ops) {
@@ -171,7 +161,7 @@ int demix_engine_create(const demix_model *model,
             return rc;
         /* Leave the reason for the fallback where the caller can log it. */
         if (opt->backend == DEMIX_BACKEND_AUTO)
-            set_err(err, err_cap, "using the CPU backend: %s", why);
+            demix__set_err(err, err_cap, "using the CPU backend: %s", why);
     }
 
     demix_engine *e = calloc(1, sizeof *e);
@@ -196,7 +186,7 @@ int demix_engine_create(const demix_model *model,
             free(e->slot_custom);
             free(e);
         }
-        set_err(err, err_cap, "engine: out of memory for %d slots", S);
+        demix__set_err(err, err_cap, "engine: out of memory for %d slots", S);
         return DEMIX_ENOMEM;
     }
     e->ops = ops;

@@ -27,25 +27,12 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* The largest model file accepted: 4 GiB (the default model is ~200 MB). */
 #define DEMIX_MODEL_MAX_FILE_BYTES ((uint64_t)4 << 30)
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    DEMIX_PRINTF(3, 4);
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 static void format_shape(const int64_t *shape, int ndim, char *buf, size_t cap)
 {
@@ -64,14 +51,15 @@ static const demix_st_tensor *need(const demix_st_file *f, const char *name,
 {
     const demix_st_tensor *t = demix_st_find(f, name);
     if (!t) {
-        set_err(err, cap, "missing tensor \"%s\"", name);
+        demix__set_err(err, cap, "missing tensor \"%s\"", name);
         return NULL;
     }
     if (t->ndim != ndim) {
         char s[DEMIX_ST_MAX_DIMS * 24 + 4];
         format_shape(t->shape, t->ndim, s, sizeof s);
-        set_err(err, cap, "tensor \"%s\" has shape %s, expected %d dims %s",
-                name, s, ndim, what);
+        demix__set_err(err, cap,
+                       "tensor \"%s\" has shape %s, expected %d dims %s", name,
+                       s, ndim, what);
         return NULL;
     }
     return t;
@@ -106,10 +94,10 @@ static int parse_sample_rate(const char *text, int *hz, char *err, size_t cap)
     if (!ok || v < 8000 || v > 384000) {
         char shown[40];
         copy_text(shown, sizeof shown, text);
-        set_err(err, cap,
-                "metadata \"sample_rate\" is \"%s\": expected a decimal "
-                "integer between 8000 and 384000",
-                shown);
+        demix__set_err(err, cap,
+                       "metadata \"sample_rate\" is \"%s\": expected a decimal "
+                       "integer between 8000 and 384000",
+                       shown);
         return DEMIX_EFORMAT;
     }
     *hz = (int)v;
@@ -133,43 +121,46 @@ static int parse_sources(const char *text, demix_model_config *cfg, char *err,
             e--;
         size_t n = (size_t)(e - b);
         if (n == 0) {
-            set_err(err, cap,
-                    "metadata \"sources\": name %d is empty (expected "
-                    "comma-separated names such as \"drums,bass,vocals,"
-                    "other\")",
-                    count + 1);
+            demix__set_err(err, cap,
+                           "metadata \"sources\": name %d is empty (expected "
+                           "comma-separated names such as \"drums,bass,vocals,"
+                           "other\")",
+                           count + 1);
             return DEMIX_EFORMAT;
         }
         if (n >= DEMIX_SOURCE_NAME_BYTES) {
-            set_err(err, cap,
-                    "metadata \"sources\": name %d is %zu bytes, longer than "
-                    "%d",
-                    count + 1, n, DEMIX_SOURCE_NAME_BYTES - 1);
+            demix__set_err(
+                err, cap,
+                "metadata \"sources\": name %d is %zu bytes, longer than "
+                "%d",
+                count + 1, n, DEMIX_SOURCE_NAME_BYTES - 1);
             return DEMIX_EFORMAT;
         }
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)b[i];
             if (c < 0x20 || c == 0x7f) {
-                set_err(err, cap,
-                        "metadata \"sources\": name %d holds a control "
-                        "character",
-                        count + 1);
+                demix__set_err(err, cap,
+                               "metadata \"sources\": name %d holds a control "
+                               "character",
+                               count + 1);
                 return DEMIX_EFORMAT;
             }
         }
         if (count == DEMIX_MAX_SOURCES) {
-            set_err(err, cap,
-                    "metadata \"sources\" names more than %d sources, but the "
-                    "model has T = %d",
-                    DEMIX_MAX_SOURCES, cfg->num_sources);
+            demix__set_err(
+                err, cap,
+                "metadata \"sources\" names more than %d sources, but the "
+                "model has T = %d",
+                DEMIX_MAX_SOURCES, cfg->num_sources);
             return DEMIX_EFORMAT;
         }
         memcpy(names[count], b, n);
         names[count][n] = '\0';
         for (int j = 0; j < count; j++) {
             if (strcmp(names[j], names[count]) == 0) {
-                set_err(err, cap, "metadata \"sources\" names \"%s\" twice",
-                        names[count]);
+                demix__set_err(err, cap,
+                               "metadata \"sources\" names \"%s\" twice",
+                               names[count]);
                 return DEMIX_EFORMAT;
             }
         }
@@ -179,10 +170,11 @@ static int parse_sources(const char *text, demix_model_config *cfg, char *err,
         p = comma + 1;
     }
     if (count != cfg->num_sources) {
-        set_err(err, cap,
-                "metadata \"sources\" names %d sources, but the model has "
-                "T = %d (to_waveform_masks.1.weight rows / NB)",
-                count, cfg->num_sources);
+        demix__set_err(
+            err, cap,
+            "metadata \"sources\" names %d sources, but the model has "
+            "T = %d (to_waveform_masks.1.weight rows / NB)",
+            count, cfg->num_sources);
         return DEMIX_EFORMAT;
     }
     for (int t = 0; t < count; t++)
@@ -202,10 +194,10 @@ static int infer_config(const demix_st_file *f, demix_model_config *cfg,
     if (!se)
         return DEMIX_EFORMAT;
     if (se->shape[0] < 1 || se->shape[0] > 8192) {
-        set_err(err, cap,
-                "tensor \"spec_encode.1.weight\" has %" PRId64
-                " rows: the hidden size D must be between 1 and 8192",
-                se->shape[0]);
+        demix__set_err(err, cap,
+                       "tensor \"spec_encode.1.weight\" has %" PRId64
+                       " rows: the hidden size D must be between 1 and 8192",
+                       se->shape[0]);
         return DEMIX_EFORMAT;
     }
     cfg->dim = (int)se->shape[0];
@@ -215,27 +207,28 @@ static int infer_config(const demix_st_file *f, demix_model_config *cfg,
     if (!ce)
         return DEMIX_EFORMAT;
     if (ce->shape[0] < 2 || ce->shape[0] % 2 || ce->shape[0] > 2 * 16384) {
-        set_err(err, cap,
-                "tensor \"conv_encode.weight\" has %" PRId64
-                " rows: expected an even number 2NB with NB between 1 and "
-                "16384",
-                ce->shape[0]);
+        demix__set_err(
+            err, cap,
+            "tensor \"conv_encode.weight\" has %" PRId64
+            " rows: expected an even number 2NB with NB between 1 and "
+            "16384",
+            ce->shape[0]);
         return DEMIX_EFORMAT;
     }
     cfg->num_basis = (int)(ce->shape[0] / 2);
     if (ce->shape[1] < 1 || ce->shape[1] > 2) {
-        set_err(err, cap,
-                "tensor \"conv_encode.weight\" has %" PRId64
-                " channels (dim 1): expected C = 1 or 2",
-                ce->shape[1]);
+        demix__set_err(err, cap,
+                       "tensor \"conv_encode.weight\" has %" PRId64
+                       " channels (dim 1): expected C = 1 or 2",
+                       ce->shape[1]);
         return DEMIX_EFORMAT;
     }
     cfg->channels = (int)ce->shape[1];
     if (ce->shape[2] < 4 || ce->shape[2] > 16384 || ce->shape[2] % 2) {
-        set_err(err, cap,
-                "tensor \"conv_encode.weight\" has a window of %" PRId64
-                " taps (dim 2): expected an even W between 4 and 16384",
-                ce->shape[2]);
+        demix__set_err(err, cap,
+                       "tensor \"conv_encode.weight\" has a window of %" PRId64
+                       " taps (dim 2): expected an even W between 4 and 16384",
+                       ce->shape[2]);
         return DEMIX_EFORMAT;
     }
     cfg->window_samples = (int)ce->shape[2];
@@ -248,10 +241,11 @@ static int infer_config(const demix_st_file *f, demix_model_config *cfg,
     int64_t nb = cfg->num_basis;
     if (wm->shape[0] < nb || wm->shape[0] % nb ||
         wm->shape[0] / nb > DEMIX_MAX_SOURCES) {
-        set_err(err, cap,
-                "tensor \"to_waveform_masks.1.weight\" has %" PRId64
-                " rows: expected T*NB with NB = %d and T between 1 and %d",
-                wm->shape[0], cfg->num_basis, DEMIX_MAX_SOURCES);
+        demix__set_err(
+            err, cap,
+            "tensor \"to_waveform_masks.1.weight\" has %" PRId64
+            " rows: expected T*NB with NB = %d and T between 1 and %d",
+            wm->shape[0], cfg->num_basis, DEMIX_MAX_SOURCES);
         return DEMIX_EFORMAT;
     }
     cfg->num_sources = (int)(wm->shape[0] / nb);
@@ -272,7 +266,8 @@ static int infer_config(const demix_st_file *f, demix_model_config *cfg,
 
     char why[256];
     if (demix__model_config_finish(cfg, why, sizeof why)) {
-        set_err(err, cap, "inferred model size is out of range: %s", why);
+        demix__set_err(err, cap, "inferred model size is out of range: %s",
+                       why);
         return DEMIX_EFORMAT;
     }
     return DEMIX_OK;
@@ -302,7 +297,7 @@ static int check_tensor(const demix_st_file *f, const demix_tensor_ref *r,
 {
     const demix_st_tensor *t = demix_st_find(f, r->name);
     if (!t) {
-        set_err(err, cap, "missing tensor \"%s\"", r->name);
+        demix__set_err(err, cap, "missing tensor \"%s\"", r->name);
         return DEMIX_EFORMAT;
     }
     int same = t->ndim == r->ndim;
@@ -312,15 +307,15 @@ static int check_tensor(const demix_st_file *f, const demix_tensor_ref *r,
         char have[DEMIX_ST_MAX_DIMS * 24 + 4], want[3 * 24 + 4];
         format_shape(t->shape, t->ndim, have, sizeof have);
         format_shape(r->shape, r->ndim, want, sizeof want);
-        set_err(err, cap, "tensor \"%s\" has shape %s, expected %s", r->name,
-                have, want);
+        demix__set_err(err, cap, "tensor \"%s\" has shape %s, expected %s",
+                       r->name, have, want);
         return DEMIX_EFORMAT;
     }
     if (t->dtype != DEMIX_ST_F32 && t->dtype != DEMIX_ST_F16 &&
         t->dtype != DEMIX_ST_BF16) {
-        set_err(err, cap,
-                "tensor \"%s\" has dtype %s, expected F32, F16 or BF16",
-                r->name, t->dtype_name);
+        demix__set_err(err, cap,
+                       "tensor \"%s\" has dtype %s, expected F32, F16 or BF16",
+                       r->name, t->dtype_name);
         return DEMIX_EFORMAT;
     }
     *found = t;
@@ -350,8 +345,9 @@ static int build_model(const demix_st_file *f, demix_model **out, char *err,
     demix_model *m;
     rc = demix__model_alloc(&cfg, &m);
     if (rc) {
-        set_err(err, cap, "out of memory for a model of %" PRId64 " parameters",
-                cfg.parameter_count);
+        demix__set_err(err, cap,
+                       "out of memory for a model of %" PRId64 " parameters",
+                       cfg.parameter_count);
         return rc;
     }
     int m_n = demix__model_tensors(m, refs, DEMIX_MODEL_MAX_TENSORS);
@@ -366,11 +362,11 @@ static int build_model(const demix_st_file *f, demix_model **out, char *err,
         for (size_t j = 0; j < count; j++) {
             float x = refs[i].data[j];
             if (!isfinite(x)) {
-                set_err(err, cap,
-                        "tensor \"%s\" holds a non-finite value (%s) at "
-                        "index %zu",
-                        refs[i].name,
-                        isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf"), j);
+                demix__set_err(err, cap,
+                               "tensor \"%s\" holds a non-finite value (%s) at "
+                               "index %zu",
+                               refs[i].name,
+                               isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf"), j);
                 demix_model_destroy(m);
                 return DEMIX_EFORMAT;
             }
@@ -390,18 +386,19 @@ int demix_model_load_memory(const void *data, size_t size, demix_model **out,
     if (err && err_cap)
         err[0] = '\0';
     if (!out) {
-        set_err(err, err_cap, "model load: no output pointer");
+        demix__set_err(err, err_cap, "model load: no output pointer");
         return DEMIX_EARG;
     }
     *out = NULL;
     if (!data && size) {
-        set_err(err, err_cap, "model load: no data for %zu bytes", size);
+        demix__set_err(err, err_cap, "model load: no data for %zu bytes", size);
         return DEMIX_EARG;
     }
     if ((uint64_t)size > DEMIX_MODEL_MAX_FILE_BYTES) {
-        set_err(err, err_cap,
-                "model file is %zu bytes, more than the limit of %" PRIu64,
-                size, DEMIX_MODEL_MAX_FILE_BYTES);
+        demix__set_err(
+            err, err_cap,
+            "model file is %zu bytes, more than the limit of %" PRIu64, size,
+            DEMIX_MODEL_MAX_FILE_BYTES);
         return DEMIX_EFORMAT;
     }
     static const unsigned char empty[1];
@@ -420,12 +417,12 @@ int demix_model_load(const char *path, demix_model **out, char *err,
     if (err && err_cap)
         err[0] = '\0';
     if (!out) {
-        set_err(err, err_cap, "model load: no output pointer");
+        demix__set_err(err, err_cap, "model load: no output pointer");
         return DEMIX_EARG;
     }
     *out = NULL;
     if (!path) {
-        set_err(err, err_cap, "model load: no path");
+        demix__set_err(err, err_cap, "model load: no path");
         return DEMIX_EARG;
     }
     unsigned char *data;
@@ -440,6 +437,6 @@ int demix_model_load(const char *path, demix_model **out, char *err,
     rc = demix_model_load_memory(data, size, out, detail, sizeof detail);
     free(data);
     if (rc)
-        set_err(err, err_cap, "%s: %s", path, detail);
+        demix__set_err(err, err_cap, "%s: %s", path, detail);
     return rc;
 }

@@ -23,34 +23,31 @@ static const char *const branch_names[DEMIX_BRANCH_COUNT] = {
     "pre_spec_branch", "pre_waveform_branch", "fusion_branch",
     "post_spec_branch", "post_waveform_branch"};
 
-static void set_err(char *err, size_t cap, const char *text)
-{
-    if (err && cap)
-        snprintf(err, cap, "%s", text);
-}
-
 int demix__model_config_finish(demix_model_config *cfg, char *err,
                                size_t err_cap)
 {
     if (cfg->dim < 1 || cfg->dim > 8192) {
-        set_err(err, err_cap, "hidden size D must be between 1 and 8192");
+        demix__set_err(err, err_cap,
+                       "hidden size D must be between 1 and 8192");
         return DEMIX_EARG;
     }
     if (cfg->num_basis < 1 || cfg->num_basis > 16384) {
-        set_err(err, err_cap, "basis count NB must be between 1 and 16384");
+        demix__set_err(err, err_cap,
+                       "basis count NB must be between 1 and 16384");
         return DEMIX_EARG;
     }
     if (cfg->window_samples < 4 || cfg->window_samples > 16384 ||
         cfg->window_samples % 2) {
-        set_err(err, err_cap, "window W must be even, between 4 and 16384");
+        demix__set_err(err, err_cap,
+                       "window W must be even, between 4 and 16384");
         return DEMIX_EARG;
     }
     if (cfg->channels < 1 || cfg->channels > 2) {
-        set_err(err, err_cap, "channels C must be 1 or 2");
+        demix__set_err(err, err_cap, "channels C must be 1 or 2");
         return DEMIX_EARG;
     }
     if (cfg->num_sources < 1 || cfg->num_sources > DEMIX_MAX_SOURCES) {
-        set_err(err, err_cap, "source count T must be between 1 and 8");
+        demix__set_err(err, err_cap, "source count T must be between 1 and 8");
         return DEMIX_EARG;
     }
     if (cfg->sample_rate_hz <= 0)

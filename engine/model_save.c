@@ -18,24 +18,11 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SAVE_CHUNK_FLOATS 16384
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    DEMIX_PRINTF(3, 4);
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 static uint32_t f32_bits(float f)
 {
@@ -181,12 +168,13 @@ int demix__model_save(const demix_model *model, const char *path,
     if (err && err_cap)
         err[0] = '\0';
     if (!model || !path) {
-        set_err(err, err_cap, "model save: model and path are required");
+        demix__set_err(err, err_cap, "model save: model and path are required");
         return DEMIX_EARG;
     }
     if (dtype != DEMIX_DTYPE_F32 && dtype != DEMIX_DTYPE_F16 &&
         dtype != DEMIX_DTYPE_BF16) {
-        set_err(err, err_cap, "model save: unknown dtype %d", (int)dtype);
+        demix__set_err(err, err_cap, "model save: unknown dtype %d",
+                       (int)dtype);
         return DEMIX_EARG;
     }
     /* The table only reads the model's pointers; it takes a non-const
@@ -201,7 +189,7 @@ int demix__model_save(const demix_model *model, const char *path,
     if (!json || !buf) {
         free(json);
         free(buf);
-        set_err(err, err_cap, "model save: out of memory");
+        demix__set_err(err, err_cap, "model save: out of memory");
         return DEMIX_ENOMEM;
     }
     size_t json_bytes = strlen(json);
@@ -209,7 +197,8 @@ int demix__model_save(const demix_model *model, const char *path,
 
     FILE *fp = fopen(path, "wb");
     if (!fp) {
-        set_err(err, err_cap, "%s: cannot create: %s", path, strerror(errno));
+        demix__set_err(err, err_cap, "%s: cannot create: %s", path,
+                       strerror(errno));
         free(json);
         free(buf);
         return DEMIX_EIO;
@@ -232,8 +221,8 @@ int demix__model_save(const demix_model *model, const char *path,
     free(json);
     free(buf);
     if (bad) {
-        set_err(err, err_cap, "%s: write failed: %s", path,
-                strerror(saved_errno));
+        demix__set_err(err, err_cap, "%s: write failed: %s", path,
+                       strerror(saved_errno));
         remove(path);
         return DEMIX_EIO;
     }

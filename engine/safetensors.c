@@ -34,7 +34,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,18 +45,6 @@
 #define ST_MAX_JSON_TOKENS (1u << 18)
 #define ST_MAX_META 1024
 #define ST_MAX_EXACT_INTEGER 9007199254740992.0 /* 2^53 */
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    DEMIX_PRINTF(3, 4);
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* A name from the file as it may appear in a one-line message: quoted,
  * control and non-ASCII bytes escaped, cut after 64 bytes. */
@@ -220,14 +207,14 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
     char why[128];
 
     if (strlen(item->string) >= DEMIX_ST_NAME_BYTES) {
-        set_err(err, cap, "tensor %s: name is %zu bytes, longer than %d", qn,
-                strlen(item->string), DEMIX_ST_NAME_BYTES - 1);
+        demix__set_err(err, cap, "tensor %s: name is %zu bytes, longer than %d",
+                       qn, strlen(item->string), DEMIX_ST_NAME_BYTES - 1);
         return DEMIX_EFORMAT;
     }
     snprintf(t->name, sizeof t->name, "%s", item->string);
     if (!cJSON_IsObject(item)) {
-        set_err(err, cap, "tensor %s: entry is %s, expected an object", qn,
-                json_type_name(item));
+        demix__set_err(err, cap, "tensor %s: entry is %s, expected an object",
+                       qn, json_type_name(item));
         return DEMIX_EFORMAT;
     }
 
@@ -238,8 +225,8 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
     for (const cJSON *c = item->child; c; c = c->next) {
         for (int k = 0; k < 3; k++) {
             if (strcmp(c->string, fields[k]) == 0 && seen[k]++) {
-                set_err(err, cap, "tensor %s: \"%s\" appears twice", qn,
-                        fields[k]);
+                demix__set_err(err, cap, "tensor %s: \"%s\" appears twice", qn,
+                               fields[k]);
                 return DEMIX_EFORMAT;
             }
         }
@@ -247,18 +234,19 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
 
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     if (!dt) {
-        set_err(err, cap, "tensor %s: no \"dtype\"", qn);
+        demix__set_err(err, cap, "tensor %s: no \"dtype\"", qn);
         return DEMIX_EFORMAT;
     }
     if (!cJSON_IsString(dt)) {
-        set_err(err, cap, "tensor %s: \"dtype\" is %s, expected a string", qn,
-                json_type_name(dt));
+        demix__set_err(err, cap,
+                       "tensor %s: \"dtype\" is %s, expected a string", qn,
+                       json_type_name(dt));
         return DEMIX_EFORMAT;
     }
     const dtype_info *info = find_dtype(dt->valuestring);
     if (!info) {
-        set_err(err, cap, "tensor %s: unknown dtype %s", qn,
-                quote(dt->valuestring).text);
+        demix__set_err(err, cap, "tensor %s: unknown dtype %s", qn,
+                       quote(dt->valuestring).text);
         return DEMIX_EFORMAT;
     }
     t->dtype = info->dtype;
@@ -266,18 +254,19 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
 
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(item, "shape");
     if (!sh) {
-        set_err(err, cap, "tensor %s: no \"shape\"", qn);
+        demix__set_err(err, cap, "tensor %s: no \"shape\"", qn);
         return DEMIX_EFORMAT;
     }
     if (!cJSON_IsArray(sh)) {
-        set_err(err, cap, "tensor %s: \"shape\" is %s, expected an array", qn,
-                json_type_name(sh));
+        demix__set_err(err, cap,
+                       "tensor %s: \"shape\" is %s, expected an array", qn,
+                       json_type_name(sh));
         return DEMIX_EFORMAT;
     }
     int ndim = cJSON_GetArraySize(sh);
     if (ndim > DEMIX_ST_MAX_DIMS) {
-        set_err(err, cap, "tensor %s: shape has %d dims, more than %d", qn,
-                ndim, DEMIX_ST_MAX_DIMS);
+        demix__set_err(err, cap, "tensor %s: shape has %d dims, more than %d",
+                       qn, ndim, DEMIX_ST_MAX_DIMS);
         return DEMIX_EFORMAT;
     }
     t->ndim = ndim;
@@ -286,7 +275,7 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
     for (const cJSON *e = sh->child; e; e = e->next, d++) {
         uint64_t v;
         if (json_uint(e, &v, why, sizeof why)) {
-            set_err(err, cap, "tensor %s: shape[%d] %s", qn, d, why);
+            demix__set_err(err, cap, "tensor %s: shape[%d] %s", qn, d, why);
             return DEMIX_EFORMAT;
         }
         t->shape[d] = (int64_t)v;
@@ -304,18 +293,19 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
         for (d = 0; d < ndim; d++) {
             uint64_t v = (uint64_t)t->shape[d];
             if (elements > limit / v) {
-                set_err(err, cap,
-                        "tensor %s: shape %s has too many elements (overflow)",
-                        qn, shape_text);
+                demix__set_err(
+                    err, cap,
+                    "tensor %s: shape %s has too many elements (overflow)", qn,
+                    shape_text);
                 return DEMIX_EFORMAT;
             }
             elements *= v;
         }
         if (elements > limit / (uint64_t)info->bytes) {
-            set_err(err, cap,
-                    "tensor %s: shape %s of %s is too large (byte size "
-                    "overflow)",
-                    qn, shape_text, info->name);
+            demix__set_err(err, cap,
+                           "tensor %s: shape %s of %s is too large (byte size "
+                           "overflow)",
+                           qn, shape_text, info->name);
             return DEMIX_EFORMAT;
         }
     }
@@ -324,43 +314,44 @@ static int parse_entry(const cJSON *item, demix_st_tensor *t, span *sp,
 
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!off) {
-        set_err(err, cap, "tensor %s: no \"data_offsets\"", qn);
+        demix__set_err(err, cap, "tensor %s: no \"data_offsets\"", qn);
         return DEMIX_EFORMAT;
     }
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) {
-        set_err(err, cap,
-                "tensor %s: \"data_offsets\" is %s, expected an array of two "
-                "integers",
-                qn,
-                cJSON_IsArray(off) ? "an array of another length"
-                                   : json_type_name(off));
+        demix__set_err(
+            err, cap,
+            "tensor %s: \"data_offsets\" is %s, expected an array of two "
+            "integers",
+            qn,
+            cJSON_IsArray(off) ? "an array of another length"
+                               : json_type_name(off));
         return DEMIX_EFORMAT;
     }
     uint64_t begin, end;
     if (json_uint(off->child, &begin, why, sizeof why)) {
-        set_err(err, cap, "tensor %s: data_offsets[0] %s", qn, why);
+        demix__set_err(err, cap, "tensor %s: data_offsets[0] %s", qn, why);
         return DEMIX_EFORMAT;
     }
     if (json_uint(off->child->next, &end, why, sizeof why)) {
-        set_err(err, cap, "tensor %s: data_offsets[1] %s", qn, why);
+        demix__set_err(err, cap, "tensor %s: data_offsets[1] %s", qn, why);
         return DEMIX_EFORMAT;
     }
     if (begin > end) {
-        set_err(err, cap,
-                "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
-                "] begin after end",
-                qn, begin, end);
+        demix__set_err(err, cap,
+                       "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
+                       "] begin after end",
+                       qn, begin, end);
         return DEMIX_EFORMAT;
     }
     if (end > data_bytes) {
-        set_err(err, cap,
-                "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
-                "] end beyond the data section (%" PRIu64 " bytes)",
-                qn, begin, end, data_bytes);
+        demix__set_err(err, cap,
+                       "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
+                       "] end beyond the data section (%" PRIu64 " bytes)",
+                       qn, begin, end, data_bytes);
         return DEMIX_EFORMAT;
     }
     if (end - begin != need_bytes) {
-        set_err(
+        demix__set_err(
             err, cap,
             "tensor %s: shape %s of %s needs %" PRIu64
             " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64,
@@ -378,33 +369,35 @@ static int parse_metadata(const cJSON *meta, demix_st_file *f, char *err,
                           size_t cap)
 {
     if (!cJSON_IsObject(meta)) {
-        set_err(err, cap, "\"__metadata__\" is %s, expected an object",
-                json_type_name(meta));
+        demix__set_err(err, cap, "\"__metadata__\" is %s, expected an object",
+                       json_type_name(meta));
         return DEMIX_EFORMAT;
     }
     int n = cJSON_GetArraySize(meta);
     if (n > ST_MAX_META) {
-        set_err(err, cap, "\"__metadata__\" has %d entries, more than %d", n,
-                ST_MAX_META);
+        demix__set_err(err, cap,
+                       "\"__metadata__\" has %d entries, more than %d", n,
+                       ST_MAX_META);
         return DEMIX_EFORMAT;
     }
     f->meta_keys = calloc((size_t)n + 1, sizeof *f->meta_keys);
     f->meta_values = calloc((size_t)n + 1, sizeof *f->meta_values);
     if (!f->meta_keys || !f->meta_values) {
-        set_err(err, cap, "out of memory reading \"__metadata__\"");
+        demix__set_err(err, cap, "out of memory reading \"__metadata__\"");
         return DEMIX_ENOMEM;
     }
     for (const cJSON *e = meta->child; e; e = e->next) {
         if (!cJSON_IsString(e)) {
-            set_err(err, cap,
-                    "\"__metadata__\" key %s is %s, expected a string",
-                    quote(e->string).text, json_type_name(e));
+            demix__set_err(err, cap,
+                           "\"__metadata__\" key %s is %s, expected a string",
+                           quote(e->string).text, json_type_name(e));
             return DEMIX_EFORMAT;
         }
         for (int j = 0; j < f->meta_count; j++) {
             if (strcmp(f->meta_keys[j], e->string) == 0) {
-                set_err(err, cap, "\"__metadata__\" key %s appears twice",
-                        quote(e->string).text);
+                demix__set_err(err, cap,
+                               "\"__metadata__\" key %s appears twice",
+                               quote(e->string).text);
                 return DEMIX_EFORMAT;
             }
         }
@@ -413,7 +406,7 @@ static int parse_metadata(const cJSON *meta, demix_st_file *f, char *err,
         if (!k || !v) {
             free(k);
             free(v);
-            set_err(err, cap, "out of memory reading \"__metadata__\"");
+            demix__set_err(err, cap, "out of memory reading \"__metadata__\"");
             return DEMIX_ENOMEM;
         }
         f->meta_keys[f->meta_count] = k;
@@ -448,7 +441,7 @@ static int check_set(demix_st_file *f, span *spans, char *err, size_t cap)
         return DEMIX_OK;
     const demix_st_tensor **by_name = malloc((size_t)n * sizeof *by_name);
     if (!by_name) {
-        set_err(err, cap, "out of memory checking tensor names");
+        demix__set_err(err, cap, "out of memory checking tensor names");
         return DEMIX_ENOMEM;
     }
     for (int i = 0; i < n; i++)
@@ -456,8 +449,8 @@ static int check_set(demix_st_file *f, span *spans, char *err, size_t cap)
     qsort(by_name, (size_t)n, sizeof *by_name, cmp_name);
     for (int i = 1; i < n; i++) {
         if (strcmp(by_name[i - 1]->name, by_name[i]->name) == 0) {
-            set_err(err, cap, "tensor %s appears twice in the header",
-                    quote(by_name[i]->name).text);
+            demix__set_err(err, cap, "tensor %s appears twice in the header",
+                           quote(by_name[i]->name).text);
             free(by_name);
             return DEMIX_EFORMAT;
         }
@@ -473,13 +466,13 @@ static int check_set(demix_st_file *f, span *spans, char *err, size_t cap)
         if (spans[i].begin == spans[i].end)
             continue;
         if (last >= 0 && spans[i].begin < spans[last].end) {
-            set_err(err, cap,
-                    "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
-                    "] overlap tensor %s at [%" PRIu64 ", %" PRIu64 "]",
-                    quote(f->tensors[spans[i].index].name).text, spans[i].begin,
-                    spans[i].end,
-                    quote(f->tensors[spans[last].index].name).text,
-                    spans[last].begin, spans[last].end);
+            demix__set_err(err, cap,
+                           "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
+                           "] overlap tensor %s at [%" PRIu64 ", %" PRIu64 "]",
+                           quote(f->tensors[spans[i].index].name).text,
+                           spans[i].begin, spans[i].end,
+                           quote(f->tensors[spans[last].index].name).text,
+                           spans[last].begin, spans[last].end);
             return DEMIX_EFORMAT;
         }
         if (last < 0 || spans[i].end > spans[last].end)
@@ -494,37 +487,38 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
     if (err && err_cap)
         err[0] = '\0';
     if (!out) {
-        set_err(err, err_cap, "safetensors: no output struct");
+        demix__set_err(err, err_cap, "safetensors: no output struct");
         return DEMIX_EARG;
     }
     memset(out, 0, sizeof *out);
     if (!buf) {
-        set_err(err, err_cap, "safetensors: no buffer");
+        demix__set_err(err, err_cap, "safetensors: no buffer");
         return DEMIX_EARG;
     }
     const unsigned char *bytes = buf;
     if (size < 8) {
-        set_err(err, err_cap,
-                "file is %zu bytes, too short for the 8-byte header length",
-                size);
+        demix__set_err(
+            err, err_cap,
+            "file is %zu bytes, too short for the 8-byte header length", size);
         return DEMIX_EFORMAT;
     }
     uint64_t header_bytes = load_le64(bytes);
     if (header_bytes > DEMIX_ST_MAX_HEADER_BYTES) {
-        set_err(err, err_cap,
-                "header length %" PRIu64 " bytes exceeds the cap of %u bytes",
-                header_bytes, (unsigned)DEMIX_ST_MAX_HEADER_BYTES);
+        demix__set_err(err, err_cap,
+                       "header length %" PRIu64
+                       " bytes exceeds the cap of %u bytes",
+                       header_bytes, (unsigned)DEMIX_ST_MAX_HEADER_BYTES);
         return DEMIX_EFORMAT;
     }
     if (header_bytes > size - 8) {
-        set_err(err, err_cap,
-                "header length %" PRIu64
-                " bytes runs beyond the end of the file (%zu bytes)",
-                header_bytes, size);
+        demix__set_err(err, err_cap,
+                       "header length %" PRIu64
+                       " bytes runs beyond the end of the file (%zu bytes)",
+                       header_bytes, size);
         return DEMIX_EFORMAT;
     }
     if (header_bytes == 0) {
-        set_err(err, err_cap, "header JSON is empty (header length 0)");
+        demix__set_err(err, err_cap, "header JSON is empty (header length 0)");
         return DEMIX_EFORMAT;
     }
     const char *json = (const char *)bytes + 8;
@@ -533,15 +527,16 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
     uint64_t data_bytes = (uint64_t)(size - 8 - json_bytes);
 
     if (count_json_tokens(json, json_bytes) > ST_MAX_JSON_TOKENS) {
-        set_err(err, err_cap,
-                "header JSON has more than %u values; not a model header",
-                ST_MAX_JSON_TOKENS);
+        demix__set_err(
+            err, err_cap,
+            "header JSON has more than %u values; not a model header",
+            ST_MAX_JSON_TOKENS);
         return DEMIX_EFORMAT;
     }
     char *copy = malloc(json_bytes + 1);
     if (!copy) {
-        set_err(err, err_cap, "out of memory copying the %zu-byte header",
-                json_bytes);
+        demix__set_err(err, err_cap,
+                       "out of memory copying the %zu-byte header", json_bytes);
         return DEMIX_ENOMEM;
     }
     memcpy(copy, json, json_bytes);
@@ -550,9 +545,10 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
     cJSON *root = cJSON_ParseWithLengthOpts(copy, json_bytes, &end, 0);
     if (!root) {
         size_t at = end ? (size_t)(end - copy) : 0;
-        set_err(err, err_cap,
-                "header JSON does not parse (error near byte %zu of %zu)", at,
-                json_bytes);
+        demix__set_err(
+            err, err_cap,
+            "header JSON does not parse (error near byte %zu of %zu)", at,
+            json_bytes);
         free(copy);
         return DEMIX_EFORMAT;
     }
@@ -560,10 +556,11 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
          i++) {
         char c = copy[i];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            set_err(err, err_cap,
-                    "header JSON is followed by other bytes (at byte %zu of "
-                    "%zu); only space padding may follow",
-                    i, json_bytes);
+            demix__set_err(
+                err, err_cap,
+                "header JSON is followed by other bytes (at byte %zu of "
+                "%zu); only space padding may follow",
+                i, json_bytes);
             cJSON_Delete(root);
             free(copy);
             return DEMIX_EFORMAT;
@@ -571,8 +568,8 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
     }
     free(copy);
     if (!cJSON_IsObject(root)) {
-        set_err(err, err_cap, "header JSON is %s, expected an object",
-                json_type_name(root));
+        demix__set_err(err, err_cap, "header JSON is %s, expected an object",
+                       json_type_name(root));
         cJSON_Delete(root);
         return DEMIX_EFORMAT;
     }
@@ -583,7 +580,7 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
     for (const cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
             if (meta_seen++) {
-                set_err(err, err_cap, "\"__metadata__\" appears twice");
+                demix__set_err(err, err_cap, "\"__metadata__\" appears twice");
                 rc = DEMIX_EFORMAT;
                 goto done;
             }
@@ -592,15 +589,16 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
         }
     }
     if (entries > DEMIX_ST_MAX_TENSORS) {
-        set_err(err, err_cap, "header lists %d tensors, more than %d", entries,
-                DEMIX_ST_MAX_TENSORS);
+        demix__set_err(err, err_cap, "header lists %d tensors, more than %d",
+                       entries, DEMIX_ST_MAX_TENSORS);
         rc = DEMIX_EFORMAT;
         goto done;
     }
     out->tensors = calloc((size_t)entries + 1, sizeof *out->tensors);
     spans = calloc((size_t)entries + 1, sizeof *spans);
     if (!out->tensors || !spans) {
-        set_err(err, err_cap, "out of memory for %d tensor entries", entries);
+        demix__set_err(err, err_cap, "out of memory for %d tensor entries",
+                       entries);
         rc = DEMIX_ENOMEM;
         goto done;
     }
@@ -620,7 +618,7 @@ int demix_st_parse(const void *buf, size_t size, demix_st_file *out, char *err,
         out->meta_keys = calloc(1, sizeof *out->meta_keys);
         out->meta_values = calloc(1, sizeof *out->meta_values);
         if (!out->meta_keys || !out->meta_values) {
-            set_err(err, err_cap, "out of memory");
+            demix__set_err(err, err_cap, "out of memory");
             rc = DEMIX_ENOMEM;
         }
     }
@@ -700,15 +698,16 @@ int demix_st_read_f32(const demix_st_tensor *t, float *dst, size_t n, char *err,
     if (err && err_cap)
         err[0] = '\0';
     if (!t || (!dst && n)) {
-        set_err(err, err_cap,
-                "safetensors: read_f32 needs a tensor and a "
-                "destination");
+        demix__set_err(err, err_cap,
+                       "safetensors: read_f32 needs a tensor and a "
+                       "destination");
         return DEMIX_EARG;
     }
     if ((uint64_t)n != (uint64_t)t->elements) {
-        set_err(err, err_cap,
-                "tensor %s: holds %" PRId64 " elements, %zu were asked for",
-                quote(t->name).text, t->elements, n);
+        demix__set_err(err, err_cap,
+                       "tensor %s: holds %" PRId64
+                       " elements, %zu were asked for",
+                       quote(t->name).text, t->elements, n);
         return DEMIX_EFORMAT;
     }
     const unsigned char *p = t->data;
@@ -727,10 +726,11 @@ int demix_st_read_f32(const demix_st_tensor *t, float *dst, size_t n, char *err,
             dst[i] = bits_to_f32((uint32_t)p[0] << 16 | (uint32_t)p[1] << 24);
         return DEMIX_OK;
     default:
-        set_err(err, err_cap,
-                "tensor %s: dtype %s cannot be read as float32 (expected F32, "
-                "F16 or BF16)",
-                quote(t->name).text, t->dtype_name);
+        demix__set_err(
+            err, err_cap,
+            "tensor %s: dtype %s cannot be read as float32 (expected F32, "
+            "F16 or BF16)",
+            quote(t->name).text, t->dtype_name);
         return DEMIX_EFORMAT;
     }
 }
@@ -747,7 +747,8 @@ int demix_read_file(const char *path, size_t max_bytes, unsigned char **data,
     if (err && err_cap)
         err[0] = '\0';
     if (!path || !data || !size) {
-        set_err(err, err_cap, "read_file: path, data and size are required");
+        demix__set_err(err, err_cap,
+                       "read_file: path, data and size are required");
         return DEMIX_EARG;
     }
     *data = NULL;
@@ -757,31 +758,35 @@ int demix_read_file(const char *path, size_t max_bytes, unsigned char **data,
         fd = open(path, O_RDONLY);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        set_err(err, err_cap, "%s: cannot open: %s", path, strerror(errno));
+        demix__set_err(err, err_cap, "%s: cannot open: %s", path,
+                       strerror(errno));
         return DEMIX_EIO;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, err_cap, "%s: cannot stat: %s", path, strerror(errno));
+        demix__set_err(err, err_cap, "%s: cannot stat: %s", path,
+                       strerror(errno));
         close(fd);
         return DEMIX_EIO;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, err_cap, "%s: not a regular file", path);
+        demix__set_err(err, err_cap, "%s: not a regular file", path);
         close(fd);
         return DEMIX_EFORMAT;
     }
     if (st.st_size < 0 || (uint64_t)st.st_size > (uint64_t)max_bytes) {
-        set_err(err, err_cap,
-                "%s: file is %jd bytes, more than the limit of %zu bytes", path,
-                (intmax_t)st.st_size, max_bytes);
+        demix__set_err(
+            err, err_cap,
+            "%s: file is %jd bytes, more than the limit of %zu bytes", path,
+            (intmax_t)st.st_size, max_bytes);
         close(fd);
         return DEMIX_EFORMAT;
     }
     size_t want = (size_t)st.st_size;
     unsigned char *buf = malloc(want ? want : 1);
     if (!buf) {
-        set_err(err, err_cap, "%s: out of memory for %zu bytes", path, want);
+        demix__set_err(err, err_cap, "%s: out of memory for %zu bytes", path,
+                       want);
         close(fd);
         return DEMIX_ENOMEM;
     }
@@ -791,15 +796,17 @@ int demix_read_file(const char *path, size_t max_bytes, unsigned char **data,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_err(err, err_cap, "%s: read failed: %s", path, strerror(errno));
+            demix__set_err(err, err_cap, "%s: read failed: %s", path,
+                           strerror(errno));
             free(buf);
             close(fd);
             return DEMIX_EIO;
         }
         if (r == 0) {
-            set_err(err, err_cap,
-                    "%s: file shrank while being read (%zu of %zu bytes)", path,
-                    got, want);
+            demix__set_err(
+                err, err_cap,
+                "%s: file shrank while being read (%zu of %zu bytes)", path,
+                got, want);
             free(buf);
             close(fd);
             return DEMIX_EIO;

@@ -1,7 +1,7 @@
 /*
  * cuda_backend.h - what the CUDA backend shows beyond the backend table,
  * for its tests and benchmarks only (never for server/ or tools/): its
- * intermediate stages (same names and layout as cpu_backend.h, so the two
+ * intermediate stages (same names and layout as engine_stages.h, so the two
  * engines can be compared stage by stage), the device memory it holds,
  * and two switches that pick variants for engines created afterwards.
  *
@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 
-#include "cpu_backend.h"
+#include "engine_stages.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,7 +90,7 @@ int demix__cuda_get_variant(const char *name);
 int demix__cuda_profile(void *ctx, int n, int iters, char *text, size_t cap);
 
 /* Copy stage `stage` of row `row` of the last step (its last chunk of at
- * most 4096 rows) into dst (cap floats), in cpu_backend.h's layout.
+ * most 4096 rows) into dst (cap floats), in engine_stages.h's layout.
  * Returns the number of floats, DEMIX_EARG, DEMIX_ENOSPACE or
  * DEMIX_EDEVICE. ctx is demix__engine_backend_context() of a CUDA engine. */
 int demix__cuda_read_stage(void *ctx, demix_cpu_stage stage, int row,

@@ -29,11 +29,7 @@
 #include <stdint.h>
 
 extern "C" {
-#include "engine_impl.h" /* demix_row_shape; C declarations */
-}
-
-extern "C" {
-#include "cpu_backend.h"
+#include "engine_stages.h"
 #include "engine_impl.h"
 }
 

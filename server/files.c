@@ -207,7 +207,7 @@ static int opus_rate_ok(int r)
 }
 
 /* Write n frames of output o. 16-bit formats convert here exactly as
- * tools/audio_io.c does (x * 32768, clamped, lrint), so the stems equal
+ * audio/audio_io.c does (x * 32768, clamped, lrint), so the stems equal
  * `demix separate`'s WAV files; Opus takes the floats. */
 static int snd_sink(void *user, const float *frames, size_t n)
 {

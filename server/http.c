@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "http_impl.h"
 #include "log.h"
 #include "static_files.h"
@@ -82,44 +84,45 @@ int demixd__http_respond(demixd_http *h, int status, const char *ctype,
     return 0;
 }
 
-static size_t json_escape(char *out, size_t cap, const char *s)
+/* {"error":{"code":"<code>","message":"<msg>"}} and a newline, in memory
+ * from malloc (the body demixd__http_respond() frees); NULL when out of
+ * memory. cJSON escapes both strings. */
+static char *error_body(const char *code, const char *msg, size_t *len)
 {
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *error = cJSON_AddObjectToObject(root, "error");
+    char *text = NULL, *body = NULL;
+    if (error && cJSON_AddStringToObject(error, "code", code) &&
+        cJSON_AddStringToObject(error, "message", msg))
+        text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (text) {
+        size_t n = strlen(text);
+        body = malloc(n + 2);
+        if (body) {
+            memcpy(body, text, n);
+            body[n] = '\n';
+            body[n + 1] = '\0';
+            *len = n + 1;
         }
+        cJSON_free(text);
     }
-    out[o] = '\0';
-    return o;
+    return body;
 }
 
 int demixd__http_error(demixd_http *h, int status, const char *code,
                        const char *fmt, ...)
 {
-    char msg[256], esc[512];
+    char msg[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_escape(esc, sizeof esc, msg);
-    size_t cap = strlen(esc) + strlen(code) + 64;
-    char *body = malloc(cap);
-    int n = body
-                ? snprintf(body, cap,
-                           "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
-                           code, esc)
-                : 0;
+    size_t n = 0;
+    char *body = error_body(code, msg, &n);
     demixd_log(status >= 500 ? DEMIXD_LOG_WARN : DEMIXD_LOG_DEBUG, "http_error",
                "req=%s status=%d code=%s", h->id, status, code);
-    return demixd__http_respond(h, status, "application/json", body,
-                                n > 0 ? (size_t)n : 0);
+    return demixd__http_respond(h, status, "application/json", body, n);
 }
 
 static int health(demixd_http *h)

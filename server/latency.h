@@ -1,6 +1,6 @@
 /*
  * latency.h - what a session's audio path delays, measured once per pair of
- * rates by running the real resamplers (tools/resample.h) on silence in the
+ * rates by running the real resamplers (audio/ (resample.h)) on silence in the
  * session's own arrangement: client -> rs_in -> hops of H model frames ->
  * the model's delay (output hop k covers model frames [(k-1)H, kH), ready
  * when input hop k is) -> rs_out -> client.

@@ -43,6 +43,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "commands.h"
 #include "engine.h"
 
@@ -166,6 +168,23 @@ static int parse_size(const char *text, bench_options *o)
     return -1;
 }
 
+enum { OPT_JSON = 256, OPT_PIPELINED, OPT_SIZE, OPT_STREAMS, OPT_SECONDS };
+
+static const struct option bench_longs[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"pipelined", no_argument, NULL, OPT_PIPELINED},
+    {"backend", required_argument, NULL, 'b'},
+    {"model", required_argument, NULL, 'm'},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"streams", required_argument, NULL, OPT_STREAMS},
+    {"seconds", required_argument, NULL, OPT_SECONDS},
+    {"threads", required_argument, NULL, 't'},
+    {"precision", required_argument, NULL, 'p'},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0: parsed; -1: --help was printed (exit 0); else the exit status. */
 static int parse_args(int argc, char **argv, bench_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -176,58 +195,67 @@ static int parse_args(int argc, char **argv, bench_options *o)
     o->seconds = 3.0;
     o->threads = cli_default_threads();
     o->precision = DEMIX_PRECISION_DEFAULT;
-    int have_size = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    int have_size = 0, c;
+    cli_args a;
+    cli_args_init(&a);
+    while ((c = cli_args_next(&a, argc, argv, "hb:m:t:p:", bench_longs)) !=
+           -1) {
+        const char *v = a.value;
+        switch (c) {
+        case 'h':
             cmd_bench_usage(stdout);
             return -1;
-        } else if (strcmp(a, "--json") == 0) {
+        case OPT_JSON:
             o->json = 1;
-        } else if (strcmp(a, "--pipelined") == 0) {
+            break;
+        case OPT_PIPELINED:
             o->pipelined = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--backend", "-b", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'b':
             if (demix_backend_parse(v, &o->backend)) {
                 fprintf(stderr, "demix bench: --backend must be auto, cpu or "
                                 "cuda (got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--model", "-m", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'm':
             o->model_path = v;
-        } else if ((r = cli_option(argc, argv, &i, "--size", NULL, &v))) {
-            if (r < 0 || parse_size(v, o))
+            break;
+        case OPT_SIZE:
+            if (parse_size(v, o))
                 return DEMIX_EXIT_USAGE;
             have_size = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--streams", NULL, &v))) {
-            if (r < 0 || parse_streams(v, o))
+            break;
+        case OPT_STREAMS:
+            if (parse_streams(v, o))
                 return DEMIX_EXIT_USAGE;
-        } else if ((r = cli_option(argc, argv, &i, "--seconds", NULL, &v))) {
+            break;
+        case OPT_SECONDS: {
             char *end;
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
             o->seconds = strtod(v, &end);
             if (end == v || *end || !(o->seconds >= 0.0 && o->seconds <= 3600.0)) {
                 fprintf(stderr, "demix bench: --seconds must be from 0 to 3600 "
                                 "(got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("bench", "--threads", v, 0,
-                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+            break;
+        }
+        case 't':
+            if (cli_int("bench", "--threads", v, 0,
+                        DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
                 return DEMIX_EXIT_USAGE;
             if (o->threads == 0)
                 o->threads = cli_default_threads();
-        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
-            if (r < 0 || cli_precision("bench", v, &o->precision))
+            break;
+        case 'p':
+            if (cli_precision("bench", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
-        } else {
-            fprintf(stderr, "demix bench: unknown argument '%s' (see demix help "
-                            "bench)\n", a);
+            break;
+        case CLI_MISSING:
+            return DEMIX_EXIT_USAGE;
+        default: /* CLI_UNKNOWN, or an operand: bench takes none */
+            fprintf(stderr, "demix bench: unknown argument '%s' (see demix "
+                            "help bench)\n", v);
             return DEMIX_EXIT_USAGE;
         }
     }
@@ -252,19 +280,19 @@ static double flops_per_hop(const demix_model_config *c)
     return 2.0 * macs;
 }
 
-static void json_string(FILE *out, const char *s)
+/* s as a JSON string (cJSON escapes it); -1 after printing why. */
+static int json_string(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(out, "\\u%04x", ch);
-        else
-            fputc(ch, out);
+    cJSON *node = cJSON_CreateString(s);
+    char *text = node ? cJSON_PrintUnformatted(node) : NULL;
+    cJSON_Delete(node);
+    if (!text) {
+        cli_error("out of memory");
+        return -1;
     }
-    fputc('"', out);
+    fputs(text, out);
+    cJSON_free(text);
+    return 0;
 }
 
 static void summarise(double *times, size_t n, int B, double flops,
@@ -396,134 +424,174 @@ static int bench_one(demix_engine *eng, int B, double seconds, const float *in,
     return 0;
 }
 
-int cmd_bench(int argc, char **argv)
-{
-    bench_options o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+/* ------------------------------------------------------------ the run */
 
+/* Everything one run holds; bench_teardown() frees it all, whatever
+ * bench_setup() got to. */
+typedef struct bench_run {
+    demix_model *model;
+    const demix_model_config *cfg;
+    demix_threadpool *pool;
+    demix_engine *eng;
+    const char *describe, *backend;
+    int max_b;            /* the largest B: the engine's slots */
+    double hop_ms, flops; /* hop period; FLOP per stream per hop */
+    float *in, *out;      /* two input hops of max_b streams; one output */
+    int *slots;           /* max_b */
+    double *times;        /* step times, ms; room for cap (grows) */
+    size_t cap;
+} bench_run;
+
+static void bench_teardown(bench_run *r)
+{
+    free(r->in);
+    free(r->out);
+    free(r->slots);
+    free(r->times);
+    demix_engine_destroy(r->eng);
+    demix_threadpool_destroy(r->pool);
+    demix_model_destroy(r->model);
+}
+
+static int load_model(const bench_options *o, demix_model **model)
+{
     char err[1024];
-    demix_model *model = NULL;
-    if (o.model_path) {
-        if (demix_model_load(o.model_path, &model, err, sizeof err)) {
-            if (strstr(err, o.model_path))
+    if (o->model_path) {
+        if (demix_model_load(o->model_path, model, err, sizeof err)) {
+            if (strstr(err, o->model_path))
                 cli_error("cannot load model: %s", err);
             else
-                cli_error("cannot load model %s: %s", o.model_path, err);
-            return 1;
+                cli_error("cannot load model %s: %s", o->model_path, err);
+            return -1;
         }
-    } else if (demix_model_create_random(o.dim, o.num_basis, o.small, 44100,
-                                         BENCH_SEED, &model)) {
+    } else if (demix_model_create_random(o->dim, o->num_basis, o->small, 44100,
+                                         BENCH_SEED, model)) {
         cli_error("cannot make a random model D=%d NB=%d (out of memory?)",
-                  o.dim, o.num_basis);
-        return 1;
+                  o->dim, o->num_basis);
+        return -1;
     }
-    const demix_model_config *cfg = demix_model_get_config(model);
-    int max_b = 0;
-    for (int i = 0; i < o.n_streams; i++)
-        if (o.streams[i] > max_b)
-            max_b = o.streams[i];
+    return 0;
+}
 
-    demix_threadpool *pool = NULL;
-    if (cli_threadpool((int)o.threads, &pool)) {
-        demix_model_destroy(model);
-        return 1;
-    }
+/* The model, the pool, the engine and the buffers, the input filled with
+ * seeded uniform noise. 0, or -1 after printing why (then tear down). */
+static int bench_setup(bench_run *r, const bench_options *o)
+{
+    memset(r, 0, sizeof *r);
+    if (load_model(o, &r->model))
+        return -1;
+    const demix_model_config *cfg = demix_model_get_config(r->model);
+    r->cfg = cfg;
+    for (int i = 0; i < o->n_streams; i++)
+        if (o->streams[i] > r->max_b)
+            r->max_b = o->streams[i];
+    if (cli_threadpool((int)o->threads, &r->pool))
+        return -1;
+
     demix_engine_options eo;
     demix_engine_options_init(&eo);
-    eo.backend = o.backend;
-    eo.precision = o.precision;
-    eo.max_slots = max_b;
-    eo.threads = (int)o.threads;
-    eo.pool = pool;
-    demix_engine *eng = NULL;
-    err[0] = '\0';
-    if (demix_engine_create(model, &eo, &eng, err, sizeof err)) {
-        cli_error("cannot create the engine with %d slots: %s", max_b, err);
-        demix_threadpool_destroy(pool);
-        demix_model_destroy(model);
-        return 1;
+    eo.backend = o->backend;
+    eo.precision = o->precision;
+    eo.max_slots = r->max_b;
+    eo.threads = (int)o->threads;
+    eo.pool = r->pool;
+    char err[1024] = "";
+    if (demix_engine_create(r->model, &eo, &r->eng, err, sizeof err)) {
+        cli_error("cannot create the engine with %d slots: %s", r->max_b, err);
+        return -1;
     }
-    const char *describe = demix_engine_describe(eng);
-    const char *backend = demix_engine_backend_name(eng);
+    r->describe = demix_engine_describe(r->eng);
+    r->backend = demix_engine_backend_name(r->eng);
     if (err[0])
         fprintf(stderr, "demix: %s\n", err);
 
-    double hop_ms = 1e3 * cfg->hop_samples / cfg->sample_rate_hz;
-    double flops = flops_per_hop(cfg);
-    size_t in_floats = 2 * (size_t)max_b * (size_t)cfg->channels * (size_t)cfg->hop_samples;
-    size_t out_floats = (size_t)max_b * (size_t)cfg->num_sources *
+    r->hop_ms = 1e3 * cfg->hop_samples / cfg->sample_rate_hz;
+    r->flops = flops_per_hop(cfg);
+    size_t in_floats =
+        2 * (size_t)r->max_b * (size_t)cfg->channels * (size_t)cfg->hop_samples;
+    size_t out_floats = (size_t)r->max_b * (size_t)cfg->num_sources *
                         (size_t)cfg->channels * (size_t)cfg->hop_samples;
-    float *in = malloc(in_floats * sizeof *in);
-    float *out = malloc(out_floats * sizeof *out);
-    int *slots = malloc((size_t)max_b * sizeof *slots);
-    size_t cap = 1024;
-    double *times = malloc(cap * sizeof *times);
-    if (!in || !out || !slots || !times) {
-        cli_error("out of memory for %d streams", max_b);
-        rc = 1;
-        goto done;
+    r->in = malloc(in_floats * sizeof *r->in);
+    r->out = malloc(out_floats * sizeof *r->out);
+    r->slots = malloc((size_t)r->max_b * sizeof *r->slots);
+    r->cap = 1024;
+    r->times = malloc(r->cap * sizeof *r->times);
+    if (!r->in || !r->out || !r->slots || !r->times) {
+        cli_error("out of memory for %d streams", r->max_b);
+        return -1;
     }
     uint64_t state = BENCH_SEED;
     for (size_t i = 0; i < in_floats; i++) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
-        in[i] = (float)((double)(state >> 40) / (double)(1ull << 24) - 0.5);
+        r->in[i] = (float)((double)(state >> 40) / (double)(1ull << 24) - 0.5);
     }
+    return 0;
+}
 
-    const char *variant = cfg->small ? "small" : "full";
-    if (!o.json) {
-        printf("model:   %s (D=%d, NB=%d, %s), %.1f M parameters, %.1f MFLOP "
-               "per stream per hop\n",
-               cfg->name[0] ? cfg->name : (o.model_path ? o.model_path : "?"),
-               cfg->dim, cfg->num_basis, variant,
-               (double)cfg->parameter_count / 1e6, flops / 1e6);
-        printf("backend: %s\n", describe);
-        printf("hop:     %d samples at %d Hz = %.2f ms; %g s per batch size\n",
-               cfg->hop_samples, cfg->sample_rate_hz, hop_ms, o.seconds);
-        printf("threads: %ld; precision: %s%s\n\n", o.threads,
-               cli_precision_name(o.precision),
-               o.pipelined ? "; pipelined (submit/collect)" : "");
-        printf("%7s  %10s  %10s  %7s  %8s  %8s  %6s\n", "streams", "ms median",
-               "ms p99", "rtf", "realtime", "GFLOP/s", "steps");
+/* The table's header (not with --json). */
+static void print_header(const bench_run *r, const bench_options *o)
+{
+    const demix_model_config *cfg = r->cfg;
+    printf("model:   %s (D=%d, NB=%d, %s), %.1f M parameters, %.1f MFLOP "
+           "per stream per hop\n",
+           cfg->name[0] ? cfg->name : (o->model_path ? o->model_path : "?"),
+           cfg->dim, cfg->num_basis, cfg->small ? "small" : "full",
+           (double)cfg->parameter_count / 1e6, r->flops / 1e6);
+    printf("backend: %s\n", r->describe);
+    printf("hop:     %d samples at %d Hz = %.2f ms; %g s per batch size\n",
+           cfg->hop_samples, cfg->sample_rate_hz, r->hop_ms, o->seconds);
+    printf("threads: %ld; precision: %s%s\n\n", o->threads,
+           cli_precision_name(o->precision),
+           o->pipelined ? "; pipelined (submit/collect)" : "");
+    printf("%7s  %10s  %10s  %7s  %8s  %8s  %6s\n", "streams", "ms median",
+           "ms p99", "rtf", "realtime", "GFLOP/s", "steps");
+    fflush(stdout);
+}
+
+/* One B's figures: a table row, or with --json one object on a line. */
+static int print_result(const bench_run *r, const bench_options *o,
+                        const bench_result *res)
+{
+    const demix_model_config *cfg = r->cfg;
+    if (!o->json) {
+        printf("%7d  %10.3f  %10.3f  %7.3f  %8d  %8.1f  %6d\n", res->streams,
+               res->ms_median, res->ms_p99, res->rtf, res->realtime_streams,
+               res->gflops, res->steps);
         fflush(stdout);
+        return 0;
     }
+    printf("{\"backend\":");
+    if (json_string(stdout, r->backend))
+        return -1;
+    printf(",\"streams\":%d,\"ms_median\":%.4f,\"ms_p99\":%.4f,"
+           "\"hop_ms\":%.4f,\"rtf\":%.4f,\"realtime_streams\":%d,"
+           "\"gflops\":%.2f,\"steps\":%d,\"mflop_per_stream_hop\":%.3f,"
+           "\"model_dim\":%d,\"model_num_basis\":%d,\"model_small\":%d,"
+           "\"parameters\":%lld,\"threads\":%ld,\"precision\":\"%s\","
+           "\"pipelined\":%d,\"describe\":",
+           res->streams, res->ms_median, res->ms_p99, r->hop_ms, res->rtf,
+           res->realtime_streams, res->gflops, res->steps, r->flops / 1e6,
+           cfg->dim, cfg->num_basis, cfg->small,
+           (long long)cfg->parameter_count, o->threads,
+           cli_precision_name(o->precision), o->pipelined);
+    if (json_string(stdout, r->describe))
+        return -1;
+    printf("}\n");
+    fflush(stdout);
+    return 0;
+}
 
-    bench_result res[MAX_BATCHES];
-    int n_res = 0;
-    for (int i = 0; i < o.n_streams; i++) {
-        bench_result *r = &res[n_res];
-        if (bench_one(eng, o.streams[i], o.seconds, in, out, slots, &times, &cap,
-                      r, cfg, flops, hop_ms, o.pipelined)) {
-            rc = 1;
-            goto done;
-        }
-        n_res++;
-        if (o.json) {
-            printf("{\"backend\":");
-            json_string(stdout, backend);
-            printf(",\"streams\":%d,\"ms_median\":%.4f,\"ms_p99\":%.4f,"
-                   "\"hop_ms\":%.4f,\"rtf\":%.4f,\"realtime_streams\":%d,"
-                   "\"gflops\":%.2f,\"steps\":%d,\"mflop_per_stream_hop\":%.3f,"
-                   "\"model_dim\":%d,\"model_num_basis\":%d,\"model_small\":%d,"
-                   "\"parameters\":%lld,\"threads\":%ld,\"precision\":\"%s\","
-                   "\"pipelined\":%d,\"describe\":",
-                   r->streams, r->ms_median, r->ms_p99, hop_ms, r->rtf,
-                   r->realtime_streams, r->gflops, r->steps, flops / 1e6,
-                   cfg->dim, cfg->num_basis, cfg->small,
-                   (long long)cfg->parameter_count, o.threads,
-                   cli_precision_name(o.precision), o.pipelined);
-            json_string(stdout, describe);
-            printf("}\n");
-        } else {
-            printf("%7d  %10.3f  %10.3f  %7.3f  %8d  %8.1f  %6d\n", r->streams,
-                   r->ms_median, r->ms_p99, r->rtf, r->realtime_streams,
-                   r->gflops, r->steps);
-        }
-        fflush(stdout);
-    }
+/* Real-time capacity over the measured points (see the file header). */
+typedef struct bench_capacity {
+    int measured;    /* largest measured B with median step <= hop */
+    double estimate; /* streams, between or beyond the measured points */
+    const char *how; /* "interpolated between", "extrapolated from", ... */
+    int lo_b, hi_b;  /* the points the estimate comes from */
+} bench_capacity;
 
-    /* Capacity over the measured points, in increasing B. */
+static void estimate_capacity(const bench_result *res, int n_res, double hop_ms,
+                              bench_capacity *cap)
+{
     int order[MAX_BATCHES];
     int sorted_b[MAX_BATCHES];
     for (int i = 0; i < n_res; i++)
@@ -533,75 +601,104 @@ int cmd_bench(int argc, char **argv)
         for (int j = 0; j < n_res; j++)
             if (res[j].streams == sorted_b[i])
                 order[i] = j;
-    int capacity = 0;
+    memset(cap, 0, sizeof *cap);
+    cap->how = "";
     for (int i = 0; i < n_res; i++)
-        if (res[i].realtime_streams > capacity)
-            capacity = res[i].realtime_streams;
-    double estimate = 0.0;
-    const char *how = "";
-    int lo_b = 0, hi_b = 0;
+        if (res[i].realtime_streams > cap->measured)
+            cap->measured = res[i].realtime_streams;
     const bench_result *first = &res[order[0]];
     const bench_result *last = &res[order[n_res - 1]];
     if (first->ms_median > hop_ms) {
         /* Not even the smallest batch keeps up: scale down proportionally. */
-        estimate = first->streams * hop_ms / first->ms_median;
-        how = "scaled down from";
-        lo_b = hi_b = first->streams;
+        cap->estimate = first->streams * hop_ms / first->ms_median;
+        cap->how = "scaled down from";
+        cap->lo_b = cap->hi_b = first->streams;
     } else if (last->ms_median <= hop_ms) {
         if (n_res >= 2) {
             const bench_result *prev = &res[order[n_res - 2]];
             double slope = (last->ms_median - prev->ms_median) /
                            (last->streams - prev->streams);
-            estimate = slope > 0
-                           ? last->streams + (hop_ms - last->ms_median) / slope
-                           : last->streams;
-            lo_b = prev->streams, hi_b = last->streams;
+            cap->estimate =
+                slope > 0 ? last->streams + (hop_ms - last->ms_median) / slope
+                          : last->streams;
+            cap->lo_b = prev->streams, cap->hi_b = last->streams;
         } else {
-            estimate = last->streams * hop_ms / last->ms_median;
-            lo_b = hi_b = last->streams;
+            cap->estimate = last->streams * hop_ms / last->ms_median;
+            cap->lo_b = cap->hi_b = last->streams;
         }
-        how = "extrapolated from";
+        cap->how = "extrapolated from";
     } else {
         for (int i = 1; i < n_res; i++) {
             const bench_result *a = &res[order[i - 1]], *b = &res[order[i]];
             if (a->ms_median <= hop_ms && b->ms_median > hop_ms) {
-                estimate = a->streams + (hop_ms - a->ms_median) *
-                                            (b->streams - a->streams) /
-                                            (b->ms_median - a->ms_median);
-                lo_b = a->streams, hi_b = b->streams;
-                how = "interpolated between";
+                cap->estimate = a->streams + (hop_ms - a->ms_median) *
+                                                 (b->streams - a->streams) /
+                                                 (b->ms_median - a->ms_median);
+                cap->lo_b = a->streams, cap->hi_b = b->streams;
+                cap->how = "interpolated between";
                 break;
             }
         }
     }
-    if (o.json) {
+}
+
+static int print_summary(const bench_run *r, const bench_options *o,
+                         const bench_capacity *cap)
+{
+    double hop_ms = r->hop_ms;
+    if (o->json) {
         printf("{\"summary\":true,\"backend\":");
-        json_string(stdout, backend);
+        if (json_string(stdout, r->backend))
+            return -1;
         printf(",\"hop_ms\":%.4f,\"realtime_capacity\":%d,"
                "\"capacity_estimate\":%.1f,\"estimate_method\":\"%s\"}\n",
-               hop_ms, capacity, estimate,
-               how[0] == 'i' ? "interpolated" : how[0] == 'e' ? "extrapolated"
-                                                              : "scaled");
-    } else {
-        printf("\nrtf = median step time / hop period (%.2f ms); a step of B "
-               "streams keeps all B real-time when rtf <= 1.\n", hop_ms);
-        printf("real-time capacity: %d streams (largest measured B with "
-               "median step <= %.2f ms)\n", capacity, hop_ms);
-        if (lo_b == hi_b)
-            printf("estimate:           %.1f streams (%s B=%d, assuming step "
-                   "time proportional to B)\n", estimate, how, lo_b);
-        else
-            printf("estimate:           %.1f streams (step time linear in B, "
-                   "%s B=%d and B=%d)\n", estimate, how, lo_b, hi_b);
+               hop_ms, cap->measured, cap->estimate,
+               cap->how[0] == 'i'   ? "interpolated"
+               : cap->how[0] == 'e' ? "extrapolated"
+                                    : "scaled");
+        return 0;
     }
+    printf("\nrtf = median step time / hop period (%.2f ms); a step of B "
+           "streams keeps all B real-time when rtf <= 1.\n",
+           hop_ms);
+    printf("real-time capacity: %d streams (largest measured B with "
+           "median step <= %.2f ms)\n",
+           cap->measured, hop_ms);
+    if (cap->lo_b == cap->hi_b)
+        printf("estimate:           %.1f streams (%s B=%d, assuming step "
+               "time proportional to B)\n",
+               cap->estimate, cap->how, cap->lo_b);
+    else
+        printf("estimate:           %.1f streams (step time linear in B, "
+               "%s B=%d and B=%d)\n",
+               cap->estimate, cap->how, cap->lo_b, cap->hi_b);
+    return 0;
+}
 
-done:
-    free(in);
-    free(out);
-    free(slots);
-    free(times);
-    demix_engine_destroy(eng);
-    demix_threadpool_destroy(pool);
-    demix_model_destroy(model);
+int cmd_bench(int argc, char **argv)
+{
+    bench_options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+
+    bench_run r;
+    bench_result res[MAX_BATCHES];
+    rc = bench_setup(&r, &o) ? 1 : 0;
+    if (!rc && !o.json)
+        print_header(&r, &o);
+    for (int i = 0; !rc && i < o.n_streams; i++)
+        if (bench_one(r.eng, o.streams[i], o.seconds, r.in, r.out, r.slots,
+                      &r.times, &r.cap, &res[i], r.cfg, r.flops, r.hop_ms,
+                      o.pipelined) ||
+            print_result(&r, &o, &res[i]))
+            rc = 1;
+    if (!rc) {
+        bench_capacity cap;
+        estimate_capacity(res, o.n_streams, r.hop_ms, &cap);
+        if (print_summary(&r, &o, &cap))
+            rc = 1;
+    }
+    bench_teardown(&r);
     return rc;
 }

@@ -160,68 +160,86 @@ void cmd_eval_usage(FILE *out)
 
 /* ----------------------------------------------------------- arguments */
 
+enum { OPT_JSON = 256, OPT_ESTIMATES, OPT_SOURCES };
+
+static const struct option eval_longs[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"estimates", required_argument, NULL, OPT_ESTIMATES},
+    {"sources", required_argument, NULL, OPT_SOURCES},
+    {"model", required_argument, NULL, 'm'},
+    {"backend", required_argument, NULL, 'b'},
+    {"threads", required_argument, NULL, 't'},
+    {"precision", required_argument, NULL, 'p'},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0: parsed; -1: --help was printed (exit 0); else the exit status. */
 static int parse_args(int argc, char **argv, eval_options *o)
 {
     memset(o, 0, sizeof *o);
     o->backend = DEMIX_BACKEND_AUTO;
     o->precision = DEMIX_PRECISION_DEFAULT;
     o->threads = cli_default_threads();
-    int options_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (options_done || a[0] != '-') {
+    int c;
+    cli_args a;
+    cli_args_init(&a);
+    while ((c = cli_args_next(&a, argc, argv, "hm:b:t:p:", eval_longs)) != -1) {
+        const char *v = a.value;
+        /* "-" names no folder: an unknown option, as it always was. */
+        if (c == CLI_OPERAND && !a.operands_only && strcmp(v, "-") == 0)
+            c = CLI_UNKNOWN;
+        switch (c) {
+        case CLI_OPERAND:
             if (o->dataset_dir) {
                 fprintf(stderr, "demix eval: one DATASET_DIR only (got '%s' "
-                                "and '%s')\n", o->dataset_dir, a);
+                                "and '%s')\n", o->dataset_dir, v);
                 return DEMIX_EXIT_USAGE;
             }
-            o->dataset_dir = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            options_done = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o->dataset_dir = v;
+            break;
+        case 'h':
             cmd_eval_usage(stdout);
             return -1;
-        } else if (strcmp(a, "--json") == 0) {
+        case OPT_JSON:
             o->json = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--estimates", NULL, &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case OPT_ESTIMATES:
             o->estimates_dir = v;
-        } else if ((r = cli_option(argc, argv, &i, "--sources", NULL, &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case OPT_SOURCES:
             o->sources = v;
-        } else if ((r = cli_option(argc, argv, &i, "--model", "-m", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'm':
             o->model_path = v;
             o->model_only_option = "--model";
-        } else if ((r = cli_option(argc, argv, &i, "--backend", "-b", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'b':
             if (demix_backend_parse(v, &o->backend)) {
                 fprintf(stderr, "demix eval: --backend must be auto, cpu or "
                                 "cuda (got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
             o->model_only_option = "--backend";
-        } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("eval", "--threads", v, 0,
-                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+            break;
+        case 't':
+            if (cli_int("eval", "--threads", v, 0,
+                        DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
                 return DEMIX_EXIT_USAGE;
             if (o->threads == 0)
                 o->threads = cli_default_threads();
             o->model_only_option = "--threads";
-        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
-            if (r < 0 || cli_precision("eval", v, &o->precision))
+            break;
+        case 'p':
+            if (cli_precision("eval", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
             o->model_only_option = "--precision";
-        } else {
+            break;
+        case CLI_MISSING:
+            return DEMIX_EXIT_USAGE;
+        default:
             fprintf(stderr, "demix eval: unknown option '%s' (see demix help "
-                            "eval)\n", a);
+                            "eval)\n", v);
             return DEMIX_EXIT_USAGE;
         }
     }

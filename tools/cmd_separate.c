@@ -142,6 +142,23 @@ static int parse_stems(const char *text, const demix_model_config *cfg,
     }
 }
 
+enum { OPT_FLOAT32 = 256, OPT_STEMS };
+
+static const struct option separate_longs[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"float32", no_argument, NULL, OPT_FLOAT32},
+    {"model", required_argument, NULL, 'm'},
+    {"out", required_argument, NULL, 'o'},
+    {"stems", required_argument, NULL, OPT_STEMS},
+    {"backend", required_argument, NULL, 'b'},
+    {"threads", required_argument, NULL, 't'},
+    {"precision", required_argument, NULL, 'p'},
+    {"jobs", required_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0: parsed; -1: --help was printed (exit 0); else the exit status.
+ * *inputs (the caller frees it) holds the input paths. */
 static int parse_args(int argc, char **argv, separate_options *o,
                       const char ***inputs, int *n_inputs)
 {
@@ -155,56 +172,58 @@ static int parse_args(int argc, char **argv, separate_options *o,
     *n_inputs = 0;
     if (!*inputs)
         return 1;
-    int options_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
-            (*inputs)[(*n_inputs)++] = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            options_done = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    int c;
+    cli_args a;
+    cli_args_init(&a);
+    while ((c = cli_args_next(&a, argc, argv, "hm:o:b:t:p:j:",
+                              separate_longs)) != -1) {
+        const char *v = a.value;
+        switch (c) {
+        case CLI_OPERAND:
+            (*inputs)[(*n_inputs)++] = v;
+            break;
+        case 'h':
             cmd_separate_usage(stdout);
             return -1;
-        } else if (strcmp(a, "--float32") == 0) {
+        case OPT_FLOAT32:
             o->float32 = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--model", "-m", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'm':
             o->model_path = v;
-        } else if ((r = cli_option(argc, argv, &i, "--out", "-o", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'o':
             o->out_dir = v;
-        } else if ((r = cli_option(argc, argv, &i, "--stems", NULL, &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case OPT_STEMS:
             o->stems = v;
-        } else if ((r = cli_option(argc, argv, &i, "--backend", "-b", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'b':
             if (demix_backend_parse(v, &o->backend)) {
                 fprintf(stderr, "demix separate: --backend must be auto, cpu "
                                 "or cuda (got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || cli_int("separate", "--threads", v, 0,
-                                 DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
+            break;
+        case 't':
+            if (cli_int("separate", "--threads", v, 0,
+                        DEMIX_THREADPOOL_MAX_THREADS, &o->threads))
                 return DEMIX_EXIT_USAGE;
             if (o->threads == 0)
                 o->threads = cli_default_threads();
-        } else if ((r = cli_option(argc, argv, &i, "--precision", "-p", &v))) {
-            if (r < 0 || cli_precision("separate", v, &o->precision))
+            break;
+        case 'p':
+            if (cli_precision("separate", v, &o->precision))
                 return DEMIX_EXIT_USAGE;
-        } else if ((r = cli_option(argc, argv, &i, "--jobs", "-j", &v))) {
-            if (r < 0 || cli_int("separate", "--jobs", v, 1, MAX_JOBS, &o->jobs))
+            break;
+        case 'j':
+            if (cli_int("separate", "--jobs", v, 1, MAX_JOBS, &o->jobs))
                 return DEMIX_EXIT_USAGE;
-        } else {
+            break;
+        case CLI_MISSING:
+            return DEMIX_EXIT_USAGE;
+        default:
             fprintf(stderr, "demix separate: unknown option '%s' (see demix "
-                            "help separate)\n", a);
+                            "help separate)\n", v);
             return DEMIX_EXIT_USAGE;
         }
     }
@@ -384,266 +403,323 @@ static int task_complete(task *t, const demix_model_config *cfg,
 
 /* ----------------------------------------------------------------- run */
 
-int cmd_separate(int argc, char **argv)
-{
+/* Everything one `demix separate` holds; separate_teardown() frees it all,
+ * whatever the steps before got to. */
+typedef struct separate_run {
     separate_options o;
-    const char **paths = NULL;
-    int n_inputs = 0;
-    int rc = parse_args(argc, argv, &o, &paths, &n_inputs);
-    if (rc) {
-        free(paths);
-        return rc < 0 ? 0 : rc;
-    }
+    const char **paths; /* the INPUT operands */
+    int n_inputs;
+    input_file *inputs; /* n_inputs, checked */
+    int usable;         /* inputs that passed the check */
+    double total_s;     /* their audio seconds, for the progress bar */
+    demix_model *model;
+    const demix_model_config *cfg;
+    unsigned mask; /* the sources written */
+    demix_threadpool *pool;
+    demix_engine *engine;
+    int jobs; /* files at once: the engine's slots */
+    task *tasks;
+    separate_signal **sigs; /* per job: the signal in this step, or NULL */
+    int *slots, *slot_buf;
+    float *in_buf, *out_buf; /* jobs input hops; jobs output hops */
+    progress bar;
+    int next;      /* the next input to start */
+    double done_s; /* audio seconds of finished files */
+    int failed;    /* inputs that failed */
+    int fatal;     /* the engine failed: nothing more runs */
+} separate_run;
 
+static void separate_teardown(separate_run *r)
+{
+    free(r->tasks);
+    free(r->sigs);
+    free(r->slots);
+    free(r->slot_buf);
+    free(r->in_buf);
+    free(r->out_buf);
+    demix_engine_destroy(r->engine);
+    demix_threadpool_destroy(r->pool);
+    demix_model_destroy(r->model);
+    free(r->inputs);
+    free(r->paths);
+}
+
+/* The model and the --stems mask. 0, or the exit status after printing. */
+static int load_model(separate_run *r)
+{
     char model_buf[PATH_BYTES];
     const char *model_path =
-        model_choice_path(o.model_path, model_buf, sizeof model_buf);
-    demix_model *model = NULL;
-    if (!model_path || model_choice_load(model_path, &model)) {
-        free(paths);
+        model_choice_path(r->o.model_path, model_buf, sizeof model_buf);
+    if (!model_path || model_choice_load(model_path, &r->model))
         return 1;
+    r->cfg = demix_model_get_config(r->model);
+    r->mask = 0;
+    for (int s = 0; s < r->cfg->num_sources; s++)
+        r->mask |= 1u << s;
+    if (r->o.stems && parse_stems(r->o.stems, r->cfg, &r->mask))
+        return DEMIX_EXIT_USAGE;
+    return 0;
+}
+
+/* Check every input before any work: format, channels, name clashes.
+ * Failures are reported and counted; -1 only when out of memory. */
+static int check_inputs(separate_run *r)
+{
+    r->inputs = calloc((size_t)r->n_inputs, sizeof *r->inputs);
+    if (!r->inputs) {
+        cli_error("out of memory");
+        return -1;
     }
     char err[1024];
-    const demix_model_config *cfg = demix_model_get_config(model);
-
-    unsigned mask = 0;
-    for (int s = 0; s < cfg->num_sources; s++)
-        mask |= 1u << s;
-    if (o.stems && parse_stems(o.stems, cfg, &mask)) {
-        demix_model_destroy(model);
-        free(paths);
-        return DEMIX_EXIT_USAGE;
-    }
-
-    /* Check every input before any work: format, channels, name clashes. */
-    input_file *inputs = calloc((size_t)n_inputs, sizeof *inputs);
-    if (!inputs) {
-        cli_error("out of memory");
-        demix_model_destroy(model);
-        free(paths);
-        return 1;
-    }
-    int failed = 0, usable = 0;
-    double total_s = 0.0;
-    for (int i = 0; i < n_inputs; i++) {
-        input_file *in = &inputs[i];
-        in->path = paths[i];
-        audio_reader *r;
-        if (audio_reader_open(in->path, &r, err, sizeof err)) {
+    for (int i = 0; i < r->n_inputs; i++) {
+        input_file *in = &r->inputs[i];
+        in->path = r->paths[i];
+        audio_reader *rd;
+        if (audio_reader_open(in->path, &rd, err, sizeof err)) {
             cli_error("%s", err);
-            failed++;
+            r->failed++;
             continue;
         }
-        in->info = *audio_reader_info(r);
-        audio_reader_close(r);
+        in->info = *audio_reader_info(rd);
+        audio_reader_close(rd);
         if (in->info.channels > 2) {
             cli_error("%s: %d channels; only mono and stereo files can be "
-                      "separated", in->path, in->info.channels);
-            failed++;
+                      "separated",
+                      in->path, in->info.channels);
+            r->failed++;
             continue;
         }
         out_paths_base_name(in->path, in->name, sizeof in->name);
         int clash = -1;
         for (int j = 0; j < i && clash < 0; j++)
-            if (inputs[j].usable && strcmp(inputs[j].name, in->name) == 0)
+            if (r->inputs[j].usable && strcmp(r->inputs[j].name, in->name) == 0)
                 clash = j;
         if (clash >= 0) {
             cli_error("%s: its output folder %s/%s is already used by %s; "
                       "rename one of them or run them separately",
-                      in->path, o.out_dir, in->name, inputs[clash].path);
-            failed++;
+                      in->path, r->o.out_dir, in->name, r->inputs[clash].path);
+            r->failed++;
             continue;
         }
         in->usable = 1;
-        usable++;
+        r->usable++;
         if (in->info.frames > 0)
-            total_s += (double)in->info.frames / in->info.rate_hz;
+            r->total_s += (double)in->info.frames / in->info.rate_hz;
     }
-    if (usable == 0) {
-        free(inputs);
-        demix_model_destroy(model);
-        free(paths);
-        return 1;
-    }
-    if (out_paths_make_dirs(o.out_dir, err, sizeof err)) {
-        cli_error("%s", err);
-        free(inputs);
-        demix_model_destroy(model);
-        free(paths);
-        return 1;
-    }
+    return 0;
+}
 
-    int jobs = (int)(o.jobs < usable ? o.jobs : usable);
-    demix_threadpool *pool = NULL;
-    if (cli_threadpool((int)o.threads, &pool)) {
-        free(inputs);
-        demix_model_destroy(model);
-        free(paths);
-        return 1;
-    }
+/* The pool and the engine (-1 after printing when either fails), then the
+ * step buffers and one open slot per job (a failure there is fatal: the
+ * run reports every input as not started). */
+static int start_engine(separate_run *r)
+{
+    r->jobs = (int)(r->o.jobs < r->usable ? r->o.jobs : r->usable);
+    if (cli_threadpool((int)r->o.threads, &r->pool))
+        return -1;
     demix_engine_options eo;
     demix_engine_options_init(&eo);
-    eo.backend = o.backend;
-    eo.precision = o.precision;
-    eo.max_slots = jobs;
-    eo.threads = (int)o.threads;
-    eo.pool = pool;
-    demix_engine *engine = NULL;
-    err[0] = '\0';
-    if (demix_engine_create(model, &eo, &engine, err, sizeof err)) {
+    eo.backend = r->o.backend;
+    eo.precision = r->o.precision;
+    eo.max_slots = r->jobs;
+    eo.threads = (int)r->o.threads;
+    eo.pool = r->pool;
+    char err[1024] = "";
+    if (demix_engine_create(r->model, &eo, &r->engine, err, sizeof err)) {
         cli_error("cannot create the engine: %s", err);
-        demix_threadpool_destroy(pool);
-        free(inputs);
-        demix_model_destroy(model);
-        free(paths);
-        return 1;
+        return -1;
     }
-    fprintf(stderr, "demix: backend: %s\n", demix_engine_describe(engine));
+    fprintf(stderr, "demix: backend: %s\n", demix_engine_describe(r->engine));
     if (err[0])
         fprintf(stderr, "demix: %s\n", err);
 
-    size_t in_hop = (size_t)cfg->channels * (size_t)cfg->hop_samples;
-    size_t out_hop = in_hop * (size_t)cfg->num_sources;
-    task *tasks = calloc((size_t)jobs, sizeof *tasks);
-    separate_signal **sigs = calloc((size_t)jobs, sizeof *sigs);
-    int *slots = calloc((size_t)jobs, sizeof *slots);
-    int *slot_buf = calloc((size_t)jobs, sizeof *slot_buf);
-    float *in_buf = malloc((size_t)jobs * in_hop * sizeof *in_buf);
-    float *out_buf = malloc((size_t)jobs * out_hop * sizeof *out_buf);
-    int fatal = 0;
-    if (!tasks || !sigs || !slots || !slot_buf || !in_buf || !out_buf) {
+    size_t jobs = (size_t)r->jobs;
+    size_t in_hop = (size_t)r->cfg->channels * (size_t)r->cfg->hop_samples;
+    size_t out_hop = in_hop * (size_t)r->cfg->num_sources;
+    r->tasks = calloc(jobs, sizeof *r->tasks);
+    r->sigs = calloc(jobs, sizeof *r->sigs);
+    r->slots = calloc(jobs, sizeof *r->slots);
+    r->slot_buf = calloc(jobs, sizeof *r->slot_buf);
+    r->in_buf = malloc(jobs * in_hop * sizeof *r->in_buf);
+    r->out_buf = malloc(jobs * out_hop * sizeof *r->out_buf);
+    if (!r->tasks || !r->sigs || !r->slots || !r->slot_buf || !r->in_buf ||
+        !r->out_buf) {
         cli_error("out of memory");
-        fatal = 1;
+        r->fatal = 1;
     }
-    for (int j = 0; j < jobs && !fatal; j++) {
-        if (demix_engine_open_slot(engine, &slots[j])) {
+    for (int j = 0; j < r->jobs && !r->fatal; j++) {
+        if (demix_engine_open_slot(r->engine, &r->slots[j])) {
             cli_error("cannot open an engine slot: %s",
-                      demix_engine_last_error(engine));
-            fatal = 1;
+                      demix_engine_last_error(r->engine));
+            r->fatal = 1;
         }
     }
+    return 0;
+}
 
-    progress bar;
-    progress_init(&bar, stderr, total_s);
-    double done_s = 0.0; /* audio seconds of finished files */
-    int next = 0;
-    while (!fatal) {
-        /* Give idle slots the next inputs. */
-        for (int j = 0; j < jobs; j++) {
-            task *t = &tasks[j];
-            while (!fatal && !t->active && next < n_inputs) {
-                int i = next++;
-                if (!inputs[i].usable)
-                    continue;
-                t->slot = slots[j];
-                if (demix_engine_reset_slot(engine, t->slot)) {
-                    cli_error("cannot reset an engine slot: %s",
-                              demix_engine_last_error(engine));
-                    fatal = 1;
-                    break;
-                }
-                if (task_start(t, i, &inputs[i], &o, cfg, mask)) {
-                    progress_clear(&bar);
-                    cli_error("%s", t->err);
-                    task_abandon(t, cfg);
-                    failed++;
-                }
-            }
-        }
-        int active = 0;
-        for (int j = 0; j < jobs; j++) {
-            task *t = &tasks[j];
-            sigs[j] = NULL;
-            if (!t->active)
-                continue;
-            if (task_feed(t, &inputs[t->input]) == DEMIX_OK) {
-                sigs[j] = t->sig;
-                active++;
-                continue;
-            }
-            progress_clear(&bar);
-            cli_error("%s", t->err);
-            task_abandon(t, cfg);
-            failed++;
-        }
-        if (fatal || (active == 0 && next >= n_inputs))
-            break;
+/* A file that failed: say why (t->err), remove its outputs, count it. */
+static void task_fail(separate_run *r, task *t)
+{
+    progress_clear(&r->bar);
+    cli_error("%s", t->err);
+    task_abandon(t, r->cfg);
+    r->failed++;
+}
 
-        int stepped = 0;
-        if (separate_signal_step(engine, sigs, slots, jobs, in_buf, out_buf,
-                                 slot_buf, &stepped, err, sizeof err)) {
-            progress_clear(&bar);
-            cli_error("engine step failed: %s", err);
-            fatal = 1;
-            break;
-        }
-
-        double busy_s = 0.0;
-        for (int j = 0; j < jobs; j++) {
-            task *t = &tasks[j];
-            if (!t->active)
+/* Give idle slots the next inputs. */
+static void start_tasks(separate_run *r)
+{
+    for (int j = 0; j < r->jobs; j++) {
+        task *t = &r->tasks[j];
+        while (!r->fatal && !t->active && r->next < r->n_inputs) {
+            int i = r->next++;
+            if (!r->inputs[i].usable)
                 continue;
-            const input_file *in = &inputs[t->input];
-            if (separate_signal_status(t->sig)) {
-                progress_clear(&bar);
-                if (t->err[0])
-                    cli_error("%s", t->err);
-                else
-                    cli_error("%s: %s", in->path, separate_signal_error(t->sig));
-                task_abandon(t, cfg);
-                failed++;
-                continue;
-            }
-            if (separate_signal_done(t->sig)) {
-                double file_s = (double)separate_signal_frames_out(t->sig) /
-                                in->info.rate_hz;
-                if (task_complete(t, cfg, &bar)) {
-                    progress_clear(&bar);
-                    cli_error("%s", t->err);
-                    failed++;
-                } else {
-                    done_s += file_s;
-                }
-                continue;
-            }
-            busy_s += (double)separate_signal_frames_out(t->sig) / in->info.rate_hz;
-        }
-        const char *label = "";
-        for (int j = 0; j < jobs; j++)
-            if (tasks[j].active) {
-                label = inputs[tasks[j].input].name;
+            t->slot = r->slots[j];
+            if (demix_engine_reset_slot(r->engine, t->slot)) {
+                cli_error("cannot reset an engine slot: %s",
+                          demix_engine_last_error(r->engine));
+                r->fatal = 1;
                 break;
             }
-        progress_update(&bar, done_s + busy_s, label);
+            if (task_start(t, i, &r->inputs[i], &r->o, r->cfg, r->mask))
+                task_fail(r, t);
+        }
     }
-    progress_finish(&bar);
+}
 
-    if (fatal) {
-        for (int j = 0; tasks && j < jobs; j++)
-            if (tasks[j].active) {
-                cli_error("%s: not finished", inputs[tasks[j].input].path);
-                task_abandon(&tasks[j], cfg);
-                failed++;
-            }
-        for (int i = next; i < n_inputs; i++)
-            if (inputs[i].usable) {
-                cli_error("%s: not started", inputs[i].path);
-                failed++;
-            }
+/* Read each active file up to its next hop; the number of signals in the
+ * next step (r->sigs). */
+static int feed_tasks(separate_run *r)
+{
+    int active = 0;
+    for (int j = 0; j < r->jobs; j++) {
+        task *t = &r->tasks[j];
+        r->sigs[j] = NULL;
+        if (!t->active)
+            continue;
+        if (task_feed(t, &r->inputs[t->input]) == DEMIX_OK) {
+            r->sigs[j] = t->sig;
+            active++;
+            continue;
+        }
+        task_fail(r, t);
     }
-    if (failed && n_inputs > 1)
-        fprintf(stderr, "demix: %d of %d inputs failed\n", failed, n_inputs);
+    return active;
+}
 
-    free(tasks);
-    free(sigs);
-    free(slots);
-    free(slot_buf);
-    free(in_buf);
-    free(out_buf);
-    demix_engine_destroy(engine);
-    demix_threadpool_destroy(pool);
-    demix_model_destroy(model);
-    free(inputs);
-    free(paths);
-    return failed || fatal ? 1 : 0;
+/* After a step: fail or complete the files it ended, and move the bar. */
+static void finish_step(separate_run *r)
+{
+    double busy_s = 0.0;
+    for (int j = 0; j < r->jobs; j++) {
+        task *t = &r->tasks[j];
+        if (!t->active)
+            continue;
+        const input_file *in = &r->inputs[t->input];
+        if (separate_signal_status(t->sig)) {
+            progress_clear(&r->bar);
+            if (t->err[0])
+                cli_error("%s", t->err);
+            else
+                cli_error("%s: %s", in->path, separate_signal_error(t->sig));
+            task_abandon(t, r->cfg);
+            r->failed++;
+            continue;
+        }
+        if (separate_signal_done(t->sig)) {
+            double file_s =
+                (double)separate_signal_frames_out(t->sig) / in->info.rate_hz;
+            if (task_complete(t, r->cfg, &r->bar)) {
+                progress_clear(&r->bar);
+                cli_error("%s", t->err);
+                r->failed++;
+            } else {
+                r->done_s += file_s;
+            }
+            continue;
+        }
+        busy_s += (double)separate_signal_frames_out(t->sig) / in->info.rate_hz;
+    }
+    const char *label = "";
+    for (int j = 0; j < r->jobs; j++)
+        if (r->tasks[j].active) {
+            label = r->inputs[r->tasks[j].input].name;
+            break;
+        }
+    progress_update(&r->bar, r->done_s + busy_s, label);
+}
+
+/* Separate every usable input, up to jobs at a time in one batched step. */
+static void run_tasks(separate_run *r)
+{
+    progress_init(&r->bar, stderr, r->total_s);
+    while (!r->fatal) {
+        start_tasks(r);
+        int active = feed_tasks(r);
+        if (r->fatal || (active == 0 && r->next >= r->n_inputs))
+            break;
+        int stepped = 0;
+        char err[1024];
+        if (separate_signal_step(r->engine, r->sigs, r->slots, r->jobs,
+                                 r->in_buf, r->out_buf, r->slot_buf, &stepped,
+                                 err, sizeof err)) {
+            progress_clear(&r->bar);
+            cli_error("engine step failed: %s", err);
+            r->fatal = 1;
+            break;
+        }
+        finish_step(r);
+    }
+    progress_finish(&r->bar);
+}
+
+/* After a fatal engine failure: every file not written is named. */
+static void report_unfinished(separate_run *r)
+{
+    for (int j = 0; r->tasks && j < r->jobs; j++)
+        if (r->tasks[j].active) {
+            cli_error("%s: not finished", r->inputs[r->tasks[j].input].path);
+            task_abandon(&r->tasks[j], r->cfg);
+            r->failed++;
+        }
+    for (int i = r->next; i < r->n_inputs; i++)
+        if (r->inputs[i].usable) {
+            cli_error("%s: not started", r->inputs[i].path);
+            r->failed++;
+        }
+}
+
+int cmd_separate(int argc, char **argv)
+{
+    separate_run r;
+    memset(&r, 0, sizeof r);
+    int rc = parse_args(argc, argv, &r.o, &r.paths, &r.n_inputs);
+    if (rc) {
+        separate_teardown(&r);
+        return rc < 0 ? 0 : rc;
+    }
+    rc = load_model(&r);
+    if (!rc && (check_inputs(&r) || r.usable == 0))
+        rc = 1;
+    if (!rc) {
+        char err[1024];
+        if (out_paths_make_dirs(r.o.out_dir, err, sizeof err)) {
+            cli_error("%s", err);
+            rc = 1;
+        }
+    }
+    if (!rc && start_engine(&r))
+        rc = 1;
+    if (!rc) {
+        run_tasks(&r);
+        if (r.fatal)
+            report_unfinished(&r);
+        if (r.failed && r.n_inputs > 1)
+            fprintf(stderr, "demix: %d of %d inputs failed\n", r.failed,
+                    r.n_inputs);
+        rc = r.failed || r.fatal ? 1 : 0;
+    }
+    separate_teardown(&r);
+    return rc;
 }

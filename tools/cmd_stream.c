@@ -217,44 +217,74 @@ static int check_mix(const char *text)
     }
 }
 
+enum {
+    OPT_FLOAT32 = 256,
+    OPT_REALTIME,
+    OPT_FAST,
+    OPT_STEMS,
+    OPT_MIX,
+    OPT_TOKEN,
+    OPT_BITRATE,
+    OPT_TIMEOUT
+};
+
+static const struct option stream_longs[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"float32", no_argument, NULL, OPT_FLOAT32},
+    {"realtime", no_argument, NULL, OPT_REALTIME},
+    {"fast", no_argument, NULL, OPT_FAST},
+    {"quiet", no_argument, NULL, 'q'},
+    {"url", required_argument, NULL, 'u'},
+    {"codec", required_argument, NULL, 'c'},
+    {"out", required_argument, NULL, 'o'},
+    {"stems", required_argument, NULL, OPT_STEMS},
+    {"mix", required_argument, NULL, OPT_MIX},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"bitrate", required_argument, NULL, OPT_BITRATE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {NULL, 0, NULL, 0},
+};
+
+/* 0: parsed; -1: --help was printed (exit 0); else the exit status. */
 static int parse_args(int argc, char **argv, stream_options *o)
 {
     memset(o, 0, sizeof *o);
     o->out_dir = "separated";
     o->timeout_s = DEFAULT_TIMEOUT_S;
-    int options_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
+    int c;
+    cli_args a;
+    cli_args_init(&a);
+    while ((c = cli_args_next(&a, argc, argv, "hqu:c:o:", stream_longs)) !=
+           -1) {
+        const char *v = a.value;
+        switch (c) {
+        case CLI_OPERAND:
             if (o->input) {
                 fprintf(stderr, "demix stream: one INPUT at a time (got '%s' "
-                                "and '%s')\n", o->input, a);
+                                "and '%s')\n", o->input, v);
                 return DEMIX_EXIT_USAGE;
             }
-            o->input = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            options_done = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o->input = v;
+            break;
+        case 'h':
             cmd_stream_usage(stdout);
             return -1;
-        } else if (strcmp(a, "--float32") == 0) {
+        case OPT_FLOAT32:
             o->float32 = 1;
-        } else if (strcmp(a, "--realtime") == 0) {
+            break;
+        case OPT_REALTIME:
             o->realtime = 1;
-        } else if (strcmp(a, "--fast") == 0) {
+            break;
+        case OPT_FAST:
             o->realtime = 0;
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            break;
+        case 'q':
             o->quiet = 1;
-        } else if ((r = cli_option(argc, argv, &i, "--url", "-u", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'u':
             o->url = v;
-        } else if ((r = cli_option(argc, argv, &i, "--codec", "-c", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'c':
             if (strcmp(v, "pcm") == 0)
                 o->opus = 0;
             else if (strcmp(v, "opus") == 0)
@@ -264,38 +294,40 @@ static int parse_args(int argc, char **argv, stream_options *o)
                                 "(got '%s')\n", v);
                 return DEMIX_EXIT_USAGE;
             }
-        } else if ((r = cli_option(argc, argv, &i, "--out", "-o", &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case 'o':
             o->out_dir = v;
-        } else if ((r = cli_option(argc, argv, &i, "--stems", NULL, &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case OPT_STEMS:
             o->stems = v;
-        } else if ((r = cli_option(argc, argv, &i, "--mix", NULL, &v))) {
-            if (r < 0 || check_mix(v))
+            break;
+        case OPT_MIX:
+            if (check_mix(v))
                 return DEMIX_EXIT_USAGE;
             o->mix = v;
-        } else if ((r = cli_option(argc, argv, &i, "--token", NULL, &v))) {
-            if (r < 0)
-                return DEMIX_EXIT_USAGE;
+            break;
+        case OPT_TOKEN:
             if (strlen(v) > DEMIX_PROTO_TOKEN_MAX_BYTES) {
                 fprintf(stderr, "demix stream: --token is longer than %d "
                                 "bytes\n", DEMIX_PROTO_TOKEN_MAX_BYTES);
                 return DEMIX_EXIT_USAGE;
             }
             o->token = v;
-        } else if ((r = cli_option(argc, argv, &i, "--bitrate", NULL, &v))) {
-            if (r < 0 || cli_int("stream", "--bitrate", v,
-                                 DEMIX_PROTO_OPUS_MIN_BITRATE,
-                                 DEMIX_PROTO_OPUS_MAX_BITRATE, &o->bitrate_bps))
+            break;
+        case OPT_BITRATE:
+            if (cli_int("stream", "--bitrate", v, DEMIX_PROTO_OPUS_MIN_BITRATE,
+                        DEMIX_PROTO_OPUS_MAX_BITRATE, &o->bitrate_bps))
                 return DEMIX_EXIT_USAGE;
-        } else if ((r = cli_option(argc, argv, &i, "--timeout", NULL, &v))) {
-            if (r < 0 || cli_int("stream", "--timeout", v, 1, 86400, &o->timeout_s))
+            break;
+        case OPT_TIMEOUT:
+            if (cli_int("stream", "--timeout", v, 1, 86400, &o->timeout_s))
                 return DEMIX_EXIT_USAGE;
-        } else {
+            break;
+        case CLI_MISSING:
+            return DEMIX_EXIT_USAGE;
+        default:
             fprintf(stderr, "demix stream: unknown option '%s' (see demix help "
-                            "stream)\n", a);
+                            "stream)\n", v);
             return DEMIX_EXIT_USAGE;
         }
     }

@@ -11,6 +11,7 @@
 #ifndef DEMIX_COMMANDS_H
 #define DEMIX_COMMANDS_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include "demix_error.h"
@@ -32,6 +33,34 @@ void cmd_eval_usage(FILE *out);
 
 int cmd_loadgen(int argc, char **argv);
 void cmd_loadgen_usage(FILE *out);
+
+/* Arguments of one command through getopt_long(3), in their order (no
+ * permutation): options as getopt_long returns them ("--name X",
+ * "--name=X", "-n X", "-nX"), operands (and everything after "--") as
+ * CLI_OPERAND. Usage:
+ *
+ *     cli_args a;
+ *     cli_args_init(&a);
+ *     while ((c = cli_args_next(&a, argc, argv, "hm:", longs)) != -1)
+ *         switch (c) {
+ *         case 'm': path = a.value; break;
+ *         case CLI_OPERAND: input = a.value; break;
+ *         case CLI_MISSING: return DEMIX_EXIT_USAGE;    // already printed
+ *         case CLI_UNKNOWN: complain about a.value; return DEMIX_EXIT_USAGE;
+ *         }
+ *
+ * shorts is getopt's option string without a leading '+', '-' or ':'.
+ * value: the option's value, the operand, or for CLI_UNKNOWN the whole
+ * argument as given. A missing value prints "demix: option X needs a
+ * value". One parse per process (getopt's state is global). */
+enum { CLI_OPERAND = 1, CLI_MISSING = ':', CLI_UNKNOWN = '?' };
+typedef struct cli_args {
+    const char *value;
+    int operands_only; /* "--" or the end of the options was seen */
+} cli_args;
+void cli_args_init(cli_args *a);
+int cli_args_next(cli_args *a, int argc, char **argv, const char *shorts,
+                  const struct option *longs);
 
 /* If argv[*i] is the option `name` ("--model"), or `alias` ("-m", may be
  * NULL), store its value and return 1: "--model X" (advancing *i past X)

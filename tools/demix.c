@@ -1,6 +1,7 @@
 /*
  * demix.c - the demix command line: subcommand dispatch, usage, --help and
- * --version, and the option helpers of commands.h.
+ * --version, and the option helpers of commands.h (getopt_long for the
+ * commands' arguments).
  *
  *   demix separate ...   split audio files into stems   (cmd_separate.c)
  *   demix bench ...      engine speed and real-time capacity (cmd_bench.c)
@@ -132,6 +133,46 @@ int main(int argc, char **argv)
 }
 
 /* ----------------------------------------------------- option helpers */
+
+void cli_args_init(cli_args *a)
+{
+    a->value = NULL;
+    a->operands_only = 0;
+    optind = 1;
+    opterr = 0; /* the commands word their own messages */
+}
+
+int cli_args_next(cli_args *a, int argc, char **argv, const char *shorts,
+                  const struct option *longs)
+{
+    a->value = NULL;
+    if (!a->operands_only) {
+        /* "-": operands in place; ":": CLI_MISSING for a missing value. */
+        char spec[64];
+        snprintf(spec, sizeof spec, "-:%s", shorts);
+        /* Without permutation argv[optind] is the argument being read
+         * (optind moves past it once it is done). */
+        int at = optind;
+        int c = getopt_long(argc, argv, spec, longs, NULL);
+        if (c == CLI_MISSING) {
+            fprintf(stderr, "demix: option %s needs a value\n", argv[at]);
+            return c;
+        }
+        if (c == CLI_UNKNOWN) {
+            a->value = argv[at];
+            return c;
+        }
+        if (c != -1) {
+            a->value = optarg;
+            return c;
+        }
+        a->operands_only = 1; /* the end, or "--": the rest are operands */
+    }
+    if (optind >= argc)
+        return -1;
+    a->value = argv[optind++];
+    return CLI_OPERAND;
+}
 
 int cli_option(int argc, char **argv, int *i, const char *name,
                const char *alias, const char **value)

@@ -1,5 +1,5 @@
 /*
- * test_latency_hist.c - tools/latency_hist.c: exact count, min, max and
+ * test_latency_hist.c - audio/latency_hist.c: exact count, min, max and
  * mean; quantiles within the documented 1.5% of the exact nearest-rank
  * order statistic (uniform and random samples, the seed from
  * DEMIX_TEST_SEED); merging equals adding everything to one histogram;

@@ -1,5 +1,5 @@
 /*
- * test_sdr.c - tools/sdr.c against known answers: estimates that are the
+ * test_sdr.c - audio/sdr.c against known answers: estimates that are the
  * reference plus an error of known energy (a scaled copy of the reference,
  * an orthogonal tone, nothing, the negated reference), silent and
  * near-silent references, block-wise accumulation, and the median and mean

@@ -1,5 +1,5 @@
 /*
- * test_threadpool.c - the persistent thread pool (engine/threadpool.h):
+ * test_threadpool.c - the persistent thread pool (include/threadpool.h):
  *  (a) bad arguments: create with a NULL out or a thread count outside
  *      1..DEMIX_THREADPOOL_MAX_THREADS, run with a NULL function or negative
  *      tasks return DEMIX_EARG (and run nothing); destroy(NULL) is a no-op;

@@ -1,8 +1,8 @@
 /*
- * audio_io.h - audio files for the demix tools: read anything libsndfile
- * reads (WAV, FLAC, OGG Vorbis/Opus, MP3 with libsndfile >= 1.1) as
- * interleaved float frames, write WAV as 16-bit PCM (clipped, with a count)
- * or 32-bit float.
+ * audio_io.h - audio files for demix and demixd (demix_audio, audio/): read
+ * anything libsndfile reads (WAV, FLAC, OGG Vorbis/Opus, MP3 with
+ * libsndfile >= 1.1) as interleaved float frames, write WAV as 16-bit PCM
+ * (clipped, with a count) or 32-bit float.
  *
  * Usage sketch:
  *

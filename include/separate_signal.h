@@ -1,8 +1,8 @@
 /*
  * separate_signal.h - separate one whole signal (a file, a pipe, an upload)
  * with one slot of an engine, streaming, with every output sample aligned
- * to its input sample. Shared by `demix separate`, later `demix stream` and
- * the server's file API.
+ * to its input sample. Shared by `demix separate`, `demix eval` and the
+ * server's file API (demix_audio, audio/).
  *
  * A separate_signal does no engine calls and no I/O of its own: the caller
  * pushes input frames (any rate, 1 or 2 channels, interleaved), takes model

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,18 +39,6 @@ struct audio_writer {
     char path[4096];
 };
 
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    DEMIX_PRINTF(3, 4);
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
-
 /* libsndfile's messages end with a period or newline; trim those. */
 static void trim_message(char *s)
 {
@@ -64,13 +51,14 @@ int audio_reader_open(const char *path, audio_reader **out, char *err,
                       size_t err_cap)
 {
     if (!out || !path) {
-        set_err(err, err_cap, "audio: no path");
+        demix__set_err(err, err_cap, "audio: no path");
         return DEMIX_EARG;
     }
     *out = NULL;
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        set_err(err, err_cap, "%s: cannot open: %s", path, strerror(errno));
+        demix__set_err(err, err_cap, "%s: cannot open: %s", path,
+                       strerror(errno));
         return DEMIX_EIO;
     }
     SF_INFO info;
@@ -80,19 +68,20 @@ int audio_reader_open(const char *path, audio_reader **out, char *err,
         char msg[256];
         snprintf(msg, sizeof msg, "%s", sf_strerror(NULL));
         trim_message(msg);
-        set_err(err, err_cap, "%s: cannot read as audio: %s", path, msg);
+        demix__set_err(err, err_cap, "%s: cannot read as audio: %s", path, msg);
         close(fd);
         return DEMIX_EFORMAT;
     }
     if (info.samplerate <= 0 || info.channels <= 0) {
-        set_err(err, err_cap, "%s: no sample rate or channel count", path);
+        demix__set_err(err, err_cap, "%s: no sample rate or channel count",
+                       path);
         sf_close(sf);
         return DEMIX_EFORMAT;
     }
     audio_reader *r = calloc(1, sizeof *r);
     if (!r) {
         sf_close(sf);
-        set_err(err, err_cap, "%s: out of memory", path);
+        demix__set_err(err, err_cap, "%s: out of memory", path);
         return DEMIX_ENOMEM;
     }
     /* Decoders hand out floats in [-1, 1] for every integer format. */
@@ -146,20 +135,20 @@ int audio_writer_open(const char *path, int rate_hz, int channels,
                       size_t err_cap)
 {
     if (!out || !path || rate_hz <= 0 || channels <= 0) {
-        set_err(err, err_cap, "audio: bad writer arguments");
+        demix__set_err(err, err_cap, "audio: bad writer arguments");
         return DEMIX_EARG;
     }
     *out = NULL;
     audio_writer *w = calloc(1, sizeof *w);
     if (!w) {
-        set_err(err, err_cap, "%s: out of memory", path);
+        demix__set_err(err, err_cap, "%s: out of memory", path);
         return DEMIX_ENOMEM;
     }
     if (format == AUDIO_PCM16) {
         w->pcm = malloc(PCM16_BLOCK_SAMPLES * sizeof *w->pcm);
         if (!w->pcm) {
             free(w);
-            set_err(err, err_cap, "%s: out of memory", path);
+            demix__set_err(err, err_cap, "%s: out of memory", path);
             return DEMIX_ENOMEM;
         }
     }
@@ -169,7 +158,8 @@ int audio_writer_open(const char *path, int rate_hz, int channels,
 
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) {
-        set_err(err, err_cap, "cannot write %s: %s", path, strerror(errno));
+        demix__set_err(err, err_cap, "cannot write %s: %s", path,
+                       strerror(errno));
         free(w->pcm);
         free(w);
         return DEMIX_EIO;
@@ -185,7 +175,7 @@ int audio_writer_open(const char *path, int rate_hz, int channels,
         char msg[256];
         snprintf(msg, sizeof msg, "%s", sf_strerror(NULL));
         trim_message(msg);
-        set_err(err, err_cap, "cannot write %s: %s", path, msg);
+        demix__set_err(err, err_cap, "cannot write %s: %s", path, msg);
         close(fd);
         free(w->pcm);
         free(w);
@@ -204,9 +194,10 @@ static int write_fail(audio_writer *w, char *err, size_t err_cap)
     trim_message(msg);
     /* libsndfile reports a full disk as a generic system error. */
     if (strstr(msg, "System error") && e)
-        set_err(err, err_cap, "cannot write %s: %s", w->path, strerror(e));
+        demix__set_err(err, err_cap, "cannot write %s: %s", w->path,
+                       strerror(e));
     else
-        set_err(err, err_cap, "cannot write %s: %s", w->path, msg);
+        demix__set_err(err, err_cap, "cannot write %s: %s", w->path, msg);
     return DEMIX_EIO;
 }
 
@@ -214,7 +205,7 @@ int audio_writer_write(audio_writer *w, const float *frames, size_t n_frames,
                        char *err, size_t err_cap)
 {
     if (!w || (!frames && n_frames)) {
-        set_err(err, err_cap, "audio: bad write arguments");
+        demix__set_err(err, err_cap, "audio: bad write arguments");
         return DEMIX_EARG;
     }
     if (n_frames == 0)
@@ -279,7 +270,7 @@ int audio_writer_close(audio_writer *w, char *err, size_t err_cap)
         if (sf_error(w->sf) != SF_ERR_NO_ERROR)
             rc = write_fail(w, err, err_cap);
         if (sf_close(w->sf) != 0 && rc == DEMIX_OK) {
-            set_err(err, err_cap, "cannot finish %s", w->path);
+            demix__set_err(err, err_cap, "cannot finish %s", w->path);
             rc = DEMIX_EIO;
         }
     }

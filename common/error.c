@@ -1,8 +1,13 @@
 /*
- * error.c - status code names and messages, generated from DEMIX_ERRNO_MAP.
+ * error.c - status code names and messages, generated from DEMIX_ERRNO_MAP;
+ * the detail-text helper demix__set_err() and the always-on assertion.
+ *
+ * Thread context: any thread; everything here is reentrant (the assertion
+ * writes to stderr and aborts).
  */
 #include "demix_error.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -34,6 +39,16 @@ const char *demix_errname(int status)
     default:
         return "DEMIX_E_UNKNOWN";
     }
+}
+
+void demix__set_err(char *err, size_t cap, const char *fmt, ...)
+{
+    if (!err || !cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
 }
 
 void demix__assert_fail(const char *expr, const char *file, int line)

@@ -11,6 +11,8 @@
 #ifndef DEMIX_ERROR_H
 #define DEMIX_ERROR_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,6 +47,13 @@ const char *demix_errname(int status);
 #define DEMIX_WARN_UNUSED
 #define DEMIX_PRINTF(fmt, args)
 #endif
+
+/* Detail text for a caller buffer, as snprintf into err (cap bytes, always
+ * terminated, cut when longer); nothing when err is NULL or cap is 0. The
+ * one helper behind every library's "char *err, size_t err_cap" arguments
+ * (internal to the libraries: drivers format their own messages). */
+void demix__set_err(char *err, size_t cap, const char *fmt, ...)
+    DEMIX_PRINTF(3, 4);
 
 /* Always-on assertion for programmer errors (never for file or network
  * input, which must be reported as a status). Prints file:line and aborts. */
