@@ -420,8 +420,8 @@ static int separate(demixd_job *j, SNDFILE *in, const SF_INFO *info)
             }
             moved = 1;
         }
-        const float *out_hop;
-        while ((out_hop = demixd_lane_out_peek(st))) {
+        const float *out_hop; /* the default shape: T x C x H floats */
+        while ((out_hop = (const float *)demixd_lane_out_peek(st))) {
             int g = separate_signal_give_hop(sig, out_hop);
             demixd_lane_out_pop(st);
             if (g)

@@ -42,9 +42,21 @@ int demixd_lane_create(const demixd_lane_params *p, demixd_lane **out)
     s->notify_user = p->notify_user;
     s->owner = p->owner;
     s->owner_ctx = p->owner_ctx;
+    int planes = s->T;
+    size_t sample_bytes = sizeof(float);
+    if (p->shape) {
+        s->shape = *p->shape;
+        s->custom_shape = 1;
+        planes = p->shape->mix ? 1 : p->shape->count;
+        sample_bytes = p->shape->format == DEMIX_SAMPLE_S16 ? 2 : 4;
+        if (planes < 1 || planes > s->T) {
+            free(s);
+            return DEMIX_EARG;
+        }
+    }
+    s->out_hop_bytes = (size_t)planes * (size_t)(s->C * s->H) * sample_bytes;
     s->in_ring = malloc(s->in_cap * (size_t)s->C * sizeof *s->in_ring);
-    s->out_ring = malloc((size_t)s->out_cap * (size_t)(s->T * s->C * s->H) *
-                         sizeof *s->out_ring);
+    s->out_ring = malloc((size_t)s->out_cap * s->out_hop_bytes);
     s->arrival = malloc((size_t)s->arr_cap * sizeof *s->arrival);
     if (!s->in_ring || !s->out_ring || !s->arrival) {
         free(s->in_ring);
@@ -125,14 +137,14 @@ int demixd_lane_in_zeros(demixd_lane *s, size_t n)
     return demixd_lane_in_write(s, NULL, n);
 }
 
-const float *demixd_lane_out_peek(demixd_lane *s)
+const void *demixd_lane_out_peek(demixd_lane *s)
 {
     pthread_mutex_lock(&s->lock);
     int n = s->out_count;
     pthread_mutex_unlock(&s->lock);
     if (!n)
         return NULL;
-    return s->out_ring + (size_t)s->out_tail * (size_t)(s->T * s->C * s->H);
+    return s->out_ring + (size_t)s->out_tail * s->out_hop_bytes;
 }
 
 void demixd_lane_out_pop(demixd_lane *s)
@@ -166,6 +178,15 @@ void demixd_lane_counters(demixd_lane *s, uint64_t *hops,
         *hops = s->hops;
     if (late_hops)
         *late_hops = s->late_hops;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void demixd_lane_set_gains(demixd_lane *s, const float *gains, int count)
+{
+    pthread_mutex_lock(&s->lock);
+    for (int t = 0; t < count && t < DEMIX_MAX_SOURCES; t++)
+        s->shape.gains[t] = gains[t];
+    s->shape_version++;
     pthread_mutex_unlock(&s->lock);
 }
 

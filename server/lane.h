@@ -58,6 +58,7 @@
 #include <stdint.h>
 
 #include "demix_error.h"
+#include "engine.h"
 
 typedef enum demixd_lane_kind {
     DEMIXD_LANE_LIVE = 0, /* a WebSocket session: stepped first */
@@ -86,6 +87,10 @@ typedef struct demixd_lane_params {
     int owner;       /* LIVE: the owning service thread, 0..owners-1 */
     void *owner_ctx; /* LIVE: the owner's object (its session), given back
                         by demixd_lane_owner_ctx */
+    /* The output hops' shape (engine.h's output shapes: 16-bit, chosen
+     * sources, or a mix made by the engine); NULL: every source, float32.
+     * Copied. */
+    const demix_output_shape *shape;
 } demixd_lane_params;
 
 /* DEMIX_EARG for bad parameters, DEMIX_ENOMEM. */
@@ -104,9 +109,14 @@ DEMIX_WARN_UNUSED int demixd_lane_in_write(demixd_lane *s,
 /* Append n frames of silence, as in_write. */
 DEMIX_WARN_UNUSED int demixd_lane_in_zeros(demixd_lane *s, size_t n);
 
-/* The oldest separated hop (T x C x H planar, engine.h layout) or NULL.
- * Valid until out_pop. */
-const float *demixd_lane_out_peek(demixd_lane *s);
+/* The oldest separated hop, in the lane's shape (planes x C x H, planar,
+ * float or int16: engine.h's output shapes; by default T x C x H floats)
+ * or NULL. Valid until out_pop. */
+const void *demixd_lane_out_peek(demixd_lane *s);
+
+/* New mix gains (a shape with mix set), for the steps submitted from
+ * now: hops already separated keep the old ones. Owner thread. */
+void demixd_lane_set_gains(demixd_lane *s, const float *gains, int count);
 void demixd_lane_out_pop(demixd_lane *s);
 
 /* 0 while the stream is healthy; else the scheduler's status (e.g.

@@ -25,7 +25,8 @@ struct demixd_lane {
     int out_cap;      /* hops */
     int arr_cap;      /* arrival stamps: hops the input ring can hold + 1 */
     float *in_ring;   /* [in_cap][C] */
-    float *out_ring;  /* [out_cap][T*C*H] */
+    unsigned char *out_ring; /* [out_cap][out_hop_bytes] */
+    size_t out_hop_bytes;    /* one hop in the lane's shape */
     int64_t *arrival; /* [arr_cap] ns */
     demixd_lane_notify_fn notify;
     void *notify_user;
@@ -45,6 +46,8 @@ struct demixd_lane {
     int released;    /* the owner is gone */
     int status;      /* scheduler failure, 0 if none */
     char error[160];
+    demix_output_shape shape; /* gains change (set_gains) */
+    unsigned shape_version;   /* raised by each change */
     uint64_t hops, late_hops;
 
     /* owner */
@@ -59,7 +62,9 @@ struct demixd_lane {
     int out_head; /* next hop written */
     size_t take_tail; /* where the hop being gathered starts */
     int inflight;     /* hops in submitted steps, not yet delivered */
-    int slot;         /* engine slot, valid when slot_open */
+    unsigned shape_applied; /* shape_version given to the engine */
+    int custom_shape;       /* a shape other than the default */
+    int slot;               /* engine slot, valid when slot_open */
     int slot_open;
     int paused_out;      /* skipped because its output ring is full */
     int64_t rt_base_ns;  /* real-time deadline bookkeeping */

@@ -128,7 +128,7 @@ struct demixd_scheduler {
     int oldest, in_flight; /* steps[oldest] is the oldest in flight */
     unsigned char *woken;  /* [owners] */
     float *in;             /* the engine's input buffer being filled */
-    const float *out;      /* the collected step's outputs */
+    int have_out;          /* a collected step's outputs are readable */
     int64_t step_ns_avg;   /* submit-to-collect, recent average */
     uint64_t steps_run;    /* steps submitted (or failed) so far */
     uint64_t fail_first, fail_end; /* the test hook's [first, end) */
@@ -277,6 +277,25 @@ static void reap(demixd_scheduler *s, demixd_lane *st)
     demixd__lane_unref(st);
 }
 
+/* Give the engine the lane's output shape (at admission, and after the
+ * owner changed its gains), for the steps submitted from now. */
+static void apply_shape(demixd_scheduler *s, demixd_lane *st)
+{
+    if (!st->custom_shape)
+        return;
+    pthread_mutex_lock(&st->lock);
+    demix_output_shape shape = st->shape;
+    st->shape_applied = st->shape_version;
+    pthread_mutex_unlock(&st->lock);
+    int rc = demix_engine_set_output(s->engine, st->slot, &shape);
+    if (rc) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot set the output shape: %s",
+                 demix_engine_last_error(s->engine));
+        fail_stream(s, st, rc, why);
+    }
+}
+
 static void admit(demixd_scheduler *s, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -291,6 +310,7 @@ static void admit(demixd_scheduler *s, int n)
             fail_stream(s, st, rc, why);
         } else {
             st->slot_open = 1;
+            apply_shape(s, st);
         }
         st->rt_base_ns = 0;
         if (st->kind == DEMIXD_LANE_LIVE)
@@ -347,7 +367,10 @@ static int select_hop(demixd_scheduler *s, sched_step *step, demixd_lane *st,
         st->arr_tail = (st->arr_tail + 1) % st->arr_cap;
         st->arr_count--;
     }
+    int reshape = st->shape_version != st->shape_applied;
     pthread_mutex_unlock(&st->lock);
+    if (reshape)
+        apply_shape(s, st); /* new gains: from this step on */
     st->take_tail = st->in_tail;
     st->inflight++;
     int64_t base = st->rt_base_ns > arrival ? st->rt_base_ns : arrival;
@@ -453,13 +476,15 @@ static void gather_task(void *arg, int task)
 static void scatter_range(demixd_scheduler *s, sched_step *step, int i0, int i1,
                           int64_t done_ns, int *late)
 {
-    const size_t hop_out = (size_t)(s->T * s->C * s->H);
     for (int i = i0; i < i1; i++) {
         demixd_lane *st = step->batch[i];
+        size_t bytes = 0;
+        const void *row = demix_engine_output_row(s->engine, i, &bytes);
+        /* the lane's shape was the slot's at this step's submit */
+        DEMIX_ASSERT(row && bytes == st->out_hop_bytes);
         /* The slot at out_head is free: select_hop saw room for every hop
          * in flight, and only this thread adds hops. */
-        memcpy(st->out_ring + (size_t)st->out_head * hop_out,
-               s->out + (size_t)i * hop_out, hop_out * sizeof *s->out);
+        memcpy(st->out_ring + (size_t)st->out_head * bytes, row, bytes);
         int is_late = st->kind == DEMIXD_LANE_LIVE && done_ns > st->deadline_ns;
         pthread_mutex_lock(&st->lock);
         if (!st->released) {
@@ -537,7 +562,7 @@ static void finish_step(demixd_scheduler *s)
     int rc = step->rc;
     if (!rc)
         rc = demix_engine_collect(s->engine, NULL);
-    s->out = rc ? NULL : demix_engine_output(s->engine, NULL);
+    s->have_out = !rc;
     int64_t t1 = demixd_now_ns();
     double seconds = (double)(t1 - step->submit_ns) * 1e-9;
     if (rc) {

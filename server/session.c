@@ -295,12 +295,14 @@ static void service(demixd_session *s)
 /* --------------------------------------------------------------- control */
 
 /* latency.h's measured trail (model window, hop waiting, both
- * resamplers), plus the Opus encoder's lookahead. */
+ * resamplers), plus with Opus output the encoder's lookahead and one
+ * packet: a packet leaves only when its last frame is there, so its first
+ * frame waits a packet's duration (20 ms by default) more than PCM's. */
 static int compute_latency(const demixd_session *s)
 {
     int lat = s->path_latency;
     if (s->out_codec == DEMIX_PROTO_CODEC_OPUS)
-        lat += s->opus_pre_skip;
+        lat += s->opus_pre_skip + s->opus_frame_frames;
     return lat;
 }
 
@@ -399,6 +401,25 @@ static void on_start(demixd_session *s, demix_proto_start *st)
             snprintf(err, sizeof err, "out of memory");
     }
     if (!rc) {
+        /* Ask the engine for what the client gets: 16-bit samples unless
+         * it asked for float32 (Opus encodes from them too), its stems in
+         * its order, or its mix made by the engine: the fewest bytes over
+         * PCIe and through the lane (engine.h's output shapes). */
+        demix_output_shape shape;
+        demix_output_shape_init(&shape, cfg);
+        shape.format = s->out_codec == DEMIX_PROTO_CODEC_PCM_F32
+                           ? DEMIX_SAMPLE_F32
+                           : DEMIX_SAMPLE_S16;
+        if (s->mode == DEMIX_PROTO_MODE_MIX) {
+            shape.mix = 1;
+            for (int t = 0; t < s->T; t++)
+                shape.gains[t] = s->gain[t];
+        } else {
+            shape.count = s->nout;
+            for (int j = 0; j < s->nout; j++)
+                shape.sources[j] = s->out_source[j];
+        }
+        s->out_s16 = shape.format == DEMIX_SAMPLE_S16;
         demixd_lane_params sp = {
             .kind = DEMIXD_LANE_LIVE,
             .channels = s->C,
@@ -410,6 +431,7 @@ static void on_start(demixd_session *s, demix_proto_start *st)
             .out_hops = SESSION_OUT_RING_HOPS,
             .owner = s->svc->index,
             .owner_ctx = s,
+            .shape = &shape,
         };
         rc = demixd_lane_create(&sp, &s->stream);
         if (rc)
@@ -463,6 +485,8 @@ static void on_text(demixd_session *s, const char *text, size_t len)
                 &msg.gains, (const char(*)[DEMIX_PROTO_NAME_BYTES])s->d->names,
                 s->T, s->gain, &e))
             demixd__session_fail(s, e.code, e.field, "%s", e.message);
+        else if (s->stream) /* the engine mixes: from its next step */
+            demixd_lane_set_gains(s->stream, s->gain, s->T);
         break;
     case DEMIX_PROTO_END:
         s->state = DEMIX_PROTO_STATE_ENDING;

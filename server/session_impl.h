@@ -59,6 +59,7 @@ struct demixd_session {
     demix_proto_codec in_codec, out_codec;
     demix_proto_mode mode;
     int nout;                              /* output streams */
+    int out_s16; /* the lane's hops are int16 (else float) planes */
     int out_source[DEMIX_PROTO_MAX_STEMS]; /* STEMS: source of each */
     float gain[DEMIX_PROTO_MAX_STEMS];     /* MIX: gain of each source */
     int opus_bitrate, opus_frame_ms, opus_frame_frames, opus_pre_skip;

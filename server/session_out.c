@@ -131,58 +131,47 @@ static int out_sink(void *user, const float *frames, size_t n)
     return DEMIX_OK;
 }
 
-/* One engine output hop (T x C x H planar) -> mixbuf [keep][nout*ch]. */
-static void select_or_mix(demixd_session *s, const float *hop, int keep)
+/* Sample k of a lane hop's plane (float, or int16 scaled back). */
+static inline float hop_sample(const demixd_session *s, const void *plane,
+                               size_t k)
+{
+    return s->out_s16 ? (float)((const int16_t *)plane)[k] * (1.0f / 32768.0f)
+                      : ((const float *)plane)[k];
+}
+
+/* One lane hop (nout planes x C x H, in the session's shape: its stems in
+ * order, or its mix, made by the engine) -> mixbuf [keep][nout*ch], with
+ * the client's channel count. */
+static void planes_to_mixbuf(demixd_session *s, const void *hop, int keep)
 {
     const size_t C = (size_t)s->C, H = (size_t)s->H;
     const int ch = s->ch;
     const size_t stride = (size_t)(s->nout * ch);
-    if (s->mode == DEMIX_PROTO_MODE_STEMS) {
-        for (int j = 0; j < s->nout; j++) {
-            const float *src = hop + (size_t)s->out_source[j] * C * H;
-            for (int oc = 0; oc < ch; oc++) {
-                float *dst = s->mixbuf + (size_t)(j * ch + oc);
-                if ((size_t)ch == C) {
-                    const float *a = src + (size_t)oc * H;
-                    for (int i = 0; i < keep; i++)
-                        dst[(size_t)i * stride] = a[i];
-                } else if (ch == 1) { /* stereo model, mono out: mean */
-                    for (int i = 0; i < keep; i++)
-                        dst[(size_t)i * stride] =
-                            0.5f * (src[i] + src[H + (size_t)i]);
-                } else { /* mono model, stereo out */
-                    for (int i = 0; i < keep; i++)
-                        dst[(size_t)i * stride] = src[i];
-                }
-            }
-        }
-        return;
-    }
-    memset(s->mixbuf, 0, (size_t)keep * stride * sizeof *s->mixbuf);
-    for (int t = 0; t < s->T; t++) {
-        const float g = s->gain[t];
-        if (g == 0.0f)
-            continue;
-        const float *src = hop + (size_t)t * C * H;
+    const size_t sample = s->out_s16 ? sizeof(int16_t) : sizeof(float);
+    for (int j = 0; j < s->nout; j++) {
+        const unsigned char *plane =
+            (const unsigned char *)hop + (size_t)j * C * H * sample;
+        const void *left = plane, *right = plane + H * sample;
         for (int oc = 0; oc < ch; oc++) {
-            float *dst = s->mixbuf + oc;
+            float *dst = s->mixbuf + (size_t)(j * ch + oc);
             if ((size_t)ch == C) {
-                const float *a = src + (size_t)oc * H;
+                const void *a = plane + (size_t)oc * H * sample;
                 for (int i = 0; i < keep; i++)
-                    dst[(size_t)i * stride] += g * a[i];
-            } else if (ch == 1) {
+                    dst[(size_t)i * stride] = hop_sample(s, a, (size_t)i);
+            } else if (ch == 1) { /* stereo model, mono out: mean */
                 for (int i = 0; i < keep; i++)
-                    dst[(size_t)i * stride] +=
-                        g * 0.5f * (src[i] + src[H + (size_t)i]);
-            } else {
+                    dst[(size_t)i * stride] =
+                        0.5f * (hop_sample(s, left, (size_t)i) +
+                                hop_sample(s, right, (size_t)i));
+            } else { /* mono model, stereo out */
                 for (int i = 0; i < keep; i++)
-                    dst[(size_t)i * stride] += g * src[i];
+                    dst[(size_t)i * stride] = hop_sample(s, left, (size_t)i);
             }
         }
     }
 }
 
-static int process_hop(demixd_session *s, const float *hop)
+static int process_hop(demixd_session *s, const void *hop)
 {
     int64_t k = s->hops_out++;
     if (k == 0)
@@ -194,7 +183,7 @@ static int process_hop(demixd_session *s, const float *hop)
     }
     if (keep == 0)
         return DEMIX_OK;
-    select_or_mix(s, hop, (int)keep);
+    planes_to_mixbuf(s, hop, (int)keep);
     return resampler_process(s->rs_out, s->mixbuf, (size_t)keep, out_sink, s);
 }
 
@@ -445,7 +434,7 @@ int demixd__session_produce(demixd_session *s)
                 break;
             continue;
         }
-        const float *hop = demixd_lane_out_peek(s->stream);
+        const void *hop = demixd_lane_out_peek(s->stream);
         if (!hop)
             return 0;
         int rc = process_hop(s, hop);
