@@ -65,6 +65,7 @@ typedef struct bench_options {
     demix_precision precision;
     int json;
     int pipelined;
+    const char *output; /* --output: f32 (NULL), s16, mix16 */
 } bench_options;
 
 typedef struct bench_result {
@@ -96,6 +97,10 @@ void cmd_bench_usage(FILE *out)
             "                       (default: one per online CPU, here %d)\n"
             "      --pipelined      steps through submit/collect, up to %d in flight\n"
             "                       (CUDA: copies overlap the neighbouring steps)\n"
+            "      --output SHAPE   with --pipelined, what each stream gets back:\n"
+            "                       f32 (every source, float32; default), s16\n"
+            "                       (every source, 16-bit) or mix16 (one 16-bit\n"
+            "                       mix): fewer bytes copied back\n"
             "      --json           one JSON object per line per B, then a summary line\n"
             "  -h, --help           this text\n"
             "\n"
@@ -168,12 +173,20 @@ static int parse_size(const char *text, bench_options *o)
     return -1;
 }
 
-enum { OPT_JSON = 256, OPT_PIPELINED, OPT_SIZE, OPT_STREAMS, OPT_SECONDS };
+enum {
+    OPT_JSON = 256,
+    OPT_PIPELINED,
+    OPT_SIZE,
+    OPT_STREAMS,
+    OPT_SECONDS,
+    OPT_OUTPUT
+};
 
 static const struct option bench_longs[] = {
     {"help", no_argument, NULL, 'h'},
     {"json", no_argument, NULL, OPT_JSON},
     {"pipelined", no_argument, NULL, OPT_PIPELINED},
+    {"output", required_argument, NULL, OPT_OUTPUT},
     {"backend", required_argument, NULL, 'b'},
     {"model", required_argument, NULL, 'm'},
     {"size", required_argument, NULL, OPT_SIZE},
@@ -210,6 +223,14 @@ static int parse_args(int argc, char **argv, bench_options *o)
             break;
         case OPT_PIPELINED:
             o->pipelined = 1;
+            break;
+        case OPT_OUTPUT:
+            if (strcmp(v, "f32") && strcmp(v, "s16") && strcmp(v, "mix16")) {
+                fprintf(stderr, "demix bench: --output must be f32, s16 or "
+                                "mix16 (got '%s')\n", v);
+                return DEMIX_EXIT_USAGE;
+            }
+            o->output = strcmp(v, "f32") ? v : NULL;
             break;
         case 'b':
             if (demix_backend_parse(v, &o->backend)) {
@@ -261,6 +282,11 @@ static int parse_args(int argc, char **argv, bench_options *o)
     }
     if (have_size && o->model_path) {
         fprintf(stderr, "demix bench: give --model or --size, not both\n");
+        return DEMIX_EXIT_USAGE;
+    }
+    if (o->output && !o->pipelined) {
+        fprintf(stderr, "demix bench: --output %s needs --pipelined (output "
+                        "shapes apply to submit/collect)\n", o->output);
         return DEMIX_EXIT_USAGE;
     }
     return 0;
@@ -315,9 +341,17 @@ static void summarise(double *times, size_t n, int B, double flops,
 static int bench_one_pipelined(demix_engine *eng, int B, double seconds,
                                const float *in, int *slots, double **times,
                                size_t *cap, bench_result *res, double flops,
-                               double hop_ms, size_t in_hop)
+                               double hop_ms, size_t in_hop, const char *output)
 {
     int rc = 0, oom = 0, filled = 0;
+    if (output) { /* --output: every slot in that shape */
+        demix_output_shape sh;
+        demix_output_shape_init(&sh, demix_engine_config(eng));
+        sh.format = DEMIX_SAMPLE_S16;
+        sh.mix = !strcmp(output, "mix16");
+        for (int i = 0; i < B && !rc; i++)
+            rc = demix_engine_set_output(eng, slots[i], &sh);
+    }
     long submitted = 0, collected = 0;
     size_t n = 0;
     double last = 0, start = 0;
@@ -378,7 +412,8 @@ static int bench_one_pipelined(demix_engine *eng, int B, double seconds,
 static int bench_one(demix_engine *eng, int B, double seconds, const float *in,
                      float *out, int *slots, double **times, size_t *cap,
                      bench_result *res, const demix_model_config *cfg,
-                     double flops, double hop_ms, int pipelined)
+                     double flops, double hop_ms, int pipelined,
+                     const char *output)
 {
     for (int i = 0; i < B; i++)
         if (demix_engine_open_slot(eng, &slots[i])) {
@@ -392,7 +427,7 @@ static int bench_one(demix_engine *eng, int B, double seconds, const float *in,
     int rc = 0;
     if (pipelined)
         return bench_one_pipelined(eng, B, seconds, in, slots, times, cap, res,
-                                   flops, hop_ms, in_hop);
+                                   flops, hop_ms, in_hop, output);
     for (int w = 0; w < WARMUP_STEPS && !rc; w++)
         rc = demix_engine_step(eng, B, slots, in + (size_t)(w & 1) * in_hop, out);
     size_t n = 0;
@@ -540,9 +575,10 @@ static void print_header(const bench_run *r, const bench_options *o)
     printf("backend: %s\n", r->describe);
     printf("hop:     %d samples at %d Hz = %.2f ms; %g s per batch size\n",
            cfg->hop_samples, cfg->sample_rate_hz, r->hop_ms, o->seconds);
-    printf("threads: %ld; precision: %s%s\n\n", o->threads,
+    printf("threads: %ld; precision: %s%s%s%s\n\n", o->threads,
            cli_precision_name(o->precision),
-           o->pipelined ? "; pipelined (submit/collect)" : "");
+           o->pipelined ? "; pipelined (submit/collect)" : "",
+           o->output ? "; output " : "", o->output ? o->output : "");
     printf("%7s  %10s  %10s  %7s  %8s  %8s  %6s\n", "streams", "ms median",
            "ms p99", "rtf", "realtime", "GFLOP/s", "steps");
     fflush(stdout);
@@ -568,12 +604,13 @@ static int print_result(const bench_run *r, const bench_options *o,
            "\"gflops\":%.2f,\"steps\":%d,\"mflop_per_stream_hop\":%.3f,"
            "\"model_dim\":%d,\"model_num_basis\":%d,\"model_small\":%d,"
            "\"parameters\":%lld,\"threads\":%ld,\"precision\":\"%s\","
-           "\"pipelined\":%d,\"describe\":",
+           "\"pipelined\":%d,\"output\":\"%s\",\"describe\":",
            res->streams, res->ms_median, res->ms_p99, r->hop_ms, res->rtf,
            res->realtime_streams, res->gflops, res->steps, r->flops / 1e6,
            cfg->dim, cfg->num_basis, cfg->small,
            (long long)cfg->parameter_count, o->threads,
-           cli_precision_name(o->precision), o->pipelined);
+           cli_precision_name(o->precision), o->pipelined,
+           o->output ? o->output : "f32");
     if (json_string(stdout, r->describe))
         return -1;
     printf("}\n");
@@ -690,7 +727,7 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; !rc && i < o.n_streams; i++)
         if (bench_one(r.eng, o.streams[i], o.seconds, r.in, r.out, r.slots,
                       &r.times, &r.cap, &res[i], r.cfg, r.flops, r.hop_ms,
-                      o.pipelined) ||
+                      o.pipelined, o.output) ||
             print_result(&r, &o, &res[i]))
             rc = 1;
     if (!rc) {

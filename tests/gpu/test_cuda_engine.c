@@ -36,6 +36,14 @@
  *   rounding (1e-6 relative), over mixed batch sizes (in-graph-copy
  *   buckets and larger ones) and over steps of more than one 4096-row
  *   chunk.
+ * - shaped_outputs_match_the_packer: output shapes packed on the device
+ *   (pack.cu) against the reference packer (demix__pack_row) applied to a
+ *   twin engine's full outputs of the same steps: random shapes (16-bit,
+ *   source subsets in random orders, mixes), steps of up to 4500 rows
+ *   (several chunks, so rows' byte offsets cross chunk bounds); float32
+ *   rows within 1e-6 relative, 16-bit samples within 1 (rounding of a
+ *   value that differs in its last bits); the count of bit-identical rows
+ *   is printed.
  * The variants of demix__cuda_set_variant (split LSTM products, the
  * decoder's transposed weights, products padded to multiples of 64 or
  * 128, the per-item gather, RMSNorm apart from the cell, the cell a unit
@@ -977,6 +985,125 @@ static void test_pipelined_matches_step(void **state)
     demix_model_destroy(m);
 }
 
+/* A random output shape (as test_engine_shapes.c's). */
+static void random_shape(demix_output_shape *sh, const demix_model_config *c,
+                         uint64_t *st)
+{
+    demix_output_shape_init(sh, c);
+    const int T = c->num_sources;
+    sh->format = demix_test_rand(st) % 2 ? DEMIX_SAMPLE_S16 : DEMIX_SAMPLE_F32;
+    int kind = (int)(demix_test_rand(st) % 3);
+    if (kind == 1) {
+        int perm[DEMIX_MAX_SOURCES];
+        for (int t = 0; t < T; t++)
+            perm[t] = t;
+        shuffle(perm, T, st);
+        sh->count = 1 + (int)(demix_test_rand(st) % (uint64_t)T);
+        for (int j = 0; j < sh->count; j++)
+            sh->sources[j] = perm[j];
+    } else if (kind == 2) {
+        sh->mix = 1;
+        for (int t = 0; t < T; t++)
+            sh->gains[t] = demix_test_rand(st) % 4 == 0
+                               ? 0.0f
+                               : (float)(demix_test_rand(st) % 2001) / 1000.0f -
+                                     0.5f;
+    }
+}
+
+static void test_shaped_outputs_match_the_packer(void **state)
+{
+    (void)state;
+    REQUIRE_DEVICE();
+    uint64_t st = demix_test_seed() + 90;
+    demix_model *m = random_model(24, 40, 0, st);
+    const demix_model_config *c = demix_model_get_config(m);
+    const int S = 4500, T = c->num_sources, CH = c->channels * c->hop_samples;
+    demix_engine *plain = make_engine(m, DEMIX_BACKEND_CUDA,
+                                      DEMIX_PRECISION_FP32, S);
+    demix_engine *shaped = make_engine(m, DEMIX_BACKEND_CUDA,
+                                       DEMIX_PRECISION_FP32, S);
+    int *idp = malloc((size_t)S * sizeof *idp);
+    int *ids = malloc((size_t)S * sizeof *ids);
+    int *list = malloc((size_t)S * sizeof *list);
+    assert_true(idp && ids && list);
+    open_slots(plain, S, idp);
+    open_slots(shaped, S, ids);
+    assert_int_equal(demix_engine_reserve_io(shaped, S), DEMIX_OK);
+    demix_output_shape *shape = malloc((size_t)S * sizeof *shape);
+    assert_non_null(shape);
+    for (int i = 0; i < S; i++) {
+        random_shape(&shape[i], c, &st);
+        assert_int_equal(demix_engine_set_output(shaped, ids[i], &shape[i]),
+                         DEMIX_OK);
+    }
+    float *in = malloc((size_t)S * CH * sizeof *in);
+    unsigned char *want = malloc((size_t)T * CH * sizeof(float));
+    assert_true(in && want);
+    static const int sizes[] = {1, 7, 300, 4096, 4097, 4500};
+    double worst = 0;
+    int worst16 = 0;
+    long rows = 0, identical = 0;
+    for (int h = 0; h < 12; h++) {
+        int n = sizes[h % 6];
+        for (int i = 0; i < S; i++)
+            list[i] = i;
+        shuffle(list, S, &st);
+        demix_test_fill_uniform(in, (size_t)n * CH, 0.9f, &st);
+        assert_int_equal(demix_engine_submit(plain, n, list, in), DEMIX_OK);
+        assert_int_equal(demix_engine_submit(shaped, n, list, in), DEMIX_OK);
+        assert_int_equal(demix_engine_collect(plain, NULL), DEMIX_OK);
+        assert_int_equal(demix_engine_collect(shaped, NULL), DEMIX_OK);
+        const float *full = demix_engine_output(plain, NULL);
+        for (int i = 0; i < n; i++) {
+            const demix_output_shape *sh = &shape[list[i]];
+            demix_row_shape r;
+            memset(&r, 0, sizeof r);
+            r.format = (uint8_t)sh->format;
+            r.mix = (uint8_t)sh->mix;
+            r.planes = (uint8_t)(sh->mix ? 1 : sh->count);
+            for (int t = 0; t < T; t++) {
+                r.sources[t] = (uint8_t)sh->sources[t];
+                r.gains[t] = sh->gains[t];
+            }
+            demix__pack_row(full + (size_t)i * T * CH, T, CH, &r, want);
+            size_t bytes = 0;
+            const void *got = demix_engine_output_row(shaped, i, &bytes);
+            assert_non_null(got);
+            assert_int_equal(bytes, demix_output_shape_row_bytes(sh, c));
+            size_t cnt = (size_t)r.planes * CH;
+            identical += !memcmp(got, want, bytes);
+            if (r.format == DEMIX_SAMPLE_S16) {
+                for (size_t k = 0; k < cnt; k++) {
+                    int d = abs(((const int16_t *)got)[k] -
+                                ((const int16_t *)want)[k]);
+                    worst16 = d > worst16 ? d : worst16;
+                }
+            } else {
+                worst = dmax(worst, demix_test_rel_error(
+                                        (const float *)got,
+                                        (const float *)want, cnt));
+            }
+            rows++;
+        }
+    }
+    print_message("# shaped rows: %ld, %ld bit-identical to the reference "
+                  "packer on a twin's outputs; float worst rel %.2e, 16-bit "
+                  "worst %d\n",
+                  rows, identical, worst, worst16);
+    assert_true(worst <= 1e-6);
+    assert_true(worst16 <= 1);
+    free(shape);
+    free(in);
+    free(want);
+    free(idp);
+    free(ids);
+    free(list);
+    demix_engine_destroy(plain);
+    demix_engine_destroy(shaped);
+    demix_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -990,6 +1117,7 @@ int main(void)
         cmocka_unit_test(test_too_many_slots),
         cmocka_unit_test(test_fast_sdr_music),
         cmocka_unit_test(test_pipelined_matches_step),
+        cmocka_unit_test(test_shaped_outputs_match_the_packer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
