@@ -29,6 +29,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -53,6 +54,36 @@ def thread_cpu(pid):
         key = name if name.startswith("demixd-") else "other"
         out[key] = out.get(key, 0.0) + sec
     return out
+
+
+def rss_bytes(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssPeak:
+    """The largest resident size of a process while the round runs."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.stop = pid, rss_bytes(pid), False
+        self.base = self.peak
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            time.sleep(0.5)
+
+    def done(self):
+        self.stop = True
+        self.t.join()
+        return self.base, self.peak
 
 
 def metric(port, name):
@@ -105,6 +136,7 @@ def merge_reports(reps):
 
 def run_round(a, port, pid, n):
     cpu0 = thread_cpu(pid)
+    rss = RssPeak(pid)
     hops0 = metric(port, "demixd_hops_total") or 0.0
     steps0 = metric(port, "demixd_step_seconds_count") or 0.0
     t0 = time.time()
@@ -132,6 +164,7 @@ def run_round(a, port, pid, n):
         except (ValueError, KeyError, IndexError):
             return {"sessions": n, "error": (err or out)[-2000:]}
     wall = time.time() - t0
+    rss_base, rss_peak = rss.done()
     cpu1 = thread_cpu(pid)
     hops = (metric(port, "demixd_hops_total") or 0.0) - hops0
     steps = (metric(port, "demixd_step_seconds_count") or 0.0) - steps0
@@ -165,6 +198,10 @@ def run_round(a, port, pid, n):
         "scheduler_cores": cpu.get("demixd-sched", 0) / wall,
         "client_cpu_fraction": rep.get("client_cpu_fraction"),
         "client_threads": rep.get("threads"),
+        "server_rss_base_mb": round(rss_base / 2**20, 1),
+        "server_rss_peak_mb": round(rss_peak / 2**20, 1),
+        "server_rss_per_session_kb":
+            round((rss_peak - rss_base) / n / 1024, 1) if n else None,
         "wall_s": round(wall, 2),
     }
 
