@@ -166,6 +166,12 @@ int server_fixture_start(server_fixture *fx, const char *model_path, ...)
     argv[argc++] = "127.0.0.1";
     argv[argc++] = "--port";
     argv[argc++] = "0";
+    /* Several service threads, whatever the machine (a 2-core CI machine
+     * would default to one): every server test runs the threaded server,
+     * with sessions spread over threads by the kernel. A test's own
+     * --service-threads comes later and wins. */
+    argv[argc++] = "--service-threads";
+    argv[argc++] = "3";
     va_list ap;
     va_start(ap, model_path);
     const char *a;

@@ -55,8 +55,9 @@ typedef struct server_fixture {
 /* The server binary (DEMIXD_BIN), or NULL when it is not there. */
 const char *server_fixture_bin(void);
 
-/* Start demixd --model MODEL --backend cpu --host 127.0.0.1 --port 0 plus
- * the extra arguments (NULL-terminated list). 0 once it logged its port;
+/* Start demixd --model MODEL --backend cpu --host 127.0.0.1 --port 0
+ * --service-threads 3 plus the extra arguments (NULL-terminated list; a
+ * repeated option overrides). 0 once it logged its port;
  * -1 (log printed) when it exited or said nothing within the time limit. */
 int server_fixture_start(server_fixture *fx, const char *model_path, ...);
 
