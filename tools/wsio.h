@@ -65,7 +65,7 @@
  *   call, never from inside a call of the caller's (wsio_abort's end is
  *   delivered by the next service call). No event fires after
  *   wsio_destroy.
- * - Memory per connection: the struct (about 0.6 KB), the send queue and
+ * - Memory per connection: the struct (about 0.9 KB), the send queue and
  *   the message buffer only while needed (allocated when first used, kept
  *   until the connection ends), the handshake's 4 KB only during the
  *   handshake. Per loop: the 64 KB receive buffer and one transmit buffer
