@@ -53,13 +53,10 @@ void loadgen_loop_wake(const loadgen_loop *loop);
 const char *loadgen_loop_name(const loadgen_loop *loop);
 
 /* ws_client_connect or wsio_connect (ev's on_timer unused). */
-DEMIX_WARN_UNUSED int loadgen_conn_connect(loadgen_conn *c,
-                                           const loadgen_loop *loop,
-                                           const char *url,
-                                           const char *subprotocol,
-                                           const ws_client_events *ev,
-                                           void *user, char *err,
-                                           size_t err_cap);
+DEMIX_WARN_UNUSED int
+loadgen_conn_connect(loadgen_conn *c, const loadgen_loop *loop, const char *url,
+                     const char *subprotocol, const ws_client_events *ev,
+                     void *user, char *err, size_t err_cap);
 
 /* As ws_client's calls of the same names; no-ops (is_open: 0) on a
  * connection never made. */

@@ -38,13 +38,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ws_client.h" /* ws_client_parse_url */
 #include "wsio_frame.h"
 #include "wsio_handshake.h"
-#include "ws_client.h" /* ws_client_parse_url */
 
-#define WSIO_REASON_BYTES 124 /* a close reason: at most 123 bytes */
-#define WSIO_TEXT_BYTES 256   /* an end's reason or why */
-#define WSIO_EVENTS 256       /* epoll events per wait */
+#define WSIO_REASON_BYTES 124  /* a close reason: at most 123 bytes */
+#define WSIO_TEXT_BYTES 256    /* an end's reason or why */
+#define WSIO_EVENTS 256        /* epoll events per wait */
 #define WSIO_READS_PER_EVENT 4 /* recv calls per EPOLLIN before moving on */
 #define WSIO_CONTROL_FRAME (WSIO_FRAME_MAX_HEADER + WSIO_FRAME_MAX_CONTROL)
 #define WSIO_SUBPROTOCOL_BYTES 64
@@ -61,8 +61,8 @@ enum conn_state {
 struct wsio_loop {
     int epfd, evfd;
     size_t max_message_bytes;
-    uint8_t *rbuf;   /* WSIO_READ_BYTES: one recv */
-    uint8_t *tx;     /* WSIO_FRAME_MAX_HEADER of headroom, then tx_cap */
+    uint8_t *rbuf; /* WSIO_READ_BYTES: one recv */
+    uint8_t *tx;   /* WSIO_FRAME_MAX_HEADER of headroom, then tx_cap */
     size_t tx_cap;
     size_t queue_cap; /* a connection's send queue at most */
     uint64_t rng;     /* xorshift64* state */
@@ -82,8 +82,8 @@ struct wsio_conn {
     void *user;
 
     int want_write;
-    int epollout;  /* EPOLLOUT is registered */
-    int on_ready;  /* on the loop's ready list */
+    int epollout; /* EPOLLOUT is registered */
+    int on_ready; /* on the loop's ready list */
     wsio_conn *ready_next;
 
     /* the end, once ENDED: delivered from the ready list */
@@ -630,8 +630,16 @@ static int resolve(wsio_loop *loop, const char *host, int port, char *err,
             freeaddrinfo(res);
         return -1;
     }
-    memcpy(&loop->addr, res->ai_addr, res->ai_addrlen);
-    loop->addr_len = res->ai_addrlen;
+    /* an IPv4 address when there is one: "localhost" often lists ::1
+     * first, and demixd listens on 127.0.0.1 by default */
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *r = res; r; r = r->ai_next)
+        if (r->ai_family == AF_INET) {
+            pick = r;
+            break;
+        }
+    memcpy(&loop->addr, pick->ai_addr, pick->ai_addrlen);
+    loop->addr_len = pick->ai_addrlen;
     loop->addr_port = port;
     snprintf(loop->addr_host, sizeof loop->addr_host, "%s", host);
     freeaddrinfo(res);
@@ -654,8 +662,8 @@ int wsio_connect(wsio_loop *loop, const char *url, const char *subprotocol,
     if (rc)
         return rc;
     if (tls) {
-        snprintf(err, err_cap,
-                 "URL '%s': this client speaks plain ws:// only", url);
+        snprintf(err, err_cap, "URL '%s': this client speaks plain ws:// only",
+                 url);
         return DEMIX_EARG;
     }
     if (subprotocol && strlen(subprotocol) >= WSIO_SUBPROTOCOL_BYTES) {
@@ -714,8 +722,7 @@ int wsio_connect(wsio_loop *loop, const char *url, const char *subprotocol,
     /* connected at once or not: EPOLLOUT says so */
     struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, c->fd, &e)) {
-        snprintf(err, err_cap, "cannot watch the socket: %s",
-                 strerror(errno));
+        snprintf(err, err_cap, "cannot watch the socket: %s", strerror(errno));
         close(c->fd);
         free(hs);
         free(c);

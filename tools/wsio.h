@@ -29,8 +29,9 @@
  *
  * Design.
  * - Connect: the host is resolved once per loop (getaddrinfo, cached by
- *   host and port), the socket connects without blocking (TCP_NODELAY),
- *   the upgrade request goes out once it is connected and the answer is
+ *   host and port; its first IPv4 address if it has one, else its
+ *   first), the socket connects without blocking (TCP_NODELAY), the
+ *   upgrade request goes out once it is connected and the answer is
  *   checked (wsio_handshake.h): status 101, Upgrade, Connection,
  *   Sec-WebSocket-Accept for our random key, the subprotocol.
  * - Receive: level-triggered EPOLLIN; each recv takes up to
@@ -98,8 +99,7 @@ typedef struct wsio_conn wsio_conn;
 typedef struct wsio_events {
     void (*on_open)(void *user);
     /* data: len bytes, valid during the call only */
-    void (*on_message)(void *user, int binary, const uint8_t *data,
-                       size_t len);
+    void (*on_message)(void *user, int binary, const uint8_t *data, size_t len);
     void (*on_writeable)(void *user);
     void (*on_close)(void *user, int code, const char *reason);
     void (*on_connect_error)(void *user, const char *why);
@@ -130,8 +130,7 @@ void wsio_loop_wake(wsio_loop *loop);
 DEMIX_WARN_UNUSED int wsio_connect(wsio_loop *loop, const char *url,
                                    const char *subprotocol,
                                    const wsio_events *events, void *user,
-                                   wsio_conn **out, char *err,
-                                   size_t err_cap);
+                                   wsio_conn **out, char *err, size_t err_cap);
 
 /* Destroy; closes the socket if still open (no event). NULL: no-op. */
 void wsio_destroy(wsio_conn *c);

@@ -36,7 +36,7 @@ void wsio_crypto_sha1(const void *data, size_t len,
 
 /* base64 of len bytes into out (NUL-terminated): DEMIX_OK, or
  * DEMIX_ENOSPACE when out_cap < WSIO_BASE64_BYTES(len) (out untouched). */
-DEMIX_WARN_UNUSED int wsio_crypto_base64(const void *in, size_t len,
-                                         char *out, size_t out_cap);
+DEMIX_WARN_UNUSED int wsio_crypto_base64(const void *in, size_t len, char *out,
+                                         size_t out_cap);
 
 #endif /* DEMIX_WSIO_CRYPTO_H */

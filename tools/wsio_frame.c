@@ -92,8 +92,7 @@ static unsigned header_need(uint8_t b1)
     return n + ((b1 & 0x80) ? 4 : 0);
 }
 
-static void fail(wsio_rx *rx, wsio_frame_event *ev, int code,
-                 const char *error)
+static void fail(wsio_rx *rx, wsio_frame_event *ev, int code, const char *error)
 {
     rx->dead_code = code;
     rx->dead_error = error;
@@ -181,8 +180,7 @@ static int start_frame(wsio_rx *rx, const uint8_t *h, wsio_frame_event *ev)
 
 /* A frame's payload is all in (at p, n bytes): its event, or 0 when it
  * was a fragment of a message still going on. */
-static int finish_frame(wsio_rx *rx, uint8_t *p, size_t n,
-                        wsio_frame_event *ev)
+static int finish_frame(wsio_rx *rx, uint8_t *p, size_t n, wsio_frame_event *ev)
 {
     rx->in_payload = 0;
     switch (rx->opcode) {
@@ -280,8 +278,7 @@ size_t wsio_rx_next(wsio_rx *rx, uint8_t *data, size_t len,
             if (start_frame(rx, h, ev))
                 return off;
             if (rx->frame_left == 0) {
-                uint8_t *p =
-                    rx->opcode & 0x08 || !rx->buf ? rx->ctl : rx->buf;
+                uint8_t *p = rx->opcode & 0x08 || !rx->buf ? rx->ctl : rx->buf;
                 size_t n = rx->opcode & 0x08 ? 0 : rx->buf_len;
                 if (finish_frame(rx, p, n, ev)) {
                     rx->reset_buf = !(rx->opcode & 0x08);

@@ -53,7 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WSIO_FRAME_MAX_HEADER 14  /* 2 + 8 (64-bit length) + 4 (mask) */
+#define WSIO_FRAME_MAX_HEADER 14   /* 2 + 8 (64-bit length) + 4 (mask) */
 #define WSIO_FRAME_MAX_CONTROL 125 /* control frame payload */
 
 enum wsio_opcode {
@@ -70,17 +70,17 @@ typedef enum wsio_frame_kind {
     WSIO_FRAME_MESSAGE,  /* a whole data message: binary, data, len */
     WSIO_FRAME_PING,     /* data, len: the payload to echo in a pong */
     WSIO_FRAME_PONG,
-    WSIO_FRAME_CLOSE,    /* close_code (1005: none given), reason: data, len */
-    WSIO_FRAME_ERROR,    /* close_code, error: the frame broke the rules */
+    WSIO_FRAME_CLOSE, /* close_code (1005: none given), reason: data, len */
+    WSIO_FRAME_ERROR, /* close_code, error: the frame broke the rules */
 } wsio_frame_kind;
 
 typedef struct wsio_frame_event {
     wsio_frame_kind kind;
-    int binary;          /* MESSAGE: 1 binary, 0 text */
-    uint8_t *data;       /* payload; valid until the next wsio_rx_next */
+    int binary;    /* MESSAGE: 1 binary, 0 text */
+    uint8_t *data; /* payload; valid until the next wsio_rx_next */
     size_t len;
-    int close_code;      /* CLOSE, ERROR */
-    const char *error;   /* ERROR: a sentence (static) */
+    int close_code;    /* CLOSE, ERROR */
+    const char *error; /* ERROR: a sentence (static) */
 } wsio_frame_event;
 
 typedef struct wsio_rx {

@@ -58,8 +58,7 @@ int wsio_handshake_request(char *buf, size_t cap, const char *host, int port,
                      path, v6 ? "[" : "", host, v6 ? "]" : "", port,
                      v6 ? "[" : "", host, v6 ? "]" : "", key,
                      subprotocol ? "Sec-WebSocket-Protocol: " : "",
-                     subprotocol ? subprotocol : "",
-                     subprotocol ? "\r\n" : "");
+                     subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return DEMIX_ENOSPACE;
     *len = (size_t)n;
@@ -120,8 +119,8 @@ static int has_token(const char *list, const char *token)
 }
 
 int wsio_handshake_check(const char *resp, size_t len, const char *key,
-                         const char *subprotocol, size_t *head_bytes,
-                         char *why, size_t why_cap)
+                         const char *subprotocol, size_t *head_bytes, char *why,
+                         size_t why_cap)
 {
     *head_bytes = 0;
     size_t head = 0;
@@ -159,8 +158,8 @@ int wsio_handshake_check(const char *resp, size_t len, const char *key,
         return DEMIX_EPROTOCOL;
     }
     if (status != 101) {
-        snprintf(why, why_cap,
-                 "the server refused the WebSocket upgrade: %s", status_line);
+        snprintf(why, why_cap, "the server refused the WebSocket upgrade: %s",
+                 status_line);
         return DEMIX_EPROTOCOL;
     }
     char v[256];
@@ -192,10 +191,10 @@ int wsio_handshake_check(const char *resp, size_t len, const char *key,
     }
     if (header(resp, head, "Sec-WebSocket-Protocol", v, sizeof v) == 0 &&
         (!subprotocol || strcmp(v, subprotocol) != 0)) {
-        snprintf(why, why_cap,
-                 "the server chose subprotocol '%.64s', %s%s%s", v,
-                 subprotocol ? "not the '" : "and none was asked for",
-                 subprotocol ? subprotocol : "", subprotocol ? "' asked for" : "");
+        snprintf(why, why_cap, "the server chose subprotocol '%.64s', %s%s%s",
+                 v, subprotocol ? "not the '" : "and none was asked for",
+                 subprotocol ? subprotocol : "",
+                 subprotocol ? "' asked for" : "");
         return DEMIX_EPROTOCOL;
     }
     *head_bytes = head;

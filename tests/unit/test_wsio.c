@@ -103,8 +103,8 @@ static void on_connect_error(void *u, const char *why)
     snprintf(k->text, sizeof k->text, "%s", why);
 }
 
-static const wsio_events events = {on_open, on_message, on_writeable,
-                                   on_close, on_connect_error};
+static const wsio_events events = {on_open, on_message, on_writeable, on_close,
+                                   on_connect_error};
 
 /* ------------------------------------------------------------ server */
 
@@ -128,9 +128,8 @@ static void srv_listen(srv *s)
     assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0);
     /* a small window, so that a flood fills the client's socket soon */
     int rcvbuf = 8192;
-    assert_int_equal(setsockopt(s->lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-                                sizeof rcvbuf),
-                     0);
+    assert_int_equal(
+        setsockopt(s->lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
     assert_int_equal(listen(s->lfd, 8), 0);
     socklen_t l = sizeof a;
     assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &l), 0);
@@ -232,8 +231,8 @@ static void srv_frame(wsio_loop *loop, srv *s, wsio_frame_event *fe)
         if (s->in_off + 2 <= s->in_len && s->rx.hdr_len == 0 &&
             !s->rx.in_payload)
             assert_true(s->in[s->in_off + 1] & 0x80); /* masked */
-        s->in_off += wsio_rx_next(&s->rx, s->in + s->in_off,
-                                  s->in_len - s->in_off, fe);
+        s->in_off +=
+            wsio_rx_next(&s->rx, s->in + s->in_off, s->in_len - s->in_off, fe);
         if (fe->kind != WSIO_FRAME_MORE)
             return;
         if (now_s() > t_end)
@@ -440,8 +439,8 @@ static void test_refused(void **state)
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/v1/stream", port);
     cli k;
     memset(&k, 0, sizeof k);
-    int rc = wsio_connect(loop, url, "demix.v1", &events, &k, &k.c, err,
-                          sizeof err);
+    int rc =
+        wsio_connect(loop, url, "demix.v1", &events, &k, &k.c, err, sizeof err);
     if (rc == 0) {
         double t_end = now_s() + 5.0;
         while (!k.ended && now_s() < t_end)
@@ -454,8 +453,8 @@ static void test_refused(void **state)
     }
     wsio_destroy(k.c);
     /* wss:// is not this client's */
-    assert_int_equal(wsio_connect(loop, "wss://127.0.0.1:1/", NULL, &events,
-                                  &k, &k.c, err, sizeof err),
+    assert_int_equal(wsio_connect(loop, "wss://127.0.0.1:1/", NULL, &events, &k,
+                                  &k.c, err, sizeof err),
                      DEMIX_EARG);
     wsio_loop_destroy(loop);
 }

@@ -64,8 +64,8 @@ static size_t put_frame(uint8_t *out, int op, int fin, const void *payload,
 }
 
 /* Parse stream[0..n) cut into pieces at cuts[0..ncuts) (ascending). */
-static void feed(const uint8_t *stream, size_t n, const size_t *cuts,
-                 int ncuts, int accept_masked, size_t max_bytes, evs *out)
+static void feed(const uint8_t *stream, size_t n, const size_t *cuts, int ncuts,
+                 int accept_masked, size_t max_bytes, evs *out)
 {
     uint8_t *copy = malloc(n ? n : 1);
     assert_non_null(copy);
@@ -217,8 +217,8 @@ static void test_64bit_length(void **state)
     assert_non_null(s);
     for (size_t i = 0; i < len; i++)
         p[i] = (uint8_t)demix_test_rand(&rng);
-    wsio_frame_event fe = {.kind = WSIO_FRAME_MESSAGE, .binary = 1,
-                           .data = p, .len = len};
+    wsio_frame_event fe = {
+        .kind = WSIO_FRAME_MESSAGE, .binary = 1, .data = p, .len = len};
     evs_add(&want, &fe);
     fe = (wsio_frame_event){.kind = WSIO_FRAME_PING, .data = p, .len = 3};
     evs_add(&want, &fe);
@@ -292,7 +292,10 @@ static void test_errors(void **state)
         {"message in a message", {0x02, 0x01, 'a', 0x82, 0x00}, 5, 0, 1002},
         {"masked from a server", {0x82, 0x81, 1, 2, 3, 4, 5}, 7, 0, 1002},
         {"too long", {0x82, 0x7E, 0x07, 0xD0}, 4, 0, 1009},
-        {"64-bit top bit", {0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 1}, 10, 0,
+        {"64-bit top bit",
+         {0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 1},
+         10,
+         0,
          1002},
         {"close of one byte", {0x88, 0x01, 0x03}, 3, 0, 1002},
     };
@@ -307,8 +310,8 @@ static void test_errors(void **state)
             off += wsio_rx_next(&rx, b + off, cases[i].n - off, &fe);
         while (fe.kind != WSIO_FRAME_ERROR && fe.kind != WSIO_FRAME_MORE);
         if (fe.kind != WSIO_FRAME_ERROR || fe.close_code != cases[i].code)
-            fail_msg("%s: kind %d code %d, expected an error %d",
-                     cases[i].what, fe.kind, fe.close_code, cases[i].code);
+            fail_msg("%s: kind %d code %d, expected an error %d", cases[i].what,
+                     fe.kind, fe.close_code, cases[i].code);
         assert_non_null(fe.error);
         /* dead from here on */
         assert_int_equal(wsio_rx_next(&rx, b, cases[i].n, &fe), 0);
@@ -340,8 +343,8 @@ static void test_header_encoder(void **state)
     static const struct {
         uint64_t len;
         size_t bytes;
-    } cases[] = {{0, 2}, {125, 2}, {126, 4}, {65535, 4}, {65536, 10},
-                 {(uint64_t)1 << 40, 10}};
+    } cases[] = {{0, 2},     {125, 2},    {126, 4},
+                 {65535, 4}, {65536, 10}, {(uint64_t)1 << 40, 10}};
     const uint8_t key[4] = {0xA1, 0xB2, 0xC3, 0xD4};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t h[WSIO_FRAME_MAX_HEADER];

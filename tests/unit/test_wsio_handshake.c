@@ -71,9 +71,9 @@ static void test_sha1_vectors(void **state)
 static void test_base64_vectors(void **state)
 {
     (void)state;
-    static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba",
-                                     "foobar"};
-    static const char *const out[] = {"", "Zg==", "Zm8=", "Zm9v",
+    static const char *const in[] = {"",     "f",     "fo",    "foo",
+                                     "foob", "fooba", "foobar"};
+    static const char *const out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
                                       "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (size_t i = 0; i < 7; i++) {
         char b[16];
@@ -119,9 +119,9 @@ static void test_request(void **state)
     assert_non_null(strstr(req, "\r\nSec-WebSocket-Protocol: demix.v1\r\n"));
     assert_non_null(strstr(req, "\r\nSec-WebSocket-Version: 13\r\n"));
     assert_true(n >= 4 && strcmp(req + n - 4, "\r\n\r\n") == 0);
-    assert_int_equal(wsio_handshake_request(req, sizeof req, "::1", 80, "/",
-                                            NULL, "k", &n),
-                     DEMIX_OK);
+    assert_int_equal(
+        wsio_handshake_request(req, sizeof req, "::1", 80, "/", NULL, "k", &n),
+        DEMIX_OK);
     assert_non_null(strstr(req, "\r\nHost: [::1]:80\r\n"));
     assert_null(strstr(req, "Sec-WebSocket-Protocol"));
     assert_int_equal(wsio_handshake_request(req, 40, "127.0.0.1", 8080,
@@ -136,8 +136,8 @@ static int check(const char *resp, const char *subprotocol, size_t *head,
                  char *why, size_t why_cap)
 {
     why[0] = '\0';
-    return wsio_handshake_check(resp, strlen(resp), KEY, subprotocol, head,
-                                why, why_cap);
+    return wsio_handshake_check(resp, strlen(resp), KEY, subprotocol, head, why,
+                                why_cap);
 }
 
 static void test_check_accepts(void **state)
@@ -159,8 +159,7 @@ static void test_check_accepts(void **state)
         int rc = wsio_handshake_check(good, n, KEY, "demix.v1", &head, why,
                                       sizeof why);
         if (rc != 0)
-            fail_msg("%zu of %zu bytes: %d (%s), expected 0", n, full, rc,
-                     why);
+            fail_msg("%zu of %zu bytes: %d (%s), expected 0", n, full, rc, why);
     }
     /* names and tokens in any case, extra headers, list values, spaces */
     const char *mixed = "HTTP/1.1 101 OK\r\n"
@@ -191,8 +190,7 @@ static void test_check_refuses(void **state)
          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
          "Connection: Upgrade\r\n\r\n",
          "no Sec-WebSocket-Accept"},
-        {"404",
-         "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        {"404", "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
          "404 Not Found"},
         {"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", "with HTTP"},
         {"no upgrade",
