@@ -8,8 +8,9 @@
  * (docs/loadgen.md).
  *
  * Design. Options and the overall flow live here; loadgen_run.h runs a
- * round over --threads worker threads (loadgen_worker.h: each its own lws
- * context and its own share of the sessions), the main thread keeping the
+ * round over --threads worker threads (loadgen_worker.h: each its own loop,
+ * wsio's epoll for ws:// or an lws context for wss://, and its own share
+ * of the sessions), the main thread keeping the
  * stats connections, the progress line and the reference session. The
  * audio loop (loadgen_audio.h) is made and put into wire form once and
  * shared read-only by every thread.
@@ -68,7 +69,8 @@
 #define DEFAULT_MAX_P99_MS 10.0
 #define LOADGEN_MAX_SESSIONS 1000000 /* sanity: > the ports of one address */
 #define LOADGEN_MAX_THREADS 1024
-#define FDS_PER_THREAD 4 /* an lws context's own: event pipe, random */
+#define FDS_PER_THREAD 4 /* a loop's own: lws's event pipe and random
+                            source, wsio's epoll and eventfd */
 #define FDS_SPARE 64     /* stats connections, files, stdio */
 
 static const char *const default_stems[] = {"drums", "bass", "vocals", "other"};
@@ -108,7 +110,7 @@ typedef struct run {
 
 static volatile sig_atomic_t g_interrupts;
 static ws_client_loop *volatile g_main_loop;
-static ws_client_loop **volatile g_loops;
+static loadgen_loop *volatile g_loops;
 static volatile int g_loop_count;
 
 static void on_signal(int sig)
@@ -118,9 +120,9 @@ static void on_signal(int sig)
         g_interrupts++;
     if (g_main_loop)
         ws_client_loop_wake(g_main_loop);
-    ws_client_loop **loops = g_loops;
+    loadgen_loop *loops = g_loops;
     for (int i = 0; loops && i < g_loop_count; i++)
-        ws_client_loop_wake(loops[i]);
+        loadgen_loop_wake(&loops[i]);
 }
 
 void cmd_loadgen_usage(FILE *out)
@@ -742,17 +744,23 @@ static int make_loops(run *g, long most, int tls, char *err, size_t cap)
     if (ws_client_loop_create(8, DEMIX_PROTO_MAX_BINARY_BYTES, tls,
                               &g->lr.loop, err, cap))
         return -1;
+    /* The workers' session traffic: wsio (epoll, no per-byte work) for
+     * ws://; libwebsockets only where TLS is needed. */
     for (int j = 0; j < threads; j++)
-        if (ws_client_loop_create(per + 4, DEMIX_PROTO_MAX_BINARY_BYTES, tls,
-                                  &g->lr.loops[j], err, cap))
+        if (tls ? ws_client_loop_create(per + 4, DEMIX_PROTO_MAX_BINARY_BYTES,
+                                        tls, &g->lr.loops[j].lws, err, cap)
+                : wsio_loop_create(DEMIX_PROTO_MAX_BINARY_BYTES,
+                                   &g->lr.loops[j].io, err, cap))
             return -1;
     return 0;
 }
 
 static void free_loops(run *g)
 {
-    for (int j = 0; g->lr.loops && j < g->lr.threads; j++)
-        ws_client_loop_destroy(g->lr.loops[j]);
+    for (int j = 0; g->lr.loops && j < g->lr.threads; j++) {
+        wsio_loop_destroy(g->lr.loops[j].io);
+        ws_client_loop_destroy(g->lr.loops[j].lws);
+    }
     free(g->lr.loops);
     g->lr.loops = NULL;
     ws_client_loop_destroy(g->lr.loop);

@@ -164,7 +164,8 @@ int loadgen_run_reference(loadgen_run *g, loadgen_reference **out, char *err,
                 "loadgen: the reference session streams %.1f s alone, as "
                 "fast as the server takes it\n",
                 (double)positions / rate);
-    loadgen_session_connect(&s, g->loop);
+    loadgen_loop main_loop = {.lws = g->loop};
+    loadgen_session_connect(&s, &main_loop);
     int stopping = 0, aborting = 0;
     double next_poll = 0.0;
     while (!loadgen_session_done(&s)) {

@@ -6,7 +6,8 @@
  *
  * Design. The main thread owns one ws_client loop of its own for the
  * stats connections and the reference session, and the workers' loops
- * (made once per run, one per thread). A round: ask the server's stats
+ * (made once per run, one per thread: the lean wsio transport for ws://,
+ * ws_client for wss://; loadgen_conn.h). A round: ask the server's stats
  * once its session count is back at the baseline; allocate the sessions,
  * choose the sampled ones (evenly spaced, session 0 always), initialise
  * them, give each worker a contiguous slice, start the workers; then,
@@ -27,6 +28,7 @@
 #include "loadgen_report.h"
 #include "loadgen_session.h"
 #include "loadgen_stats.h"
+#include "loadgen_conn.h"
 #include "ws_client.h"
 
 #define LOADGEN_KEEP_UP_MARGIN_S 1.0
@@ -40,7 +42,7 @@ typedef struct loadgen_run {
     int progress_tty;
     loadgen_config cfg;
     ws_client_loop *loop;   /* the main thread's: stats, the reference */
-    ws_client_loop **loops; /* one per worker thread */
+    loadgen_loop *loops;    /* one per worker thread */
     int threads;            /* loops made: the most threads a round uses */
     double connect_rate;    /* connections per second */
     double verify_fraction; /* of a round's sessions, compared (0: none) */

@@ -4,7 +4,7 @@
  * shared audio loop, counting and timing what comes back.
  *
  * Thread context: the loop's service thread only (every function here runs
- * in a ws_client event or in its thread's loop between services).
+ * in a connection event or in its thread's loop between services).
  */
 #include "loadgen_session.h"
 
@@ -56,8 +56,8 @@ static void fail_and_close(loadgen_session *s, loadgen_failure failure,
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     finish(s, LOADGEN_FAILED, failure, "%s", text);
-    if (s->ws && ws_client_is_open(s->ws))
-        ws_client_close(s->ws, 1000, "client error");
+    if (loadgen_conn_is_open(&s->conn))
+        loadgen_conn_close(&s->conn, 1000, "client error");
 }
 
 static int64_t stem_reached(const loadgen_session *s, int slot)
@@ -164,14 +164,14 @@ static void send_start(loadgen_session *s)
         snprintf(st.token, sizeof st.token, "%s", c->token);
     }
     size_t len;
-    char *buf = (char *)ws_client_tx_buffer(s->ws);
-    if (demix_proto_write_start(&st, buf, ws_client_tx_capacity(s->ws), &len)) {
+    char *buf = (char *)loadgen_conn_tx_buffer(&s->conn);
+    if (demix_proto_write_start(&st, buf, loadgen_conn_tx_capacity(&s->conn), &len)) {
         fail_and_close(s, LOADGEN_FAIL_CLIENT,
                        "the start message would be refused (check --stems "
                        "and --token)");
         return;
     }
-    if (ws_client_send(s->ws, 0, len)) {
+    if (loadgen_conn_send(&s->conn, 0, len)) {
         fail_and_close(s, LOADGEN_FAIL_CLOSED,
                        "the connection failed while sending start");
         return;
@@ -202,8 +202,8 @@ static void send_end(loadgen_session *s, double now)
         fail_and_close(s, LOADGEN_FAIL_CLIENT, "cannot write the end message");
         return;
     }
-    memcpy(ws_client_tx_buffer(s->ws), buf, len);
-    if (ws_client_send(s->ws, 0, len)) {
+    memcpy(loadgen_conn_tx_buffer(&s->conn), buf, len);
+    if (loadgen_conn_send(&s->conn, 0, len)) {
         fail_and_close(s, LOADGEN_FAIL_CLOSED,
                        "the connection failed while sending end");
         return;
@@ -244,8 +244,8 @@ static void send_next(loadgen_session *s)
     if (blocked_in_flight(s))
         return; /* output arrival asks again */
 
-    uint8_t *buf = ws_client_tx_buffer(s->ws);
-    size_t cap = ws_client_tx_capacity(s->ws);
+    uint8_t *buf = loadgen_conn_tx_buffer(&s->conn);
+    size_t cap = loadgen_conn_tx_capacity(&s->conn);
     demix_proto_audio_in h = {
         .codec = s->cfg->codec, .flags = 0, .seq = s->seq_in};
     if (demix_proto_audio_in_write_header(&h, buf, cap)) {
@@ -260,7 +260,7 @@ static void send_next(loadgen_session *s)
                        "an audio message does not fit the send buffer");
         return;
     }
-    if (ws_client_send(s->ws, 1, DEMIX_PROTO_AUDIO_IN_HEADER_BYTES + n)) {
+    if (loadgen_conn_send(&s->conn, 1, DEMIX_PROTO_AUDIO_IN_HEADER_BYTES + n)) {
         fail_and_close(s, LOADGEN_FAIL_CLOSED,
                        "the connection failed while sending audio");
         return;
@@ -275,7 +275,7 @@ static void send_next(loadgen_session *s)
     if (s->role == LOADGEN_ROLE_REFERENCE ||
         s->wire_frames_sent >= s->target_wire_frames ||
         message_due(s, s->messages_sent) <= now + LOADGEN_DUE_SLACK_S)
-        ws_client_want_write(s->ws);
+        loadgen_conn_want_write(&s->conn);
 }
 
 /* ------------------------------------------------------------ output */
@@ -382,7 +382,7 @@ static void handle_audio(loadgen_session *s, const uint8_t *data, size_t len)
     s->messages_received++;
     resolve_probes(s, ws_client_now_s());
     if (was_blocked && !blocked_in_flight(s))
-        ws_client_want_write(s->ws);
+        loadgen_conn_want_write(&s->conn);
 }
 
 static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
@@ -447,7 +447,7 @@ static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
     double ticks = ceil((s->t_ready - c->epoch_s) / period);
     s->t0 = c->epoch_s + (ticks > 0 ? ticks : 0) * period + s->phase_s;
     s->state = ST_STREAMING;
-    ws_client_want_write(s->ws);
+    loadgen_conn_want_write(&s->conn);
 }
 
 static void handle_text(loadgen_session *s, const uint8_t *data, size_t len)
@@ -526,7 +526,7 @@ static void ev_open(void *user)
     loadgen_session *s = user;
     s->state = ST_WAIT_READY;
     s->last_rx = ws_client_now_s();
-    ws_client_want_write(s->ws);
+    loadgen_conn_want_write(&s->conn);
 }
 
 static void ev_message(void *user, int binary, const uint8_t *data, size_t len)
@@ -635,7 +635,7 @@ void loadgen_session_init(loadgen_session *s, const loadgen_config *cfg,
     s->verify.sampled = role == LOADGEN_ROLE_SAMPLE;
 }
 
-void loadgen_session_connect(loadgen_session *s, ws_client_loop *loop)
+void loadgen_session_connect(loadgen_session *s, const loadgen_loop *loop)
 {
     const loadgen_config *cfg = s->cfg;
     loadgen_role role = s->role;
@@ -665,8 +665,8 @@ void loadgen_session_connect(loadgen_session *s, ws_client_loop *loop)
         .on_connect_error = ev_connect_error,
     };
     char err[512];
-    if (ws_client_connect(loop, cfg->url, DEMIX_PROTO_SUBPROTOCOL, &ev, s,
-                          &s->ws, err, sizeof err)) {
+    if (loadgen_conn_connect(&s->conn, loop, cfg->url, DEMIX_PROTO_SUBPROTOCOL,
+                             &ev, s, err, sizeof err)) {
         s->closed = 1;
         s->t_done = s->t_connect;
         verify_finish(s);
@@ -678,8 +678,8 @@ void loadgen_session_connect(loadgen_session *s, ws_client_loop *loop)
 void loadgen_session_end_now(loadgen_session *s, loadgen_failure failure,
                              const char *why)
 {
-    if (s->ws && !s->closed)
-        ws_client_abort(s->ws);
+    if (!s->closed)
+        loadgen_conn_abort(&s->conn);
     s->closed = 1;
     s->t_done = ws_client_now_s();
     verify_finish(s);
@@ -694,14 +694,14 @@ void loadgen_session_stop(loadgen_session *s)
     if (s->state == ST_CONNECTING || s->state == ST_WAIT_READY) {
         finish(s, LOADGEN_FAILED, LOADGEN_FAIL_INTERRUPTED,
                "interrupted before ready");
-        if (ws_client_is_open(s->ws))
-            ws_client_close(s->ws, 1000, "interrupted");
+        if (loadgen_conn_is_open(&s->conn))
+            loadgen_conn_close(&s->conn, 1000, "interrupted");
         else
-            ws_client_abort(s->ws);
+            loadgen_conn_abort(&s->conn);
         return;
     }
     if (s->state == ST_STREAMING)
-        ws_client_want_write(s->ws);
+        loadgen_conn_want_write(&s->conn);
 }
 
 void loadgen_session_abort(loadgen_session *s)
@@ -710,7 +710,7 @@ void loadgen_session_abort(loadgen_session *s)
         return;
     finish(s, LOADGEN_FAILED, LOADGEN_FAIL_INTERRUPTED,
            "interrupted (connection dropped by the client)");
-    ws_client_abort(s->ws);
+    loadgen_conn_abort(&s->conn);
 }
 
 void loadgen_session_poll(loadgen_session *s, double now)
@@ -721,7 +721,7 @@ void loadgen_session_poll(loadgen_session *s, double now)
     if (s->outcome != LOADGEN_RUNNING) {
         /* Waiting for the close after a failure or an error message. */
         if (now - s->failed_at > LOADGEN_CLOSE_GRACE_S)
-            ws_client_abort(s->ws);
+            loadgen_conn_abort(&s->conn);
         return;
     }
     if (s->state == ST_CONNECTING) {
@@ -729,7 +729,7 @@ void loadgen_session_poll(loadgen_session *s, double now)
             finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CONNECT,
                    "cannot connect to %s: no answer in %.0f s", c->url,
                    c->timeout_s);
-            ws_client_abort(s->ws);
+            loadgen_conn_abort(&s->conn);
         }
         return;
     }
@@ -737,13 +737,13 @@ void loadgen_session_poll(loadgen_session *s, double now)
         now - s->failed_at > LOADGEN_CLOSE_GRACE_S) {
         finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLOSED,
                "the server did not close the connection after the summary");
-        ws_client_abort(s->ws);
+        loadgen_conn_abort(&s->conn);
         return;
     }
     if (now - s->last_rx > c->timeout_s) {
         finish(s, LOADGEN_FAILED, LOADGEN_FAIL_TIMEOUT,
                "no message from the server for %.0f s", c->timeout_s);
-        ws_client_abort(s->ws);
+        loadgen_conn_abort(&s->conn);
         return;
     }
     if (s->state == ST_STREAMING) {
@@ -751,7 +751,7 @@ void loadgen_session_poll(loadgen_session *s, double now)
         if (lag > s->lag_max_s)
             s->lag_max_s = lag;
         if (now >= stream_deadline(s))
-            ws_client_want_write(s->ws);
+            loadgen_conn_want_write(&s->conn);
     }
 }
 
@@ -763,7 +763,7 @@ void loadgen_session_tick(loadgen_session *s, double now)
     if (now >= stream_deadline(s) ||
         (message_due(s, s->messages_sent) <= now + LOADGEN_DUE_SLACK_S &&
          !blocked_in_flight(s)))
-        ws_client_want_write(s->ws);
+        loadgen_conn_want_write(&s->conn);
 }
 
 int64_t loadgen_session_lost_hops(const loadgen_session *s)
@@ -781,6 +781,5 @@ int64_t loadgen_session_lost_hops(const loadgen_session *s)
 void loadgen_session_free(loadgen_session *s)
 {
     verify_finish(s);
-    ws_client_destroy(s->ws);
-    s->ws = NULL;
+    loadgen_conn_destroy(&s->conn);
 }

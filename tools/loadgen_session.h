@@ -1,6 +1,8 @@
 /*
  * loadgen_session.h - one live streaming session of `demix loadgen`, driven
- * by events on a shared ws_client loop: connect -> start -> ready -> audio
+ * by events on a shared loop (loadgen_conn.h: the worker threads' wsio
+ * loops, or a ws_client loop for wss:// and the reference session):
+ * connect -> start -> ready -> audio
  * at real-time pace while stems come in -> end -> summary -> close 1000
  * (docs/protocol.md). It counts what it sends and receives and measures
  * latency; it keeps no audio.
@@ -63,7 +65,7 @@
  * `message` say what, `error_code` the server's code if it sent one).
  *
  * Memory: a fixed struct per session (about 5.3 KB: the latency histogram
- * 2.6 KB, the send-time ring 2 KB) plus the ws_client connection and its
+ * 2.6 KB, the send-time ring 2 KB) plus the connection (loadgen_conn.h) and its
  * receive buffer (grows to the largest message); a sampled session's
  * verifier while it runs (loadgen_verify.h).
  *
@@ -78,7 +80,7 @@
 #include "loadgen_audio.h"
 #include "loadgen_verify.h"
 #include "protocol.h"
-#include "ws_client.h"
+#include "loadgen_conn.h"
 
 #define LOADGEN_PROBES 512
 #define LOADGEN_PHASES 4        /* send-time groups per message period */
@@ -134,7 +136,7 @@ typedef struct loadgen_session {
     loadgen_role role;
     const loadgen_config *cfg;
     latency_hist *added; /* the thread's added-latency histogram, or NULL */
-    ws_client *ws;
+    loadgen_conn conn;
     int connect_started; /* loadgen_session_connect ran */
     int state;           /* internal */
     int closed; /* the connection has ended */
@@ -206,7 +208,7 @@ void loadgen_session_init(loadgen_session *s, const loadgen_config *cfg,
 /* Start connecting on loop (the thread that services loop calls this). A
  * connection that cannot even start ends the session at once (FAILED,
  * CONNECT or CLIENT). */
-void loadgen_session_connect(loadgen_session *s, ws_client_loop *loop);
+void loadgen_session_connect(loadgen_session *s, const loadgen_loop *loop);
 
 /* End a session now, connected or not, as FAILED with this failure and
  * message (unless it already has an outcome): for sessions never

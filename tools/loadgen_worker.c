@@ -9,6 +9,7 @@
 #include "loadgen_worker.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* When the worker's k-th session connects. */
@@ -102,7 +103,7 @@ static void *worker_main(void *arg)
         }
         double soon = now + LOADGEN_DUE_SLACK_S; /* what counts as now */
         while (connected < w->count && connect_time(w, connected) <= soon)
-            loadgen_session_connect(&w->sessions[connected++], w->loop);
+            loadgen_session_connect(&w->sessions[connected++], &w->loop);
 
         for (int g = 0; g < LOADGEN_PHASES; g++) {
             if (tick[g] > soon)
@@ -137,18 +138,20 @@ static void *worker_main(void *arg)
                 wake = tick[g];
         if (connected < w->count && connect_time(w, connected) < wake)
             wake = connect_time(w, connected);
-        /* Whole milliseconds, rounded up (lws 4.1 polls in ms): every
+        /* Whole milliseconds, rounded up (both loops wait in ms): every
          * deadline is more than the slack away, so this never spins. */
         double wait_ms = ceil((wake - ws_client_now_s()) * 1e3);
         if (wait_ms > LOADGEN_WORKER_WAIT_MS)
             wait_ms = LOADGEN_WORKER_WAIT_MS;
         int64_t wait_us = wait_ms > 0 ? (int64_t)wait_ms * 1000 : 0;
-        if (ws_client_loop_service_us(w->loop, wait_us) < 0) {
-            w->lws_failed = 1;
+        if (loadgen_loop_service_us(&w->loop, wait_us) < 0) {
+            char why[96];
+            snprintf(why, sizeof why, "%s failed in this client",
+                     loadgen_loop_name(&w->loop));
+            w->loop_failed = 1;
             for (int i = 0; i < w->count; i++)
                 loadgen_session_end_now(&w->sessions[i], LOADGEN_FAIL_CLIENT,
-                                        "libwebsockets failed in this "
-                                        "client");
+                                        why);
             connected = w->count;
             publish(w, ws_client_now_s());
             break;
@@ -170,7 +173,7 @@ int loadgen_worker_start(loadgen_worker *w)
     memset(&w->progress, 0, sizeof w->progress);
     w->progress.sessions = w->count;
     w->progress.not_started = w->count;
-    w->lws_failed = 0;
+    w->loop_failed = 0;
     int rc = pthread_mutex_init(&w->progress_lock, NULL);
     if (rc)
         return rc;
@@ -188,7 +191,7 @@ void loadgen_worker_command(loadgen_worker *w, int command)
 {
     if (atomic_load(&w->command) < command)
         atomic_store(&w->command, command);
-    ws_client_loop_wake(w->loop);
+    loadgen_loop_wake(&w->loop);
 }
 
 void loadgen_worker_progress(loadgen_worker *w, loadgen_progress *out)

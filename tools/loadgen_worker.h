@@ -1,6 +1,7 @@
 /*
- * loadgen_worker.h - one thread of `demix loadgen`: its own ws_client loop
- * (one lws context) and its own share of a round's sessions, which it
+ * loadgen_worker.h - one thread of `demix loadgen`: its own loop (a wsio
+ * epoll loop for ws://, a ws_client lws context for wss://: loadgen_conn.h)
+ * and its own share of a round's sessions, which it
  * connects at its part of the run's connect rate, paces, polls and runs to
  * their end.
  *
@@ -14,7 +15,7 @@
  *     connect_rate connections a second;
  *   - wakes at each phase group's tick (the message clock of
  *     loadgen_session.h) and ticks that group's sessions, waiting in lws
- *     in between (ws_client_loop_service_us, at most LOADGEN_WORKER_WAIT_MS);
+ *     in between (loadgen_loop_service_us, at most LOADGEN_WORKER_WAIT_MS);
  *   - polls its sessions every LOADGEN_WORKER_POLL_S (timeouts, lag);
  *   - publishes a progress snapshot every LOADGEN_WORKER_PUBLISH_S under
  *     its progress_lock (the only lock; the main thread copies the
@@ -40,7 +41,7 @@
 #include "latency_hist.h"
 #include "loadgen_session.h"
 #include "loadgen_usage.h"
-#include "ws_client.h"
+#include "loadgen_conn.h"
 
 #define LOADGEN_WORKER_WAIT_MS 50     /* longest wait in lws */
 #define LOADGEN_WORKER_POLL_S 0.1     /* session checks */
@@ -71,7 +72,7 @@ typedef struct loadgen_worker {
     /* main */
     int index, threads;
     const loadgen_config *cfg;
-    ws_client_loop *loop;
+    loadgen_loop loop;
     loadgen_session *sessions; /* the slice */
     int count;
     double t_start;       /* origin of the connect schedule */
@@ -81,7 +82,7 @@ typedef struct loadgen_worker {
     latency_hist added; /* every added-latency sample of the slice */
     loadgen_cpu cpu;    /* over the round */
     double wall_s;
-    int lws_failed;
+    int loop_failed;
 
     atomic_int command;
     atomic_int finished;
@@ -99,7 +100,7 @@ typedef struct loadgen_worker {
 int loadgen_worker_start(loadgen_worker *w);
 
 /* Ask for a stop or an abort and wake the worker (main thread; the wake is
- * also safe from a signal handler through ws_client_loop_wake). */
+ * also safe from a signal handler through loadgen_loop_wake). */
 void loadgen_worker_command(loadgen_worker *w, int command);
 
 /* Copy the latest snapshot (main thread). */
