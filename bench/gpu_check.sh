@@ -20,9 +20,10 @@
 #   6. table: one table with medians, p99, streams at real time, floors
 #             and the PyTorch ratios;
 #   7. server (only when asked: --stages ...,server): demixd on the GPU
-#             with the shipped model under `demix loadgen` ramps, PCM and
-#             Opus, with --codec-threads 1 and 8 (server.txt): the whole
-#             server's capacity, which the engine figures above only bound.
+#             with the shipped model under `demix loadgen` rounds
+#             (bench/server_capacity.py), PCM16 and Opus, one service
+#             thread and the default (server.txt): the whole server's
+#             capacity, which the engine figures above only bound.
 #
 # Usage, on the GPU machine, from the repository root:
 #   bench/gpu_check.sh [--stages build,test,bench,torch,table] [OUTDIR]
@@ -148,31 +149,30 @@ if has torch; then
 fi
 
 # ---- 7. the whole server under load (opt-in) ----------------------------------
-# A ramp of live sessions (loadgen at real-time pace, 10 s a round) against
-# demixd with the shipped model: SERVER_BACKEND (default cuda), fixed
-# --max-sessions (no calibration), RAMP (default 100:700:150).
+# Rounds of live sessions (bench/server_capacity.py: demixd and demix loadgen
+# pinned to halves of the CPUs, 15 s a round) against demixd with the
+# shipped model: SERVER_BACKEND (default cuda), PCM16 and Opus, with one
+# service thread and with the default (one per CPU of its half but one);
+# SESSIONS_PCM / SESSIONS_OPUS set the rounds.
 if [[ ",$STAGES," == *",server,"* ]] && [ -x "$B/server/demixd" ] && [ -x "$B/tools/demix" ]; then
   say "server under load"
+  half=$(( $(nproc) / 2 ))
   {
     for codec in pcm16 opus; do
-      for ct in 1 8; do
-        log="/tmp/demixd-$codec-ct$ct.log"  # not in OUTDIR: 8 files come back
-        # env execs demixd: $! is then demixd itself, for the kill below
-        env LD_LIBRARY_PATH="$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-          "$B/server/demixd" --backend "${SERVER_BACKEND:-cuda}" \
-          --model models/default.safetensors --port 18765 \
-          --max-sessions 4096 --codec-threads $ct >"$log" 2>&1 &
-        pid=$!
-        for _ in $(seq 120); do grep -q listening "$log" && break; sleep 0.5; done
-        echo "# demixd --codec-threads $ct, loadgen --codec $codec"
-        grep -h -E 'event=(engine|fd_limit)' "$log" | cut -c1-200 | sed 's/^/# /'
-        with_libs timeout 150 "$B/tools/demix" loadgen \
-          --url ws://127.0.0.1:18765/v1/stream --ramp "${RAMP:-100:700:150}" \
-          --codec $codec --seconds 10 -q 2>&1
-        kill $pid; wait $pid 2>/dev/null
+      sessions=${SESSIONS_PCM:-500,1000,2000,4000}
+      [ "$codec" = opus ] && sessions=${SESSIONS_OPUS:-250,500,1000}
+      for st in 1 default; do
+        args=""
+        [ "$st" = 1 ] && args="--service-threads 1"
+        echo "# demixd --service-threads $st, loadgen --codec $codec"
+        with_libs python3 bench/server_capacity.py --build "$B" \
+          --backend "${SERVER_BACKEND:-cuda}" --codec "$codec" \
+          --sessions "$sessions" --seconds 15 \
+          --server-cpus "0-$((half - 1))" --client-cpus "$half-$(( $(nproc) - 1 ))" \
+          --demixd-args "$args" --out "/tmp/server-$codec-$st" 2>&1 | grep -v '^{'
       done
     done
-  } 2>&1 | tee "$OUTDIR/server.txt" | grep -E '^(#|largest|stopped| +[0-9]+ )'
+  } 2>&1 | tee "$OUTDIR/server.txt" | grep -E '^(#|largest|\|)'
 fi
 
 # ---- 6. one table ---------------------------------------------------------------
