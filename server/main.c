@@ -16,8 +16,10 @@
  * CPU, so the default is one service thread per other online CPU, and a
  * copy pool of a few threads gathers and scatters large batches. CPU: a
  * step is the engine's math on --threads cores, synchronous (depth 1);
- * the default gives the service threads half of the CPUs, and the copies
- * use the engine's pool between steps.
+ * the service threads work between and beside the steps, one per CPU by
+ * default (on 2 cores, 2 threads held 75 PCM16 sessions at 60 ms p99
+ * added latency where 1 thread gave 464 ms: bench/RESULTS.md
+ * 2026-12-07), and the copies use the engine's pool between steps.
  *
  * Signals: SIGINT and SIGTERM are blocked in every thread and taken by the
  * signal thread with sigwait(), which sets stop_requested and wakes every
@@ -299,7 +301,7 @@ static int service_threads(const demixd *d)
     if (d->opt.service_threads > 0)
         return d->opt.service_threads;
     long cpus = demixd_usable_cpus();
-    long n = is_cuda(d) ? cpus - 1 : cpus / 2;
+    long n = is_cuda(d) ? cpus - 1 : cpus;
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
