@@ -19,8 +19,8 @@
  * with 503, asks each of its sessions to finish
  * (demixd_session_shutdown), and cancels its waiting file jobs with 503.
  * After DEMIXD_SHUTDOWN_GRACE_S seconds the sessions still open are closed
- * with 1001; the thread's service loop ends when it has no session left,
- * or two seconds after that.
+ * with 1001; the thread's service loop ends when no thread has a session
+ * left (and its own file jobs are answered), or two seconds after that.
  *
  * Thread context: the service thread of the context the callback is for.
  */
@@ -80,7 +80,10 @@ static void on_wake(demixd_service *svc)
         for (demixd_session *s = svc->sessions; s; s = s->next)
             demixd_session_force_close(s);
     }
-    if ((svc->session_count == 0 && !svc->waiting) ||
+    /* A thread stays while any thread has sessions: its own connections
+     * (a health probe on a keep-alive connection, say) keep their answers
+     * until the whole process is done. */
+    if ((atomic_load(&d->open_sessions) == 0 && !svc->waiting) ||
         now >= svc->stop_deadline_ns + 2000000000)
         svc->exit_loop = 1;
 }

@@ -111,6 +111,7 @@ typedef struct demixd {
 
     /* any thread */
     atomic_int stop_requested;
+    atomic_int open_sessions; /* WebSocket connections, every thread */
 } demixd;
 
 /* Per-connection data lws allocates for protocol "demix.v1" (HTTP and WS

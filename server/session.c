@@ -94,6 +94,7 @@ demixd_session *demixd_session_open(demixd_service *svc, struct lws *wsi)
         svc->sessions->prev = s;
     svc->sessions = s;
     svc->session_count++;
+    atomic_fetch_add(&d->open_sessions, 1);
     lws_set_timer_usecs(wsi, (lws_usec_t)SESSION_START_TIMEOUT_S * 1000000);
     char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof peer);
@@ -646,6 +647,7 @@ void demixd_session_closed(demixd_session *s)
     if (s->next)
         s->next->prev = s->prev;
     s->svc->session_count--;
+    atomic_fetch_sub(&d->open_sessions, 1);
     if (s->state != DEMIX_PROTO_STATE_IDLE ||
         s->result != DEMIXD_RESULT_VANISHED)
         demixd_metrics_session_end(d->metrics,
