@@ -10,6 +10,10 @@
 #       engine cpu gpu protocol tools bench), build its demixd too, into
 #       /tmp/base-build, so that the baseline is measured on the same
 #       machine in the same lease.
+#   bench/server_gpu.sh plan [ARGS...]
+#       the lease's whole measurement: 15 s rounds of PCM16 and Opus
+#       (--opus-complexity 0), the baseline and one service thread beside
+#       them, then 60 s at the largest count that held for each codec.
 #   bench/server_gpu.sh cap LABEL CODEC SESSIONS SECONDS [ARGS...]
 #       bench/server_capacity.py against demixd of build-dev (LABEL new) or
 #       of the baseline (LABEL base), shipped model, CUDA; ARGS go to
@@ -53,12 +57,40 @@ cap)
   shift 5
   demixd=$ROOT/build-dev/server/demixd
   [ "$label" = base ] && demixd=/tmp/base-build/server/demixd
+  [ -x "$demixd" ] || { echo "# $demixd is not built: skipping $label"; exit 0; }
   ulimit -n "$(ulimit -Hn)"
   LD_LIBRARY_PATH=$LIBDIRS python3 bench/server_capacity.py \
     --build build-dev --demixd "$demixd" --backend cuda \
     --model models/default.safetensors --codec "$codec" \
     --sessions "$sessions" --seconds "$seconds" \
     --out "$OUTDIR/cap-$label-$codec" "$@"
+  ;;
+plan)
+  # The whole capacity measurement of one lease (about 9 minutes): 15 s
+  # rounds up the lists (each codec stops at its first round that does
+  # not hold), the baseline and one service thread beside them, then 60 s
+  # at the largest count that held for each codec.
+  shift
+  cpus=(--server-cpus "${SERVER_CPUS:-0-9}" --client-cpus "${CLIENT_CPUS:-10-15}"
+        --loadgen-args "--threads ${CLIENT_THREADS:-6}")
+  "$0" cap new pcm16 "${PCM:-1000,2000,3000,4000,6000}" 15 "${cpus[@]}" "$@" | grep -v '^{'
+  "$0" cap new opus "${OPUS:-250,500,750,1000}" 15 "${cpus[@]}" \
+    --demixd-args "--opus-complexity ${OPUS_COMPLEXITY:-0}" "$@" | grep -v '^{'
+  "$0" cap base pcm16 "${BASE:-100,200}" 15 "${cpus[@]}" --keep-going "$@" | grep -v '^{'
+  "$0" cap one pcm16 "${ONE:-500,1000}" 15 "${cpus[@]}" --keep-going \
+    --demixd-args "--service-threads 1" "$@" | grep -v '^{'
+  for codec in pcm16 opus; do
+    n=$(python3 - "$OUTDIR/cap-new-$codec/rounds.jsonl" <<'PY'
+import json, sys
+held = [json.loads(l)["sessions"] for l in open(sys.argv[1]) if json.loads(l).get("held")]
+print(max(held) if held else 0)
+PY
+)
+    [ "$n" -gt 0 ] || continue
+    extra=()
+    [ "$codec" = opus ] && extra=(--demixd-args "--opus-complexity ${OPUS_COMPLEXITY:-0}")
+    "$0" cap hold60 "$codec" "$n" 60 "${cpus[@]}" "${extra[@]}" "$@" | grep -v '^{'
+  done
   ;;
 *)
   sed -n '2,22p' "$0"
