@@ -60,8 +60,8 @@ cap)
   [ -x "$demixd" ] || { echo "# $demixd is not built: skipping $label"; exit 0; }
   ulimit -n "$(ulimit -Hn)"
   LD_LIBRARY_PATH=$LIBDIRS python3 bench/server_capacity.py \
-    --build build-dev --demixd "$demixd" --backend cuda \
-    --model models/default.safetensors --codec "$codec" \
+    --build build-dev --demixd "$demixd" --backend "${BACKEND:-cuda}" \
+    --model "${MODEL:-models/default.safetensors}" --codec "$codec" \
     --sessions "$sessions" --seconds "$seconds" \
     --out "$OUTDIR/cap-$label-$codec" "$@"
   ;;
