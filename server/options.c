@@ -76,6 +76,10 @@ void demixd_options_usage(FILE *out)
         "                         file API client (default:\n"
         "                         $DEMIXD_TOKENS_FILE; none: every client is\n"
         "                         accepted)\n"
+        "      --idle-timeout S   end a started session (error timeout)\n"
+        "                         after S seconds in which nothing was\n"
+        "                         received from its client nor taken by it,\n"
+        "                         0..86400 (default 30; 0: never)\n"
         "      --log-level L      error, warn, info (default) or debug\n"
         "  -h, --help             this text\n"
         "      --version          the version\n",
@@ -194,6 +198,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->max_file_seconds = 1200;
     o->file_jobs = 2;
     o->opus_complexity = 10;
+    o->idle_timeout_s = 30;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
@@ -293,6 +298,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))
                 return -1;
             o->opus_complexity = (int)n;
+        } else if ((r = option(argc, argv, &i, "--idle-timeout", NULL,
+                               &v))) {
+            if (r < 0 || whole("--idle-timeout", v, 0, 86400, &n))
+                return -1;
+            o->idle_timeout_s = (int)n;
         } else if ((r = option(argc, argv, &i, "--tokens", NULL, &v))) {
             if (r < 0)
                 return -1;

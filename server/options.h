@@ -5,7 +5,7 @@
  *          [--threads N] [--host H] [--port P] [--max-sessions N]
  *          [--service-threads N] [--device N] [--opus-complexity N]
  *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
- *          [--file-jobs N] [--tokens FILE]
+ *          [--file-jobs N] [--tokens FILE] [--idle-timeout S]
  *          [--log-level error|warn|info|debug]
  *
  * Defaults are filled by demixd_options_parse: the model is $DEMIX_MODEL,
@@ -42,6 +42,7 @@ typedef struct demixd_options {
     int max_file_seconds;            /* audio duration limit of the file API */
     int file_jobs;                   /* file API jobs running at once */
     int opus_complexity;             /* the sessions' Opus encoders, 0..10 */
+    int idle_timeout_s; /* a started session with no traffic; 0: never */
     int service_threads; /* 0: one per CPU the engine does not use */
     int device;          /* CUDA device index */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */

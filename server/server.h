@@ -111,6 +111,10 @@ typedef struct demixd {
 
     /* any thread */
     atomic_int stop_requested;
+    /* sessions holding a live stream they have not released; the
+     * scheduler's live count minus this is the released slots it has not
+     * returned yet (session.c waits for them before a close) */
+    atomic_int live_held;
 } demixd;
 
 /* Per-connection data lws allocates for protocol "demix.v1" (HTTP and WS

@@ -1,0 +1,419 @@
+/*
+ * test_server_hardening.c - demixd against clients that hold resources or
+ * send poison (issue 15, "Failures found"), each case with the behaviour
+ * docs/server.md and docs/protocol.md promise:
+ *
+ *   - a started session that sends nothing ends with `timeout` (close
+ *     1008) after --idle-timeout, and its slot is free again; a session
+ *     that keeps sending is not cut;
+ *   - after a session's close (clean, or after an error) the slot is back
+ *     before the close frame arrives: a client that reconnects at once is
+ *     admitted, every time, on a one-slot server;
+ *   - pcm_f32 input with NaN, infinities or samples beyond +-16 gets
+ *     `bad_audio` (close 1003) naming the message and the sample, while a
+ *     concurrent session streams on, its stems still exactly its input;
+ *     samples at +-16 are accepted and their stems are finite; the file
+ *     API refuses the same samples with 400 bad_audio;
+ *
+ * Servers: identity model at 48 kHz (every stem equals the input), so
+ * "undisturbed" is checked sample by sample.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audio_files.h"
+#include "server_fixture.h"
+
+#define RATE 48000
+
+static struct {
+    char dir[256];
+    char model[512];
+    server_fixture one; /* --max-sessions 1 --idle-timeout 2 */
+    int started;
+    uint64_t seed;
+} g;
+
+static const char *const all_stems[] = {"drums", "bass", "vocals", "other",
+                                        NULL};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* The shipped model (models/default.safetensors): its engine steps take
+ * milliseconds on the CPU, unlike the identity model's. */
+static const char *real_model(void)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s",
+             demix_test_data_path("../../models/default.safetensors"));
+    return path;
+}
+
+static void f32_start(demix_proto_start *st)
+{
+    fx_start_init(st, RATE, 2, DEMIX_PROTO_CODEC_PCM_F32,
+                  DEMIX_PROTO_CODEC_PCM_F32, all_stems);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    g.seed = demix_test_seed();
+    const char *dir = demix_test_tmpdir();
+    if (!dir)
+        return -1;
+    snprintf(g.dir, sizeof g.dir, "%s", dir);
+    snprintf(g.model, sizeof g.model, "%s/identity48k.safetensors", g.dir);
+    if (fx_save_identity_model(g.model, RATE, g.seed))
+        return -1;
+    if (server_fixture_start(&g.one, g.model, "--max-sessions", "1",
+                             "--idle-timeout", "2", (const char *)NULL))
+        return -1;
+    g.started = 1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return server_fixture_finish(&g.one, g.started, g.dir);
+}
+
+/* ------------------------------------------------------ idle sessions */
+
+/* A start, then nothing: timeout and close 1008; the one slot is then
+ * free for the next client. */
+static void test_silent_started_session_times_out(void **state)
+{
+    (void)state;
+    demix_proto_start st;
+    f32_start(&st);
+    fx_session s;
+    assert_int_equal(fx_session_open(&s, g.one.port, &st), 0);
+    assert_int_equal(fx_session_wait_ready(&s), 0);
+    /* Nothing more from us: the server must end it (within the fixture's
+     * liveness bound). */
+    assert_int_equal(fx_session_finish(&s), 0);
+    if (!s.have_error)
+        fx_session_print(&s, "silent session");
+    assert_true(s.have_error);
+    assert_int_equal(s.error.code, DEMIX_PROTO_ERR_TIMEOUT);
+    print_message("silent session: %s '%s', close %d\n",
+                  demix_proto_code_name(s.error.code), s.error.message,
+                  s.close_code);
+    assert_int_equal(s.close_code, 1008);
+    assert_string_equal(s.close_reason, "timeout");
+    fx_session_free(&s);
+
+    fx_session n;
+    assert_int_equal(fx_session_open(&n, g.one.port, &st), 0);
+    assert_int_equal(fx_session_wait_ready(&n), 0);
+    assert_int_equal(fx_session_send_end(&n), 0);
+    assert_int_equal(fx_session_finish(&n), 0);
+    assert_int_equal(n.close_code, 1000);
+    fx_session_free(&n);
+}
+
+/* A session that sends a little audio every 100 ms for longer than the
+ * idle timeout is not cut, and its output is its input. */
+static void test_trickling_session_is_not_cut(void **state)
+{
+    (void)state;
+    const int64_t chunk = RATE / 10, frames = 30 * chunk; /* 3 s */
+    float *x = fx_make_signal(RATE, 2, frames, g.seed + 1);
+    demix_proto_start st;
+    f32_start(&st);
+    fx_session s;
+    assert_int_equal(fx_session_open(&s, g.one.port, &st), 0);
+    assert_int_equal(fx_session_wait_ready(&s), 0);
+    for (int64_t off = 0; off < frames; off += chunk) {
+        assert_int_equal(fx_session_send(&s, x + off * 2, chunk), 0);
+        /* read what comes for 100 ms, then the next chunk */
+        double until = now_ms() + 100;
+        while (now_ms() < until)
+            if (fx_session_poll(&s, 10) < 0)
+                break;
+        assert_false(s.have_error);
+        assert_false(s.eof);
+    }
+    assert_int_equal(fx_session_send_end(&s), 0);
+    assert_int_equal(fx_session_finish(&s), 0);
+    assert_false(s.have_error);
+    assert_true(s.have_summary);
+    assert_int_equal(s.close_code, 1000);
+    const fx_track *tr = fx_session_track(&s, 2);
+    assert_non_null(tr);
+    assert_int_equal(tr->frames, frames);
+    assert_true(demix_test_max_abs_diff(tr->x, x, (size_t)frames * 2) <= 1e-5);
+    fx_session_free(&s);
+    free(x);
+}
+
+/* ------------------------------------------------ the slot after close */
+
+/* A background session that keeps the scheduler stepping: a little more
+ * input whenever its queue is short, and its output read. */
+static void pump_background(fx_session *bg, const float *x, int64_t frames)
+{
+    while (fx_session_poll(bg, 0) == 1)
+        ;
+    while (bg->sent < frames && wst_tx_pending(bg->c) < 128 * 1024) {
+        int64_t n = frames - bg->sent < 4096 ? frames - bg->sent : 4096;
+        assert_int_equal(fx_session_send(bg, x + bg->sent * 2, n), 0);
+    }
+    assert_false(bg->have_error);
+}
+
+#define N_BG 5
+
+/* The real model (engine steps of milliseconds on one engine thread) and
+ * N_BG + 1 slots: N_BG held by background sessions that keep the
+ * scheduler busy, the last used by 20 sessions one after the other, each
+ * opened as soon as the previous one's close arrived (every other one
+ * ended by an error), each admitted at the first try. */
+static void test_slot_is_back_before_the_close(void **state)
+{
+    (void)state;
+    server_fixture fx;
+    char slots[16];
+    snprintf(slots, sizeof slots, "%d", N_BG + 1);
+    assert_int_equal(server_fixture_start(&fx, real_model(), "--max-sessions",
+                                          slots, "--threads", "1",
+                                          (const char *)NULL),
+                     0);
+    const int64_t bg_frames = 60 * RATE, frames = 4096;
+    float *bgx = fx_make_signal(RATE, 2, bg_frames, g.seed + 3);
+    float *x = fx_make_signal(RATE, 2, frames, g.seed + 2);
+    demix_proto_start st;
+    f32_start(&st);
+    fx_session bg[N_BG];
+    for (int i = 0; i < N_BG; i++) {
+        assert_int_equal(fx_session_open(&bg[i], fx.port, &st), 0);
+        assert_int_equal(fx_session_wait_ready(&bg[i]), 0);
+    }
+    int refused = 0, prev_open = 0;
+    fx_session prev;
+    for (int k = 0; k < 20; k++) {
+        for (int i = 0; i < N_BG; i++)
+            pump_background(&bg[i], bgx, bg_frames);
+        fx_session s;
+        assert_int_equal(fx_session_open(&s, fx.port, &st), 0);
+        if (fx_session_wait_ready(&s)) {
+            print_error("session %d was not admitted right after the "
+                        "previous close: %s\n",
+                        k, s.have_error ? s.error.message : "no error");
+            refused++;
+            fx_session_free(&s);
+            continue;
+        }
+        assert_int_equal(fx_session_send(&s, x, frames), 0);
+        for (int i = 0; i < N_BG; i++)
+            pump_background(&bg[i], bgx, bg_frames);
+        if (k % 2) {
+            /* a message with a wrong seq: bad_audio, close 1003 */
+            uint8_t bad[8 + 8] = {0xD1, 0x01, DEMIX_PROTO_CODEC_PCM_F32, 0,
+                                  9,    0,    0,    0};
+            assert_int_equal(wst_send_binary(s.c, bad, sizeof bad), 0);
+        } else {
+            assert_int_equal(fx_session_send_end(&s), 0);
+        }
+        /* Up to the close frame only: the next client comes at once. */
+        while (!s.closed)
+            assert_int_not_equal(fx_session_poll(&s, FX_TIMEOUT_MS), -1);
+        assert_int_equal(s.close_code, k % 2 ? 1003 : 1000);
+        assert_true(k % 2 || s.have_summary);
+        if (prev_open) {
+            assert_int_equal(fx_session_finish(&prev), 0);
+            fx_session_free(&prev);
+        }
+        prev = s;
+        prev_open = 1;
+    }
+    if (prev_open) {
+        assert_int_equal(fx_session_finish(&prev), 0);
+        fx_session_free(&prev);
+    }
+    print_message("%d of 20 immediate reconnects refused\n", refused);
+    assert_int_equal(refused, 0);
+    for (int i = 0; i < N_BG; i++) {
+        wst_abort(bg[i].c);
+        fx_session_free(&bg[i]);
+    }
+    free(x);
+    free(bgx);
+    assert_int_equal(server_fixture_stop(&fx), 0);
+}
+
+/* --------------------------------------------------- non-finite input */
+
+/* f32 frames with one poisoned sample at (frame, channel). */
+static void send_poisoned(fx_session *s, const float *x, int64_t frames,
+                          int64_t frame, int channel, float v)
+{
+    float *y = malloc((size_t)frames * 2 * sizeof *y);
+    assert_non_null(y);
+    memcpy(y, x, (size_t)frames * 2 * sizeof *y);
+    y[frame * 2 + channel] = v;
+    assert_int_equal(fx_session_send(s, y, frames), 0);
+    free(y);
+}
+
+static int stems_finite(const fx_session *s)
+{
+    for (int t = 0; t < 4; t++) {
+        const fx_track *tr = fx_session_track(s, t);
+        if (!tr)
+            return 0;
+        for (int64_t i = 0; i < tr->frames * 2; i++)
+            if (!isfinite(tr->x[i]))
+                return 0;
+    }
+    return 1;
+}
+
+/* NaN, infinities and samples beyond +-16 in pcm_f32: bad_audio naming
+ * the message and the sample, close 1003; a concurrent session's stems
+ * stay exactly its input; +-16 itself passes with finite stems. */
+static void test_non_finite_pcm_is_refused(void **state)
+{
+    (void)state;
+    server_fixture fx;
+    assert_int_equal(server_fixture_start(&fx, g.model, "--max-sessions", "4",
+                                          (const char *)NULL),
+                     0);
+    const int64_t frames = 2 * RATE, chunk = 2048;
+    float *x = fx_make_signal(RATE, 2, frames, g.seed + 4);
+    demix_proto_start st;
+    f32_start(&st);
+    fx_session good;
+    assert_int_equal(fx_session_open(&good, fx.port, &st), 0);
+    assert_int_equal(fx_session_wait_ready(&good), 0);
+    const float poison[] = {NAN, INFINITY, -INFINITY, 1e38f, -16.5f};
+    const int n_poison = (int)(sizeof poison / sizeof poison[0]);
+    for (int k = 0; k < n_poison; k++) {
+        /* more good audio, then one poisoned session */
+        int64_t end = (k + 1) * (frames / (n_poison + 1));
+        while (good.sent < end) {
+            int64_t n = end - good.sent < chunk ? end - good.sent : chunk;
+            assert_int_equal(fx_session_send(&good, x + good.sent * 2, n), 0);
+            while (fx_session_poll(&good, 0) == 1)
+                ;
+        }
+        fx_session bad;
+        assert_int_equal(fx_session_open(&bad, fx.port, &st), 0);
+        assert_int_equal(fx_session_wait_ready(&bad), 0);
+        assert_int_equal(fx_session_send(&bad, x, chunk), 0); /* seq 0 */
+        send_poisoned(&bad, x + chunk * 2, chunk, 100, 1, poison[k]);
+        assert_int_equal(fx_session_finish(&bad), 0);
+        assert_true(bad.have_error);
+        print_message("poison %g: %s '%s', close %d\n", (double)poison[k],
+                      demix_proto_code_name(bad.error.code), bad.error.message,
+                      bad.close_code);
+        assert_int_equal(bad.error.code, DEMIX_PROTO_ERR_BAD_AUDIO);
+        assert_non_null(strstr(bad.error.message, "Audio message 1"));
+        assert_non_null(strstr(bad.error.message, "frame 100, channel 1"));
+        assert_int_equal(bad.close_code, 1003);
+        /* whatever came out before the error is finite */
+        for (int t = 0; t < 4; t++) {
+            const fx_track *tr = fx_session_track(&bad, t);
+            for (int64_t i = 0; tr && i < tr->frames * 2; i++)
+                assert_true(isfinite(tr->x[i]));
+        }
+        fx_session_free(&bad);
+    }
+    /* At the limit: accepted, stems finite (and, identity model, equal). */
+    float *hot = malloc((size_t)chunk * 2 * sizeof *hot);
+    assert_non_null(hot);
+    for (int64_t i = 0; i < chunk * 2; i++)
+        hot[i] = i % 3 == 0 ? 16.0f : i % 3 == 1 ? -16.0f : 0.0f;
+    fx_session edge;
+    assert_int_equal(fx_session_open(&edge, fx.port, &st), 0);
+    assert_int_equal(fx_session_run(&edge, hot, chunk, chunk), 0);
+    assert_false(edge.have_error);
+    assert_true(stems_finite(&edge));
+    assert_true(demix_test_max_abs_diff(fx_session_track(&edge, 0)->x, hot,
+                                        (size_t)chunk * 2) <= 1e-3);
+    fx_session_free(&edge);
+    free(hot);
+
+    while (good.sent < frames) {
+        int64_t n = frames - good.sent < chunk ? frames - good.sent : chunk;
+        assert_int_equal(fx_session_send(&good, x + good.sent * 2, n), 0);
+        while (fx_session_poll(&good, 0) == 1)
+            ;
+    }
+    assert_int_equal(fx_session_send_end(&good), 0);
+    assert_int_equal(fx_session_finish(&good), 0);
+    assert_false(good.have_error);
+    assert_int_equal(good.close_code, 1000);
+    for (int t = 0; t < 4; t++) {
+        const fx_track *tr = fx_session_track(&good, t);
+        assert_int_equal(tr->frames, frames);
+        assert_true(demix_test_max_abs_diff(tr->x, x, (size_t)frames * 2) <=
+                    1e-5);
+    }
+    fx_session_free(&good);
+
+    /* The file API: a float WAV with a NaN is 400 bad_audio; the same file
+     * without it is separated. */
+    char path[600];
+    snprintf(path, sizeof path, "%s/poison.wav", g.dir);
+    const int64_t file_frames = RATE / 2;
+    float *y = malloc((size_t)file_frames * 2 * sizeof *y);
+    assert_non_null(y);
+    memcpy(y, x, (size_t)file_frames * 2 * sizeof *y);
+    for (int pass = 0; pass < 2; pass++) {
+        y[(file_frames - 7) * 2] = pass == 0 ? NAN : 0.25f;
+        demix_test_write_audio(path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, RATE, 2,
+                               y, file_frames);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        uint8_t *body = malloc((size_t)file_frames * 8 + 1024);
+        assert_non_null(body);
+        size_t len = fread(body, 1, (size_t)file_frames * 8 + 1024, f);
+        fclose(f);
+        wst_http_response r;
+        assert_int_equal(wst_http(fx.port, "POST", "/v1/separate?stems=vocals",
+                                  "audio/wav", body, len, &r, FX_TIMEOUT_MS),
+                         0);
+        print_message("file API, %s: %d %.200s\n",
+                      pass == 0 ? "NaN" : "clean", r.status,
+                      r.status == 200 ? "(zip)" : (const char *)r.body);
+        if (pass == 0) {
+            assert_int_equal(r.status, 400);
+            assert_non_null(strstr((const char *)r.body, "bad_audio"));
+            char where[64];
+            snprintf(where, sizeof where, "Sample %lld of channel 0 is NaN",
+                     (long long)(file_frames - 7));
+            assert_non_null(strstr((const char *)r.body, where));
+        } else {
+            assert_int_equal(r.status, 200);
+        }
+        wst_http_response_free(&r);
+        free(body);
+    }
+    free(y);
+    free(x);
+    assert_int_equal(server_fixture_stop(&fx), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slot_is_back_before_the_close),
+        cmocka_unit_test(test_silent_started_session_times_out),
+        cmocka_unit_test(test_trickling_session_is_not_cut),
+        cmocka_unit_test(test_non_finite_pcm_is_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
