@@ -132,6 +132,8 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_TIMER:
         if (c && c->session)
             demixd_session_timer(c->session);
+        else if (c && c->http)
+            demixd_http_timer(c->http);
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (c && c->session) {

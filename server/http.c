@@ -384,6 +384,11 @@ complete:
     return 0;
 }
 
+void demixd_http_timer(demixd_http *h)
+{
+    demixd__fileapi_timer(h);
+}
+
 void demixd_http_closed(demixd_http *h)
 {
     http_free(h);

@@ -68,6 +68,9 @@ void demixd_options_usage(FILE *out)
         "      --max-file-seconds N  file API duration limit, 1..86400\n"
         "                         (default 1200)\n"
         "      --file-jobs N      file API jobs at once, 1..64 (default 2)\n"
+        "      --min-upload-rate B  file API uploads slower than B bytes per\n"
+        "                         second over any 5 s get 408, 0..1073741824\n"
+        "                         (default 16384; 0: no limit)\n"
         "      --opus-complexity N  Opus encoder complexity of the sessions'\n"
         "                         output, 0..10 (default 10); lower takes\n"
         "                         less CPU per session\n"
@@ -199,6 +202,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->file_jobs = 2;
     o->opus_complexity = 10;
     o->idle_timeout_s = 30;
+    o->min_upload_rate = 16384;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
@@ -298,6 +302,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))
                 return -1;
             o->opus_complexity = (int)n;
+        } else if ((r = option(argc, argv, &i, "--min-upload-rate", NULL,
+                               &v))) {
+            if (r < 0 || whole("--min-upload-rate", v, 0, 1L << 30, &n))
+                return -1;
+            o->min_upload_rate = n;
         } else if ((r = option(argc, argv, &i, "--idle-timeout", NULL,
                                &v))) {
             if (r < 0 || whole("--idle-timeout", v, 0, 86400, &n))

@@ -6,6 +6,7 @@
  *          [--service-threads N] [--device N] [--opus-complexity N]
  *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
  *          [--file-jobs N] [--tokens FILE] [--idle-timeout S]
+ *          [--min-upload-rate B]
  *          [--log-level error|warn|info|debug]
  *
  * Defaults are filled by demixd_options_parse: the model is $DEMIX_MODEL,
@@ -43,6 +44,7 @@ typedef struct demixd_options {
     int file_jobs;                   /* file API jobs running at once */
     int opus_complexity;             /* the sessions' Opus encoders, 0..10 */
     int idle_timeout_s; /* a started session with no traffic; 0: never */
+    long min_upload_rate; /* file API bytes per second; 0: no limit */
     int service_threads; /* 0: one per CPU the engine does not use */
     int device;          /* CUDA device index */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */

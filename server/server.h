@@ -187,6 +187,8 @@ int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
 int demixd_http_body(demixd_http *h, const void *in, size_t len);
 int demixd_http_body_done(demixd_http *h);
 int demixd_http_writeable(demixd_http *h);
+/* LWS_CALLBACK_TIMER: an upload's rate window is over. */
+void demixd_http_timer(demixd_http *h);
 void demixd_http_closed(demixd_http *h);
 /* Wake-up: requests whose job finished get their response started. */
 void demixd_http_wake(demixd_service *svc);

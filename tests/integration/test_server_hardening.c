@@ -9,6 +9,8 @@
  *   - after a session's close (clean, or after an error) the slot is back
  *     before the close frame arrives: a client that reconnects at once is
  *     admitted, every time, on a one-slot server;
+ *   - a file upload that dribbles (one byte per 100 ms) or stalls gets 408
+ *     `timeout` under --min-upload-rate and gives its file slot back;
  *   - pcm_f32 input with NaN, infinities or samples beyond +-16 gets
  *     `bad_audio` (close 1003) naming the message and the sample, while a
  *     concurrent session streams on, its stems still exactly its input;
@@ -20,11 +22,16 @@
  */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audio_files.h"
 #include "server_fixture.h"
@@ -407,6 +414,139 @@ static void test_non_finite_pcm_is_refused(void **state)
     assert_int_equal(server_fixture_stop(&fx), 0);
 }
 
+/* ------------------------------------------------------ slow uploads */
+
+static int tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Read what the server answers until it closes (or the liveness bound);
+ * NUL-terminated into out. */
+static void read_answer(int fd, char *out, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    double until = now_ms() + timeout_ms;
+    while (n + 1 < cap && now_ms() < until) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t k = recv(fd, out + n, cap - 1 - n, 0);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    out[n] = '\0';
+}
+
+/* POST headers announcing 100000 bytes, then `per_tick` bytes every 100
+ * ms (0: nothing) until the server answers. The answer, in out. */
+static void slow_upload(int port, int per_tick, char *out, size_t cap)
+{
+    int fd = tcp_connect(port);
+    const char *hdr = "POST /v1/separate HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Type: audio/wav\r\nContent-Length: 100000\r\n"
+                      "\r\n";
+    assert_true(send(fd, hdr, strlen(hdr), MSG_NOSIGNAL) ==
+                (ssize_t)strlen(hdr));
+    out[0] = '\0';
+    double until = now_ms() + FX_TIMEOUT_MS;
+    while (now_ms() < until) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) > 0) {
+            read_answer(fd, out, cap, 5000);
+            break;
+        }
+        if (per_tick > 0) {
+            char b[64] = {0};
+            if (send(fd, b, (size_t)per_tick, MSG_NOSIGNAL) < 0)
+                break;
+        }
+    }
+    close(fd);
+}
+
+/* --file-jobs 1 --min-upload-rate 1000: a dribbling upload holds the one
+ * file slot (a second upload is 503 busy) until it gets 408 timeout; then
+ * the slot is free; a stalled upload gets 408 as well. */
+static void test_slow_upload_gets_408(void **state)
+{
+    (void)state;
+    server_fixture fx;
+    assert_int_equal(server_fixture_start(&fx, g.model, "--file-jobs", "1",
+                                          "--min-upload-rate", "1000",
+                                          (const char *)NULL),
+                     0);
+    /* The dribbler: connect and send its headers and a first byte. */
+    int fd = tcp_connect(fx.port);
+    const char *hdr = "POST /v1/separate HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Type: audio/wav\r\nContent-Length: 100000\r\n"
+                      "\r\nR";
+    assert_true(send(fd, hdr, strlen(hdr), MSG_NOSIGNAL) ==
+                (ssize_t)strlen(hdr));
+    /* While it dribbles, the slot is taken. */
+    int busy = 0;
+    for (int k = 0; k < 100 && !busy; k++) {
+        wst_http_response r;
+        assert_int_equal(wst_http(fx.port, "POST", "/v1/separate", "audio/wav",
+                                  "RIFF", 4, &r, FX_TIMEOUT_MS),
+                         0);
+        busy = r.status == 503;
+        wst_http_response_free(&r);
+        if (!busy) {
+            struct timespec ts = {0, 20000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(busy);
+    char answer[4096] = "";
+    double until = now_ms() + FX_TIMEOUT_MS;
+    while (now_ms() < until) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) > 0) {
+            read_answer(fd, answer, sizeof answer, 5000);
+            break;
+        }
+        send(fd, "x", 1, MSG_NOSIGNAL);
+    }
+    close(fd);
+    print_message("dribbling upload: %.200s\n", answer);
+    assert_non_null(strstr(answer, "HTTP/1.1 408"));
+    assert_non_null(strstr(answer, "\"timeout\""));
+    /* The slot is back: a real upload is separated. */
+    const int64_t frames = RATE / 4;
+    float *x = fx_make_signal(RATE, 2, frames, g.seed + 6);
+    char path[600];
+    snprintf(path, sizeof path, "%s/upload.wav", g.dir);
+    demix_test_write_audio(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, RATE, 2, x,
+                           frames);
+    free(x);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static uint8_t body[RATE * 4 + 1024];
+    size_t len = fread(body, 1, sizeof body, f);
+    fclose(f);
+    wst_http_response r;
+    assert_int_equal(wst_http(fx.port, "POST", "/v1/separate?stems=vocals",
+                              "audio/wav", body, len, &r, FX_TIMEOUT_MS),
+                     0);
+    assert_int_equal(r.status, 200);
+    wst_http_response_free(&r);
+    /* Stalled after the headers: 408 too. */
+    slow_upload(fx.port, 0, answer, sizeof answer);
+    print_message("stalled upload: %.200s\n", answer);
+    assert_non_null(strstr(answer, "HTTP/1.1 408"));
+    assert_int_equal(server_fixture_stop(&fx), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_silent_started_session_times_out),
         cmocka_unit_test(test_trickling_session_is_not_cut),
         cmocka_unit_test(test_non_finite_pcm_is_refused),
+        cmocka_unit_test(test_slow_upload_gets_408),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
