@@ -108,6 +108,11 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         return svc->stopping ? -1 : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (demixd_http_header_bytes(wsi) > DEMIXD_MAX_HEADER_BYTES) {
+            if (lws_return_http_status(wsi, 431, NULL))
+                return -1;
+            return 1;
+        }
         /* A WebSocket upgrade elsewhere than /v1/stream: answer 404 (the
          * filter below would only hang up). */
         if (filter_ws(svc, wsi)) {

@@ -105,6 +105,8 @@ static struct lws_context *make_context(demixd_service *svc)
     info.pt_serv_buf_size = 32768;
     info.server_string = "demixd";
     info.timeout_secs = 30;
+    info.headers = demixd_http_security_headers();
+    info.max_http_header_data = DEMIXD_LWS_HEADER_BYTES;
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx)
         return NULL;
@@ -207,6 +209,9 @@ int demixd_services_init(demixd *d, int count)
 
 static void lws_log(int level, const char *line)
 {
+    /* a client's fault (headers over lws's space), not the server's */
+    if (level == LLL_ERR && strstr(line, "Ran out of header data space"))
+        level = LLL_NOTICE;
     char q[512];
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))

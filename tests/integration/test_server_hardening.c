@@ -11,6 +11,10 @@
  *     admitted, every time, on a one-slot server;
  *   - a file upload that dribbles (one byte per 100 ms) or stalls gets 408
  *     `timeout` under --min-upload-rate and gives its file slot back;
+ *   - responses lws writes itself (403 for TRACE, an unknown method) carry
+ *     the security headers of demixd's own;
+ *   - a request whose URI and headers pass 8192 bytes gets 431 (HTTP and
+ *     WebSocket upgrade alike), one below passes;
  *   - pcm_f32 input with NaN, infinities or samples beyond +-16 gets
  *     `bad_audio` (close 1003) naming the message and the sample, while a
  *     concurrent session streams on, its stems still exactly its input;
@@ -540,11 +544,92 @@ static void test_slow_upload_gets_408(void **state)
                      0);
     assert_int_equal(r.status, 200);
     wst_http_response_free(&r);
-    /* Stalled after the headers: 408 too. */
-    slow_upload(fx.port, 0, answer, sizeof answer);
+    /* Stalled after the headers: 408 too (the job's file slot comes back
+     * once the scheduler closed its engine slot: 503 busy until then). */
+    for (int k = 0; k < 100; k++) {
+        slow_upload(fx.port, 0, answer, sizeof answer);
+        if (!strstr(answer, "HTTP/1.1 503"))
+            break;
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
     print_message("stalled upload: %.200s\n", answer);
     assert_non_null(strstr(answer, "HTTP/1.1 408"));
     assert_int_equal(server_fixture_stop(&fx), 0);
+}
+
+/* ------------------------------------------------------ HTTP answers */
+
+static void assert_security_headers(const wst_http_response *r)
+{
+    char v[512];
+    assert_int_equal(wst_http_header(r, "X-Content-Type-Options", v, sizeof v),
+                     0);
+    assert_string_equal(v, "nosniff");
+    assert_int_equal(wst_http_header(r, "X-Frame-Options", v, sizeof v), 0);
+    assert_string_equal(v, "DENY");
+    assert_int_equal(wst_http_header(r, "Referrer-Policy", v, sizeof v), 0);
+    assert_int_equal(
+        wst_http_header(r, "Content-Security-Policy", v, sizeof v), 0);
+    assert_non_null(strstr(v, "default-src 'self'"));
+}
+
+static void test_lws_answers_carry_security_headers(void **state)
+{
+    (void)state;
+    const char *methods[] = {"TRACE", "FOO", "GET"};
+    for (int i = 0; i < 3; i++) {
+        wst_http_response r;
+        wst_http(g.one.port, methods[i], "/", NULL, NULL, 0, &r, FX_TIMEOUT_MS);
+        print_message("%s /: %d\n", methods[i], r.status);
+        assert_true(r.status > 0);
+        assert_security_headers(&r);
+        wst_http_response_free(&r);
+    }
+}
+
+/* One raw request (request line + headers, a Cookie of cookie_bytes);
+ * the answer until the server closes, in out. */
+static void raw_request(int port, const char *head, int cookie_bytes,
+                        char *out, size_t cap)
+{
+    size_t hn = strlen(head);
+    char *req = malloc(hn + (size_t)cookie_bytes + 64);
+    assert_non_null(req);
+    memcpy(req, head, hn);
+    int n = (int)hn + sprintf(req + hn, "Connection: close\r\nCookie: ");
+    memset(req + n, 'a', (size_t)cookie_bytes);
+    memcpy(req + n + cookie_bytes, "\r\n\r\n", 4);
+    int fd = tcp_connect(port);
+    assert_true(send(fd, req, (size_t)n + (size_t)cookie_bytes + 4,
+                     MSG_NOSIGNAL) > 0);
+    read_answer(fd, out, cap, FX_TIMEOUT_MS);
+    close(fd);
+    free(req);
+}
+
+static void test_large_headers_get_431(void **state)
+{
+    (void)state;
+    static char answer[16384];
+    const char *get = "GET /v1/health HTTP/1.1\r\nHost: x\r\n";
+    raw_request(g.one.port, get, 6000, answer, sizeof answer);
+    print_message("GET with a 6000-byte cookie: %.15s\n", answer);
+    assert_non_null(strstr(answer, "HTTP/1.1 200"));
+    raw_request(g.one.port, get, 9000, answer, sizeof answer);
+    print_message("GET with a 9000-byte cookie: %.15s ... %s\n", answer,
+                  strstr(answer, "\r\n\r\n") ? strstr(answer, "\r\n\r\n") + 4
+                                             : "");
+    assert_non_null(strstr(answer, "HTTP/1.1 431"));
+    assert_non_null(strstr(answer, "headers_too_large"));
+    assert_non_null(strstr(answer, "x-content-type-options: nosniff"));
+    /* The same on a WebSocket upgrade: no session, 431. */
+    const char *up = "GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: "
+                     "websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+                     "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    raw_request(g.one.port, up, 9000, answer, sizeof answer);
+    print_message("upgrade with a 9000-byte cookie: %.15s\n", answer);
+    assert_non_null(strstr(answer, " 431 "));
 }
 
 int main(void)
@@ -555,6 +640,8 @@ int main(void)
         cmocka_unit_test(test_trickling_session_is_not_cut),
         cmocka_unit_test(test_non_finite_pcm_is_refused),
         cmocka_unit_test(test_slow_upload_gets_408),
+        cmocka_unit_test(test_lws_answers_carry_security_headers),
+        cmocka_unit_test(test_large_headers_get_431),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
