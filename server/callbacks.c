@@ -88,6 +88,35 @@ static void on_wake(demixd_service *svc)
         svc->exit_loop = 1;
 }
 
+/* --allow-origin: 1 when the upgrade's Origin is not listed. An upgrade
+ * without Origin is not a browser's (browsers always send it) and passes:
+ * the list protects browsers' users from other sites' pages, tokens
+ * protect the server. */
+static int origin_refused(demixd_service *svc, struct lws *wsi)
+{
+    const char *list = svc->d->opt.allow_origin;
+    char origin[512];
+    if (!list[0])
+        return 0;
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return 0;
+    if (n >= (int)sizeof origin ||
+        lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) < 0)
+        return 1;
+    size_t len = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t k = e ? (size_t)(e - p) : strlen(p);
+        if (k == len && !strncmp(p, origin, k))
+            return 0;
+        p += k + (e ? 1 : 0);
+    }
+    demixd_log(DEMIXD_LOG_INFO, "ws_refused", "reason=origin thread=%d",
+               svc->index);
+    return 1;
+}
+
 /* Accept the upgrade on the stream path only. */
 static int filter_ws(demixd_service *svc, struct lws *wsi)
 {
@@ -111,6 +140,16 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         return svc->stopping ? -1 : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (demixd_http_header_bytes(wsi) > DEMIXD_MAX_HEADER_BYTES) {
+            if (lws_return_http_status(wsi, 431, NULL))
+                return -1;
+            return 1;
+        }
+        if (origin_refused(svc, wsi)) {
+            if (lws_return_http_status(wsi, 403, NULL))
+                return -1;
+            return 1;
+        }
         /* A WebSocket upgrade elsewhere than /v1/stream: answer 404 (the
          * filter below would only hang up). */
         if (filter_ws(svc, wsi)) {
@@ -120,7 +159,7 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return filter_ws(svc, wsi);
+        return filter_ws(svc, wsi) || origin_refused(svc, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         if (!c)
             return -1;
@@ -135,6 +174,8 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_TIMER:
         if (c && c->session)
             demixd_session_timer(c->session);
+        else if (c && c->http)
+            demixd_http_timer(c->http);
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (c && c->session) {

@@ -15,6 +15,10 @@
  *   400 unknown_stem  a stem the model does not have
  *   400 bad_audio     empty body, or not audio the server reads (worker)
  *   400 too_long      over --max-file-seconds (worker)
+ *   408 timeout       the body came slower than --min-upload-rate bytes
+ *                     per second over one of its UPLOAD_WINDOW_S windows
+ *                     (a dribbling or stalled client would hold a file
+ *                     slot for ever); the connection is closed
  *   411 length_required  no Content-Length (lws 4.1 does not decode a
  *                     chunked request body); the connection is closed
  *   413 too_large     Content-Length over --max-file-mb; the connection is
@@ -37,6 +41,7 @@
 #include "log.h"
 
 #define ARG_BYTES 512
+#define UPLOAD_WINDOW_S 5 /* the upload rate is checked over each window */
 /* "Bearer " + the longest token + some blanks: anything longer is wrong */
 #define AUTH_HEADER_BYTES (DEMIX_PROTO_TOKEN_MAX_BYTES + 64)
 
@@ -82,7 +87,7 @@ static int reject(demixd_http *h, int status, const char *code, const char *msg)
     }
     free(h->buf);
     h->buf = NULL;
-    if (status == 413 || status == 411 || status == 401)
+    if (status == 413 || status == 411 || status == 401 || status == 408)
         h->close_after = 1;
     return demixd__http_error(h, status, code, "%s", msg);
 }
@@ -258,7 +263,31 @@ int demixd__fileapi_begin(demixd_http *h)
         return reject(h, 500, "internal", "Out of memory.");
     h->upload = 1;
     snprintf(h->rq.id, sizeof h->rq.id, "%s", h->id);
+    h->window_bytes = 0;
+    if (d->opt.min_upload_rate > 0)
+        lws_set_timer_usecs(wsi, (lws_usec_t)UPLOAD_WINDOW_S * 1000000);
     return 0;
+}
+
+void demixd__fileapi_timer(demixd_http *h)
+{
+    if (!h->upload || h->rejecting || !h->buf)
+        return;
+    const long rate = h->d->opt.min_upload_rate;
+    if ((long long)h->window_bytes >= (long long)rate * UPLOAD_WINDOW_S) {
+        h->window_bytes = 0;
+        lws_set_timer_usecs(h->wsi, (lws_usec_t)UPLOAD_WINDOW_S * 1000000);
+        return;
+    }
+    demixd_log(DEMIXD_LOG_INFO, "upload_too_slow",
+               "req=%s bytes=%zu of=%zu window_bytes=%zu window_s=%d", h->id,
+               h->len, h->cap, h->window_bytes, UPLOAD_WINDOW_S);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "The upload is slower than %ld bytes per second; send the file "
+             "faster.",
+             rate);
+    reject(h, 408, "timeout", msg);
 }
 
 int demixd__fileapi_body(demixd_http *h, const void *in, size_t len)
@@ -287,6 +316,7 @@ int demixd__fileapi_body(demixd_http *h, const void *in, size_t len)
     }
     memcpy(h->buf + h->len, in, len);
     h->len += len;
+    h->window_bytes += len;
     return 0;
 }
 
@@ -295,6 +325,7 @@ int demixd__fileapi_done(demixd_http *h)
     if (h->rejecting || !h->buf)
         return 0;
     h->upload = 0;
+    lws_set_timer_usecs(h->wsi, LWS_SET_TIMER_USEC_CANCEL);
     if (h->len == 0)
         return reject(h, 400, "bad_audio",
                       "The body is empty: send the "

@@ -35,6 +35,7 @@
 
 #include "log.h"
 #include "resample.h"
+#include "sample_check.h"
 #include "separate_signal.h"
 #include "lane.h"
 
@@ -386,6 +387,20 @@ static int separate(demixd_job *j, SNDFILE *in, const SF_INFO *info)
         if (!finished && !separate_signal_hop_ready(sig)) {
             sf_count_t n = sf_readf_float(in, buf, READ_FRAMES);
             if (n > 0) {
+                const size_t ch = (size_t)j->ch;
+                size_t bad = demixd_first_bad_sample(buf, (size_t)n * ch);
+                if (bad < (size_t)n * ch) {
+                    char v[32];
+                    fail(j, 400, "bad_audio",
+                         "Sample %lld of channel %d is %s; samples must be "
+                         "finite and within [-%g, %g].",
+                         (long long)(frames_read + (int64_t)(bad / ch)),
+                         (int)(bad % ch),
+                         demixd_sample_text(buf[bad], v, sizeof v),
+                         (double)DEMIXD_SAMPLE_LIMIT,
+                         (double)DEMIXD_SAMPLE_LIMIT);
+                    goto out;
+                }
                 frames_read += n;
                 if (frames_read > max_frames) {
                     fail(j, 400, "too_long",

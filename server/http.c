@@ -23,9 +23,11 @@
  *   GET  /anything      a file under web/ (static_files.h), else 404
  *   other methods       405
  *
- * Every response carries X-Content-Type-Options: nosniff and a strict
+ * Every response carries X-Content-Type-Options: nosniff, a strict
  * Content-Security-Policy (default-src 'self'; connect-src 'self' ws: wss:;
- * no inline script, no framing), and API responses Cache-Control: no-store.
+ * no inline script, no framing), Referrer-Policy and X-Frame-Options, also
+ * those lws writes itself (the vhost's headers, demixd_http_security_
+ * headers); API responses add Cache-Control: no-store.
  *
  * Thread context: the request's service thread.
  */
@@ -58,13 +60,22 @@ static int add_header(struct lws *wsi, const char *name, const char *value,
                                        (int)strlen(value), p, end);
 }
 
-static int add_security_headers(struct lws *wsi, unsigned char **p,
-                                unsigned char *end)
+/* The security headers of every response, demixd's own and those lws
+ * writes itself (403 for a method or path it refuses, ...): lws adds a
+ * vhost's `headers` in lws_add_http_header_status, which every response
+ * goes through (service.c gives it this list). */
+static const struct lws_protocol_vhost_options sec_xfo = {
+    NULL, NULL, "x-frame-options:", "DENY"};
+static const struct lws_protocol_vhost_options sec_ref = {
+    &sec_xfo, NULL, "referrer-policy:", "no-referrer"};
+static const struct lws_protocol_vhost_options sec_csp = {
+    &sec_ref, NULL, "content-security-policy:", CSP};
+static const struct lws_protocol_vhost_options sec_nosniff = {
+    &sec_csp, NULL, "x-content-type-options:", "nosniff"};
+
+const struct lws_protocol_vhost_options *demixd_http_security_headers(void)
 {
-    return add_header(wsi, "x-content-type-options:", "nosniff", p, end) ||
-           add_header(wsi, "content-security-policy:", CSP, p, end) ||
-           add_header(wsi, "referrer-policy:", "no-referrer", p, end) ||
-           add_header(wsi, "x-frame-options:", "DENY", p, end);
+    return &sec_nosniff;
 }
 
 int demixd__http_respond(demixd_http *h, int status, const char *ctype,
@@ -236,8 +247,7 @@ static int static_file(demixd_http *h, const char *uri)
     if (st)
         return demixd__http_error(h, 404, "not_found", "No such file.");
     unsigned char hdr[1024], *p = hdr, *end = hdr + sizeof hdr;
-    if (add_security_headers(h->wsi, &p, end) ||
-        add_header(h->wsi, "cache-control:", "no-cache", &p, end))
+    if (add_header(h->wsi, "cache-control:", "no-cache", &p, end))
         return -1;
     int n = lws_serve_http_file(h->wsi, path, demixd_static_mime(path),
                                 (const char *)hdr, (int)(p - hdr));
@@ -251,6 +261,17 @@ static void http_free(demixd_http *h)
     demixd__fileapi_free(h);
     free(h->body);
     free(h);
+}
+
+size_t demixd_http_header_bytes(struct lws *wsi)
+{
+    size_t n = 0;
+    for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
+        int k = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+        if (k > 0)
+            n += (size_t)k;
+    }
+    return n;
 }
 
 int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
@@ -280,6 +301,13 @@ int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
                                   "The path is not allowed.");
     demixd_log(DEMIXD_LOG_DEBUG, "http_request", "req=%s method=%d uri=%s",
                h->id, method, uri);
+    if (demixd_http_header_bytes(wsi) > DEMIXD_MAX_HEADER_BYTES) {
+        h->close_after = 1;
+        return demixd__http_error(h, 431, "headers_too_large",
+                                  "The request's headers are larger than %d "
+                                  "bytes.",
+                                  DEMIXD_MAX_HEADER_BYTES);
+    }
     /* The probes answer during shutdown too: live stays 200 while the
      * process serves, ready says why it is not. */
     if (method == LWSHUMETH_GET && !strcmp(uri, "/v1/health/live"))
@@ -333,7 +361,6 @@ int demixd_http_writeable(demixd_http *h)
         uint64_t len = h->zip ? h->zip->total_bytes : h->body_len;
         if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->ctype,
                                         (lws_filepos_t)len, &p, end) ||
-            add_security_headers(wsi, &p, end) ||
             add_header(wsi, "cache-control:", "no-store", &p, end) ||
             (h->disposition[0] && add_header(wsi, "content-disposition:",
                                              h->disposition, &p, end)) ||
@@ -385,6 +412,11 @@ complete:
     if (lws_http_transaction_completed(wsi))
         return -1;
     return 0;
+}
+
+void demixd_http_timer(demixd_http *h)
+{
+    demixd__fileapi_timer(h);
 }
 
 void demixd_http_closed(demixd_http *h)

@@ -46,6 +46,7 @@ struct demixd_http {
     int rejecting; /* a response is set: discard the body */
     uint8_t *buf;
     size_t len, cap, limit;
+    size_t window_bytes; /* received in the current rate window */
     int reserved; /* holds a FILE reservation of the scheduler */
     demixd_job_request rq;
     demixd_job *job;
@@ -64,6 +65,8 @@ int demixd__fileapi_body(demixd_http *h, const void *in, size_t len);
 int demixd__fileapi_done(demixd_http *h);
 /* The job ended: start the ZIP or error response. */
 void demixd__fileapi_finished(demixd_http *h);
+/* The upload's rate window is over (LWS_CALLBACK_TIMER). */
+void demixd__fileapi_timer(demixd_http *h);
 void demixd__fileapi_free(demixd_http *h);
 
 #endif /* DEMIXD_HTTP_IMPL_H */

@@ -36,6 +36,28 @@ int demixd_listener_open(const char *host, int port, int *fd, int *bound_port,
                  gai_strerror(gai));
         return DEMIX_EARG;
     }
+    /* Every demixd socket of the port has SO_REUSEPORT, so a second
+     * demixd of the same user would join the port quietly and take half
+     * its connections: before the first socket, a plain probe must be
+     * able to bind it. */
+    if (bound_port && port != 0) {
+        int probe = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                           ai->ai_protocol);
+        int one_ = 1;
+        if (probe >= 0 &&
+            !setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one_, sizeof one_) &&
+            bind(probe, ai->ai_addr, ai->ai_addrlen) && errno == EADDRINUSE) {
+            close(probe);
+            freeaddrinfo(ai);
+            snprintf(err, err_cap,
+                     "%s:%d: address already in use (another demixd?), try "
+                     "--port",
+                     host, port);
+            return DEMIX_EIO;
+        }
+        if (probe >= 0)
+            close(probe);
+    }
     int s = socket(ai->ai_family,
                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    ai->ai_protocol);
@@ -55,8 +77,14 @@ int demixd_listener_open(const char *host, int port, int *fd, int *bound_port,
     }
     freeaddrinfo(ai);
     if (call) {
-        snprintf(err, err_cap, "%s %s:%d: %s", call, host, port,
-                 strerror(errno));
+        if (errno == EADDRINUSE)
+            snprintf(err, err_cap,
+                     "%s:%d: address already in use (another demixd?), try "
+                     "--port",
+                     host, port);
+        else
+            snprintf(err, err_cap, "%s %s:%d: %s", call, host, port,
+                     strerror(errno));
         if (s >= 0)
             close(s);
         return DEMIX_EIO;

@@ -69,6 +69,9 @@ void demixd_options_usage(FILE *out)
         "      --max-file-seconds N  file API duration limit, 1..86400\n"
         "                         (default 1200)\n"
         "      --file-jobs N      file API jobs at once, 1..64 (default 2)\n"
+        "      --min-upload-rate B  file API uploads slower than B bytes per\n"
+        "                         second over any 5 s get 408, 0..1073741824\n"
+        "                         (default 16384; 0: no limit)\n"
         "      --opus-complexity N  Opus encoder complexity of the sessions'\n"
         "                         output, 0..10 (default 10); lower takes\n"
         "                         less CPU per session\n"
@@ -77,6 +80,19 @@ void demixd_options_usage(FILE *out)
         "                         file API client (default:\n"
         "                         $DEMIXD_TOKENS_FILE; none: every client is\n"
         "                         accepted)\n"
+        "      --tls-cert FILE    serve TLS (wss://, https://) on the port with\n"
+        "                         this PEM certificate (chain); needs\n"
+        "                         --tls-key\n"
+        "      --tls-key FILE     the certificate's PEM private key\n"
+        "      --allow-origin LIST  WebSocket upgrades whose Origin header is\n"
+        "                         not one of LIST (comma-separated, e.g.\n"
+        "                         https://demix.example) get 403; requests\n"
+        "                         without Origin (not browsers) pass\n"
+        "                         (default: every origin)\n"
+        "      --idle-timeout S   end a started session (error timeout)\n"
+        "                         after S seconds in which nothing was\n"
+        "                         received from its client nor taken by it,\n"
+        "                         0..86400 (default 30; 0: never)\n"
         "      --log-level L      error, warn, info (default) or debug\n"
         "  -h, --help             this text\n"
         "      --version          the version\n",
@@ -195,6 +211,8 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->max_file_seconds = 1200;
     o->file_jobs = 2;
     o->opus_complexity = 10;
+    o->idle_timeout_s = 30;
+    o->min_upload_rate = 16384;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
@@ -294,6 +312,43 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))
                 return -1;
             o->opus_complexity = (int)n;
+        } else if ((r = option(argc, argv, &i, "--tls-cert", NULL, &v)) ||
+                   (r = option(argc, argv, &i, "--tls-key", NULL, &v))) {
+            int cert = !strncmp(a, "--tls-cert", 10);
+            char *dst = cert ? o->tls_cert : o->tls_key;
+            if (r < 0)
+                return -1;
+            if (!v[0] || strlen(v) >= DEMIXD_PATH_BYTES) {
+                fprintf(stderr, "demixd: %s wants a file name\n",
+                        cert ? "--tls-cert" : "--tls-key");
+                return -1;
+            }
+            if (access(v, R_OK)) {
+                fprintf(stderr, "demixd: %s %s: %s\n",
+                        cert ? "--tls-cert" : "--tls-key", v, strerror(errno));
+                return -1;
+            }
+            snprintf(dst, DEMIXD_PATH_BYTES, "%s", v);
+        } else if ((r = option(argc, argv, &i, "--allow-origin", NULL,
+                               &v))) {
+            if (r < 0)
+                return -1;
+            if (!v[0] || strlen(v) >= sizeof o->allow_origin) {
+                fprintf(stderr, "demixd: --allow-origin wants origins such "
+                                "as https://host:port\n");
+                return -1;
+            }
+            snprintf(o->allow_origin, sizeof o->allow_origin, "%s", v);
+        } else if ((r = option(argc, argv, &i, "--min-upload-rate", NULL,
+                               &v))) {
+            if (r < 0 || whole("--min-upload-rate", v, 0, 1L << 30, &n))
+                return -1;
+            o->min_upload_rate = n;
+        } else if ((r = option(argc, argv, &i, "--idle-timeout", NULL,
+                               &v))) {
+            if (r < 0 || whole("--idle-timeout", v, 0, 86400, &n))
+                return -1;
+            o->idle_timeout_s = (int)n;
         } else if ((r = option(argc, argv, &i, "--tokens", NULL, &v))) {
             if (r < 0)
                 return -1;
@@ -317,6 +372,10 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             fprintf(stderr, "demixd: unknown argument '%s' (see --help)\n", a);
             return -1;
         }
+    }
+    if (!o->tls_cert[0] != !o->tls_key[0]) {
+        fprintf(stderr, "demixd: --tls-cert and --tls-key go together\n");
+        return -1;
     }
     demixd_log_set_level(o->log_level);
     if (!have_model)

@@ -5,7 +5,9 @@
  *          [--threads N] [--host H] [--port P] [--max-sessions N]
  *          [--service-threads N] [--device N] [--opus-complexity N]
  *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
- *          [--file-jobs N] [--tokens FILE]
+ *          [--file-jobs N] [--tokens FILE] [--idle-timeout S]
+ *          [--min-upload-rate B] [--tls-cert FILE --tls-key FILE]
+ *          [--allow-origin ORIGIN[,ORIGIN...]]
  *          [--log-level error|warn|info|debug]
  *
  * Defaults are filled by demixd_options_parse: the model is $DEMIX_MODEL,
@@ -42,6 +44,11 @@ typedef struct demixd_options {
     int max_file_seconds;            /* audio duration limit of the file API */
     int file_jobs;                   /* file API jobs running at once */
     int opus_complexity;             /* the sessions' Opus encoders, 0..10 */
+    int idle_timeout_s; /* a started session with no traffic; 0: never */
+    long min_upload_rate; /* file API bytes per second; 0: no limit */
+    char tls_cert[DEMIXD_PATH_BYTES]; /* PEM; "" (with tls_key ""): no TLS */
+    char tls_key[DEMIXD_PATH_BYTES];
+    char allow_origin[1024]; /* comma-separated Origins; "": any */
     int service_threads; /* 0: one per CPU the engine does not use */
     int device;          /* CUDA device index */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */

@@ -112,6 +112,10 @@ typedef struct demixd {
     /* any thread */
     atomic_int stop_requested;
     atomic_int open_sessions; /* WebSocket connections, every thread */
+    /* sessions holding a live stream they have not released; the
+     * scheduler's live count minus this is the released slots it has not
+     * returned yet (session.c waits for them before a close) */
+    atomic_int live_held;
 } demixd;
 
 /* Per-connection data lws allocates for protocol "demix.v1" (HTTP and WS
@@ -122,6 +126,13 @@ typedef struct demixd_conn {
 } demixd_conn;
 
 #define DEMIXD_SHUTDOWN_GRACE_S 5 /* live sessions get this long to flush */
+/* A request's URI and the values of the headers lws knows (Cookie,
+ * Authorization, ...) together: larger is 431 (http.c, callbacks.c).
+ * lws keeps a request's headers, those it does not know included, in
+ * DEMIXD_LWS_HEADER_BYTES; lws 4.1 closes a request that does not fit
+ * there without an answer (docs/server.md). */
+#define DEMIXD_MAX_HEADER_BYTES 8192
+#define DEMIXD_LWS_HEADER_BYTES 16384
 
 /* ------------------------------------------------------------ service.c */
 
@@ -155,6 +166,9 @@ void demixd_wake_all(demixd *d);
  * session.c and HTTP reasons to http.c. The context's service thread. */
 int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len);
+/* The bytes of a request's URI and known headers (431 beyond
+ * DEMIXD_MAX_HEADER_BYTES). The service thread. */
+size_t demixd_http_header_bytes(struct lws *wsi);
 
 /* ------------------------------------- session.c (the session's service thread) */
 
@@ -184,6 +198,10 @@ int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
 int demixd_http_body(demixd_http *h, const void *in, size_t len);
 int demixd_http_body_done(demixd_http *h);
 int demixd_http_writeable(demixd_http *h);
+/* The security headers lws adds to every HTTP response (vhost headers). */
+const struct lws_protocol_vhost_options *demixd_http_security_headers(void);
+/* LWS_CALLBACK_TIMER: an upload's rate window is over. */
+void demixd_http_timer(demixd_http *h);
 void demixd_http_closed(demixd_http *h);
 /* Wake-up: requests whose job finished get their response started. */
 void demixd_http_wake(demixd_service *svc);

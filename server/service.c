@@ -85,8 +85,11 @@ void demixd_service_accept(demixd_service *svc)
         lws_sock_file_fd_type u;
         u.sockfd = fd;
         /* lws closes fd itself when this fails */
-        if (!lws_adopt_descriptor_vhost(vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP,
-                                        u, NULL, NULL))
+        int type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+        if (svc->d->opt.tls_cert[0])
+            type |= LWS_ADOPT_ALLOW_SSL;
+        if (!lws_adopt_descriptor_vhost(vh, (lws_adoption_type)type, u, NULL,
+                                        NULL))
             demixd_log(DEMIXD_LOG_WARN, "accept",
                        "thread=%d msg=\"lws could not adopt a connection\"",
                        svc->index);
@@ -105,6 +108,16 @@ static struct lws_context *make_context(demixd_service *svc)
     info.pt_serv_buf_size = 32768;
     info.server_string = "demixd";
     info.timeout_secs = 30;
+    if (svc->d->opt.tls_cert[0]) {
+        /* The vhost gets its SSL_CTX although it listens on nothing: the
+         * connections it adopts (demixd_service_accept) may be TLS. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                        LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+        info.ssl_cert_filepath = svc->d->opt.tls_cert;
+        info.ssl_private_key_filepath = svc->d->opt.tls_key;
+    }
+    info.headers = demixd_http_security_headers();
+    info.max_http_header_data = DEMIXD_LWS_HEADER_BYTES;
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx)
         return NULL;
@@ -207,6 +220,9 @@ int demixd_services_init(demixd *d, int count)
 
 static void lws_log(int level, const char *line)
 {
+    /* a client's fault (headers over lws's space), not the server's */
+    if (level == LLL_ERR && strstr(line, "Ran out of header data space"))
+        level = LLL_NOTICE;
     char q[512];
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -254,11 +270,13 @@ int demixd_services_start(demixd *d)
         (void)demixd_services_join(d);
         return -1;
     }
+    const int tls = d->opt.tls_cert[0] != '\0';
     demixd_log(DEMIXD_LOG_INFO, "listening",
-               "msg=\"listening on %s:%d\" host=%s port=%d ws=ws://%s:%d%s "
-               "service_threads=%d",
-               d->opt.host, d->port, d->opt.host, d->port, d->opt.host,
-               d->port, DEMIX_PROTO_PATH, count);
+               "msg=\"listening on %s:%d\" host=%s port=%d ws=%s://%s:%d%s "
+               "tls=%s service_threads=%d",
+               d->opt.host, d->port, d->opt.host, d->port, tls ? "wss" : "ws",
+               d->opt.host, d->port, DEMIX_PROTO_PATH, tls ? "on" : "off",
+               count);
     return 0;
 }
 

@@ -142,6 +142,27 @@ static void release_stream(demixd_session *s)
     update_counters(s);
     demixd_lane_release(s->stream);
     s->stream = NULL;
+    if (s->held_live) {
+        atomic_fetch_sub(&s->d->live_held, 1);
+        s->held_live = 0;
+        /* the close we queue next waits for the slot (settled()) */
+        s->settling = 1;
+        s->settle_deadline_ns =
+            demixd_now_ns() + (int64_t)SESSION_SETTLE_MAX_MS * 1000000;
+        lws_set_timer_usecs(s->wsi, SESSION_SETTLE_POLL_US);
+    }
+}
+
+/* Has the scheduler returned every released live slot (this session's
+ * among them)? Its live count then equals the sessions holding a stream;
+ * a reservation being made on another thread can only make this wait a
+ * little longer. Past the deadline: yes, whatever the counts say. */
+static int settled(demixd_session *s)
+{
+    demixd *d = s->d;
+    return demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE) <=
+               atomic_load(&d->live_held) ||
+           demixd_now_ns() >= s->settle_deadline_ns;
 }
 
 void demixd__session_fail(demixd_session *s, demix_proto_code code,
@@ -454,6 +475,8 @@ static void on_start(demixd_session *s, demix_proto_start *st)
         return;
     }
     demixd_scheduler_submit(d->sched, s->stream);
+    atomic_fetch_add(&d->live_held, 1);
+    s->held_live = 1;
     s->latency_frames = compute_latency(s);
     if (queue_ready(s, st)) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_INTERNAL, NULL,
@@ -461,7 +484,10 @@ static void on_start(demixd_session *s, demix_proto_start *st)
         return;
     }
     s->state = DEMIX_PROTO_STATE_STREAMING;
-    s->start_ns = demixd_now_ns();
+    s->start_ns = s->traffic_ns = demixd_now_ns();
+    if (d->opt.idle_timeout_s > 0)
+        lws_set_timer_usecs(s->wsi,
+                            (lws_usec_t)d->opt.idle_timeout_s * 1000000);
     demixd_log(DEMIXD_LOG_INFO, "session_start",
                "session=%s thread=%d rate=%d channels=%d in=%s out=%s "
                "mode=%s outputs=%d latency_frames=%d",
@@ -524,6 +550,7 @@ void demixd_session_receive(demixd_session *s, const void *in, size_t len)
 {
     if (s->closing)
         return;
+    s->traffic_ns = demixd_now_ns();
     if (!s->rx_in_msg) {
         s->rx_in_msg = 1;
         s->rx_binary = lws_frame_is_binary(s->wsi);
@@ -576,6 +603,8 @@ int demixd_session_writeable(demixd_session *s)
         if (!demixd_txq_peek(&s->txq, &type, &p, &n))
             break;
         if (type == DEMIXD_TXQ_CLOSE) {
+            if (s->settling)
+                return 0; /* the timer asks again once the slot is back */
             uint16_t code;
             memcpy(&code, p, 2);
             lws_close_reason(s->wsi, (enum lws_close_status)code, p + 2, n - 2);
@@ -590,6 +619,7 @@ int demixd_session_writeable(demixd_session *s)
             return -1;
         }
         demixd_txq_pop(&s->txq);
+        s->traffic_ns = demixd_now_ns();
         if (lws_send_pipe_choked(s->wsi))
             break;
     }
@@ -597,12 +627,42 @@ int demixd_session_writeable(demixd_session *s)
     return 0;
 }
 
+/* One lws timer, three uses: the start timeout (IDLE), the idle timeout
+ * (STREAMING, ENDING: --idle-timeout seconds without a message received
+ * or written), and, once the stream is released, the wait for the slot's
+ * return before the close goes out. */
 void demixd_session_timer(demixd_session *s)
 {
-    if (s->state == DEMIX_PROTO_STATE_IDLE && !s->closing)
+    if (s->settling) {
+        if (settled(s)) {
+            s->settling = 0;
+            lws_callback_on_writable(s->wsi);
+        } else {
+            lws_set_timer_usecs(s->wsi, SESSION_SETTLE_POLL_US);
+        }
+        return;
+    }
+    if (s->closing)
+        return;
+    if (s->state == DEMIX_PROTO_STATE_IDLE) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_TIMEOUT, NULL,
                              "No start message within %d seconds.",
                              SESSION_START_TIMEOUT_S);
+        return;
+    }
+    const int idle_s = s->d->opt.idle_timeout_s;
+    if (idle_s <= 0)
+        return;
+    int64_t left_ns =
+        s->traffic_ns + (int64_t)idle_s * 1000000000 - demixd_now_ns();
+    if (left_ns > 0) {
+        lws_set_timer_usecs(s->wsi, (lws_usec_t)(left_ns / 1000) + 1);
+        return;
+    }
+    demixd__session_fail(s, DEMIX_PROTO_ERR_TIMEOUT, NULL,
+                         "Nothing was received from the client or taken by "
+                         "it for %d seconds.",
+                         idle_s);
 }
 
 void demixd_session_wake(demixd_session *s)
@@ -640,6 +700,10 @@ void demixd_session_closed(demixd_session *s)
     demixd *d = s->d;
     if (s->rx_paused)
         demixd_metrics_pause(d->metrics, DEMIXD_PAUSE_INPUT, -1);
+    if (s->held_live) { /* gone: nothing waits for the slot now */
+        atomic_fetch_sub(&d->live_held, 1);
+        s->held_live = 0;
+    }
     release_stream(s);
     free_pipeline(s);
     demixd_txq_free(&s->txq);

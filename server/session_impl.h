@@ -35,6 +35,12 @@
 #define SESSION_PCM_MSG_FRAMES 4096 /* most frames per PCM message */
 #define SESSION_OPUS_MAX_PACKET 4000
 #define SESSION_START_TIMEOUT_S 10
+/* After a session gave up its stream, its close frame waits until the
+ * scheduler has returned the slot (looked at every SETTLE_POLL_US), at
+ * most SESSION_SETTLE_MAX_MS: a client that reconnects as soon as it saw
+ * the close finds the slot free (docs/server.md, session lifetime). */
+#define SESSION_SETTLE_POLL_US 2000
+#define SESSION_SETTLE_MAX_MS 2000
 
 struct demixd_session {
     demixd *d;
@@ -48,6 +54,11 @@ struct demixd_session {
     int shutdown; /* the server is stopping */
     int force;    /* close 1001 at the next writeable */
     int64_t opened_ns, start_ns;
+    int64_t traffic_ns;  /* last message received or written (idle
+                            timeout, --idle-timeout) */
+    int held_live;       /* counted in d->live_held */
+    int settling;        /* the close waits for the slot's return */
+    int64_t settle_deadline_ns;
 
     /* message assembly (rx_buf made on the first fragmented message) */
     uint8_t *rx_buf;

@@ -22,6 +22,10 @@
  * Channels: mono input is fed to both model channels; stereo input into a
  * mono model is averaged.
  *
+ * Float input (pcm_f32) must be finite and within +-16 (sample_check.h):
+ * a message with a sample that is not gets bad_audio naming the message
+ * and the sample, before any of it reaches the stream.
+ *
  * Thread context: the session's service thread.
  */
 #include <math.h>
@@ -30,6 +34,7 @@
 
 #include "latency.h"
 #include "log.h"
+#include "sample_check.h"
 #include "session_impl.h"
 
 int demixd__session_in_setup(demixd_session *s, const demix_proto_start *st,
@@ -276,6 +281,19 @@ void demixd__session_audio(demixd_session *s, const uint8_t *msg, size_t len)
             return;
         }
         decode_pcm(s, a.payload, a.frames);
+        size_t bad = demixd_first_bad_sample(s->stage, n * (size_t)s->ch);
+        if (bad < n * (size_t)s->ch) {
+            char v[32];
+            demixd__session_fail(
+                s, DEMIX_PROTO_ERR_BAD_AUDIO, NULL,
+                "Audio message %u: sample %zu (frame %zu, channel %d) is %s; "
+                "samples must be finite and within [-%g, %g].",
+                (unsigned)a.seq, bad, bad / (size_t)s->ch,
+                (int)(bad % (size_t)s->ch),
+                demixd_sample_text(s->stage[bad], v, sizeof v),
+                (double)DEMIXD_SAMPLE_LIMIT, (double)DEMIXD_SAMPLE_LIMIT);
+            return;
+        }
     }
     s->stage_pos = 0;
     s->stage_len = n;
