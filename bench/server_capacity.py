@@ -95,6 +95,34 @@ def metric(port, name):
     return None
 
 
+def hop_wait_hist(port):
+    """{upper bound seconds: cumulative count} of demixd_hop_wait_seconds."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                  timeout=10).read().decode()
+    out = {}
+    for m in re.finditer(r'demixd_hop_wait_seconds_bucket\{le="([^"]+)"\} (\d+)',
+                         body):
+        le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+        out[le] = int(m.group(2))
+    return out
+
+
+def hist_quantiles(h0, h1, qs=(0.5, 0.9, 0.99, 0.999)):
+    """Upper bucket bounds (ms) of the quantiles of the counts added
+    between two cumulative histograms."""
+    bounds = sorted(h1)
+    cum = [h1[b] - h0.get(b, 0) for b in bounds]
+    total = cum[-1] if cum else 0
+    out = {}
+    for q in qs:
+        if not total:
+            out[str(q)] = None
+            continue
+        k = next(i for i, c in enumerate(cum) if c >= q * total)
+        out[str(q)] = bounds[k] * 1e3
+    return out
+
+
 def taskset(cpus):
     return ["taskset", "-c", cpus] if cpus else []
 
@@ -138,6 +166,7 @@ def run_round(a, port, pid, n):
     cpu0 = thread_cpu(pid)
     rss = RssPeak(pid)
     hops0 = metric(port, "demixd_hops_total") or 0.0
+    wait0 = hop_wait_hist(port)
     steps0 = metric(port, "demixd_step_seconds_count") or 0.0
     t0 = time.time()
     # --clients P: P loadgen processes with N/P sessions each (for a
@@ -167,6 +196,7 @@ def run_round(a, port, pid, n):
     rss_base, rss_peak = rss.done()
     cpu1 = thread_cpu(pid)
     hops = (metric(port, "demixd_hops_total") or 0.0) - hops0
+    server_wait = hist_quantiles(wait0, hop_wait_hist(port))
     steps = (metric(port, "demixd_step_seconds_count") or 0.0) - steps0
     rep = merge_reports(reps)
     cpu = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 3) for k in cpu1}
@@ -190,6 +220,7 @@ def run_round(a, port, pid, n):
         "p99_added_ms": p99_added,
         "announced_ms": rep.get("latency_announced_ms"),
         "hops": hops, "steps": steps,
+        "server_hop_wait_ms_le": server_wait,
         "batch_mean": hops / steps if steps else None,
         "server_cpu_s": cpu, "server_cpu_total_s": round(total, 3),
         "cpu_us_per_session_hop": total / hops * 1e6 if hops else None,
@@ -254,15 +285,16 @@ def main():
         except subprocess.TimeoutExpired:
             p.kill()
     hdr = ("codec", "N", "held", "p50+", "p99+", "p99.9+", "lost", "batch",
-           "us/hop", "svc max", "sched")
+           "wait p99", "us/hop", "svc max", "sched")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rows:
         ad = r.get("added_latency_ms") or {}
         f = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"
         lines.append("| " + " | ".join([
             a.codec, str(r["sessions"]), str(r.get("held")),
-            f(ad.get("p50")), f(r.get("p99_added_ms")), f(ad.get("p99.9")),
+            f(ad.get("p50")), f(r.get("p99_added_ms")), f(ad.get("p999")),
             str(r.get("lost_hops")), f(r.get("batch_mean")),
+            f((r.get("server_hop_wait_ms_le") or {}).get("0.99")),
             f(r.get("cpu_us_per_session_hop")),
             f(r.get("busiest_service_thread_cores"), 2),
             f(r.get("scheduler_cores"), 2)]) + " |")

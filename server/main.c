@@ -357,7 +357,8 @@ int main(int argc, char **argv)
         .max_live = d.max_sessions,
         .max_file = d.opt.file_jobs,
         .capacity = d.capacity,
-        .depth = is_cuda(&d) ? 2 : 1,
+        .depth = d.opt.steps_in_flight ? d.opt.steps_in_flight
+                                       : is_cuda(&d) ? 2 : 1,
         .owners = threads,
         .copy_pool = d.copy_pool,
         .metrics = d.metrics,

@@ -21,6 +21,14 @@
 static const double step_bounds[] = {0.0005, 0.001, 0.002, 0.004, 0.008, 0.016,
                                      0.032,  0.064, 0.128, 0.256, 0.512, 1.024};
 #define STEP_BUCKETS (sizeof step_bounds / sizeof step_bounds[0])
+/* a live hop's wait: its last input frame in the lane -> its output back
+ * in the lane (gather, queueing, the step, scatter) */
+static const double wait_bounds[] = {0.0005, 0.001, 0.002, 0.004, 0.006,
+                                     0.008,  0.010, 0.012, 0.016, 0.024,
+                                     0.032,  0.064, 0.128, 0.256};
+#define WAIT_BUCKETS (sizeof wait_bounds / sizeof wait_bounds[0])
+_Static_assert(WAIT_BUCKETS + 1 == DEMIXD_HOP_WAIT_BINS,
+               "metrics.h's bin count");
 static const int batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 #define BATCH_BUCKETS (sizeof batch_bounds / sizeof batch_bounds[0])
 
@@ -36,6 +44,8 @@ struct demixd_metrics {
     double step_sum;
     uint64_t batch_hist[BATCH_BUCKETS + 1];
     uint64_t batch_sum;
+    uint64_t wait_hist[WAIT_BUCKETS + 1];
+    double wait_sum;
     float win_ms[WINDOW];
     int win_batch[WINDOW];
     int win_n, win_head;
@@ -99,6 +109,25 @@ void demixd_metrics_step(demixd_metrics *m, double seconds, int batch, int late,
     m->win_head = (m->win_head + 1) % WINDOW;
     if (m->win_n < WINDOW)
         m->win_n++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+int demixd_metrics_hop_wait_bin(double seconds)
+{
+    int b = 0;
+    while (b < (int)WAIT_BUCKETS && seconds > wait_bounds[b])
+        b++;
+    return b;
+}
+
+void demixd_metrics_hop_waits(demixd_metrics *m,
+                              const uint32_t counts[DEMIXD_HOP_WAIT_BINS],
+                              double sum_seconds)
+{
+    pthread_mutex_lock(&m->lock);
+    for (int b = 0; b < DEMIXD_HOP_WAIT_BINS; b++)
+        m->wait_hist[b] += counts[b];
+    m->wait_sum += sum_seconds;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -238,6 +267,21 @@ int demixd_metrics_render(demixd_metrics *m, const demixd_gauges *g, char *buf,
         "demixd_step_seconds_bucket{le=\"+Inf\"} %llu\n"
         "demixd_step_seconds_sum %.9g\ndemixd_step_seconds_count %llu\n",
         (unsigned long long)cum, m->step_sum, (unsigned long long)cum);
+    put(&b, "# HELP demixd_hop_wait_seconds Live hops: from the last input "
+            "frame in the session's lane to the output back in it.\n"
+            "# TYPE demixd_hop_wait_seconds histogram\n");
+    cum = 0;
+    for (size_t i = 0; i < WAIT_BUCKETS; i++) {
+        cum += m->wait_hist[i];
+        put(&b, "demixd_hop_wait_seconds_bucket{le=\"%g\"} %llu\n",
+            wait_bounds[i], (unsigned long long)cum);
+    }
+    cum += m->wait_hist[WAIT_BUCKETS];
+    put(&b,
+        "demixd_hop_wait_seconds_bucket{le=\"+Inf\"} %llu\n"
+        "demixd_hop_wait_seconds_sum %.9g\ndemixd_hop_wait_seconds_count "
+        "%llu\n",
+        (unsigned long long)cum, m->wait_sum, (unsigned long long)cum);
     put(&b, "# HELP demixd_batch_size Hops per engine step.\n"
             "# TYPE demixd_batch_size histogram\n");
     cum = 0;

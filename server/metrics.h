@@ -73,6 +73,15 @@ void demixd_metrics_destroy(demixd_metrics *m);
 void demixd_metrics_step(demixd_metrics *m, double seconds, int batch, int late,
                          int failed);
 
+/* Histogram bins of a live hop's wait (arrival in its lane -> output back
+ * in it), for the scheduler's per-step counts. */
+#define DEMIXD_HOP_WAIT_BINS 15
+int demixd_metrics_hop_wait_bin(double seconds);
+/* Scheduler, once per step: counts per bin and their sum. */
+void demixd_metrics_hop_waits(demixd_metrics *m,
+                              const uint32_t counts[DEMIXD_HOP_WAIT_BINS],
+                              double sum_seconds);
+
 /* Sessions paused in one direction: +1 when one pauses, -1 when it goes on. */
 void demixd_metrics_pause(demixd_metrics *m, demixd_pause_dir dir, int delta);
 

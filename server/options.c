@@ -62,6 +62,9 @@ void demixd_options_usage(FILE *out)
         "                         per usable CPU; with CUDA one fewer, for\n"
         "                         the scheduler)\n"
         "      --device N         CUDA device index, 0..255 (default 0)\n"
+        "      --steps-in-flight N  engine steps submitted and not yet\n"
+        "                         collected, 1..2 (default: 2 with CUDA, 1 on\n"
+        "                         the CPU)\n"
         "      --web DIR          static files served at / (default:\n"
         "                         %s/web, %s/web)\n"
         "      --max-file-mb N    file API body limit in MiB, 1..4096 "
@@ -303,6 +306,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--service-threads", v, 1, 1024, &n))
                 return -1;
             o->service_threads = (int)n;
+        } else if ((r = option(argc, argv, &i, "--steps-in-flight", NULL,
+                               &v))) {
+            if (r < 0 || whole("--steps-in-flight", v, 1, 2, &n))
+                return -1;
+            o->steps_in_flight = (int)n;
         } else if ((r = option(argc, argv, &i, "--device", NULL, &v))) {
             if (r < 0 || whole("--device", v, 0, 255, &n))
                 return -1;

@@ -93,6 +93,7 @@
 typedef struct sched_step {
     demixd_lane **batch; /* [max_live + max_file] */
     int *slots;            /* [max_live + max_file] */
+    int64_t *arrival;      /* [max_live + max_file] each hop's arrival */
     int n;
     uint64_t number; /* counted from 1 */
     int injected;    /* the test hook fails it */
@@ -378,6 +379,7 @@ static int select_hop(demixd_scheduler *s, sched_step *step, demixd_lane *st,
     st->rt_base_ns = st->deadline_ns;
     step->batch[n] = st;
     step->slots[n] = st->slot;
+    step->arrival[n] = arrival;
     return 1;
 }
 
@@ -602,12 +604,21 @@ static void finish_step(demixd_scheduler *s)
     } else {
         scatter_range(s, step, 0, n, t1, &late);
     }
+    uint32_t waits[DEMIXD_HOP_WAIT_BINS] = {0};
+    double wait_sum = 0;
     for (int i = 0; i < n; i++) {
-        step->batch[i]->inflight--;
-        tell_owner(s, step->batch[i]);
+        demixd_lane *st = step->batch[i];
+        st->inflight--;
+        if (st->kind == DEMIXD_LANE_LIVE) {
+            double w = (double)(t1 - step->arrival[i]) * 1e-9;
+            waits[demixd_metrics_hop_wait_bin(w)]++;
+            wait_sum += w;
+        }
+        tell_owner(s, st);
     }
     wake_owners(s);
     demixd_metrics_step(s->metrics, seconds, n, late, 0);
+    demixd_metrics_hop_waits(s->metrics, waits, wait_sum);
 }
 
 /* Depth 2: wait until about half of the running step's expected time has
@@ -711,6 +722,7 @@ static void free_sched(demixd_scheduler *s)
     for (int k = 0; k < MAX_DEPTH; k++) {
         free(s->steps[k].batch);
         free(s->steps[k].slots);
+        free(s->steps[k].arrival);
     }
     if (s->ready)
         for (int k = 0; k < s->owners; k++)
@@ -737,7 +749,8 @@ static int make_buffers(demixd_scheduler *s)
     for (int k = 0; k < MAX_DEPTH; k++) {
         s->steps[k].batch = calloc(total, sizeof *s->steps[k].batch);
         s->steps[k].slots = calloc(total, sizeof *s->steps[k].slots);
-        if (!s->steps[k].batch || !s->steps[k].slots)
+        s->steps[k].arrival = calloc(total, sizeof *s->steps[k].arrival);
+        if (!s->steps[k].batch || !s->steps[k].slots || !s->steps[k].arrival)
             return DEMIX_ENOMEM;
     }
     for (int k = 0; k < s->owners; k++)

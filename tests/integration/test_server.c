@@ -827,6 +827,7 @@ static void test_bad_codec_options_are_usage_errors(void **state)
         {"--opus-complexity", "x"},  {"--service-threads", "0"},
         {"--service-threads", "1025"}, {"--service-threads", "2x"},
         {"--device", "-1"},          {"--device", "256"},
+        {"--steps-in-flight", "0"},  {"--steps-in-flight", "3"},
     };
     const char *dir = demix_test_tmpdir();
     assert_non_null(dir);

@@ -71,6 +71,39 @@ static void test_fresh(void **state)
     demixd_metrics_destroy(NULL); /* a no-op */
 }
 
+/* Live hops' waits: bins by the bucket bounds (inclusive), counts summed
+ * over calls, rendered as a cumulative histogram. */
+static void test_hop_waits(void **state)
+{
+    (void)state;
+    assert_int_equal(demixd_metrics_hop_wait_bin(0.0001), 0);
+    assert_int_equal(demixd_metrics_hop_wait_bin(0.0005), 0);
+    assert_int_equal(demixd_metrics_hop_wait_bin(0.0009), 1);
+    assert_int_equal(demixd_metrics_hop_wait_bin(0.011), 7); /* le 0.012 */
+    assert_int_equal(demixd_metrics_hop_wait_bin(5.0),
+                     DEMIXD_HOP_WAIT_BINS - 1);
+    demixd_metrics *m = NULL;
+    assert_int_equal(demixd_metrics_create(&m), DEMIX_OK);
+    uint32_t c[DEMIXD_HOP_WAIT_BINS] = {0};
+    c[0] = 3;
+    c[7] = 2;
+    demixd_metrics_hop_waits(m, c, 0.025);
+    c[0] = 0;
+    c[DEMIXD_HOP_WAIT_BINS - 1] = 1;
+    demixd_metrics_hop_waits(m, c, 1.0);
+    demixd_gauges g = {0};
+    static char text[RENDER_BYTES];
+    render(m, &g, text);
+    expect_line(text, "demixd_hop_wait_seconds_bucket{le=\"0.0005\"} 3");
+    expect_line(text, "demixd_hop_wait_seconds_bucket{le=\"0.01\"} 3");
+    expect_line(text, "demixd_hop_wait_seconds_bucket{le=\"0.012\"} 7");
+    expect_line(text, "demixd_hop_wait_seconds_bucket{le=\"0.256\"} 7");
+    expect_line(text, "demixd_hop_wait_seconds_bucket{le=\"+Inf\"} 8");
+    expect_line(text, "demixd_hop_wait_seconds_sum 1.025");
+    expect_line(text, "demixd_hop_wait_seconds_count 8");
+    demixd_metrics_destroy(m);
+}
+
 static void test_steps(void **state)
 {
     (void)state;
@@ -206,6 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fresh),
         cmocka_unit_test(test_steps),
+        cmocka_unit_test(test_hop_waits),
         cmocka_unit_test(test_recent_window),
         cmocka_unit_test(test_labelled_counters),
         cmocka_unit_test(test_render_arguments),
