@@ -37,7 +37,8 @@ DEMIX_WARN_UNUSED int demixd_listener_open(const char *host, int port,
                                            char *err, size_t err_cap);
 
 /* Accept one pending connection: its descriptor (non-blocking,
- * close-on-exec), or -1 when none is pending or accept failed (errno). */
+ * close-on-exec, TCP_NODELAY), or -1 when none is pending or accept
+ * failed (errno). */
 int demixd_listener_accept(int fd);
 
 #endif /* DEMIXD_LISTENER_H */

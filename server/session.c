@@ -317,18 +317,14 @@ static void service(demixd_session *s)
 /* --------------------------------------------------------------- control */
 
 /* latency.h's measured trail (model window, hop waiting, both
- * resamplers), plus with Opus output the encoder's lookahead, one packet
- * and one model hop: a packet leaves only when its last frame is there,
- * so its first frame waits a packet's duration (20 ms by default) more
- * than PCM's, and that last frame comes with the model hop that holds it
- * (packets of 960 frames and hops of 512 do not share boundaries). */
+ * resamplers), plus with Opus output the encoder's lookahead and one
+ * packet: a packet leaves only when its last frame is there, so its first
+ * frame waits a packet's duration (20 ms by default) more than PCM's. */
 static int compute_latency(const demixd_session *s)
 {
     int lat = s->path_latency;
     if (s->out_codec == DEMIX_PROTO_CODEC_OPUS)
-        lat += s->opus_pre_skip + s->opus_frame_frames +
-               (int)(((int64_t)s->H * s->rate + s->model_rate - 1) /
-                     s->model_rate);
+        lat += s->opus_pre_skip + s->opus_frame_frames;
     return lat;
 }
 
