@@ -71,15 +71,25 @@ plan)
   # not hold), the baseline and one service thread beside them, then 60 s
   # at the largest count that held for each codec.
   shift
+  # PARTS: which of pcm16,opus,base,one,hold to run (default all)
+  parts=",${PARTS:-pcm16,opus,base,one,hold},"
   cpus=(--server-cpus "${SERVER_CPUS:-0-9}" --client-cpus "${CLIENT_CPUS:-10-15}"
         --loadgen-args "--threads ${CLIENT_THREADS:-6}")
-  "$0" cap new pcm16 "${PCM:-1000,2000,3000,4000,6000}" 15 "${cpus[@]}" "$@" | grep -v '^{'
-  "$0" cap new opus "${OPUS:-250,500,750,1000}" 15 "${cpus[@]}" \
+  [[ $parts == *,pcm16,* ]] &&
+    "$0" cap new pcm16 "${PCM:-1000,2000,3000,4000,6000}" 15 "${cpus[@]}" "$@" | grep -v '^{'
+  ocpus=(--server-cpus "${OPUS_SERVER_CPUS:-0-12}" --client-cpus "${OPUS_CLIENT_CPUS:-13-15}"
+         --loadgen-args "--threads ${OPUS_CLIENT_THREADS:-3}")
+  [[ $parts == *,opus,* ]] &&
+    "$0" cap new opus "${OPUS:-250,500,750,1000}" 15 "${ocpus[@]}" \
     --demixd-args "--opus-complexity ${OPUS_COMPLEXITY:-0}" "$@" | grep -v '^{'
-  "$0" cap base pcm16 "${BASE:-100,200}" 15 "${cpus[@]}" --keep-going "$@" | grep -v '^{'
-  "$0" cap one pcm16 "${ONE:-500,1000}" 15 "${cpus[@]}" --keep-going \
+  [[ $parts == *,base,* ]] &&
+    "$0" cap base pcm16 "${BASE:-100,200}" 15 "${cpus[@]}" --keep-going "$@" | grep -v '^{'
+  [[ $parts == *,one,* ]] &&
+    "$0" cap one pcm16 "${ONE:-500,1000}" 15 "${cpus[@]}" --keep-going \
     --demixd-args "--service-threads 1" "$@" | grep -v '^{'
   for codec in pcm16 opus; do
+    [[ $parts == *,hold,* ]] || continue
+    [ -f "$OUTDIR/cap-new-$codec/rounds.jsonl" ] || continue
     n=$(python3 - "$OUTDIR/cap-new-$codec/rounds.jsonl" <<'PY'
 import json, sys
 held = [json.loads(l)["sessions"] for l in open(sys.argv[1]) if json.loads(l).get("held")]
@@ -87,9 +97,12 @@ print(max(held) if held else 0)
 PY
 )
     [ "$n" -gt 0 ] || continue
-    extra=()
-    [ "$codec" = opus ] && extra=(--demixd-args "--opus-complexity ${OPUS_COMPLEXITY:-0}")
-    "$0" cap hold60 "$codec" "$n" 60 "${cpus[@]}" "${extra[@]}" "$@" | grep -v '^{'
+    if [ "$codec" = opus ]; then
+      "$0" cap hold60 opus "$n" 60 "${ocpus[@]}" \
+        --demixd-args "--opus-complexity ${OPUS_COMPLEXITY:-0}" "$@" | grep -v '^{'
+    else
+      "$0" cap hold60 pcm16 "$n" 60 "${cpus[@]}" "$@" | grep -v '^{'
+    fi
   done
   ;;
 *)
