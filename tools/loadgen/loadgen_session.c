@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "loadgen_parse.h"
+#include "client_parse.h"
 
 enum session_state {
     ST_CONNECTING = 0,
@@ -454,7 +454,7 @@ static void handle_text(loadgen_session *s, const uint8_t *data, size_t len)
 {
     demix_proto_server_msg m;
     demix_proto_error perr;
-    if (loadgen_parse_server((const char *)data, len, &m, &perr)) {
+    if (client_parse_server((const char *)data, len, &m, &perr)) {
         fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
                        "the server sent a malformed message: %s", perr.message);
         return;

@@ -1,5 +1,5 @@
 /*
- * loadgen_parse.h - the protocol's server-message parser for the threads
+ * client_parse.h - the protocol's server-message parser for the threads
  * of `demix loadgen`. demix_proto_parse_server goes through cJSON, whose
  * 1.7 parser resets a process-wide error pointer on every call
  * (protocol.h, "Threads"), so loadgen's threads take one lock around it.
@@ -8,16 +8,16 @@
  *
  * Thread context: any thread.
  */
-#ifndef DEMIX_LOADGEN_PARSE_H
-#define DEMIX_LOADGEN_PARSE_H
+#ifndef DEMIX_CLIENT_PARSE_H
+#define DEMIX_CLIENT_PARSE_H
 
 #include <stddef.h>
 
 #include "protocol.h"
 
 /* demix_proto_parse_server under the lock: same arguments and returns. */
-DEMIX_WARN_UNUSED int loadgen_parse_server(const char *text, size_t len,
+DEMIX_WARN_UNUSED int client_parse_server(const char *text, size_t len,
                                            demix_proto_server_msg *out,
                                            demix_proto_error *err);
 
-#endif /* DEMIX_LOADGEN_PARSE_H */
+#endif /* DEMIX_CLIENT_PARSE_H */
