@@ -1,8 +1,10 @@
 /*
- * client_parse.h - the protocol's server-message parser for the threads
- * of `demix loadgen`. demix_proto_parse_server goes through cJSON, whose
- * 1.7 parser resets a process-wide error pointer on every call
- * (protocol.h, "Threads"), so loadgen's threads take one lock around it.
+ * client_parse.h - the protocol's server-message parser for clients on
+ * several threads (the client-session core, client_session.h, and the
+ * stats connections of `demix loadgen`). demix_proto_parse_server goes
+ * through cJSON, whose 1.7 parser resets a process-wide error pointer on
+ * every call (protocol.h, "Threads"), so the callers take one lock
+ * around it.
  * Only text messages pass here (ready, error, summary, stats: a few per
  * session), never audio, so the lock is off the hot path.
  *
