@@ -264,6 +264,13 @@ void client_session_on_text(client_session *cs, const uint8_t *data,
     }
 }
 
+void client_session_close(client_session *cs, int code, const char *reason)
+{
+    cs->state = CLIENT_FINISHING;
+    if (cs->ops->is_open(cs->user))
+        cs->ops->close(cs->user, code, reason);
+}
+
 int client_session_slot_of(const client_session *cs, int wire_index)
 {
     for (int i = 0; i < cs->slot_count; i++)

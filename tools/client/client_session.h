@@ -118,8 +118,8 @@ typedef struct client_session_ops {
      * --token"). */
     const char *start_hint;
     /* ready passed the core's checks: take what the client needs. 0 to
-     * go on streaming; nonzero when the client failed (it called
-     * client_session_fail). May be NULL. */
+     * go on streaming; nonzero to stop here (the client failed, or wants
+     * nothing more and called client_session_close). May be NULL. */
     int (*on_ready)(void *user, const demix_proto_ready *r);
     /* An audio message passed the core's checks and is about to advance
      * its slot: 0 to accept it; nonzero when the client failed. May be
@@ -201,6 +201,10 @@ DEMIX_WARN_UNUSED int client_session_send_audio(client_session *cs,
 /* The end message; the state becomes ENDING. 0, or -1 (failure
  * reported). */
 DEMIX_WARN_UNUSED int client_session_send_end(client_session *cs);
+
+/* We want nothing more (e.g. ready was all we came for): the state
+ * becomes FINISHING and an open connection is closed with code. */
+void client_session_close(client_session *cs, int code, const char *reason);
 
 /* The slot of a wire stem index, or -1. */
 int client_session_slot_of(const client_session *cs, int wire_index);
