@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "loadgen_parse.h"
+#include "client_parse.h"
 
 static void ev_open(void *user)
 {
@@ -42,7 +42,7 @@ static void ev_message(void *user, int binary, const uint8_t *data, size_t len)
         return;
     demix_proto_server_msg m;
     demix_proto_error perr;
-    if (loadgen_parse_server((const char *)data, len, &m, &perr)) {
+    if (client_parse_server((const char *)data, len, &m, &perr)) {
         snprintf(q->err, sizeof q->err, "%s sent a malformed message: %s",
                  q->url, perr.message);
     } else if (m.type == DEMIX_PROTO_STATS) {

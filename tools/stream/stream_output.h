@@ -24,10 +24,10 @@
  * 0, or -1 after stream_session_fail. */
 int stream_output_open(stream_session *s);
 
-/* One audio_out message: check it, decode it, write it to its stem's
- * file. Failures go to stream_session_fail. */
-void stream_output_receive(stream_session *s, const uint8_t *data,
-                           size_t len);
+/* One audio_out message the client-session core has checked (header,
+ * seq, stem, position, LAST): decode it, write it to its stem's file. 0,
+ * or -1 with the failure gone to stream_session_fail. */
+int stream_output_receive(stream_session *s, const demix_proto_audio_out *h);
 
 /* Output position every stem has reached. */
 int64_t stream_output_reached(const stream_session *s);

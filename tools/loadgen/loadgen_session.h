@@ -54,9 +54,10 @@
  * the session ended, in messages (rounded up): audio the in-flight bound
  * held back at the end, or output of a session that failed or ended early.
  *
- * Output checks: sequence numbers, each stem's positions contiguous from
- * 0 (no gap, no repeat), payload sizes (demix_proto_audio_out_decode),
- * the LAST flag, and every Opus packet parsed (loadgen_verify.h). A
+ * Output checks: the client-session core's (client_session.h: sequence
+ * numbers, each stem's positions contiguous from 0 with no gap and no
+ * repeat, payload sizes, the LAST flag), then loadgen's own: every Opus
+ * packet of ready's size and parsed (loadgen_verify.h). A
  * sampled or reference session also decodes and compares (or records) its
  * stems (loadgen_verify.h); the result is in `verify` once it has ended.
  *
@@ -64,8 +65,8 @@
  * REFUSED (error at_capacity), FAILED (anything else; `failure` and
  * `message` say what, `error_code` the server's code if it sent one).
  *
- * Memory: a fixed struct per session (about 5.3 KB: the latency histogram
- * 2.6 KB, the send-time ring 2 KB) plus the connection (loadgen_conn.h) and its
+ * Memory: a fixed struct per session (about 5.7 KB: the latency histogram
+ * 2.6 KB, the send-time ring 2 KB, the client-session core 0.5 KB) plus the connection (loadgen_conn.h) and its
  * receive buffer (grows to the largest message); a sampled session's
  * verifier while it runs (loadgen_verify.h).
  *
@@ -76,6 +77,7 @@
 
 #include <stdint.h>
 
+#include "client_session.h"
 #include "latency_hist.h"
 #include "loadgen_audio.h"
 #include "loadgen_verify.h"
@@ -120,15 +122,23 @@ typedef enum loadgen_outcome {
     LOADGEN_FAILED,
 } loadgen_outcome;
 
+/* The client-session core's failures (client_session.h), by loadgen's
+ * names. */
 typedef enum loadgen_failure {
-    LOADGEN_FAIL_NONE = 0,
-    LOADGEN_FAIL_CONNECT,     /* no connection (refused, unreachable, ...) */
-    LOADGEN_FAIL_SERVER,      /* an error message (error_code) */
-    LOADGEN_FAIL_CLOSED,      /* closed or dropped before the summary */
-    LOADGEN_FAIL_PROTOCOL,    /* the server broke the protocol */
-    LOADGEN_FAIL_TIMEOUT,     /* no message for timeout_s */
-    LOADGEN_FAIL_INTERRUPTED, /* Ctrl-C before ready */
-    LOADGEN_FAIL_CLIENT,      /* our side (out of memory, ...) */
+    LOADGEN_FAIL_NONE = CLIENT_FAIL_NONE,
+    LOADGEN_FAIL_CONNECT = CLIENT_FAIL_CONNECT, /* no connection (refused,
+                                                   unreachable, ...) */
+    LOADGEN_FAIL_SERVER = CLIENT_FAIL_SERVER,   /* an error message
+                                                   (error_code) */
+    LOADGEN_FAIL_CLOSED = CLIENT_FAIL_CLOSED,   /* closed or dropped before
+                                                   the summary */
+    LOADGEN_FAIL_PROTOCOL = CLIENT_FAIL_PROTOCOL, /* the server broke the
+                                                     protocol */
+    LOADGEN_FAIL_TIMEOUT = CLIENT_FAIL_TIMEOUT, /* no message for timeout_s */
+    LOADGEN_FAIL_INTERRUPTED = CLIENT_FAIL_INTERRUPTED, /* Ctrl-C before
+                                                           ready */
+    LOADGEN_FAIL_CLIENT = CLIENT_FAIL_CLIENT,   /* our side (out of memory,
+                                                   ...) */
 } loadgen_failure;
 
 typedef struct loadgen_session {
@@ -137,8 +147,8 @@ typedef struct loadgen_session {
     const loadgen_config *cfg;
     latency_hist *added; /* the thread's added-latency histogram, or NULL */
     loadgen_conn conn;
+    client_session core; /* the protocol's state (core.state) and checks */
     int connect_started; /* loadgen_session_connect ran */
-    int state;           /* internal */
     int closed; /* the connection has ended */
     loadgen_outcome outcome;
     loadgen_failure failure;
@@ -162,13 +172,10 @@ typedef struct loadgen_session {
     int64_t max_in_flight;
 
     /* input */
-    int start_sent;
     uint64_t cursor;
-    uint32_t seq_in;
     int64_t messages_sent;
     int64_t wire_frames_sent; /* decoded frames for Opus, pre_skip included */
     int64_t target_wire_frames;
-    int end_sent;
 
     /* the verdict */
     int judged;
@@ -176,12 +183,8 @@ typedef struct loadgen_session {
     double lag_end_s;
     double lag_max_s; /* largest lag seen while streaming */
 
-    /* output */
-    uint32_t seq_out;
+    /* output (positions per stem slot: core.slots) */
     int64_t messages_received;
-    int stem_slot[DEMIX_PROTO_MAX_STEMS];    /* source index -> slot, -1 */
-    int64_t next_pos[DEMIX_PROTO_MAX_STEMS]; /* per slot */
-    int last_seen[DEMIX_PROTO_MAX_STEMS];
 
     int have_summary;
     demix_proto_summary summary;

@@ -132,7 +132,7 @@ static int run_session(stream_session *s)
                       s->info.frames > 0 ? (double)s->info.frames / s->file_rate
                                          : 0.0);
     int interrupted_reported = 0;
-    while (s->state != STREAM_CLOSED) {
+    while (s->core.state != CLIENT_CLOSED) {
         if (ws_client_service(s->ws, 100) < 0) {
             stream_session_fail(s, "libwebsockets failed");
             break;
@@ -140,11 +140,11 @@ static int run_session(stream_session *s)
         if (g_interrupted && !interrupted_reported) {
             interrupted_reported = 1;
             stream_session_fail(s, "interrupted");
-            if (s->state == STREAM_CONNECTING)
+            if (s->core.state == CLIENT_CONNECTING)
                 break;
         }
         /* Before the handshake lws times the connection out itself. */
-        if (s->state == STREAM_CONNECTING &&
+        if (s->core.state == CLIENT_CONNECTING &&
             ws_client_now_s() - s->start_time > (double)o->timeout_s) {
             stream_session_fail(s, "cannot connect to %s: no answer in %ld s",
                                 o->url, o->timeout_s);
@@ -157,7 +157,7 @@ static int run_session(stream_session *s)
         return -1;
     if (s->probe_only)
         return 0;
-    if (!s->have_summary) {
+    if (!s->core.have_summary) {
         snprintf(s->err, sizeof s->err, "the stream ended without a summary");
         return -1;
     }
@@ -406,7 +406,7 @@ int cmd_stream(int argc, char **argv)
     }
     rc = run_session(s);
     if (rc && !explicit_stems && !o.mix && s->server_error &&
-        s->error_code == DEMIX_PROTO_ERR_UNKNOWN_STEM) {
+        s->core.error_code == DEMIX_PROTO_ERR_UNKNOWN_STEM) {
         /* The model has other sources: read them from a mix-mode ready. */
         session_release(s);
         memset(s, 0, sizeof *s);

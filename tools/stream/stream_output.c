@@ -73,58 +73,26 @@ static stream_stem *stem_for_index(stream_session *s, int wire)
     return NULL;
 }
 
-void stream_output_receive(stream_session *s, const uint8_t *data,
-                           size_t len)
+int stream_output_receive(stream_session *s, const demix_proto_audio_out *h)
 {
-    if (s->state < STREAM_STREAMING) {
-        stream_session_fail(s, "the server sent audio before ready");
-        return;
-    }
-    demix_proto_audio_out h;
-    demix_proto_error perr;
-    if (demix_proto_audio_out_decode(data, len, s->out_codec, s->channels,
-                                     s->seq_out, &h, &perr)) {
-        stream_session_fail(s, "the server sent a malformed audio message "
-                               "(seq %u): %s",
-                            (unsigned)s->seq_out, perr.message);
-        return;
-    }
-    s->seq_out++;
-    stream_stem *st = stem_for_index(s, h.stem);
-    if (!st) {
+    stream_stem *st = stem_for_index(s, h->stem);
+    if (!st) { /* ready's stems are the core's slots: not reached */
         stream_session_fail(s, "the server sent stem index %u, which was "
                                "not asked for",
-                            (unsigned)h.stem);
-        return;
+                            (unsigned)h->stem);
+        return -1;
     }
-    if ((int64_t)h.position != st->next_pos) {
-        stream_session_fail(s, "the server sent %s at position %llu, "
-                               "expected %lld (a gap or an overlap)",
-                            st->name, (unsigned long long)h.position,
-                            (long long)st->next_pos);
-        return;
-    }
-    if (st->last_seen) {
-        stream_session_fail(s, "the server sent %s audio after its LAST "
-                               "message",
-                            st->name);
-        return;
-    }
-    st->next_pos += h.frames;
-    if (h.flags & DEMIX_PROTO_FLAG_LAST)
-        st->last_seen = 1;
-
     size_t ch = (size_t)s->channels;
     size_t frames = 0;
     const float *out = s->conv;
     if (s->out_codec == DEMIX_PROTO_CODEC_OPUS) {
-        int n = opus_decode_float(st->dec, h.payload, (opus_int32)h.payload_bytes,
+        int n = opus_decode_float(st->dec, h->payload, (opus_int32)h->payload_bytes,
                                   s->conv, OPUS_MAX_FRAMES, 0);
         if (n < 0) {
             stream_session_fail(s, "a %s Opus packet from the server does "
                                    "not decode: %s",
                                 st->name, opus_strerror(n));
-            return;
+            return -1;
         }
         frames = (size_t)n;
         if (st->skip_left > 0) {
@@ -135,27 +103,28 @@ void stream_output_receive(stream_session *s, const uint8_t *data,
             out = s->conv + drop * ch;
         }
     } else {
-        frames = h.frames;
+        frames = h->frames;
         if (frames * ch > s->conv_cap) {
             stream_session_fail(s, "an audio message from the server is too "
                                    "large");
-            return;
+            return -1;
         }
-        (void)pcm_wire_read(s->out_codec, h.payload, frames * ch, s->conv);
+        (void)pcm_wire_read(s->out_codec, h->payload, frames * ch, s->conv);
     }
     if (stem_deliver(s, st, out, frames)) {
         char why[sizeof s->err];
         snprintf(why, sizeof why, "%s", s->err[0] ? s->err : "cannot write a stem");
         stream_session_fail(s, "%s", why);
-        return;
+        return -1;
     }
     stream_report_probes_resolve(s, ws_client_now_s());
-    if (!s->end_sent)
+    if (!s->core.end_sent)
         ws_client_want_write(s->ws); /* in-flight room may have opened */
     if (!s->o->quiet && s->info.frames > 0)
         progress_update(&s->bar,
                         (double)stream_output_reached(s) / s->session_rate,
                         "stream");
+    return 0;
 }
 
 /* Open the writers and decoders once ready says what comes. */
@@ -275,7 +244,9 @@ int stream_output_finish(stream_session *s)
             if (stem_write_sink(ctx, zeros, n))
                 return -1;
         }
-        if (s->stems[i].last_seen == 0 && s->real_frames > 0 && !s->o->quiet)
+        int slot = client_session_slot_of(&s->core, st->wire_index);
+        if (slot >= 0 && !s->core.slots[slot].last_seen &&
+            s->real_frames > 0 && !s->o->quiet)
             fprintf(stderr, "demix stream: warning: the server sent no LAST "
                             "flag on %s\n", st->name);
     }

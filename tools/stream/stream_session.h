@@ -1,8 +1,11 @@
 /*
  * stream_session.h - one connection of `demix stream` (cmd_stream.c): the
- * state its pieces share, and the protocol's control side that drives
- * them (stream_session.c): the event callbacks, start, ready, error,
- * summary and the close. The pieces:
+ * state its pieces share, and the glue (stream_session.c) between the
+ * connection's events (ws_client.h) and the protocol's client side, the
+ * shared client-session core (client_session.h: start, ready, error,
+ * summary, the audio_out checks, end and the close). What stays here is
+ * stream's own: the start it asks for, the ready's report, the timer
+ * (silence, the grace after a failure), the close's wording. The pieces:
  *
  *   stream_input.h    file -> FIFO -> audio_in messages, paced
  *   stream_output.h   audio_out messages -> one WAV file per stem
@@ -22,6 +25,7 @@
 #include <opus/opus.h>
 
 #include "audio_io.h"
+#include "client_session.h"
 #include "demix_error.h"
 #include "progress.h"
 #include "protocol.h"
@@ -55,11 +59,9 @@ typedef struct stream_stem {
     OpusDecoder *dec;
     int skip_left;       /* Opus pre_skip frames still to drop */
     resampler *rs;       /* session rate -> file rate; NULL when equal */
-    int64_t next_pos;    /* position the next message must start at */
     int64_t avail;       /* session-rate frames decoded (after pre_skip) */
     int64_t fed;         /* of those, passed on (trimmed to the input) */
     int64_t written;     /* file-rate frames written */
-    int last_seen;
 } stream_stem;
 
 typedef struct stream_probe {
@@ -67,27 +69,19 @@ typedef struct stream_probe {
     double t;
 } stream_probe;
 
-enum stream_state {
-    STREAM_CONNECTING = 0,
-    STREAM_WAIT_READY,
-    STREAM_STREAMING,
-    STREAM_ENDING,   /* end sent */
-    STREAM_SUMMARY,  /* summary received, waiting for the close */
-    STREAM_CLOSED,
-};
-
 typedef struct stream_session {
     const stream_options *o;
     ws_client *ws;
-    int state;
+    client_session core; /* the protocol's state (core.state) and checks */
     int failed;
-    int server_error;  /* failed because of an error message */
+    int server_error;  /* failed because of an error message (its code:
+                          core.error_code) */
     double failed_at;  /* when the failure was noticed (timer) */
     char err[1024];
     int probe_only;    /* stop at ready (reading the model's sources) */
+    int probe_done;    /* ready came; closing */
     int stem_count_req;
     char stem_req[DEMIX_PROTO_MAX_STEMS][DEMIX_PROTO_NAME_BYTES];
-    demix_proto_code error_code;
 
     /* input */
     audio_reader *reader;
@@ -105,13 +99,10 @@ typedef struct stream_session {
     int64_t real_frames;  /* session-rate frames of real input, known
                              once reader_done */
     int64_t frames_sent;  /* session-rate frames sent (Opus: with padding) */
-    uint32_t seq_in;
     int chunk_frames;
     OpusEncoder *enc;
     int enc_lookahead;
     int pad_added;
-    int start_sent;
-    int end_sent;
     double t0;            /* first audio sent */
     int64_t max_in_flight;
 
@@ -120,13 +111,11 @@ typedef struct stream_session {
     demix_proto_codec in_codec, out_codec;
     stream_stem stems[DEMIX_PROTO_MAX_STEMS + 1];
     int stem_count;
-    uint32_t seq_out;
     float *conv;
     size_t conv_cap;      /* floats */
     char dir[STREAM_PATH_BYTES];
     int dir_made;
     demix_proto_summary summary;
-    int have_summary;
     int close_code;
     char close_reason[128];
     double last_rx;
@@ -141,14 +130,15 @@ typedef struct stream_session {
     progress bar;
 } stream_session;
 
-/* Note a failure: the first one's text goes into s->err (later ones are
- * dropped), and an open connection is closed with 1000. */
+/* Note a failure (client_session_fail): the first one's text goes into
+ * s->err (later ones are dropped), and an open connection is closed with
+ * 1000. Only once stream_session_connect has run. */
 void stream_session_fail(stream_session *s, const char *fmt, ...)
     DEMIX_PRINTF(2, 3);
 
-/* Create s->ws, connecting to s->o->url with the session's event
- * callbacks; the state is STREAM_CONNECTING from here on. 0, or -1 with
- * s->err set. */
+/* Set up s->core and create s->ws, connecting to s->o->url with the
+ * session's event callbacks; the state is CLIENT_CONNECTING from here on.
+ * 0, or -1 with s->err set. */
 int stream_session_connect(stream_session *s);
 
 /* Free what the session holds (files still open are closed, not removed:

@@ -1,7 +1,10 @@
 /*
  * loadgen_session.c - one live session of `demix loadgen` (see
- * loadgen_session.h): the protocol's client side, paced sending out of the
- * shared audio loop, counting and timing what comes back.
+ * loadgen_session.h): the connection's events fed to the client-session
+ * core (client_session.h: start, ready, error, summary, the audio_out
+ * checks, framing, end, the close's meaning) and loadgen's own part around
+ * it: paced sending out of the shared audio loop, the Opus packet checks
+ * and the output comparison, counting and timing what comes back.
  *
  * Thread context: the loop's service thread only (every function here runs
  * in a connection event or in its thread's loop between services).
@@ -9,60 +12,22 @@
 #include "loadgen_session.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "loadgen_parse.h"
-
-enum session_state {
-    ST_CONNECTING = 0,
-    ST_WAIT_READY, /* open; start sent on the first writeable */
-    ST_STREAMING,  /* ready came: audio goes out */
-    ST_ENDING,     /* end sent: the rest, then the summary */
-    ST_FINISHING,  /* summary (or an error) came: waiting for the close */
-};
-
 /* ------------------------------------------------------------ helpers */
 
-static void finish(loadgen_session *s, loadgen_outcome outcome,
-                   loadgen_failure failure, const char *fmt, ...)
-    DEMIX_PRINTF(4, 5);
-static void finish(loadgen_session *s, loadgen_outcome outcome,
-                   loadgen_failure failure, const char *fmt, ...)
-{
-    if (s->outcome != LOADGEN_RUNNING)
-        return; /* the first word stands */
-    s->outcome = outcome;
-    s->failure = failure;
-    s->failed_at = ws_client_now_s();
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->message, sizeof s->message, fmt, ap);
-    va_end(ap);
-}
-
 /* A failure seen on our side: say so to the server and close. */
-static void fail_and_close(loadgen_session *s, loadgen_failure failure,
-                           const char *fmt, ...) DEMIX_PRINTF(3, 4);
-static void fail_and_close(loadgen_session *s, loadgen_failure failure,
-                           const char *fmt, ...)
-{
-    if (s->outcome != LOADGEN_RUNNING)
-        return;
-    char text[sizeof s->message];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    finish(s, LOADGEN_FAILED, failure, "%s", text);
-    if (loadgen_conn_is_open(&s->conn))
-        loadgen_conn_close(&s->conn, 1000, "client error");
-}
+#define fail_and_close(s, failure, ...)                                       \
+    client_session_fail(&(s)->core, (client_failure)(failure), __VA_ARGS__)
+/* A failure with nothing to tell the server (the link is gone, or the
+ * caller drops it). */
+#define finish_failed(s, failure, ...)                                        \
+    client_session_note(&(s)->core, (client_failure)(failure), __VA_ARGS__)
 
 static int64_t stem_reached(const loadgen_session *s, int slot)
 {
-    int64_t r = s->next_pos[slot];
+    int64_t r = s->core.slots[slot].next_pos;
     if (s->cfg->codec == DEMIX_PROTO_CODEC_OPUS)
         r -= s->out_pre_skip; /* decoded frames dropped first */
     return r > 0 ? r : 0;
@@ -111,73 +76,16 @@ int loadgen_session_done(const loadgen_session *s)
 
 int loadgen_session_streaming(const loadgen_session *s)
 {
-    return s->state == ST_STREAMING && !s->closed &&
+    return s->core.state == CLIENT_STREAMING && !s->closed &&
            s->outcome == LOADGEN_RUNNING;
 }
 
 const char *loadgen_failure_name(loadgen_failure f)
 {
-    switch (f) {
-    case LOADGEN_FAIL_NONE:
-        return "none";
-    case LOADGEN_FAIL_CONNECT:
-        return "connect";
-    case LOADGEN_FAIL_SERVER:
-        return "server_error";
-    case LOADGEN_FAIL_CLOSED:
-        return "closed";
-    case LOADGEN_FAIL_PROTOCOL:
-        return "protocol";
-    case LOADGEN_FAIL_TIMEOUT:
-        return "timeout";
-    case LOADGEN_FAIL_INTERRUPTED:
-        return "interrupted";
-    case LOADGEN_FAIL_CLIENT:
-        return "client";
-    }
-    return "unknown";
+    return client_failure_name((client_failure)f);
 }
 
 /* ------------------------------------------------------------- input */
-
-static void send_start(loadgen_session *s)
-{
-    const loadgen_config *c = s->cfg;
-    demix_proto_start st;
-    demix_proto_start_init(&st);
-    st.sample_rate_hz = loadgen_audio_rate(c->audio);
-    st.channels = loadgen_audio_channels(c->audio);
-    st.input_codec = c->codec;
-    st.output_codec = c->codec;
-    if (c->codec == DEMIX_PROTO_CODEC_OPUS) {
-        st.input_pre_skip_frames = loadgen_audio_pre_skip(c->audio);
-        st.opus_bitrate_bps =
-            DEMIX_PROTO_OPUS_DEFAULT_BITRATE_PER_CHANNEL * st.channels;
-        st.opus_frame_ms = DEMIX_PROTO_OPUS_DEFAULT_FRAME_MS;
-    }
-    st.mode = DEMIX_PROTO_MODE_STEMS;
-    st.stem_count = c->stem_count;
-    for (int i = 0; i < c->stem_count; i++)
-        memcpy(st.stems[i], c->stems[i], sizeof st.stems[i]);
-    if (c->token) {
-        st.has_token = 1;
-        snprintf(st.token, sizeof st.token, "%s", c->token);
-    }
-    size_t len;
-    char *buf = (char *)loadgen_conn_tx_buffer(&s->conn);
-    if (demix_proto_write_start(&st, buf, loadgen_conn_tx_capacity(&s->conn), &len)) {
-        fail_and_close(s, LOADGEN_FAIL_CLIENT,
-                       "the start message would be refused (check --stems "
-                       "and --token)");
-        return;
-    }
-    if (loadgen_conn_send(&s->conn, 0, len)) {
-        fail_and_close(s, LOADGEN_FAIL_CLOSED,
-                       "the connection failed while sending start");
-        return;
-    }
-    s->start_sent = 1;
-}
 
 /* Judge whether the server kept up, once, at the end of streaming. */
 static void judge(loadgen_session *s, double now)
@@ -196,20 +104,8 @@ static void judge(loadgen_session *s, double now)
 static void send_end(loadgen_session *s, double now)
 {
     judge(s, now);
-    char buf[64];
-    size_t len;
-    if (demix_proto_write_end(buf, sizeof buf, &len)) {
-        fail_and_close(s, LOADGEN_FAIL_CLIENT, "cannot write the end message");
-        return;
-    }
-    memcpy(loadgen_conn_tx_buffer(&s->conn), buf, len);
-    if (loadgen_conn_send(&s->conn, 0, len)) {
-        fail_and_close(s, LOADGEN_FAIL_CLOSED,
-                       "the connection failed while sending end");
-        return;
-    }
-    s->end_sent = 1;
-    s->state = ST_ENDING;
+    if (client_session_send_end(&s->core))
+        return; /* the failure is reported */
 }
 
 static double stream_deadline(const loadgen_session *s)
@@ -244,31 +140,21 @@ static void send_next(loadgen_session *s)
     if (blocked_in_flight(s))
         return; /* output arrival asks again */
 
-    uint8_t *buf = loadgen_conn_tx_buffer(&s->conn);
-    size_t cap = loadgen_conn_tx_capacity(&s->conn);
-    demix_proto_audio_in h = {
-        .codec = s->cfg->codec, .flags = 0, .seq = s->seq_in};
-    if (demix_proto_audio_in_write_header(&h, buf, cap)) {
-        fail_and_close(s, LOADGEN_FAIL_CLIENT, "cannot write an audio header");
+    size_t cap;
+    uint8_t *pay = client_session_audio_payload(&s->core, &cap);
+    if (!pay)
         return;
-    }
-    size_t n = loadgen_audio_next(s->cfg->audio, &s->cursor,
-                                  buf + DEMIX_PROTO_AUDIO_IN_HEADER_BYTES,
-                                  cap - DEMIX_PROTO_AUDIO_IN_HEADER_BYTES);
+    size_t n = loadgen_audio_next(s->cfg->audio, &s->cursor, pay, cap);
     if (n == 0) {
         fail_and_close(s, LOADGEN_FAIL_CLIENT,
                        "an audio message does not fit the send buffer");
         return;
     }
-    if (loadgen_conn_send(&s->conn, 1, DEMIX_PROTO_AUDIO_IN_HEADER_BYTES + n)) {
-        fail_and_close(s, LOADGEN_FAIL_CLOSED,
-                       "the connection failed while sending audio");
-        return;
-    }
+    if (client_session_send_audio(&s->core, n))
+        return; /* the failure is reported */
     /* The in-flight bound keeps this slot's previous message resolved
      * (handle_ready checks the ring is large enough for it). */
     s->probe_delay_s[s->messages_sent % LOADGEN_PROBES] = (float)(now - due);
-    s->seq_in++;
     s->messages_sent++;
     s->wire_frames_sent += s->msg_frames;
 
@@ -307,113 +193,59 @@ static void resolve_probes(loadgen_session *s, double now)
     }
 }
 
-static void handle_audio(loadgen_session *s, const uint8_t *data, size_t len)
+/* The core's checks passed (header, seq, stem, position, LAST): loadgen's
+ * own on the payload, before the slot advances. */
+static int check_audio(loadgen_session *s, int slot,
+                       const demix_proto_audio_out *h)
 {
-    if (s->state < ST_STREAMING) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent audio before ready");
-        return;
-    }
-    demix_proto_audio_out h;
-    demix_proto_error perr;
-    if (demix_proto_audio_out_decode(data, len, s->cfg->codec, s->channels,
-                                     s->seq_out, &h, &perr)) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent a malformed audio message (seq %u): "
-                       "%s",
-                       (unsigned)s->seq_out, perr.message);
-        return;
-    }
-    s->seq_out++;
-    int slot = h.stem < DEMIX_PROTO_MAX_STEMS ? s->stem_slot[h.stem] : -1;
-    if (slot < 0) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent stem index %u, which was not asked "
-                       "for",
-                       (unsigned)h.stem);
-        return;
-    }
-    if ((int64_t)h.position != s->next_pos[slot]) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent %s at position %llu, expected %lld "
-                       "(a gap or an overlap)",
-                       s->cfg->stems[slot], (unsigned long long)h.position,
-                       (long long)s->next_pos[slot]);
-        return;
-    }
-    if (s->last_seen[slot]) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent %s audio after its LAST message",
-                       s->cfg->stems[slot]);
-        return;
-    }
     if (s->cfg->codec == DEMIX_PROTO_CODEC_OPUS) {
         char why[160];
-        if (h.frames != (uint32_t)s->out_packet_frames) {
+        if (h->frames != (uint32_t)s->out_packet_frames) {
             fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
                            "the server sent a %s packet of %lu frames, ready "
                            "said %d",
-                           s->cfg->stems[slot], (unsigned long)h.frames,
+                           s->cfg->stems[slot], (unsigned long)h->frames,
                            s->out_packet_frames);
-            return;
+            return -1;
         }
-        if (loadgen_opus_packet_check(h.payload, h.payload_bytes, s->rate_hz,
-                                      h.frames, why, sizeof why)) {
+        if (loadgen_opus_packet_check(h->payload, h->payload_bytes, s->rate_hz,
+                                      h->frames, why, sizeof why)) {
             fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
                            "the server sent a bad %s packet at position "
                            "%llu: %s",
-                           s->cfg->stems[slot], (unsigned long long)h.position,
+                           s->cfg->stems[slot], (unsigned long long)h->position,
                            why);
-            return;
+            return -1;
         }
     }
     if (s->verifier) {
         char why[160];
-        if (loadgen_verifier_add(s->verifier, slot, &h, why, sizeof why)) {
+        if (loadgen_verifier_add(s->verifier, slot, h, why, sizeof why)) {
             fail_and_close(s, LOADGEN_FAIL_PROTOCOL, "the server sent %s: %s",
                            s->cfg->stems[slot], why);
-            return;
+            return -1;
         }
     }
-    int was_blocked = s->state == ST_STREAMING && blocked_in_flight(s);
-    s->next_pos[slot] += h.frames;
-    if (h.flags & DEMIX_PROTO_FLAG_LAST)
-        s->last_seen[slot] = 1;
+    return 0;
+}
+
+static void handle_audio(loadgen_session *s, const uint8_t *data, size_t len)
+{
+    int was_blocked =
+        s->core.state == CLIENT_STREAMING && blocked_in_flight(s);
+    if (!client_session_on_binary(&s->core, data, len))
+        return;
     s->messages_received++;
     resolve_probes(s, ws_client_now_s());
     if (was_blocked && !blocked_in_flight(s))
         loadgen_conn_want_write(&s->conn);
 }
 
-static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
+/* ready passed the core's checks (it matches the start, its stems are
+ * distinct sources): the session's timing follows from it. */
+static int take_ready(loadgen_session *s, const demix_proto_ready *r)
 {
     const loadgen_config *c = s->cfg;
-    if (s->state != ST_WAIT_READY) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL, "the server sent ready twice");
-        return;
-    }
-    if (r->client_rate_hz != s->rate_hz || r->channels != s->channels ||
-        r->input_codec != c->codec || r->output_codec != c->codec ||
-        r->mode != DEMIX_PROTO_MODE_STEMS || r->stem_count != c->stem_count) {
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server's ready does not match the start (rate "
-                       "%d, channels %d, codecs %s/%s, %d stems)",
-                       r->client_rate_hz, r->channels,
-                       demix_proto_codec_name(r->input_codec),
-                       demix_proto_codec_name(r->output_codec), r->stem_count);
-        return;
-    }
-    for (int i = 0; i < DEMIX_PROTO_MAX_STEMS; i++)
-        s->stem_slot[i] = -1;
-    for (int i = 0; i < r->stem_count; i++) {
-        int src = r->stem_source[i];
-        if (src < 0 || src >= DEMIX_PROTO_MAX_STEMS || s->stem_slot[src] >= 0) {
-            fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                           "the server's ready lists a bad stem index %d", src);
-            return;
-        }
-        s->stem_slot[src] = i;
-    }
     snprintf(s->id, sizeof s->id, "%s", r->session);
     s->latency_frames = r->latency_frames;
     s->out_pre_skip =
@@ -423,7 +255,7 @@ static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
     if (c->codec == DEMIX_PROTO_CODEC_OPUS && s->out_packet_frames <= 0) {
         fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
                        "the server's ready gives no Opus frame size");
-        return;
+        return -1;
     }
     s->max_in_flight = (int64_t)r->latency_frames +
                        (int64_t)(LOADGEN_IN_FLIGHT_S * s->rate_hz) +
@@ -435,7 +267,7 @@ static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
                        "the announced latency (%.2f s) is beyond what loadgen "
                        "can time (%d messages in flight)",
                        (double)r->latency_frames / s->rate_hz, LOADGEN_PROBES);
-        return;
+        return -1;
     }
     if (s->verifier)
         loadgen_verifier_set_pre_skip(s->verifier, s->out_pre_skip);
@@ -446,64 +278,20 @@ static void handle_ready(loadgen_session *s, const demix_proto_ready *r)
     double period = (double)s->msg_frames / s->rate_hz;
     double ticks = ceil((s->t_ready - c->epoch_s) / period);
     s->t0 = c->epoch_s + (ticks > 0 ? ticks : 0) * period + s->phase_s;
-    s->state = ST_STREAMING;
-    loadgen_conn_want_write(&s->conn);
+    return 0; /* the core goes on streaming and asks to write */
 }
 
-static void handle_text(loadgen_session *s, const uint8_t *data, size_t len)
+static void take_summary(loadgen_session *s, const demix_proto_summary *m)
 {
-    demix_proto_server_msg m;
-    demix_proto_error perr;
-    if (loadgen_parse_server((const char *)data, len, &m, &perr)) {
+    s->summary = *m;
+    s->have_summary = 1;
+    s->failed_at = ws_client_now_s(); /* the close is due now */
+    if ((int64_t)m->input_frames != loadgen_session_positions_sent(s))
         fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent a malformed message: %s", perr.message);
-        return;
-    }
-    switch (m.type) {
-    case DEMIX_PROTO_READY:
-        handle_ready(s, &m.ready);
-        break;
-    case DEMIX_PROTO_ERROR: {
-        /* The server closes after an error: wait for it (with a grace). */
-        int refused = m.error.code == DEMIX_PROTO_ERR_AT_CAPACITY;
-        if (s->outcome == LOADGEN_RUNNING) {
-            s->has_error_code = 1;
-            s->error_code = m.error.code;
-        }
-        finish(s, refused ? LOADGEN_REFUSED : LOADGEN_FAILED,
-               refused ? LOADGEN_FAIL_NONE : LOADGEN_FAIL_SERVER,
-               "server error %s: %s%s%s%s", demix_proto_code_name(m.error.code),
-               m.error.message, m.error.field[0] ? " (field " : "",
-               m.error.field, m.error.field[0] ? ")" : "");
-        s->state = ST_FINISHING;
-        break;
-    }
-    case DEMIX_PROTO_SUMMARY:
-        if (s->state != ST_ENDING) {
-            fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                           "the server sent a summary before the end");
-            return;
-        }
-        s->summary = m.summary;
-        s->have_summary = 1;
-        s->state = ST_FINISHING;
-        s->failed_at = ws_client_now_s(); /* the close is due now */
-        if ((int64_t)m.summary.input_frames !=
-            loadgen_session_positions_sent(s))
-            fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                           "the server counted %llu input frames, %lld were "
-                           "sent",
-                           (unsigned long long)m.summary.input_frames,
-                           (long long)loadgen_session_positions_sent(s));
-        break;
-    case DEMIX_PROTO_STATS:
-        break;
-    default:
-        fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
-                       "the server sent an unexpected %s message",
-                       demix_proto_type_name(m.type));
-        break;
-    }
+                       "the server counted %llu input frames, %lld were "
+                       "sent",
+                       (unsigned long long)m->input_frames,
+                       (long long)loadgen_session_positions_sent(s));
 }
 
 /* The comparison's result, once the session has ended; the verifier's
@@ -519,14 +307,117 @@ static void verify_finish(loadgen_session *s)
     s->verifier = NULL;
 }
 
+/* ------------------------------------------------------- the core's ops */
+
+static uint8_t *op_tx_buffer(void *user, size_t *cap)
+{
+    loadgen_session *s = user;
+    *cap = loadgen_conn_tx_capacity(&s->conn);
+    return loadgen_conn_tx_buffer(&s->conn);
+}
+
+static int op_send(void *user, int binary, size_t len)
+{
+    loadgen_session *s = user;
+    return loadgen_conn_send(&s->conn, binary, len);
+}
+
+static void op_want_write(void *user)
+{
+    loadgen_session *s = user;
+    loadgen_conn_want_write(&s->conn);
+}
+
+static int op_is_open(void *user)
+{
+    loadgen_session *s = user;
+    return loadgen_conn_is_open(&s->conn);
+}
+
+static void op_close(void *user, int code, const char *reason)
+{
+    loadgen_session *s = user;
+    loadgen_conn_close(&s->conn, code, reason);
+}
+
+static void op_make_start(void *user, demix_proto_start *st)
+{
+    loadgen_session *s = user;
+    const loadgen_config *c = s->cfg;
+    st->sample_rate_hz = loadgen_audio_rate(c->audio);
+    st->channels = loadgen_audio_channels(c->audio);
+    st->input_codec = c->codec;
+    st->output_codec = c->codec;
+    if (c->codec == DEMIX_PROTO_CODEC_OPUS) {
+        st->input_pre_skip_frames = loadgen_audio_pre_skip(c->audio);
+        st->opus_bitrate_bps =
+            DEMIX_PROTO_OPUS_DEFAULT_BITRATE_PER_CHANNEL * st->channels;
+        st->opus_frame_ms = DEMIX_PROTO_OPUS_DEFAULT_FRAME_MS;
+    }
+    st->mode = DEMIX_PROTO_MODE_STEMS;
+    st->stem_count = c->stem_count;
+    for (int i = 0; i < c->stem_count; i++)
+        memcpy(st->stems[i], c->stems[i], sizeof st->stems[i]);
+    if (c->token) {
+        st->has_token = 1;
+        snprintf(st->token, sizeof st->token, "%s", c->token);
+    }
+}
+
+static int op_on_ready(void *user, const demix_proto_ready *r)
+{
+    return take_ready(user, r);
+}
+
+static int op_on_audio(void *user, int slot, const demix_proto_audio_out *h)
+{
+    return check_audio(user, slot, h);
+}
+
+static void op_on_summary(void *user, const demix_proto_summary *m)
+{
+    take_summary(user, m);
+}
+
+/* The first failure: the outcome (an error at_capacity is a refusal). */
+static void op_on_failure(void *user, client_failure kind, const char *text)
+{
+    loadgen_session *s = user;
+    if (s->outcome != LOADGEN_RUNNING)
+        return; /* the first word stands */
+    int refused = kind == CLIENT_FAIL_SERVER &&
+                  s->core.error_code == DEMIX_PROTO_ERR_AT_CAPACITY;
+    if (kind == CLIENT_FAIL_SERVER) {
+        s->has_error_code = 1;
+        s->error_code = s->core.error_code;
+    }
+    s->outcome = refused ? LOADGEN_REFUSED : LOADGEN_FAILED;
+    s->failure = refused ? LOADGEN_FAIL_NONE : (loadgen_failure)kind;
+    s->failed_at = ws_client_now_s();
+    snprintf(s->message, sizeof s->message, "%s", text);
+}
+
+static const client_session_ops loadgen_ops = {
+    .tx_buffer = op_tx_buffer,
+    .send = op_send,
+    .want_write = op_want_write,
+    .is_open = op_is_open,
+    .close = op_close,
+    .make_start = op_make_start,
+    .start_hint = "--stems and --token",
+    .on_ready = op_on_ready,
+    .on_audio = op_on_audio,
+    .on_summary = op_on_summary,
+    .on_failure = op_on_failure,
+};
+
 /* ------------------------------------------------------------ events */
 
 static void ev_open(void *user)
 {
     loadgen_session *s = user;
-    s->state = ST_WAIT_READY;
     s->last_rx = ws_client_now_s();
-    loadgen_conn_want_write(&s->conn);
+    client_session_on_open(&s->core);
 }
 
 static void ev_message(void *user, int binary, const uint8_t *data, size_t len)
@@ -538,7 +429,7 @@ static void ev_message(void *user, int binary, const uint8_t *data, size_t len)
     if (binary)
         handle_audio(s, data, len);
     else
-        handle_text(s, data, len);
+        client_session_on_text(&s->core, data, len);
 }
 
 static void ev_writeable(void *user)
@@ -546,12 +437,9 @@ static void ev_writeable(void *user)
     loadgen_session *s = user;
     if (s->outcome != LOADGEN_RUNNING)
         return;
-    if (s->state == ST_WAIT_READY) {
-        if (!s->start_sent && !s->stop_requested)
-            send_start(s);
-        return;
-    }
-    if (s->state == ST_STREAMING)
+    if (s->stop_requested && s->core.state == CLIENT_WAIT_READY)
+        return; /* no start after Ctrl-C */
+    if (client_session_on_writable(&s->core))
         send_next(s);
 }
 
@@ -559,47 +447,56 @@ static void ev_close(void *user, int code, const char *reason)
 {
     loadgen_session *s = user;
     double now = ws_client_now_s();
-    /* lws 4.1 turns the peer's close codes 1012-1015 into 1002 */
-    code = demix_proto_received_close_code(code, reason);
+    client_close_verdict v = client_session_on_close(&s->core, &code, reason);
     s->closed = 1;
     s->close_code = code;
     s->t_done = now;
     verify_finish(s);
-    if (s->outcome == LOADGEN_RUNNING) {
-        if (s->have_summary && code == 1000)
-            finish(s, LOADGEN_OK, LOADGEN_FAIL_NONE, "ok");
-        else if (s->have_summary)
-            finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLOSED,
-                   "the server closed with %d%s%s after the summary "
-                   "(expected 1000)",
-                   code, reason[0] ? " " : "", reason);
-        else if (code == WS_CLIENT_CLOSE_ABNORMAL)
-            finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLOSED,
-                   "the connection dropped (no close frame) after %lld "
-                   "messages",
-                   (long long)s->messages_sent);
-        else
-            finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLOSED,
-                   "the server closed with %d%s%s before the stream "
-                   "finished",
-                   code, reason[0] ? " " : "", reason);
-        return;
-    }
-    if (s->failure == LOADGEN_FAIL_SERVER || s->outcome == LOADGEN_REFUSED) {
-        size_t n = strlen(s->message);
-        snprintf(s->message + n, sizeof s->message - n, "; closed with %d",
-                 code);
+    switch (v) {
+    case CLIENT_CLOSE_CLEAN:
+        s->outcome = LOADGEN_OK;
+        s->failure = LOADGEN_FAIL_NONE;
+        s->failed_at = now;
+        snprintf(s->message, sizeof s->message, "ok");
+        break;
+    case CLIENT_CLOSE_AFTER_SUMMARY:
+        finish_failed(s, LOADGEN_FAIL_CLOSED,
+                      "the server closed with %d%s%s after the summary "
+                      "(expected 1000)",
+                      code, reason[0] ? " " : "", reason);
+        break;
+    case CLIENT_CLOSE_DROPPED:
+        finish_failed(s, LOADGEN_FAIL_CLOSED,
+                      "the connection dropped (no close frame) after %lld "
+                      "messages",
+                      (long long)s->messages_sent);
+        break;
+    case CLIENT_CLOSE_EARLY:
+        finish_failed(s, LOADGEN_FAIL_CLOSED,
+                      "the server closed with %d%s%s before the stream "
+                      "finished",
+                      code, reason[0] ? " " : "", reason);
+        break;
+    case CLIENT_CLOSE_AFTER_FAILURE:
+        if (s->failure == LOADGEN_FAIL_SERVER ||
+            s->outcome == LOADGEN_REFUSED) {
+            size_t n = strlen(s->message);
+            snprintf(s->message + n, sizeof s->message - n, "; closed with %d",
+                     code);
+        }
+        break;
     }
 }
 
 static void ev_connect_error(void *user, const char *why)
 {
     loadgen_session *s = user;
+    client_session_on_connect_error(&s->core);
     s->closed = 1;
     s->t_done = ws_client_now_s();
     verify_finish(s);
-    finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CONNECT, "cannot connect to %s: %s",
-           s->cfg->url, why);
+    finish_failed(s, LOADGEN_FAIL_CONNECT, "cannot connect to %s: %s",
+                  s->cfg->url, why);
 }
 
 /* ------------------------------------------------------------ control */
@@ -629,8 +526,7 @@ void loadgen_session_init(loadgen_session *s, const loadgen_config *cfg,
     s->cursor = role == LOADGEN_ROLE_LOAD
                     ? loadgen_audio_start_cursor(cfg->audio, index, count)
                     : 0;
-    for (int i = 0; i < DEMIX_PROTO_MAX_STEMS; i++)
-        s->stem_slot[i] = -1;
+    client_session_init(&s->core, &loadgen_ops, s);
     latency_hist_init(&s->latency);
     s->verify.sampled = role == LOADGEN_ROLE_SAMPLE;
 }
@@ -650,7 +546,7 @@ void loadgen_session_connect(loadgen_session *s, const loadgen_loop *loop)
         if (rc) {
             s->closed = 1;
             s->t_done = s->t_connect;
-            finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLIENT,
+            finish_failed(s, LOADGEN_FAIL_CLIENT,
                    "cannot set up the output comparison (%s)",
                    rc == DEMIX_ENOMEM ? "out of memory" : "no reference");
             return;
@@ -670,7 +566,7 @@ void loadgen_session_connect(loadgen_session *s, const loadgen_loop *loop)
         s->closed = 1;
         s->t_done = s->t_connect;
         verify_finish(s);
-        finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CONNECT,
+        finish_failed(s, LOADGEN_FAIL_CONNECT,
                "cannot connect to %s: %s", cfg->url, err);
     }
 }
@@ -683,7 +579,7 @@ void loadgen_session_end_now(loadgen_session *s, loadgen_failure failure,
     s->closed = 1;
     s->t_done = ws_client_now_s();
     verify_finish(s);
-    finish(s, LOADGEN_FAILED, failure, "%s", why);
+    finish_failed(s, failure, "%s", why);
 }
 
 void loadgen_session_stop(loadgen_session *s)
@@ -691,8 +587,9 @@ void loadgen_session_stop(loadgen_session *s)
     s->stop_requested = 1;
     if (s->closed || !s->connect_started || s->outcome != LOADGEN_RUNNING)
         return;
-    if (s->state == ST_CONNECTING || s->state == ST_WAIT_READY) {
-        finish(s, LOADGEN_FAILED, LOADGEN_FAIL_INTERRUPTED,
+    if (s->core.state == CLIENT_CONNECTING ||
+        s->core.state == CLIENT_WAIT_READY) {
+        finish_failed(s, LOADGEN_FAIL_INTERRUPTED,
                "interrupted before ready");
         if (loadgen_conn_is_open(&s->conn))
             loadgen_conn_close(&s->conn, 1000, "interrupted");
@@ -700,7 +597,7 @@ void loadgen_session_stop(loadgen_session *s)
             loadgen_conn_abort(&s->conn);
         return;
     }
-    if (s->state == ST_STREAMING)
+    if (s->core.state == CLIENT_STREAMING)
         loadgen_conn_want_write(&s->conn);
 }
 
@@ -708,7 +605,7 @@ void loadgen_session_abort(loadgen_session *s)
 {
     if (s->closed || !s->connect_started)
         return;
-    finish(s, LOADGEN_FAILED, LOADGEN_FAIL_INTERRUPTED,
+    finish_failed(s, LOADGEN_FAIL_INTERRUPTED,
            "interrupted (connection dropped by the client)");
     loadgen_conn_abort(&s->conn);
 }
@@ -724,29 +621,29 @@ void loadgen_session_poll(loadgen_session *s, double now)
             loadgen_conn_abort(&s->conn);
         return;
     }
-    if (s->state == ST_CONNECTING) {
+    if (s->core.state == CLIENT_CONNECTING) {
         if (now - s->t_connect > c->timeout_s) {
-            finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CONNECT,
+            finish_failed(s, LOADGEN_FAIL_CONNECT,
                    "cannot connect to %s: no answer in %.0f s", c->url,
                    c->timeout_s);
             loadgen_conn_abort(&s->conn);
         }
         return;
     }
-    if (s->state == ST_FINISHING && s->have_summary &&
+    if (s->core.state == CLIENT_FINISHING && s->have_summary &&
         now - s->failed_at > LOADGEN_CLOSE_GRACE_S) {
-        finish(s, LOADGEN_FAILED, LOADGEN_FAIL_CLOSED,
+        finish_failed(s, LOADGEN_FAIL_CLOSED,
                "the server did not close the connection after the summary");
         loadgen_conn_abort(&s->conn);
         return;
     }
     if (now - s->last_rx > c->timeout_s) {
-        finish(s, LOADGEN_FAILED, LOADGEN_FAIL_TIMEOUT,
+        finish_failed(s, LOADGEN_FAIL_TIMEOUT,
                "no message from the server for %.0f s", c->timeout_s);
         loadgen_conn_abort(&s->conn);
         return;
     }
-    if (s->state == ST_STREAMING) {
+    if (s->core.state == CLIENT_STREAMING) {
         double lag = loadgen_session_lag_s(s, now);
         if (lag > s->lag_max_s)
             s->lag_max_s = lag;
@@ -757,7 +654,7 @@ void loadgen_session_poll(loadgen_session *s, double now)
 
 void loadgen_session_tick(loadgen_session *s, double now)
 {
-    if (s->state != ST_STREAMING || s->closed ||
+    if (s->core.state != CLIENT_STREAMING || s->closed ||
         s->outcome != LOADGEN_RUNNING)
         return;
     if (now >= stream_deadline(s) ||

@@ -1,8 +1,10 @@
 /*
- * stream_session.c - see stream_session.h: the protocol's control side of
- * one `demix stream` connection. The session runs: connect -> start ->
- * ready -> audio out while stems come in -> end -> summary -> close 1000.
- * Audio goes out in stream_input.c, comes in in stream_output.c.
+ * stream_session.c - see stream_session.h: one `demix stream` connection,
+ * the connection's events fed to the client-session core (client_session.h)
+ * and the core's operations on the connection. The session runs: connect
+ * -> start -> ready -> audio out while stems come in -> end -> summary ->
+ * close 1000. Audio goes out in stream_input.c, comes in in
+ * stream_output.c.
  *
  * Thread context: the main thread only (lws service and callbacks).
  */
@@ -23,42 +25,71 @@ void stream_session_fail(stream_session *s, const char *fmt, ...)
 {
     if (s->failed)
         return;
-    s->failed = 1;
+    char text[sizeof s->err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    if (s->ws && ws_client_is_open(s->ws))
-        ws_client_close(s->ws, 1000, "client error");
+    client_session_fail(&s->core, CLIENT_FAIL_CLIENT, "%s", text);
 }
 
-/* ----------------------------------------------------------- messages */
+/* ------------------------------------------------------- the core's ops */
 
-static void send_start(stream_session *s)
+static uint8_t *op_tx_buffer(void *user, size_t *cap)
 {
-    demix_proto_start st;
-    demix_proto_start_init(&st);
-    st.sample_rate_hz = s->session_rate;
-    st.channels = s->channels;
-    st.input_codec = s->in_codec;
-    st.output_codec = s->out_codec;
+    stream_session *s = user;
+    *cap = ws_client_tx_capacity(s->ws);
+    return ws_client_tx_buffer(s->ws);
+}
+
+static int op_send(void *user, int binary, size_t len)
+{
+    stream_session *s = user;
+    return ws_client_send(s->ws, binary, len);
+}
+
+static void op_want_write(void *user)
+{
+    stream_session *s = user;
+    ws_client_want_write(s->ws);
+}
+
+static int op_is_open(void *user)
+{
+    stream_session *s = user;
+    return s->ws && ws_client_is_open(s->ws);
+}
+
+static void op_close(void *user, int code, const char *reason)
+{
+    stream_session *s = user;
+    ws_client_close(s->ws, code, reason);
+}
+
+static void op_make_start(void *user, demix_proto_start *st)
+{
+    stream_session *s = user;
+    st->sample_rate_hz = s->session_rate;
+    st->channels = s->channels;
+    st->input_codec = s->in_codec;
+    st->output_codec = s->out_codec;
     if (s->in_codec == DEMIX_PROTO_CODEC_OPUS)
-        st.input_pre_skip_frames = s->enc_lookahead;
+        st->input_pre_skip_frames = s->enc_lookahead;
     if (s->out_codec == DEMIX_PROTO_CODEC_OPUS) {
-        st.opus_bitrate_bps = s->o->bitrate_bps
-                                  ? (int)s->o->bitrate_bps
-                                  : DEMIX_PROTO_OPUS_DEFAULT_BITRATE_PER_CHANNEL *
-                                        s->channels;
-        st.opus_frame_ms = DEMIX_PROTO_OPUS_DEFAULT_FRAME_MS;
+        st->opus_bitrate_bps = s->o->bitrate_bps
+                                   ? (int)s->o->bitrate_bps
+                                   : DEMIX_PROTO_OPUS_DEFAULT_BITRATE_PER_CHANNEL *
+                                         s->channels;
+        st->opus_frame_ms = DEMIX_PROTO_OPUS_DEFAULT_FRAME_MS;
     }
     if (s->probe_only || s->o->mix) {
-        st.mode = DEMIX_PROTO_MODE_MIX;
+        st->mode = DEMIX_PROTO_MODE_MIX;
         const char *p = s->probe_only ? "" : s->o->mix;
         while (*p) {
             const char *comma = strchr(p, ',');
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
             const char *eq = memchr(p, '=', len);
-            demix_proto_gain *g = &st.gains[st.gain_count++];
+            demix_proto_gain *g = &st->gains[st->gain_count++];
             size_t nl = (size_t)(eq - p);
             memcpy(g->name, p, nl);
             g->name[nl] = '\0';
@@ -66,49 +97,25 @@ static void send_start(stream_session *s)
             p = comma ? comma + 1 : p + len;
         }
     } else {
-        st.mode = DEMIX_PROTO_MODE_STEMS;
-        st.stem_count = s->stem_count_req;
+        st->mode = DEMIX_PROTO_MODE_STEMS;
+        st->stem_count = s->stem_count_req;
         for (int i = 0; i < s->stem_count_req; i++)
-            snprintf(st.stems[i], sizeof st.stems[i], "%s", s->stem_req[i]);
+            snprintf(st->stems[i], sizeof st->stems[i], "%s", s->stem_req[i]);
     }
     if (s->o->token) {
-        st.has_token = 1;
-        snprintf(st.token, sizeof st.token, "%s", s->o->token);
+        st->has_token = 1;
+        snprintf(st->token, sizeof st->token, "%s", s->o->token);
     }
-    size_t len;
-    char *buf = (char *)ws_client_tx_buffer(s->ws);
-    if (demix_proto_write_start(&st, buf, ws_client_tx_capacity(s->ws), &len)) {
-        stream_session_fail(s, "the start message would be refused (check "
-                               "--stems, --mix, --bitrate and --token)");
-        return;
-    }
-    if (ws_client_send(s->ws, 0, len)) {
-        stream_session_fail(s, "the connection failed while sending start");
-        return;
-    }
-    s->start_sent = 1;
 }
 
-static void handle_ready(stream_session *s, const demix_proto_ready *r)
+static int op_on_ready(void *user, const demix_proto_ready *r)
 {
-    if (s->state != STREAM_WAIT_READY) {
-        stream_session_fail(s, "the server sent ready twice");
-        return;
-    }
+    stream_session *s = user;
     s->ready = *r;
-    if (r->client_rate_hz != s->session_rate || r->channels != s->channels ||
-        r->input_codec != s->in_codec || r->output_codec != s->out_codec) {
-        stream_session_fail(s, "the server's ready does not match the start "
-                               "(rate %d, channels %d, codecs %s/%s)",
-                            r->client_rate_hz, r->channels,
-                            demix_proto_codec_name(r->input_codec),
-                            demix_proto_codec_name(r->output_codec));
-        return;
-    }
     if (s->probe_only) {
-        s->state = STREAM_SUMMARY; /* nothing more wanted */
-        ws_client_close(s->ws, 1000, "probe");
-        return;
+        s->probe_done = 1; /* nothing more wanted */
+        client_session_close(&s->core, 1000, "probe");
+        return 1;
     }
     if (!s->o->quiet) {
         fprintf(stderr,
@@ -123,63 +130,53 @@ static void handle_ready(stream_session *s, const demix_proto_ready *r)
                 r->latency_frames, 1000.0 * r->latency_frames / r->client_rate_hz);
     }
     if (stream_output_open(s))
-        return;
+        return 1;
     s->max_in_flight = (int64_t)r->latency_frames + s->session_rate +
                        s->chunk_frames + s->enc_lookahead;
-    s->state = STREAM_STREAMING;
-    ws_client_want_write(s->ws);
+    return 0;
 }
 
-static void handle_text(stream_session *s, const uint8_t *data, size_t len)
+static int op_on_audio(void *user, int slot, const demix_proto_audio_out *h)
 {
-    static demix_proto_server_msg m; /* ~2 KiB; one session per process */
-    demix_proto_error perr;
-    if (demix_proto_parse_server((const char *)data, len, &m, &perr)) {
-        stream_session_fail(s, "the server sent a malformed message: %s",
-                            perr.message);
-        return;
-    }
-    switch (m.type) {
-    case DEMIX_PROTO_READY:
-        handle_ready(s, &m.ready);
-        break;
-    case DEMIX_PROTO_ERROR:
-        s->error_code = m.error.code;
-        if (!s->failed) {
-            s->failed = 1;
-            s->server_error = 1;
-            snprintf(s->err, sizeof s->err, "server error %s: %s%s%s%s",
-                     demix_proto_code_name(m.error.code), m.error.message,
-                     m.error.field[0] ? " (field " : "", m.error.field,
-                     m.error.field[0] ? ")" : "");
-        }
-        break;
-    case DEMIX_PROTO_SUMMARY:
-        if (s->state != STREAM_ENDING) {
-            stream_session_fail(s, "the server sent a summary before the end");
-            return;
-        }
-        s->summary = m.summary;
-        s->have_summary = 1;
-        s->state = STREAM_SUMMARY;
-        break;
-    case DEMIX_PROTO_STATS:
-        break;
-    default:
-        stream_session_fail(s, "the server sent an unexpected %s message",
-                            demix_proto_type_name(m.type));
-        break;
-    }
+    (void)slot;
+    return stream_output_receive(user, h);
 }
+
+static void op_on_summary(void *user, const demix_proto_summary *m)
+{
+    stream_session *s = user;
+    s->summary = *m;
+}
+
+static void op_on_failure(void *user, client_failure kind, const char *text)
+{
+    stream_session *s = user;
+    s->failed = 1;
+    s->server_error = kind == CLIENT_FAIL_SERVER;
+    snprintf(s->err, sizeof s->err, "%s", text);
+}
+
+static const client_session_ops stream_ops = {
+    .tx_buffer = op_tx_buffer,
+    .send = op_send,
+    .want_write = op_want_write,
+    .is_open = op_is_open,
+    .close = op_close,
+    .make_start = op_make_start,
+    .start_hint = "--stems, --mix, --bitrate and --token",
+    .on_ready = op_on_ready,
+    .on_audio = op_on_audio,
+    .on_summary = op_on_summary,
+    .on_failure = op_on_failure,
+};
 
 /* ----------------------------------------------------------- events */
 
 static void ev_open(void *user)
 {
     stream_session *s = user;
-    s->state = STREAM_WAIT_READY;
     s->last_rx = ws_client_now_s();
-    ws_client_want_write(s->ws);
+    client_session_on_open(&s->core);
     ws_client_set_timer(s->ws, (int64_t)(TICK_S * 1e6));
 }
 
@@ -187,24 +184,16 @@ static void ev_message(void *user, int binary, const uint8_t *data, size_t len)
 {
     stream_session *s = user;
     s->last_rx = ws_client_now_s();
-    if (s->failed)
-        return;
     if (binary)
-        stream_output_receive(s, data, len);
+        (void)client_session_on_binary(&s->core, data, len);
     else
-        handle_text(s, data, len);
+        client_session_on_text(&s->core, data, len);
 }
 
 static void ev_writeable(void *user)
 {
     stream_session *s = user;
-    if (s->failed)
-        return;
-    if (s->state == STREAM_WAIT_READY && !s->start_sent) {
-        send_start(s);
-        return;
-    }
-    if (s->state == STREAM_STREAMING)
+    if (client_session_on_writable(&s->core))
         stream_input_send_next(s);
 }
 
@@ -212,7 +201,7 @@ static void ev_timer(void *user)
 {
     stream_session *s = user;
     double now = ws_client_now_s();
-    if (!s->failed && s->state != STREAM_SUMMARY &&
+    if (!s->failed && s->core.state != CLIENT_FINISHING &&
         now - s->last_rx > (double)s->o->timeout_s) {
         stream_session_fail(s, "no reply from the server for %ld s",
                             s->o->timeout_s);
@@ -228,7 +217,7 @@ static void ev_timer(void *user)
         ws_client_abort(s->ws);
         return;
     }
-    if (s->state == STREAM_STREAMING)
+    if (s->core.state == CLIENT_STREAMING)
         ws_client_want_write(s->ws);
     ws_client_set_timer(s->ws, (int64_t)(TICK_S * 1e6));
 }
@@ -236,41 +225,43 @@ static void ev_timer(void *user)
 static void ev_close(void *user, int code, const char *reason)
 {
     stream_session *s = user;
-    /* lws 4.1 turns the peer's close codes 1012-1015 into 1002 */
-    code = demix_proto_received_close_code(code, reason);
+    client_close_verdict v = client_session_on_close(&s->core, &code, reason);
     s->close_code = code;
     snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
-    int expected = s->state == STREAM_SUMMARY;
-    s->state = STREAM_CLOSED;
-    if (s->failed) {
+    switch (v) {
+    case CLIENT_CLOSE_CLEAN:
+        break;
+    case CLIENT_CLOSE_AFTER_FAILURE:
         if (s->server_error) {
             size_t n = strlen(s->err);
             snprintf(s->err + n, sizeof s->err - n, "; closed with %d%s%s", code,
                      reason[0] ? " " : "", reason);
         }
-        return;
-    }
-    if (!expected) {
-        if (code == WS_CLIENT_CLOSE_ABNORMAL)
-            stream_session_fail(s, "the connection to the server dropped (no "
-                                   "close frame) after %lld frames sent",
-                                (long long)s->frames_sent);
-        else
-            stream_session_fail(s, "the server closed the connection with "
-                                   "%d%s%s before the stream finished",
-                                code, reason[0] ? " " : "", reason);
-        return;
-    }
-    if (!s->probe_only && code != 1000)
+        break;
+    case CLIENT_CLOSE_AFTER_SUMMARY:
         stream_session_fail(s, "the server closed with %d%s%s after the "
                                "summary (expected 1000)",
                             code, reason[0] ? " " : "", reason);
+        break;
+    case CLIENT_CLOSE_DROPPED:
+        if (!s->probe_done)
+            stream_session_fail(s, "the connection to the server dropped (no "
+                                   "close frame) after %lld frames sent",
+                                (long long)s->frames_sent);
+        break;
+    case CLIENT_CLOSE_EARLY:
+        if (!s->probe_done)
+            stream_session_fail(s, "the server closed the connection with "
+                                   "%d%s%s before the stream finished",
+                                code, reason[0] ? " " : "", reason);
+        break;
+    }
 }
 
 static void ev_connect_error(void *user, const char *why)
 {
     stream_session *s = user;
-    s->state = STREAM_CLOSED;
+    client_session_on_connect_error(&s->core);
     stream_session_fail(s, "cannot connect to %s: %s", s->o->url, why);
 }
 
@@ -286,6 +277,7 @@ int stream_session_connect(stream_session *s)
         .on_close = ev_close,
         .on_connect_error = ev_connect_error,
     };
+    client_session_init(&s->core, &stream_ops, s);
     char err[1024];
     if (ws_client_create(s->o->url, DEMIX_PROTO_SUBPROTOCOL,
                          DEMIX_PROTO_MAX_BINARY_BYTES, &ev, s, &s->ws, err,
@@ -293,7 +285,6 @@ int stream_session_connect(stream_session *s)
         snprintf(s->err, sizeof s->err, "%s", err);
         return -1;
     }
-    s->state = STREAM_CONNECTING;
     s->start_time = ws_client_now_s();
     s->last_rx = s->start_time;
     return 0;

@@ -168,7 +168,7 @@ int64_t stream_input_server_frames(const stream_session *s)
 /* Build and send the next audio message, or end. Called on writeable. */
 void stream_input_send_next(stream_session *s)
 {
-    if (s->end_sent || s->failed)
+    if (s->core.end_sent || s->failed)
         return;
     size_t ch = (size_t)s->channels;
     size_t want = (size_t)s->chunk_frames; /* frames per message */
@@ -199,19 +199,8 @@ void stream_input_send_next(stream_session *s)
         }
     }
     if (s->fifo_len == 0 && s->reader_done) {
-        char buf[64];
-        size_t len;
-        if (demix_proto_write_end(buf, sizeof buf, &len)) {
-            stream_session_fail(s, "cannot write the end message");
-            return;
-        }
-        memcpy(ws_client_tx_buffer(s->ws), buf, len);
-        if (ws_client_send(s->ws, 0, len)) {
-            stream_session_fail(s, "the connection failed while sending end");
-            return;
-        }
-        s->end_sent = 1;
-        s->state = STREAM_ENDING;
+        if (client_session_send_end(&s->core))
+            return; /* the failure is reported */
         return;
     }
 
@@ -231,15 +220,10 @@ void stream_input_send_next(stream_session *s)
     if (s->frames_sent - stream_output_reached(s) > s->max_in_flight)
         return; /* output arrival asks again */
 
-    uint8_t *buf = ws_client_tx_buffer(s->ws);
-    demix_proto_audio_in h = {.codec = s->in_codec, .flags = 0,
-                              .seq = s->seq_in};
-    if (demix_proto_audio_in_write_header(&h, buf, DEMIX_PROTO_AUDIO_IN_HEADER_BYTES)) {
-        stream_session_fail(s, "cannot write an audio header");
+    size_t cap, len = 0;
+    uint8_t *pay = client_session_audio_payload(&s->core, &cap);
+    if (!pay)
         return;
-    }
-    size_t len = DEMIX_PROTO_AUDIO_IN_HEADER_BYTES;
-    uint8_t *pay = buf + len;
     if (s->in_codec == DEMIX_PROTO_CODEC_OPUS) {
         int bytes = opus_encode_float(s->enc, s->fifo, (int)n, pay,
                                       OPUS_MAX_PACKET_BYTES);
@@ -248,16 +232,13 @@ void stream_input_send_next(stream_session *s)
                                 opus_strerror(bytes));
             return;
         }
-        len += (size_t)bytes;
+        len = (size_t)bytes;
     } else {
-        len += pcm_wire_write(s->in_codec, s->fifo, n * ch, pay);
+        len = pcm_wire_write(s->in_codec, s->fifo, n * ch, pay);
     }
-    if (ws_client_send(s->ws, 1, len)) {
-        stream_session_fail(s, "the connection failed while sending audio");
-        return;
-    }
+    if (client_session_send_audio(&s->core, len))
+        return; /* failure reported */
     stream_report_probe_push(s, s->frames_sent, now);
-    s->seq_in++;
     s->frames_sent += (int64_t)n;
     fifo_consume(s, n);
     ws_client_want_write(s->ws);
