@@ -336,6 +336,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it */
     signal(SIGPIPE, SIG_IGN);
     (void)demixd_crc32(0, NULL, 0); /* build the table before threads */
+    /* glibc sets its time zone state on the first localtime (lws's and
+     * OpenSSL's, on every service thread at once): set it here, before
+     * any thread exists */
+    tzset();
     if (getrandom(&d.id_key, sizeof d.id_key, 0) != sizeof d.id_key)
         d.id_key = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
 
