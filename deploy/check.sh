@@ -49,9 +49,8 @@ build=${DEMIX_BUILD_DIR:-$root/build}
 demixd=${DEMIXD_BIN:-$build/server/demixd}
 test_data=${DEMIX_TEST_DATA:-$root/tests/data}
 
-# Issue 14: the SIGTERM drain and the CUDA device index, which the lead
-# engineer adds to demixd; deploy/ files already pass them.
-PENDING_OPTIONS=(--drain-seconds)
+# None pending now (--drain-seconds and --device landed).
+PENDING_OPTIONS=()
 
 tmp=$(mktemp -d)
 pids=()

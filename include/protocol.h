@@ -128,6 +128,7 @@ extern "C" {
     X(TIMEOUT, "timeout", 1008)                                                \
     X(AT_CAPACITY, "at_capacity", 1013)                                        \
     X(SHUTTING_DOWN, "shutting_down", 1001)                                    \
+    X(RESTARTING, "restarting", 1012)                                          \
     X(INTERNAL, "internal", 1011)
 
 /* clang-format off */

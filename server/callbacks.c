@@ -16,8 +16,12 @@
  *
  * Shutdown (SIGINT/SIGTERM -> stop_requested + a wake-up of every service
  * thread): each thread refuses new connections, answers HTTP requests
- * with 503, asks each of its sessions to finish
- * (demixd_session_shutdown), and cancels its waiting file jobs with 503.
+ * with 503 (the health probes excepted: ready says shutting_down), asks
+ * each of its sessions to finish (demixd_session_shutdown), and cancels
+ * its waiting file jobs with 503. With --drain-seconds N the streaming
+ * sessions are left alone for N seconds first (a load balancer moves new
+ * clients elsewhere meanwhile), then each still streaming gets
+ * `restarting` and close 1012 (demixd_session_drain_end).
  * After DEMIXD_SHUTDOWN_GRACE_S seconds the sessions still open are closed
  * with 1001; the thread's service loop ends when no thread has a session
  * left (and its own file jobs are answered), or two seconds after that.
@@ -32,14 +36,25 @@
 
 static void begin_shutdown(demixd_service *svc)
 {
+    const int drain = svc->d->opt.drain_seconds;
+    int64_t now = demixd_now_ns();
     svc->stopping = 1;
+    svc->drain_end_ns = now + (int64_t)drain * 1000000000;
     svc->stop_deadline_ns =
-        demixd_now_ns() + (int64_t)DEMIXD_SHUTDOWN_GRACE_S * 1000000000;
+        svc->drain_end_ns + (int64_t)DEMIXD_SHUTDOWN_GRACE_S * 1000000000;
     demixd_log(DEMIXD_LOG_INFO, "shutdown_begin",
-               "thread=%d sessions=%d grace_s=%d", svc->index,
-               svc->session_count, DEMIXD_SHUTDOWN_GRACE_S);
-    for (demixd_session *s = svc->sessions; s; s = s->next)
-        demixd_session_shutdown(s);
+               "thread=%d sessions=%d drain_s=%d grace_s=%d", svc->index,
+               svc->session_count, drain, DEMIXD_SHUTDOWN_GRACE_S);
+    if (drain > 0) {
+        /* the drain: streaming sessions go on; the rest ends now */
+        for (demixd_session *s = svc->sessions; s; s = s->next)
+            if (s->state == DEMIX_PROTO_STATE_IDLE)
+                demixd_session_shutdown(s);
+    } else {
+        svc->drained = 1;
+        for (demixd_session *s = svc->sessions; s; s = s->next)
+            demixd_session_shutdown(s);
+    }
     demixd_http_shutdown(svc);
 }
 
@@ -71,6 +86,14 @@ static void on_wake(demixd_service *svc)
     for (demixd_session *s = svc->sessions; s; s = s->next)
         demixd_session_wake(s);
     int64_t now = demixd_now_ns();
+    if (!svc->drained && now >= svc->drain_end_ns) {
+        svc->drained = 1;
+        if (svc->session_count)
+            demixd_log(DEMIXD_LOG_INFO, "drain_end", "thread=%d sessions=%d",
+                       svc->index, svc->session_count);
+        for (demixd_session *s = svc->sessions; s; s = s->next)
+            demixd_session_drain_end(s);
+    }
     if (now >= svc->stop_deadline_ns && !svc->forced) {
         svc->forced = 1;
         if (svc->session_count)
@@ -138,7 +161,7 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     demixd_conn *c = user;
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-        return svc->stopping ? -1 : 0;
+        return svc->stopping && svc->drained ? -1 : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         if (demixd_http_header_bytes(wsi) > DEMIXD_MAX_HEADER_BYTES) {
             if (lws_return_http_status(wsi, 431, NULL))

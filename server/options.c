@@ -62,6 +62,10 @@ void demixd_options_usage(FILE *out)
         "                         per usable CPU; with CUDA one fewer, for\n"
         "                         the scheduler)\n"
         "      --device N         CUDA device index, 0..255 (default 0)\n"
+        "      --drain-seconds N  on SIGTERM or SIGINT, let live sessions\n"
+        "                         stream on for up to N s (not ready, no new\n"
+        "                         sessions), then close them with restarting\n"
+        "                         / 1012, 0..3600 (default 0: end them at once)\n"
         "      --steps-in-flight N  engine steps submitted and not yet\n"
         "                         collected, 1..2 (default: 2 with CUDA, 1 on\n"
         "                         the CPU)\n"
@@ -306,6 +310,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--service-threads", v, 1, 1024, &n))
                 return -1;
             o->service_threads = (int)n;
+        } else if ((r = option(argc, argv, &i, "--drain-seconds", NULL,
+                               &v))) {
+            if (r < 0 || whole("--drain-seconds", v, 0, 3600, &n))
+                return -1;
+            o->drain_seconds = (int)n;
         } else if ((r = option(argc, argv, &i, "--steps-in-flight", NULL,
                                &v))) {
             if (r < 0 || whole("--steps-in-flight", v, 1, 2, &n))

@@ -51,6 +51,7 @@ typedef struct demixd_options {
     char allow_origin[1024]; /* comma-separated Origins; "": any */
     int service_threads; /* 0: one per CPU the engine does not use */
     int steps_in_flight; /* 0: the backend's default (CUDA 2, CPU 1) */
+    int drain_seconds;   /* SIGTERM: live sessions go on this long */
     int device;          /* CUDA device index */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */
     demixd_log_level log_level;

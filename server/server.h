@@ -78,6 +78,8 @@ typedef struct demixd_service {
     demixd_http *waiting;     /* HTTP requests whose file job runs */
     int stopping;             /* shutdown began */
     int64_t stop_deadline_ns; /* then: force-close after it */
+    int64_t drain_end_ns;     /* --drain-seconds: live sessions end then */
+    int drained;              /* the drain's end was done */
     int forced;               /* the force-close was done */
     int exit_loop;
     uint64_t serial;
@@ -187,6 +189,9 @@ void demixd_session_closed(demixd_session *s);
 void demixd_session_wake(demixd_session *s);
 /* Server shutdown: finish what was received, then close 1001. */
 void demixd_session_shutdown(demixd_session *s);
+/* The drain (--drain-seconds) is over: a session still streaming gets
+ * `restarting` and close 1012; an idle one `shutting_down`. */
+void demixd_session_drain_end(demixd_session *s);
 /* The shutdown grace is over: close 1001 now. */
 void demixd_session_force_close(demixd_session *s);
 

@@ -78,7 +78,10 @@ void demixd_service_accept(demixd_service *svc)
         int fd = demixd_listener_accept(svc->listen_fd);
         if (fd < 0)
             return; /* none pending (or a transient error: next time) */
-        if (svc->stopping || !vh) {
+        /* While stopping: still taken during a drain, so that health
+         * probes on new connections get their answers (live 200, ready
+         * 503) and upgrades their 503; refused after it. */
+        if (!vh || (svc->stopping && svc->drained)) {
             close(fd);
             continue;
         }

@@ -188,7 +188,9 @@ void demixd__session_fail(demixd_session *s, demix_proto_code code,
     queue_close(s, demix_proto_close_code(code), demix_proto_code_name(code));
     s->closing = 1;
     s->result = code == DEMIX_PROTO_ERR_AT_CAPACITY     ? DEMIXD_RESULT_REFUSED
-                : code == DEMIX_PROTO_ERR_SHUTTING_DOWN ? DEMIXD_RESULT_SHUTDOWN
+                : code == DEMIX_PROTO_ERR_SHUTTING_DOWN ||
+                        code == DEMIX_PROTO_ERR_RESTARTING
+                    ? DEMIXD_RESULT_SHUTDOWN
                                                         : DEMIXD_RESULT_ERROR;
     release_stream(s);
     demixd__session_in_resume(s);
@@ -681,6 +683,20 @@ void demixd_session_shutdown(demixd_session *s)
     if (s->state == DEMIX_PROTO_STATE_STREAMING)
         s->state = DEMIX_PROTO_STATE_ENDING; /* a server-side end */
     service(s);
+}
+
+void demixd_session_drain_end(demixd_session *s)
+{
+    if (s->closing)
+        return;
+    if (s->state == DEMIX_PROTO_STATE_IDLE) {
+        demixd__session_fail(s, DEMIX_PROTO_ERR_SHUTTING_DOWN, NULL,
+                             "The server is shutting down.");
+        return;
+    }
+    demixd__session_fail(s, DEMIX_PROTO_ERR_RESTARTING, NULL,
+                         "The server is restarting: connect again (to "
+                         "another instance) to go on.");
 }
 
 void demixd_session_force_close(demixd_session *s)

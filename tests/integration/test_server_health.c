@@ -321,6 +321,68 @@ static void test_shutdown_is_not_ready_but_live(void **state)
     assert_int_equal(server_fixture_stop(&fx), 0);
 }
 
+/* --drain-seconds: after SIGTERM a streaming session goes on (its output
+ * keeps coming) while new connections still get probe answers (ready 503,
+ * live 200) and a new session is refused; when the drain ends the session
+ * gets `restarting` and close 1012, and the server exits 0. */
+static void test_drain_then_restarting(void **state)
+{
+    (void)state;
+    server_fixture fx;
+    assert_int_equal(server_fixture_start(&fx, g.model, "--max-sessions", "2",
+                                          "--drain-seconds", "2",
+                                          (const char *)NULL),
+                     0);
+    int64_t frames = 8 * 512;
+    float *x = fx_make_signal(RATE, 2, 4 * frames, g.seed + 2);
+    fx_session s;
+    open_streaming(&s, fx.port, x, frames);
+
+    assert_int_equal(kill(fx.pid, SIGTERM), 0);
+    double deadline = now_ms() + FX_TIMEOUT_MS;
+    for (;;) {
+        char *log = server_fixture_read_log(&fx);
+        int begun = log && strstr(log, "event=shutdown_begin");
+        free(log);
+        if (begun)
+            break;
+        assert_true(now_ms() < deadline);
+        sleep_ms(10);
+    }
+    char body[512];
+    assert_int_equal(get(fx.port, "/v1/health/ready", body, sizeof body), 503);
+    assert_non_null(strstr(body, "\"reason\":\"shutting_down\""));
+    assert_int_equal(get(fx.port, "/v1/health/live", body, sizeof body), 200);
+
+    /* the live session streams on during the drain */
+    int64_t before = fx_session_reached(&s);
+    assert_int_equal(fx_session_send(&s, x + frames * 2, frames), 0);
+    assert_int_equal(fx_session_send(&s, x + frames * 4, frames), 0);
+    deadline = now_ms() + FX_TIMEOUT_MS;
+    while (fx_session_reached(&s) < before + frames && !s.closed &&
+           now_ms() < deadline)
+        assert_true(fx_session_poll(&s, 50) >= 0);
+    print_message("during the drain the output went on from %lld to %lld\n",
+                  (long long)before, (long long)fx_session_reached(&s));
+    assert_true(fx_session_reached(&s) >= before + frames);
+    assert_false(s.closed);
+
+    /* then restarting / 1012 */
+    deadline = now_ms() + FX_TIMEOUT_MS;
+    while (!s.closed && !s.eof && now_ms() < deadline)
+        (void)fx_session_poll(&s, 100);
+    assert_true(s.have_error);
+    assert_int_equal(s.error.code, DEMIX_PROTO_ERR_RESTARTING);
+    assert_int_equal(s.close_code, 1012);
+    char *log = server_fixture_read_log(&fx);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "event=drain_end"));
+    free(log);
+    fx_session_free(&s);
+    free(x);
+    assert_int_equal(server_fixture_stop(&fx), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_at_capacity_is_not_ready),
         cmocka_unit_test(test_probe_methods),
         cmocka_unit_test(test_shutdown_is_not_ready_but_live),
+        cmocka_unit_test(test_drain_then_restarting),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -144,6 +144,7 @@ static void test_codes_and_close_codes(void **state)
         {DEMIX_PROTO_ERR_TIMEOUT, "timeout", 1008},
         {DEMIX_PROTO_ERR_AT_CAPACITY, "at_capacity", 1013},
         {DEMIX_PROTO_ERR_SHUTTING_DOWN, "shutting_down", 1001},
+        {DEMIX_PROTO_ERR_RESTARTING, "restarting", 1012},
         {DEMIX_PROTO_ERR_INTERNAL, "internal", 1011},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -166,6 +167,9 @@ static void test_codes_and_close_codes(void **state)
     assert_int_equal(demix_proto_received_close_code(1002, "unauthorized"),
                      1008);
     assert_int_equal(demix_proto_received_close_code(1002, "internal"), 1011);
+    /* lws 4.1 turns a received 1012 into 1002: the reason restores it */
+    assert_int_equal(demix_proto_received_close_code(1002, "restarting"),
+                     1012);
     assert_int_equal(demix_proto_received_close_code(1002, ""), 1002);
     assert_int_equal(demix_proto_received_close_code(1002, "no_such_code"),
                      1002);
