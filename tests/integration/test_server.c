@@ -33,8 +33,8 @@
  * identity server's Opus output still has lag 0 and SNR > 20 dB, and it
  * differs from the default server's (complexity 10) for the same input,
  * so the option reaches the encoders; (l) out-of-range or malformed
- * --opus-complexity, --service-threads and --device values stop the start
- * with exit
+ * --opus-complexity, --service-threads, --device, --steps-in-flight and
+ * --drain-seconds values stop the start with exit
  * status 2 and a message naming the option and the value.
  */
 #include "testutil.h"
@@ -828,6 +828,7 @@ static void test_bad_codec_options_are_usage_errors(void **state)
         {"--service-threads", "1025"}, {"--service-threads", "2x"},
         {"--device", "-1"},          {"--device", "256"},
         {"--steps-in-flight", "0"},  {"--steps-in-flight", "3"},
+        {"--drain-seconds", "-1"},   {"--drain-seconds", "3601"},
     };
     const char *dir = demix_test_tmpdir();
     assert_non_null(dir);
