@@ -28,6 +28,7 @@
  */
 #include "engine_impl.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,7 +382,7 @@ static int compact_shape(const demix_output_shape *sh,
     if (sh->mix) {
         for (int t = 0; t < T; t++) {
             float g = sh->gains[t];
-            if (!(g == g) || g > 3.0e38f || g < -3.0e38f) /* NaN, inf */
+            if (!isfinite(g))
                 return -1;
             out->gains[t] = g;
         }
@@ -453,26 +454,6 @@ int demix_engine_set_output(demix_engine *e, int slot,
     return DEMIX_OK;
 }
 
-/* round(x * 32768), halves away from zero, clamped; NaN as 0. Written
- * without libm calls so that the CUDA kernel can do exactly the same. */
-static int16_t to_s16(float x)
-{
-    float v = x * 32768.0f;
-    if (!(v == v))
-        return 0;
-    if (v >= 32767.0f)
-        return 32767;
-    if (v <= -32768.0f)
-        return -32768;
-    int i = (int)v; /* toward zero */
-    float frac = v - (float)i;
-    if (frac >= 0.5f)
-        i++;
-    else if (frac <= -0.5f)
-        i--;
-    return (int16_t)(i > 32767 ? 32767 : i);
-}
-
 void demix__pack_row(const float *src, int T, int CH,
                      const demix_row_shape *sh, void *dst)
 {
@@ -489,7 +470,7 @@ void demix__pack_row(const float *src, int T, int CH,
                 acc = acc + term;
             }
             if (s16)
-                ds[k] = to_s16(acc);
+                ds[k] = demix_sample_to_s16(acc);
             else
                 df[k] = acc;
         }
@@ -499,7 +480,7 @@ void demix__pack_row(const float *src, int T, int CH,
         const float *a = src + (size_t)sh->sources[p] * (size_t)CH;
         if (s16)
             for (int k = 0; k < CH; k++)
-                ds[(size_t)p * (size_t)CH + k] = to_s16(a[k]);
+                ds[(size_t)p * (size_t)CH + k] = demix_sample_to_s16(a[k]);
         else
             memcpy(df + (size_t)p * (size_t)CH, a, (size_t)CH * sizeof *a);
     }
@@ -553,6 +534,42 @@ static int shapes_grow(demix_engine *e, int q, int n)
     return DEMIX_OK;
 }
 
+/* Ring entry q's input for an asynchronous backend, which reads it after
+ * submit returns: the caller's buffer when it is that entry's (filled in
+ * place), else a copy into it. */
+static int stage_input(demix_engine *e, int q, int n, const float *in)
+{
+    if (in != e->ring[q].in) {
+        int rc = ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap,
+                           in_floats(e, n), "submit");
+        if (rc)
+            return rc;
+        memcpy(e->ring[q].in, in, in_floats(e, n) * sizeof(float));
+    } else if (e->ring[q].in_cap < in_floats(e, n)) {
+        ENGINE_ERROR(e, "submit: the input buffer was asked for fewer than "
+                        "%d rows", n);
+        return DEMIX_EARG;
+    }
+    return DEMIX_OK;
+}
+
+/* The host packer's float32 buffer for n full rows (grown, never per step
+ * at a steady size). */
+static int scratch_grow(demix_engine *e, int n, const char *what)
+{
+    if (e->scratch_cap >= out_floats(e, n))
+        return DEMIX_OK;
+    free(e->scratch);
+    e->scratch_cap = 0;
+    e->scratch = malloc(out_floats(e, n) * sizeof(float));
+    if (!e->scratch) {
+        ENGINE_ERROR(e, "%s: out of memory for the packing buffer", what);
+        return DEMIX_ENOMEM;
+    }
+    e->scratch_cap = out_floats(e, n);
+    return DEMIX_OK;
+}
+
 /* A step with output shapes: fill ring entry q's row shapes and offsets,
  * then let the backend pack on its device, or run the step into the
  * scratch buffer and pack here. */
@@ -581,31 +598,16 @@ static int submit_shaped(demix_engine *e, int q, int n, const int *slots,
     }
     e->ring[q].total_bytes = off;
     if (e->ops->submit_shaped) {
-        if (in != e->ring[q].in) {
-            rc = ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap,
-                           in_floats(e, n), "submit");
-            if (rc)
-                return rc;
-            memcpy(e->ring[q].in, in, in_floats(e, n) * sizeof(float));
-        } else if (e->ring[q].in_cap < in_floats(e, n)) {
-            ENGINE_ERROR(e, "submit: the input buffer was asked for fewer "
-                            "than %d rows", n);
-            return DEMIX_EARG;
-        }
+        rc = stage_input(e, q, n, in);
+        if (rc)
+            return rc;
         return e->ops->submit_shaped(e->ctx, n, slots, e->ring[q].in,
                                      e->ring[q].out, sh, off);
     }
     /* host packing: the full outputs into the scratch, then row by row */
-    if (e->scratch_cap < out_floats(e, n)) {
-        free(e->scratch);
-        e->scratch_cap = 0;
-        e->scratch = malloc(out_floats(e, n) * sizeof(float));
-        if (!e->scratch) {
-            ENGINE_ERROR(e, "submit: out of memory for the packing buffer");
-            return DEMIX_ENOMEM;
-        }
-        e->scratch_cap = out_floats(e, n);
-    }
+    rc = scratch_grow(e, n, "submit");
+    if (rc)
+        return rc;
     /* an asynchronous backend packs on its device (submit_shaped): its
      * wait() could not pick this step out of the ones in flight */
     DEMIX_ASSERT(!e->ops->submit);
@@ -674,18 +676,8 @@ int demix_engine_reserve_io(demix_engine *e, int n)
         if (rc)
             return rc;
     }
-    if (!e->ops->submit_shaped && e->scratch_cap < out_floats(e, n)) {
-        free(e->scratch);
-        e->scratch_cap = 0;
-        e->scratch = malloc(out_floats(e, n) * sizeof(float));
-        if (!e->scratch) {
-            ENGINE_ERROR(e, "reserve_io: out of memory for the packing "
-                            "buffer");
-            return DEMIX_ENOMEM;
-        }
-        e->scratch_cap = out_floats(e, n);
-    }
-    return DEMIX_OK;
+    return e->ops->submit_shaped ? DEMIX_OK
+                                 : scratch_grow(e, n, "reserve_io");
 }
 
 int demix_engine_submit(demix_engine *e, int n, const int *slots,
@@ -723,17 +715,9 @@ int demix_engine_submit(demix_engine *e, int n, const int *slots,
     } else {
         /* the backend reads its input asynchronously: from the ring entry,
          * which the caller filled in place or which gets a copy now */
-        if (in != e->ring[q].in) {
-            rc = ring_grow(e, &e->ring[q].in, &e->ring[q].in_cap,
-                           in_floats(e, n), "submit");
-            if (rc)
-                return rc;
-            memcpy(e->ring[q].in, in, in_floats(e, n) * sizeof(float));
-        } else if (e->ring[q].in_cap < in_floats(e, n)) {
-            ENGINE_ERROR(e, "submit: the input buffer was asked for fewer "
-                            "than %d rows", n);
-            return DEMIX_EARG;
-        }
+        rc = stage_input(e, q, n, in);
+        if (rc)
+            return rc;
         rc = e->ops->submit(e->ctx, n, slots, e->ring[q].in, e->ring[q].out);
     }
     if (rc) {

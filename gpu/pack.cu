@@ -9,7 +9,8 @@
  * terms left out, each product and sum rounded separately (__fmul_rn,
  * __fadd_rn: no fused multiply-add), and 16-bit samples are
  * round(x * 32768), halves away from zero, clamped, NaN as 0, by the same
- * integer steps.
+ * integer steps as engine.h's demix_sample_to_s16 (here with __fmul_rn
+ * and __fsub_rn, on the device).
  *
  * Shapes: full [m][T][CH] (CH = C*H); shapes[m] (row_shape: planes,
  * sources or gains, byte offset in the step's packed output); out = the

@@ -319,6 +319,25 @@ typedef struct demix_output_shape {
     float gains[DEMIX_MAX_SOURCES]; /* mix 1: gain of each source (0..T-1) */
 } demix_output_shape;
 
+/* The 16-bit rule of S16 rows, for drivers that convert alike (demixd's
+ * PCM16 output): round(x * 32768), halves away from zero (as lroundf),
+ * clamped to -32768..32767, NaN as 0; by integer steps, no libm call, so
+ * that the CUDA packer can do exactly the same. */
+static inline int16_t demix_sample_to_s16(float x)
+{
+    float v = x * 32768.0f;
+    if (!(v == v))
+        return 0;
+    if (v >= 32767.0f)
+        return 32767;
+    if (v <= -32768.0f)
+        return -32768;
+    int i = (int)v; /* toward zero */
+    float frac = v - (float)i;
+    i += (frac >= 0.5f) - (frac <= -0.5f);
+    return (int16_t)i;
+}
+
 /* Every source in model order, float32; mix gains 1. */
 void demix_output_shape_init(demix_output_shape *shape,
                              const demix_model_config *cfg);

@@ -86,6 +86,9 @@
  * in tasks of about this many hops. */
 #define COPY_SPLIT_HOPS 128
 
+/* Most copy tasks of one batch (a few per copy-pool thread). */
+#define MAX_COPY_TASKS 64
+
 /* Steps in flight at most (engine.h's DEMIX_ENGINE_MAX_IN_FLIGHT). */
 #define MAX_DEPTH 2
 
@@ -129,7 +132,6 @@ struct demixd_scheduler {
     int oldest, in_flight; /* steps[oldest] is the oldest in flight */
     unsigned char *woken;  /* [owners] */
     float *in;             /* the engine's input buffer being filled */
-    int have_out;          /* a collected step's outputs are readable */
     int64_t step_ns_avg;   /* submit-to-collect, recent average */
     uint64_t steps_run;    /* steps submitted (or failed) so far */
     uint64_t fail_first, fail_end; /* the test hook's [first, end) */
@@ -518,6 +520,8 @@ static int copy_tasks(const demixd_scheduler *s, int n, int *per_task)
         tasks = n / COPY_SPLIT_HOPS;
         if (tasks > 4 * threads)
             tasks = 4 * threads;
+        if (tasks > MAX_COPY_TASKS)
+            tasks = MAX_COPY_TASKS;
         if (tasks < 1)
             tasks = 1;
     }
@@ -564,7 +568,6 @@ static void finish_step(demixd_scheduler *s)
     int rc = step->rc;
     if (!rc)
         rc = demix_engine_collect(s->engine, NULL);
-    s->have_out = !rc;
     int64_t t1 = demixd_now_ns();
     double seconds = (double)(t1 - step->submit_ns) * 1e-9;
     if (rc) {
@@ -590,11 +593,11 @@ static void finish_step(demixd_scheduler *s)
     int64_t took = t1 - step->submit_ns;
     s->step_ns_avg = s->step_ns_avg ? (7 * s->step_ns_avg + took) / 8 : took;
     int late = 0;
-    int late_per_task[4 * DEMIX_THREADPOOL_MAX_THREADS / 8 + 1];
+    int late_per_task[MAX_COPY_TASKS];
     copy_job j = {.s = s, .step = step, .done_ns = t1,
                   .late_per_task = late_per_task};
     int tasks = copy_tasks(s, n, &j.per_task);
-    if (tasks > 1 && tasks <= (int)(sizeof late_per_task / sizeof(int))) {
+    if (tasks > 1) {
         memset(late_per_task, 0, (size_t)tasks * sizeof(int));
         if (demix_threadpool_run(s->copy_pool, tasks, scatter_task, &j))
             scatter_range(s, step, 0, n, t1, &late);

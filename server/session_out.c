@@ -235,24 +235,6 @@ static uint8_t stem_index(const demixd_session *s, int j)
                                            : (uint8_t)s->out_source[j];
 }
 
-/* round(x * 32768), halves away from zero (as lroundf), clamped, NaN as
- * 0: the engine's 16-bit rule (engine.h), by integer steps instead of a
- * libm call per sample. */
-static inline int16_t to_s16(float x)
-{
-    float v = x * 32768.0f;
-    if (!(v == v))
-        return 0;
-    if (v >= 32767.0f)
-        return 32767;
-    if (v <= -32768.0f)
-        return -32768;
-    int i = (int)v;
-    float frac = v - (float)i;
-    i += (frac >= 0.5f) - (frac <= -0.5f);
-    return (int16_t)i;
-}
-
 static void put_pcm(const demixd_session *s, uint8_t *p, const float *src,
                     size_t stride, size_t n)
 {
@@ -260,7 +242,8 @@ static void put_pcm(const demixd_session *s, uint8_t *p, const float *src,
     if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16) {
         for (size_t i = 0; i < n; i++)
             for (int c = 0; c < ch; c++) {
-                uint16_t u = (uint16_t)to_s16(src[i * stride + (size_t)c]);
+                uint16_t u = (uint16_t)demix_sample_to_s16(
+                    src[i * stride + (size_t)c]);
                 *p++ = (uint8_t)(u & 0xff);
                 *p++ = (uint8_t)(u >> 8);
             }
