@@ -496,6 +496,24 @@ static void test_slow_upload_gets_408(void **state)
                       "\r\nR";
     assert_true(send(fd, hdr, strlen(hdr), MSG_NOSIGNAL) ==
                 (ssize_t)strlen(hdr));
+    /* Its reservation first (health's file_jobs): an upload probed before
+     * the dribbler's headers were read, on another service thread, could
+     * take the slot itself and leave the dribbler a 503. */
+    int reserved = 0;
+    for (int k = 0; k < 500 && !reserved; k++) {
+        wst_http_response r;
+        assert_int_equal(wst_http(fx.port, "GET", "/v1/health", NULL, NULL, 0,
+                                  &r, FX_TIMEOUT_MS),
+                         0);
+        reserved = r.status == 200 && r.body &&
+                   strstr((const char *)r.body, "\"file_jobs\":1");
+        wst_http_response_free(&r);
+        if (!reserved) {
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(reserved);
     /* While it dribbles, the slot is taken. */
     int busy = 0;
     for (int k = 0; k < 100 && !busy; k++) {
