@@ -19,7 +19,8 @@
  * (row, source), each task with its own FFT plan and scratch. No element
  * is computed differently from the single-thread step, so the output is
  * bit-identical for any thread count. Gathers, norms, windows and the
- * overlap-add (a few microseconds) stay on the calling thread.
+ * overlap-add with its mixture-consistency projection (a few microseconds)
+ * stay on the calling thread.
  *
  * Precision: DEMIX_PRECISION_FAST, and DEMIX_PRECISION_DEFAULT with it,
  * rounds weights and the activations entering each product to bfloat16
@@ -557,14 +558,18 @@ static int cpu_step(void *vctx, int n, const int *slots, const float *in,
            x->CW, x->wave_out);
     demix__cpu_apply_window(n * x->T * x->C, x->W, m->window, x->wave_out);
 
-    /* 9: overlap-add, one hop per source and channel. */
+    /* 9: overlap-add, one hop per source and channel; then the
+     * mixture-consistency projection onto the input hop that hop covers:
+     * the previous `past`, still the first half of this step's frame. */
     for (size_t r = 0; r < (size_t)n; r++) {
         float *st = x->state + (size_t)slots[r] * x->slot_floats;
+        float *o = out + r * T * C * H;
         demix__cpu_overlap_add(x->T, x->C, x->H, x->env,
                                x->spec_out + r * T * CW,
                                x->wave_out + r * T * CW,
                                st + x->off_tail_spec, st + x->off_tail_wave,
-                               out + r * T * C * H);
+                               o);
+        demix__cpu_mix_consistency(x->T, x->C, x->H, x->frame + r * CW, W, o);
     }
     x->last_rows = n;
     x->error[0] = '\0';

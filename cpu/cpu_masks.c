@@ -105,3 +105,27 @@ void demix__cpu_overlap_add(int sources, int channels, int hop_samples,
         memcpy(tw, z + H, H * sizeof *tw);
     }
 }
+
+void demix__cpu_mix_consistency(int sources, int channels, int hop_samples,
+                                const float *past, size_t past_stride,
+                                float *out)
+{
+    size_t H = (size_t)hop_samples, T = (size_t)sources;
+    size_t plane = (size_t)channels * H; /* floats between two sources */
+    float count = (float)sources;
+    for (size_t ch = 0; ch < (size_t)channels; ch++) {
+        const float *x = past + ch * past_stride;
+        float *o = out + ch * H;
+        for (size_t n = 0; n < H; n++) {
+            /* The sum in source order and a division (not a product with
+             * 1/T) so that gpu/overlap_add.cu can do the same float
+             * operations, none of them fusable into an FMA. */
+            float sum = o[n];
+            for (size_t t = 1; t < T; t++)
+                sum += o[t * plane + n];
+            float share = (x[n] - sum) / count;
+            for (size_t t = 0; t < T; t++)
+                o[t * plane + n] += share;
+        }
+    }
+}

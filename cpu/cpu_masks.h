@@ -1,8 +1,9 @@
 /*
  * cpu_masks.h - the per-row back end of the frame (model-spec.md steps 6 to
  * 9): RMSNorm before the mask layers, the spectral mask and inverse FFT,
- * the waveform decoder's input and window, and the overlap-add that emits
- * one hop per source.
+ * the waveform decoder's input and window, the overlap-add that emits
+ * one hop per source, and the mixture-consistency projection that makes
+ * the sources of that hop add up to the input (docs/model.md).
  *
  * Shapes per row: spectral mask [C][F][2][T] (source fastest, the order of
  * to_spec_masks.1's output), waveform mask [T][NB], decoder output and
@@ -12,6 +13,8 @@
  */
 #ifndef DEMIX_CPU_MASKS_H
 #define DEMIX_CPU_MASKS_H
+
+#include <stddef.h>
 
 #include "cpu_fft.h"
 
@@ -53,5 +56,13 @@ void demix__cpu_overlap_add(int sources, int channels, int hop_samples,
                             const float *env, const float *spec_out,
                             const float *wave_out, float *tail_spec,
                             float *tail_wave, float *out);
+
+/* Mixture consistency (docs/model.md, after model-spec.md step 9): per
+ * channel and sample, r = past - sum_t out_t (t = 0..T-1 in order), then
+ * out_t += r / T, so that the T emitted hops add up to the input hop they
+ * cover. out [T][C][H]; past [C] rows of H floats, past_stride apart. */
+void demix__cpu_mix_consistency(int sources, int channels, int hop_samples,
+                                const float *past, size_t past_stride,
+                                float *out);
 
 #endif /* DEMIX_CPU_MASKS_H */

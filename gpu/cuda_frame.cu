@@ -380,9 +380,11 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     /* 9. overlap-add, emit */
     demix_ola_params op;
     op.slots = slots;
+    op.in = in;
     op.state = g->state;
     op.P = g->P;
     op.off_tail = g->off_tail;
+    op.off_past = g->off_past;
     op.T = T;
     op.C = g->C;
     op.W = g->W;

@@ -309,8 +309,9 @@ static __device__ __forceinline__ void store_act_v(void *base, size_t i,
 
 #endif
 
-/* gather: build the frames of B rows and the h half of every LSTM input,
- * move the new hop into the slot's past. */
+/* gather: build the frames of B rows and the h half of every LSTM input.
+ * The slot's past is only read here: the overlap-add replaces it by the
+ * new hop after its projection has used it. */
 typedef struct demix_gather_params {
     const int *slots;
     const float *in; /* [B][C][H] */
@@ -431,12 +432,14 @@ bool demix__launch_wave_mask(demix_cuda_err *e, cudaStream_t s, int rows,
                              const float *bias, const float *basis, int ldNB,
                              void *mb, int ld_mb, int mb_bf16);
 
-/* Overlap-add of both paths with the slots' tails; writes the output hop
- * and the new tails. */
+/* Overlap-add of both paths with the slots' tails and the mixture-
+ * consistency projection onto the slot's past; writes the output hop, the
+ * new tails and the new past (the step's input hop). */
 typedef struct demix_ola_params {
     const int *slots;
+    const float *in; /* [B][C][H], the step's input: the new past */
     float *state;
-    int P, off_tail;
+    int P, off_tail, off_past;
     int T, C, W, H;
     const float *yraw; /* [B][T][C][W], unscaled irfft */
     const float *z;    /* [B*T][ld_z] */

@@ -1,6 +1,7 @@
 /*
  * frame.cu - the kernels at the input end of a frame: the gather of every
- * listed slot's past hop and LSTM h into the batch's GEMM inputs, the
+ * listed slot's past hop and LSTM h into the batch's GEMM inputs (the
+ * past is read only; overlap_add.cu replaces it at the frame's end), the
  * encoder epilogue (bias, ReLU x sigmoid gate), a bias-add that routes a
  * result into a GEMM input, and two create-time helpers (the folded
  * spectral encoder, float32 -> bf16).
@@ -41,14 +42,14 @@ static __device__ __forceinline__ float sigmoidf_(float x)
 }
 
 /* Items of a row: [0, C*W) frame samples, then the h of every layer. For
- * frame sample (ch, n): n < H reads the slot's past and the same thread
- * writes the new past (x[ch][n]) in its place, so no other thread reads a
- * value this one overwrites. */
+ * frame sample (ch, n): n < H reads the slot's past, n >= H the new hop
+ * x[ch][n - H]. The past is replaced only by the overlap-add at the end
+ * of the frame (overlap_add.cu), whose projection still needs it. */
 static __global__ void gather_kernel(demix_gather_params p)
 {
     const int b = blockIdx.y;
     const int slot = p.slots[b];
-    float *st = p.state + (size_t)slot * p.P;
+    const float *st = p.state + (size_t)slot * p.P;
     const float *x = p.in + (size_t)b * p.C * p.H;
     const int CW = p.C * p.W;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.total;
@@ -58,7 +59,6 @@ static __global__ void gather_kernel(demix_gather_params p)
             float v;
             if (n < p.H) {
                 v = st[p.off_past + ch * p.H + n];
-                st[p.off_past + ch * p.H + n] = x[ch * p.H + n];
             } else {
                 v = x[ch * p.H + n - p.H];
             }
@@ -91,7 +91,7 @@ static __global__ void __launch_bounds__(GATHER_THREADS)
     const int b = blockIdx.y;
     const int blk = blockIdx.x;
     const int slot = p.slots[b];
-    float *st = p.state + (size_t)slot * p.P;
+    const float *st = p.state + (size_t)slot * p.P;
     float v[V];
     if (blk < p.frame_blocks) {
         const int i = (blk * GATHER_THREADS + threadIdx.x) * V;
@@ -100,15 +100,10 @@ static __global__ void __launch_bounds__(GATHER_THREADS)
             return;
         const int ch = i / p.W, n = i - ch * p.W;
         const float *x = p.in + (size_t)b * p.C * p.H + (size_t)ch * p.H;
-        if (n < p.H) {
-            float *past = st + p.off_past + ch * p.H + n;
-            float xv[V];
-            load_v<V>(past, v);
-            load_v<V>(x + n, xv);
-            store_v<V>(past, xv); /* this thread alone reads these */
-        } else {
+        if (n < p.H)
+            load_v<V>(st + p.off_past + ch * p.H + n, v);
+        else
             load_v<V>(x + n - p.H, v);
-        }
         store_act_v<V>(p.frame, (size_t)b * p.ld_frame + i, v, p.frame_bf16);
         float w[V];
         load_v<V>(p.window + n, w);

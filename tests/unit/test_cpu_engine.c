@@ -1,10 +1,14 @@
 /*
  * test_cpu_engine.c - the CPU backend end to end through engine.h:
- *  (a) identity masks (spectral mask 1, waveform mask 0) give every source
- *      the input delayed by one hop;
+ *  (a) identity masks (spectral mask 1, waveform mask 0) make every source
+ *      the input delayed by one hop before the mixture-consistency
+ *      projection (docs/model.md), so after it every source is 1/T of that
+ *      input: the T copies summed to T times the input, and the
+ *      projection takes (T-1)/T of it back from each;
  *  (b) the engine equals a plain double-precision reference of
- *      model-spec.md's frame written out below (no BLAS, no FFT library),
- *      output and every stage of every row, full and small variants;
+ *      model-spec.md's frame and docs/model.md's projection written out
+ *      below (no BLAS, no FFT library), output and every stage of every
+ *      row, full and small variants;
  *  (c) slots are independent: 8 slots stepped in random subsets and orders
  *      give bit-identical outputs to each slot run alone in its own engine;
  *  (d) close/reopen and reset start a slot from zero state;
@@ -334,6 +338,17 @@ static void ref_frame(ref_stream *r, const float *in, double *out)
                 ts[n] = yt[H + n];
                 tw[n] = zt[H + n];
             }
+    /* docs/model.md: out_t += (past - sum_t out_t) / T, past being the
+     * first half of the frame (the hop the output covers). */
+    for (int ch = 0; ch < C; ch++)
+        for (int n = 0; n < H; n++) {
+            double sum = 0;
+            for (int t = 0; t < T; t++)
+                sum += out[(size_t)(t * C + ch) * H + n];
+            double share = (r->frame[ch * W + n] - sum) / T;
+            for (int t = 0; t < T; t++)
+                out[(size_t)(t * C + ch) * H + n] += share;
+        }
     free(u), free(ps), free(pw), free(Y);
 }
 
@@ -373,7 +388,7 @@ static void test_identity_masks_delay_one_hop(void **state)
             const float *o = out + (size_t)t * hop;
             double err = 0;
             for (size_t i = 0; i < hop; i++) {
-                double want = k == 0 ? 0.0 : in[(k - 1) * hop + i];
+                double want = k == 0 ? 0.0 : in[(k - 1) * hop + i] / T;
                 err = fmax(err, fabs(o[i] - want));
             }
             if (err > 1e-5)
