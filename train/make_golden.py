@@ -11,12 +11,15 @@ float32 weights and the float32 input that the C test reads:
                                       name, license)
     tiny[_small]_golden.safetensors   "input" [C, N] (64 hops of music-like
                                       audio), "output" [T, C, N] (the offline
-                                      forward), "stage.<name>" [K, ...] for the
+                                      forward, with the mixture-consistency
+                                      projection of docs/model.md, as the
+                                      engines emit), "stage.<name>" [K, ...] for the
                                       first K = 4 frames (cpu_backend.h names)
 
 Before writing anything it checks itself (and stops on failure):
   * the offline forward equals reference.stream(), the spec's frame-by-frame
     form, to 1e-10 (float64), output and every stage;
+  * the output's sources add up to the input to 1e-10 (the projection);
   * the written model file reads back to the same weights and output.
 It also prints how far a float32 PyTorch run is from the float64 truth, the
 error floor that float32 engines can be expected to reach.
@@ -163,6 +166,9 @@ def make_pair(out_dir: str, stem: str, small: bool, seed: int, hops: int,
     ok &= worst[0] <= SELF_CHECK_TOL
     err2 = rel(offline_from_stream(m64, x)[..., :N - H], out[..., :N - H])
     ok &= err2 <= SELF_CHECK_TOL
+    err_mix = rel(out.sum(0), x)
+    print(f"  self-check sources sum to the input: rel {err_mix:.3e}")
+    ok &= err_mix <= SELF_CHECK_TOL
     for n in STAGE_NAMES:
         assert st[n].shape[0] == frames, n
     if not ok:
@@ -207,6 +213,7 @@ def make_pair(out_dir: str, stem: str, small: bool, seed: int, hops: int,
     save_safetensors(golden_path, golden, {
         "model": os.path.basename(model_path), "frames": str(frames),
         "hops": str(hops), "seed": str(seed),
+        "mixture_consistency": "1",
         "generator": "train/make_golden.py (float64 truth)",
         "license": "CC0-1.0"})
     g, _ = load_safetensors(golden_path)

@@ -12,6 +12,12 @@ Two forms of the same network live here:
   transposed convolution for the waveform path, then the pad is dropped.
   It can also return the per-frame intermediates of the first K frames
   (the "stages" of cpu/cpu_backend.h).
+* Both forms end with the mixture-consistency projection that the engines
+  add to model-spec.md (docs/model.md): per channel and sample,
+  out_t += (x - sum_t out_t) / T, x being the input sample the output
+  covers, so the T sources add up to the input. `mixture_consistency`
+  (on by default; an attribute of the model, an argument of stream()) turns
+  it off for measuring what it does.
 * stream(model, audio): the streaming form, written straight from the
   spec's "One frame" section with plain tensor ops (hand-written LSTM cell
   and RMSNorm, no nn modules called), one hop at a time, as every C engine
@@ -65,6 +71,16 @@ RMS_EPS = torch.finfo(torch.float32).eps
 
 # Floor of the overlap-add envelope (only reached where the window is 0).
 ENVELOPE_FLOOR = 1e-11
+
+
+def mix_consistent(est: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """docs/model.md's projection: est [..., T, C, N] moved so that its T
+    sources add up to mix [..., C, N]: est_t + (mix - sum_t est_t) / T.
+    The sum runs over the sources in order, as the C engines sum."""
+    total = est[..., 0, :, :]
+    for t in range(1, est.shape[-3]):
+        total = total + est[..., t, :, :]
+    return est + ((mix - total) / est.shape[-3]).unsqueeze(-3)
 
 
 def hann(window: int, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -130,6 +146,7 @@ class HSTasNet(nn.Module):
         self.hop = window // 2
         self.bins = window // 2 + 1
         self.num_sources = num_sources
+        self.mixture_consistency = True   # docs/model.md; off to measure
         self.spec_features = channels * self.bins * 2
         self.lstm_layers = 1 if small else 2
         self.fusion_dim = dim if small else 2 * dim
@@ -170,7 +187,9 @@ class HSTasNet(nn.Module):
         """Offline form (training mode, causal left pad of H).
 
         audio: [B, C, N], N a positive multiple of H. Returns [B, T, C, N]
-        where output sample j lines up with input sample j. With
+        where output sample j lines up with input sample j; with
+        self.mixture_consistency (the default) the T sources of sample j
+        add up to input sample j (docs/model.md). With
         return_stages = K > 0 also returns a dict of the first K frames'
         intermediates, stage name -> [B, K, ...] (shapes as
         cpu/cpu_backend.h; frame k = streaming step k).
@@ -242,8 +261,10 @@ class HSTasNet(nn.Module):
         wave_audio = self.conv_decode(masked.reshape(B * T, NB, K))
         wave_audio = wave_audio.view(B, T, C, N + H)
 
-        # 9. sum, drop the causal pad
+        # 9. sum, drop the causal pad; then the projection onto the input
         out = (spec_audio + wave_audio)[..., H:]
+        if self.mixture_consistency:
+            out = mix_consistent(out, audio)
 
         if not return_stages:
             return out
@@ -313,15 +334,20 @@ class HSTasNet(nn.Module):
 # ------------------------------------------------------------- streaming
 
 @torch.no_grad()
-def stream(model: HSTasNet, audio: torch.Tensor, stages: int = 0):
+def stream(model: HSTasNet, audio: torch.Tensor, stages: int = 0,
+           mixture_consistency: bool | None = None):
     """The spec's "One frame" section, hop by hop, from the raw weights.
 
     audio: [C, N], N a multiple of H. Runs N/H steps from zero state and
     returns the emitted hops concatenated, [T, C, N]: hop k of the result
-    covers input samples [(k-1)H, kH) (latency W). With stages = K also
+    covers input samples [(k-1)H, kH) (latency W), and with
+    mixture_consistency (default: the model's attribute) its T sources
+    add up to them (docs/model.md). With stages = K also
     returns the first K steps' intermediates, name -> [K, ...].
     Computes in audio's dtype (float64 for the golden files).
     """
+    if mixture_consistency is None:
+        mixture_consistency = model.mixture_consistency
     p = {k: v.to(audio.dtype) for k, v in model.state_dict().items()}
     C, N = audio.shape
     W, H, Fb = model.window, model.hop, model.bins
@@ -396,6 +422,8 @@ def stream(model: HSTasNet, audio: torch.Tensor, stages: int = 0):
         z = torch.einsum("tn,ncw->tcw", m, wdec) * w  # [T, C, W]
         hop = (tail_spec + y[..., :H]) / env + tail_wave + z[..., :H]  # 9.
         tail_spec, tail_wave = y[..., H:], z[..., H:]
+        if mixture_consistency:                       # onto frame[:, :H]
+            hop = mix_consistent(hop, frame[:, :H])
         out[..., k * H:(k + 1) * H] = hop
         if k < stages:
             for name, val in zip(STAGE_NAMES, (spec_feat, spec, basis, wave,

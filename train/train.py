@@ -4,7 +4,10 @@
 
 DIR holds packed data sets (audio_data.pack: <set>.npy + <set>.json); the
 batch mix is chosen with --sets. Loss: L1 on the four source waveforms, as
-the reference HS-TasNet trains. Runs are bounded by wall time (--minutes,
+the reference HS-TasNet trains, taken after the mixture-consistency
+projection that the engines apply (docs/model.md; reference.HSTasNet's
+forward does it by default), so the network learns through it; validation
+measures the same projected output that the engines emit. Runs are bounded by wall time (--minutes,
 validation and export included) because the GPU machine is lent by the
 half hour; every --val-minutes the run validates (SDR per source on the
 held-out split of audio_data.VALIDATION, whole tracks, streaming-exact

@@ -8,7 +8,9 @@
  * tests/data/tiny{,_small}_golden.safetensors hold, computed in float64 by
  * train/reference.py from exactly those float32 weights (make_golden.py):
  *   "input"          [C, N]    64 hops of music-like audio
- *   "output"         [T, C, N] the offline forward (output j = input j)
+ *   "output"         [T, C, N] the offline forward (output j = input j),
+ *                              ending with the mixture-consistency
+ *                              projection (docs/model.md)
  *   "stage.<name>"   [K, ...]  the first K frames' intermediates, named by
  *                              demix__cpu_stage_name(), layouts as
  *                              cpu_backend.h
