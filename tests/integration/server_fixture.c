@@ -328,6 +328,16 @@ float *fx_make_signal(int rate, int channels, int64_t frames, uint64_t seed)
     return x;
 }
 
+float *fx_scaled(const float *x, int64_t n, float gain)
+{
+    float *y = malloc((size_t)(n > 0 ? n : 1) * sizeof *y);
+    if (!y)
+        return NULL;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = gain * x[i];
+    return y;
+}
+
 int fx_save_identity_model(const char *path, int rate_hz, uint64_t seed)
 {
     demix_model *m;

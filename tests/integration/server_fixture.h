@@ -89,11 +89,23 @@ char *server_fixture_read_log(const server_fixture *fx);
  * channel and per seed. malloc'd, frames * channels floats, peak < 0.75. */
 float *fx_make_signal(int rate, int channels, int64_t frames, uint64_t seed);
 
-/* Write an "identity" model at rate_hz (D=24, NB=40, random weights; spectral
- * masks 1, waveform masks 0): every source equals the input, so a stem at
- * output position p must equal input position p (model-spec.md steps 6-9:
- * the masked STFT overlap-adds back to the input exactly). 0 or -1. */
+/* Write an "identity" model at rate_hz (D=24, NB=40, T=4, random weights;
+ * spectral masks 1, waveform masks 0): before the engines' mixture-
+ * consistency projection every source equals the input (model-spec.md
+ * steps 6-9: the masked STFT overlap-adds back to the input exactly); the
+ * projection (docs/model.md) then takes (T-1)/T of it back from each, so
+ * every stem is FX_IDENTITY_GAIN times the input and the stems add up to
+ * it: a stem at output position p must equal FX_IDENTITY_GAIN times input
+ * position p. 0 or -1. */
 int fx_save_identity_model(const char *path, int rate_hz, uint64_t seed);
+
+/* What every stem of an identity model is: 1/T of the input (T = 4; exact
+ * in binary, so scaling a reference by it adds no rounding). */
+#define FX_IDENTITY_GAIN 0.25f
+
+/* gain * x[i] for n floats (malloc'd): the reference an identity model's
+ * stems are compared with. */
+float *fx_scaled(const float *x, int64_t n, float gain);
 
 /* ------------------------------------------------------------- sessions */
 

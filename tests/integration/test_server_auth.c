@@ -5,7 +5,8 @@
  * The main server runs an identity model at 48 kHz with a tokens file that
  * has comments, blank lines and whitespace around its two tokens. Cases:
  *
- *   - a start with either token streams (its stems equal its input);
+ *   - a start with either token streams (its stems equal its input
+ *     times FX_IDENTITY_GAIN);
  *   - a start without a token, or with a wrong one (same length, shorter,
  *     longer, a prefix, empty, another case, padded, the longest allowed)
  *     gets `unauthorized` (field `token`), then close 1008 "unauthorized",
@@ -122,10 +123,13 @@ static long long metric(int port, const char *name)
 #define REFUSED_STREAM "demixd_auth_refused_total{api=\"stream\"}"
 #define REFUSED_FILE "demixd_auth_refused_total{api=\"file\"}"
 
-/* A whole short stream with a token; its stems must equal its input. */
+/* A whole short stream with a token; its stems must equal its input times
+ * FX_IDENTITY_GAIN. */
 static void stream_ok(int port, const char *token, int64_t frames)
 {
     float *x = fx_make_signal(RATE, 2, frames, g.seed);
+    float *want = fx_scaled(x, frames * 2, FX_IDENTITY_GAIN);
+    assert_non_null(want);
     demix_proto_start st;
     start_with(&st, token);
     fx_session s;
@@ -142,10 +146,11 @@ static void stream_ok(int port, const char *token, int64_t frames)
         const fx_track *tr = fx_session_track(&s, t);
         assert_non_null(tr);
         assert_int_equal(tr->frames, frames);
-        assert_true(demix_test_max_abs_diff(tr->x, x, (size_t)frames * 2) <=
-                    1e-5);
+        assert_true(demix_test_max_abs_diff(tr->x, want,
+                                            (size_t)frames * 2) <= 1e-5);
     }
     fx_session_free(&s);
+    free(want);
     free(x);
 }
 
@@ -302,13 +307,16 @@ static void test_refusals_leave_good_session_streaming(void **state)
     assert_false(good.have_error);
     assert_int_equal(good.close_code, 1000);
     assert_int_equal((int64_t)good.summary.input_frames, frames);
+    float *want = fx_scaled(x, frames * 2, FX_IDENTITY_GAIN);
+    assert_non_null(want);
     for (int t = 0; t < 4; t++) {
         const fx_track *tr = fx_session_track(&good, t);
         assert_non_null(tr);
         assert_int_equal(tr->frames, frames);
-        assert_true(demix_test_max_abs_diff(tr->x, x, (size_t)frames * 2) <=
-                    1e-5);
+        assert_true(demix_test_max_abs_diff(tr->x, want,
+                                            (size_t)frames * 2) <= 1e-5);
     }
+    free(want);
     fx_session_free(&good);
     free(x);
     assert_int_equal(failures, 0);

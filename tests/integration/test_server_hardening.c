@@ -17,12 +17,14 @@
  *     WebSocket upgrade alike), one below passes;
  *   - pcm_f32 input with NaN, infinities or samples beyond +-16 gets
  *     `bad_audio` (close 1003) naming the message and the sample, while a
- *     concurrent session streams on, its stems still exactly its input;
+ *     concurrent session streams on, its stems still exactly its input
+ *     (times FX_IDENTITY_GAIN);
  *     samples at +-16 are accepted and their stems are finite; the file
  *     API refuses the same samples with 400 bad_audio;
  *
- * Servers: identity model at 48 kHz (every stem equals the input), so
- * "undisturbed" is checked sample by sample.
+ * Servers: identity model at 48 kHz (every stem equals the input times
+ * FX_IDENTITY_GAIN, server_fixture.h), so "undisturbed" is checked sample
+ * by sample.
  */
 #include "testutil.h"
 
@@ -165,7 +167,11 @@ static void test_trickling_session_is_not_cut(void **state)
     const fx_track *tr = fx_session_track(&s, 2);
     assert_non_null(tr);
     assert_int_equal(tr->frames, frames);
-    assert_true(demix_test_max_abs_diff(tr->x, x, (size_t)frames * 2) <= 1e-5);
+    float *want = fx_scaled(x, frames * 2, FX_IDENTITY_GAIN);
+    assert_non_null(want);
+    assert_true(demix_test_max_abs_diff(tr->x, want, (size_t)frames * 2) <=
+                1e-5);
+    free(want);
     fx_session_free(&s);
     free(x);
 }
@@ -352,8 +358,11 @@ static void test_non_finite_pcm_is_refused(void **state)
     assert_int_equal(fx_session_run(&edge, hot, chunk, chunk), 0);
     assert_false(edge.have_error);
     assert_true(stems_finite(&edge));
-    assert_true(demix_test_max_abs_diff(fx_session_track(&edge, 0)->x, hot,
-                                        (size_t)chunk * 2) <= 1e-3);
+    float *hot_want = fx_scaled(hot, chunk * 2, FX_IDENTITY_GAIN);
+    assert_non_null(hot_want);
+    assert_true(demix_test_max_abs_diff(fx_session_track(&edge, 0)->x,
+                                        hot_want, (size_t)chunk * 2) <= 1e-3);
+    free(hot_want);
     fx_session_free(&edge);
     free(hot);
 
@@ -367,12 +376,15 @@ static void test_non_finite_pcm_is_refused(void **state)
     assert_int_equal(fx_session_finish(&good), 0);
     assert_false(good.have_error);
     assert_int_equal(good.close_code, 1000);
+    float *want = fx_scaled(x, frames * 2, FX_IDENTITY_GAIN);
+    assert_non_null(want);
     for (int t = 0; t < 4; t++) {
         const fx_track *tr = fx_session_track(&good, t);
         assert_int_equal(tr->frames, frames);
-        assert_true(demix_test_max_abs_diff(tr->x, x, (size_t)frames * 2) <=
-                    1e-5);
+        assert_true(demix_test_max_abs_diff(tr->x, want,
+                                            (size_t)frames * 2) <= 1e-5);
     }
+    free(want);
     fx_session_free(&good);
 
     /* The file API: a float WAV with a NaN is 400 bad_audio; the same file
