@@ -3,10 +3,13 @@
  */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audio_files.h"
+
+#define PI 3.14159265358979323846
 
 void demix_test_write_audio(const char *path, int format, int rate,
                             int channels, const float *x, int64_t frames)
@@ -35,5 +38,22 @@ float *demix_test_read_audio(const char *path, SF_INFO *info)
     assert_non_null(x);
     assert_int_equal(sf_readf_float(sf, x, info->frames), info->frames);
     sf_close(sf);
+    return x;
+}
+
+float *demix_test_noisy_signal(int rate, int channels, int64_t frames,
+                               uint64_t seed)
+{
+    float *x = malloc((size_t)(frames * channels + 1) * sizeof *x);
+    assert_non_null(x);
+    uint64_t st = seed;
+    for (int64_t i = 0; i < frames; i++)
+        for (int c = 0; c < channels; c++) {
+            double t = (double)i / rate;
+            double v = 0.35 * demix_test_uniform(&st) +
+                       0.15 * sin(2 * PI * (220.0 + 110 * c) * t) +
+                       0.1 * sin(2 * PI * 3150.0 * t + c);
+            x[i * channels + c] = (float)(c ? 0.5 * v : v);
+        }
     return x;
 }

@@ -18,4 +18,10 @@ void demix_test_write_audio(const char *path, int format, int rate,
  * filled in. */
 float *demix_test_read_audio(const char *path, SF_INFO *info);
 
+/* Seeded test input for the residual checks: white noise and two tones
+ * per channel (about -14 dBFS RMS on channel 0, channel 1 at half that
+ * level; peak below 0.6), full band. frames * channels floats, malloc'd. */
+float *demix_test_noisy_signal(int rate, int channels, int64_t frames,
+                               uint64_t seed);
+
 #endif

@@ -20,7 +20,13 @@
  * --float32; (c) a model at the input's rate: outputs equal the input to
  * float rounding, and 16-bit output of louder input is clipped with a
  * warning; (d) an unreadable input among two good ones; (e) a bad
- * model path or file; (f) --stems; (g) an --out that cannot be created.
+ * model path or file; (f) --stems; (g) an --out that cannot be created;
+ * (h) the stems add up to the input (docs/model.md): tests/data/tiny
+ * .safetensors at its own rate (44.1 kHz), seeded noise and tones: with
+ * --float32 the residual 10 log10(|x - sum_t s_t|^2 / |x|^2) is at most
+ * -60 dB (float rounding: about -140); in 16-bit files each stem is
+ * rounded on its own, so |x - sum_t s_t| <= T/2 steps per sample and the
+ * residual stays below -60 dB at this level (about -80).
  */
 #include "testutil.h"
 #include "audio_files.h"
@@ -481,6 +487,65 @@ static void test_unwritable_out(void **state)
     assert_non_null(strstr(g.stderr_text, "Not a directory"));
 }
 
+/* (h) */
+static double residual_db(const float *x, float *const *stem, size_t n,
+                          double *max_abs)
+{
+    double err = 0, sig = 0;
+    *max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0;
+        for (int t = 0; t < 4; t++)
+            sum += stem[t][i];
+        double d = (double)x[i] - sum;
+        err += d * d;
+        sig += (double)x[i] * x[i];
+        *max_abs = fmax(*max_abs, fabs(d));
+    }
+    return err > 0 ? 10.0 * log10(err / sig) : -INFINITY;
+}
+
+static void test_stems_add_up_to_the_input(void **state)
+{
+    (void)state;
+    char in_path[512], out[512], p[1024];
+    size_t frames = 2 * 44100 + 999;
+    float *x = demix_test_noisy_signal(44100, 2, (int64_t)frames,
+                                       demix_test_seed());
+    snprintf(in_path, sizeof in_path, "%s/song_h.wav", g.dir);
+    demix_test_write_audio(in_path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2,
+                           x, (int64_t)frames);
+    free(x);
+    SF_INFO in_info;
+    float *in = read_input(in_path, &in_info);
+    const char *tiny = demix_test_data_path("tiny.safetensors");
+    for (int f32 = 1; f32 >= 0; f32--) {
+        snprintf(out, sizeof out, "%s/out_h%d", g.dir, f32);
+        assert_int_equal(demix("separate %s--threads 1 --model '%s' --out "
+                               "'%s' '%s'",
+                               f32 ? "--float32 " : "", tiny, out, in_path),
+                         0);
+        float *stem[4];
+        for (int s = 0; s < 4; s++) {
+            SF_INFO info;
+            stem_path(p, sizeof p, out, "song_h", sources[s]);
+            stem[s] = demix_test_read_audio(p, &info);
+            assert_int_equal(info.frames, (sf_count_t)frames);
+        }
+        double mx;
+        double db = residual_db(in, stem, 2 * frames, &mx);
+        print_message("%s stems: residual %.1f dB, max |x - sum| %.3g (%.2f "
+                      "16-bit steps)\n",
+                      f32 ? "float" : "16-bit", db, mx, mx * 32768.0);
+        assert_true(db <= -60.0);
+        if (!f32)
+            assert_true(mx <= 2.01 / 32768.0);
+        for (int s = 0; s < 4; s++)
+            free(stem[s]);
+    }
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -492,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_bad_model),
         cmocka_unit_test(test_stems_subset),
         cmocka_unit_test(test_unwritable_out),
+        cmocka_unit_test(test_stems_add_up_to_the_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
