@@ -53,6 +53,11 @@
 #include "scheduler.h"
 #include "tokens.h"
 
+/* Bytes of WebSocket frames one session writes per send (server.h's
+ * ws_batch; the protocol's tx_packet_size in service.c is this plus
+ * frame headers' slack, so lws sends a batch in one go). */
+#define DEMIXD_WS_BATCH_BYTES (64 * 1024)
+
 typedef struct demixd_session demixd_session;
 typedef struct demixd_http demixd_http;
 typedef struct demixd_files demixd_files;
@@ -86,6 +91,11 @@ typedef struct demixd_service {
     /* one chunk buffer for every HTTP response of this thread: it writes
      * one at a time, and lws copies what it cannot send at once */
     unsigned char http_chunk[LWS_PRE + 32 * 1024];
+    /* one send's worth of a session's framed WebSocket messages
+     * (session.c's writeable): every session of the thread writes from it
+     * in turn, and lws keeps what the socket did not take. At most the
+     * protocol's tx_packet_size, which bounds one lws send. */
+    unsigned char ws_batch[LWS_PRE + DEMIXD_WS_BATCH_BYTES];
 } demixd_service;
 
 typedef struct demixd {
