@@ -29,9 +29,12 @@
  *   output (d_pout), alternating by chunk: chunk c's upload and download
  *   overlap the compute of its neighbours. Each bucket has a graph per
  *   zone (exec_p[2]), captured on that zone's input and output.
- * - Variants (demix__cuda_set_variant, gpu/NOTES.md): split LSTM products
- *   for small buckets (the h half on a third stream), the decoder's
- *   weights transposed, the round-1 gather and separate RMSNorm kernels.
+ * - One way to run each step: the variants measured in gpu/NOTES.md and
+ *   found slower or no faster (a fused small-batch LSTM kernel, cuBLASLt
+ *   tuning, split LSTM products, transposed decoder weights, unpadded
+ *   products, the round-1 gather, cell and RMSNorm kernels) are gone from
+ *   the product; git history has them. What remains switchable, for tests
+ *   and benchmarks only (cuda_backend.h): the fast policy and graphs off.
  * - State per slot: the past hop, h and c of every layer, and one overlap
  *   tail (overlap_add.cu: both paths' second halves summed, the spectral
  *   one divided by the envelope beforehand).
@@ -61,13 +64,6 @@ extern "C" {
 
 static demix_cuda_policy fast_policy = DEMIX_CUDA_POLICY_BF16;
 static int use_graphs = 1;
-static int gemv_rows = 0; /* measured slower than cuBLAS: see NOTES.md */
-static int gemm_tuning = 0; /* timed in isolation, weights sit in L2: see NOTES.md */
-static int split_rows = 0;  /* see NOTES.md, round 2 */
-static int fuse_norm = 1;
-static int gather_v = 2;
-static int dec_t = 0;
-static int gemm_pad = 16; /* cuBLAS's sm90 kernels need N, K % 8 == 0: NOTES.md */
 
 /* ------------------------------------------------------------ errors */
 
@@ -173,10 +169,9 @@ static void *take(carver *c, size_t bytes)
     return p;
 }
 
-static void take_mat(const demix_cuda *g, carver *c, dmat *m, size_t rows,
-                     int cols, int kind)
+static void take_mat(carver *c, dmat *m, size_t rows, int cols, int kind)
 {
-    m->ld = demix__ld(g, cols);
+    m->ld = demix__ld(cols);
     m->bf16 = kind == DEMIX_CUDA_BF16;
     m->p = take(c, rows * (size_t)m->ld * (m->bf16 ? 2 : 4));
 }
@@ -189,27 +184,23 @@ static float *take_f(carver *c, size_t n)
 static void layout_weights(demix_cuda *g, carver *c)
 {
     const int D = g->D, NB = g->NB, T = g->T, S = g->S;
-    /* weights [N][K] (rows rounded up to gpad: zero rows) */
-    take_mat(g, c, &g->w_enc, demix__gdim(g, D + 2 * NB), g->CW,
+    /* weights [N][K] (rows rounded up to the pad: zero rows) */
+    take_mat(c, &g->w_enc, demix__ld(D + 2 * NB), g->CW,
              g->kind[DEMIX_CUDA_G_ENC]);
-    take_mat(g, c, &g->w_b2e, demix__gdim(g, D), NB, g->kind[DEMIX_CUDA_G_B2E]);
+    take_mat(c, &g->w_b2e, demix__ld(D), NB, g->kind[DEMIX_CUDA_G_B2E]);
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
-            take_mat(g, c, &ly->w, demix__gdim(g, 4 * ly->hid),
-                     ly->hcol + ly->hid, g->kind[DEMIX_CUDA_G_LSTM]);
+            take_mat(c, &ly->w, demix__ld(4 * ly->hid), ly->in + ly->hid,
+                     g->kind[DEMIX_CUDA_G_LSTM]);
             ly->bias = take_f(c, 4 * (size_t)ly->hid);
         }
-    take_mat(g, c, &g->w_smask, demix__gdim(g, T * S), D,
+    take_mat(c, &g->w_smask, demix__ld(T * S), D,
              g->kind[DEMIX_CUDA_G_MASK]);
-    take_mat(g, c, &g->w_wmask, demix__gdim(g, T * NB), D,
+    take_mat(c, &g->w_wmask, demix__ld(T * NB), D,
              g->kind[DEMIX_CUDA_G_MASK]);
-    if (g->dec_t)
-        take_mat(g, c, &g->w_dec, demix__gdim(g, g->CW), NB,
-                 g->kind[DEMIX_CUDA_G_DEC]);
-    else /* [K][N]: K rows */
-        take_mat(g, c, &g->w_dec, demix__gdim(g, NB), g->CW,
-                 g->kind[DEMIX_CUDA_G_DEC]);
+    /* [K][N]: K rows */
+    take_mat(c, &g->w_dec, demix__ld(NB), g->CW, g->kind[DEMIX_CUDA_G_DEC]);
     g->b_spec = take_f(c, D);
     g->b_conv = take_f(c, 2 * (size_t)NB);
     g->b_b2e = take_f(c, D);
@@ -227,40 +218,39 @@ static void layout_activations(demix_cuda *g, carver *c, size_t R)
     const int *k = g->kind;
     g->d_inbuf = (char *)take(c, demix__slot_bytes((int)R) +
                                      R * C * g->H * sizeof(float));
-    take_mat(g, c, &g->frame, R, g->CW, k[DEMIX_CUDA_G_ENC]);
+    take_mat(c, &g->frame, R, g->CW, k[DEMIX_CUDA_G_ENC]);
     g->frame_win = take_f(c, R * g->CW);
     g->X = (float2 *)take(c, R * C * g->F * sizeof(float2));
-    g->ld_enc = demix__ld(g, D + 2 * NB);
+    g->ld_enc = demix__ld(D + 2 * NB);
     g->enc = take_f(c, R * g->ld_enc);
-    g->ldD = demix__ld(g, D);
-    g->ldNB = demix__ld(g, NB);
-    g->ldDF = demix__ld(g, g->DF);
+    g->ldD = demix__ld(D);
+    g->ldNB = demix__ld(NB);
+    g->ldDF = demix__ld(g->DF);
     float **d_bufs[] = {&g->spec, &g->wave_raw, &g->wave, &g->s1, &g->w1,
                         &g->ps_in, &g->pw_in, &g->s2, &g->w2};
     for (size_t i = 0; i < sizeof d_bufs / sizeof d_bufs[0]; i++)
         *d_bufs[i] = take_f(c, R * g->ldD);
     g->basis = take_f(c, R * g->ldNB);
-    take_mat(g, c, &g->basis_act, R, NB, k[DEMIX_CUDA_G_B2E]);
+    take_mat(c, &g->basis_act, R, NB, k[DEMIX_CUDA_G_B2E]);
     g->u = take_f(c, R * g->ldDF);
     g->fused = take_f(c, R * g->ldDF);
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
-            take_mat(g, c, &ly->xh, R, ly->hcol + ly->hid,
-                     k[DEMIX_CUDA_G_LSTM]);
-            ly->ld_gates = demix__ld(g, 4 * ly->hid);
+            take_mat(c, &ly->xh, R, ly->in + ly->hid, k[DEMIX_CUDA_G_LSTM]);
+            ly->ld_gates = demix__ld(4 * ly->hid);
             ly->gates = take_f(c, R * ly->ld_gates);
         }
-    take_mat(g, c, &g->norm_s, R, D, k[DEMIX_CUDA_G_MASK]);
-    take_mat(g, c, &g->norm_w, R, D, k[DEMIX_CUDA_G_MASK]);
-    g->ld_ms = demix__ld(g, T * g->S);
+    take_mat(c, &g->norm_s, R, D, k[DEMIX_CUDA_G_MASK]);
+    take_mat(c, &g->norm_w, R, D, k[DEMIX_CUDA_G_MASK]);
+    g->ld_ms = demix__ld(T * g->S);
     g->ms = take_f(c, R * g->ld_ms);
-    g->ld_mw = demix__ld(g, T * NB);
+    g->ld_mw = demix__ld(T * NB);
     g->mw = take_f(c, R * g->ld_mw);
     g->Y = (float2 *)take(c, R * T * C * g->F * sizeof(float2));
     g->yraw = take_f(c, R * T * C * g->W);
-    take_mat(g, c, &g->mb, R * T, NB, k[DEMIX_CUDA_G_DEC]);
-    g->ld_z = demix__ld(g, g->CW);
+    take_mat(c, &g->mb, R * T, NB, k[DEMIX_CUDA_G_DEC]);
+    g->ld_z = demix__ld(g->CW);
     g->z = take_f(c, R * T * g->ld_z);
     g->d_out = take_f(c, R * T * C * g->H);
     for (int i = 0; i < 2; i++) {
@@ -386,7 +376,7 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
         for (int l = 0; ok && l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
             part p[2] = {{lw->w_ih[l], ly->in, 0},
-                         {lw->w_hh[l], ly->hid, ly->hcol}};
+                         {lw->w_hh[l], ly->hid, ly->in}};
             ok = upload_mat(g, &ly->w, 4 * ly->hid, p, 2, tmp);
             free(bias);
             bias = (float *)malloc(4 * (size_t)ly->hid * sizeof(float));
@@ -408,23 +398,9 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
         part p = {m->wave_mask_w, D, 0};
         ok = upload_mat(g, &g->w_wmask, g->T * NB, &p, 1, tmp);
     }
-    if (ok && !g->dec_t) {
+    if (ok) {
         part p = {m->conv_decode_w, g->CW, 0};
         ok = upload_mat(g, &g->w_dec, NB, &p, 1, tmp);
-    } else if (ok) { /* [CW][NB]: the transpose, made on the host */
-        float *tr = (float *)malloc((size_t)g->CW * NB * sizeof(float));
-        if (!tr) {
-            ok = record_failure(e, 1, "ENOMEM", "host memory", "malloc",
-                                __FILE__, __LINE__);
-        } else {
-            for (int k = 0; k < NB; k++)
-                for (int j = 0; j < g->CW; j++)
-                    tr[(size_t)j * NB + k] = m->conv_decode_w[(size_t)k * g->CW + j];
-            part p = {tr, NB, 0};
-            ok = upload_mat(g, &g->w_dec, g->CW, &p, 1, tmp) &&
-                 CK(e, cudaStreamSynchronize(g->stream));
-            free(tr);
-        }
     }
     ok = ok && CK(e, cudaStreamSynchronize(g->stream));
     free(bias);
@@ -437,18 +413,17 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
  * float, plus spec_encode_w and the twiddle tables for the fold. */
 static size_t weight_tmp_floats(const demix_cuda *g)
 {
-    size_t mx = ((size_t)g->D + 2 * g->NB) * demix__ld(g, g->CW);
-    size_t v[] = {(size_t)g->D * demix__ld(g, g->NB),
-                  (size_t)g->T * g->S * demix__ld(g, g->D),
-                  (size_t)g->T * g->NB * demix__ld(g, g->D),
-                  (size_t)g->NB * demix__ld(g, g->CW),
-                  (size_t)g->CW * demix__ld(g, g->NB)};
-    for (size_t i = 0; i < 5; i++)
+    size_t mx = ((size_t)g->D + 2 * g->NB) * demix__ld(g->CW);
+    size_t v[] = {(size_t)g->D * demix__ld(g->NB),
+                  (size_t)g->T * g->S * demix__ld(g->D),
+                  (size_t)g->T * g->NB * demix__ld(g->D),
+                  (size_t)g->NB * demix__ld(g->CW)};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         mx = v[i] > mx ? v[i] : mx;
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             const demix_cuda_layer *ly = &g->layer[br][l];
-            size_t n = 4 * (size_t)ly->hid * demix__ld(g, ly->hcol + ly->hid);
+            size_t n = 4 * (size_t)ly->hid * demix__ld(ly->in + ly->hid);
             mx = n > mx ? n : mx;
         }
     return mx + 64 + (size_t)g->D * g->S + 64 + 4 * (size_t)g->W;
@@ -667,13 +642,6 @@ static int setup(demix_cuda *g, const demix_model *m,
                        : DEMIX_PRECISION_FAST;
     g->policy = fast_policy;
     g->use_graphs = use_graphs;
-    g->gemv_rows = gemv_rows;
-    g->gemm_tuning = gemm_tuning;
-    g->split_rows = g->small ? 0 : split_rows;
-    g->fuse_norm = fuse_norm;
-    g->gather_v = gather_v;
-    g->dec_t = dec_t;
-    g->gpad = gemm_pad;
     g->pool = opt->pool;
     set_kinds(g);
 
@@ -686,7 +654,6 @@ static int setup(demix_cuda *g, const demix_model *m,
             demix_cuda_layer *ly = &g->layer[br][l];
             ly->in = l == 0 ? in0 : hid;
             ly->hid = hid;
-            ly->hcol = g->split_rows > 0 ? demix__pad16(ly->in) : ly->in;
             ly->off_h = off;
             off += hid;
             ly->off_c = off;
@@ -738,13 +705,8 @@ static int setup(demix_cuda *g, const demix_model *m,
 
     /* streams, events, cuBLAS */
     if (!CK(e, cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) ||
-        !CK(e, cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking)) ||
-        !CK(e, cudaStreamCreateWithFlags(&g->aux, cudaStreamNonBlocking)))
+        !CK(e, cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking)))
         return setup_failed(g);
-    for (int i = 0; i <= DEMIX_CUDA_LAYERS; i++)
-        if (!CK(e, cudaEventCreateWithFlags(&g->ev_split[i],
-                                            cudaEventDisableTiming)))
-            return setup_failed(g);
     for (int i = 0; i < 8; i++) {
         if (!CK(e, cudaEventCreateWithFlags(&g->ev[i],
                                             cudaEventDisableTiming)))
@@ -752,23 +714,14 @@ static int setup(demix_cuda *g, const demix_model *m,
         g->have_ev = i + 1;
     }
     if (!CK(e, cublasCreate(&g->h0)) || !CK(e, cublasCreate(&g->h1)) ||
-        !CK(e, cublasCreate(&g->h2)) || !CK(e, cublasLtCreate(&g->lt)) ||
         !CK(e, cudaMalloc(&g->ws0, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cudaMalloc(&g->ws1, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cublasSetStream(g->h0, g->stream)) ||
         !CK(e, cublasSetStream(g->h1, g->side)) ||
-        !CK(e, cublasSetStream(g->h2, g->aux)) ||
         !CK(e, cublasSetWorkspace(g->h0, g->ws0, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cublasSetWorkspace(g->h1, g->ws1, DEMIX_CUDA_CUBLAS_WS_BYTES)))
         return setup_failed(g);
     g->device_bytes += 2 * DEMIX_CUDA_CUBLAS_WS_BYTES;
-    if (g->split_rows > 0) { /* the third stream's products */
-        if (!CK(e, cudaMalloc(&g->ws2, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
-            !CK(e, cublasSetWorkspace(g->h2, g->ws2,
-                                      DEMIX_CUDA_CUBLAS_WS_BYTES)))
-            return setup_failed(g);
-        g->device_bytes += DEMIX_CUDA_CUBLAS_WS_BYTES;
-    }
 
     /* weights, through a create-time scratch buffer */
     float *tmp = NULL;
@@ -854,24 +807,12 @@ static int setup(demix_cuda *g, const demix_model *m,
                   : g->policy == DEMIX_CUDA_POLICY_BF16_LSTM
                         ? "fast (bf16 LSTM products, TF32 others, f32 state)"
                         : "fast (TF32 products, f32 state)";
-    char tuned[64] = "";
-    if (g->gemm_tuning)
-        set_msg(tuned, sizeof tuned, ", %d of %d products on tuned cuBLASLt",
-                demix__gemm_lt_count(g), g->nplans);
-    char vars[128] = "";
-    if (g->split_rows || !g->fuse_norm || g->gather_v != 2 || g->dec_t ||
-        g->gemv_rows || g->gpad)
-        set_msg(vars, sizeof vars,
-                ", variants split_rows=%d fuse_norm=%d gather=%d dec_t=%d "
-                "gemv_rows=%d gemm_pad=%d",
-                g->split_rows, g->fuse_norm, g->gather_v, g->dec_t,
-                g->gemv_rows, g->gpad);
     set_msg(g->describe, sizeof g->describe,
             "cuda: %s (sm_%d%d, %.1f GiB), %s, %d slots, %d batch buckets "
-            "up to %d rows%s%s%s, %.2f GiB on the device",
+            "up to %d rows%s, %.2f GiB on the device",
             prop.name, prop.major, prop.minor, total_b / 1073741824.0, prec,
             g->max_slots, g->nbuckets, g->rows,
-            g->use_graphs ? " as CUDA graphs" : " (graphs off)", tuned, vars,
+            g->use_graphs ? " as CUDA graphs" : " (graphs off)",
             g->device_bytes / 1073741824.0);
     return DEMIX_OK;
 }
@@ -921,8 +862,6 @@ static void cuda_destroy(void *ctx)
         cudaStreamSynchronize(g->stream);
     if (g->side)
         cudaStreamSynchronize(g->side);
-    if (g->aux)
-        cudaStreamSynchronize(g->aux);
     if (g->h2d)
         cudaStreamSynchronize(g->h2d);
     if (g->d2h)
@@ -962,19 +901,11 @@ static void cuda_destroy(void *ctx)
         if (b->have_c2r)
             cufftDestroy(b->c2r);
     }
-    demix__gemm_free(g);
-    if (g->lt)
-        cublasLtDestroy(g->lt);
     if (g->h0)
         cublasDestroy(g->h0);
     if (g->h1)
         cublasDestroy(g->h1);
-    if (g->h2)
-        cublasDestroy(g->h2);
-    for (int i = 0; i <= DEMIX_CUDA_LAYERS; i++)
-        if (g->ev_split[i])
-            cudaEventDestroy(g->ev_split[i]);
-    void *dev[] = {g->ws0, g->ws1, g->ws2, g->wblock, g->state, g->ablock,
+    void *dev[] = {g->ws0, g->ws1, g->wblock, g->state, g->ablock,
                    g->fft_ws_r2c, g->fft_ws_c2r};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
@@ -989,8 +920,6 @@ static void cuda_destroy(void *ctx)
         cudaStreamDestroy(g->stream);
     if (g->side)
         cudaStreamDestroy(g->side);
-    if (g->aux)
-        cudaStreamDestroy(g->aux);
     (void)cudaGetLastError();
     free(g->bucket_of);
     free(g);
@@ -1345,83 +1274,6 @@ extern "C" const char *demix__cuda_policy_name(demix_cuda_policy policy)
 extern "C" void demix__cuda_set_graphs(int on)
 {
     use_graphs = on ? 1 : 0;
-}
-
-extern "C" void demix__cuda_set_gemm_tuning(int on)
-{
-    gemm_tuning = on ? 1 : 0;
-}
-
-extern "C" int demix__cuda_set_variant(const char *nv)
-{
-    if (!nv)
-        return DEMIX_EARG;
-    const char *eq = strchr(nv, '=');
-    if (!eq || eq == nv || !eq[1])
-        return DEMIX_EARG;
-    char *end = NULL;
-    long v = strtol(eq + 1, &end, 10);
-    if (*end)
-        return DEMIX_EARG;
-    size_t len = (size_t)(eq - nv);
-#define IS(name) (len == sizeof name - 1 && !strncmp(nv, name, len))
-    if (IS("split_rows") && v >= 0 && v <= DEMIX_CUDA_IO_GRAPH_ROWS)
-        split_rows = (int)v;
-    else if (IS("fuse_norm") && (v == 0 || v == 1))
-        fuse_norm = (int)v;
-    else if (IS("gather") && (v == 1 || v == 2))
-        gather_v = (int)v;
-    else if (IS("dec_t") && (v == 0 || v == 1))
-        dec_t = (int)v;
-    else if (IS("cell_vec") && (v == 0 || v == 1))
-        demix__cuda_set_cell_vec((int)v);
-    else if (IS("gemm_pad") && (v == 0 || v == 16 || v == 32 || v == 64 ||
-                                v == 128))
-        gemm_pad = (int)v;
-    else if (IS("gemv_rows") && v >= 0 && v <= DEMIX_CUDA_GEMV_MAX_ROWS)
-        gemv_rows = (int)v;
-    else if (IS("gemm_tuning") && (v == 0 || v == 1))
-        gemm_tuning = (int)v;
-    else if (IS("graphs") && (v == 0 || v == 1))
-        use_graphs = (int)v;
-    else
-        return DEMIX_EARG;
-    return DEMIX_OK;
-}
-
-extern "C" int demix__cuda_get_variant(const char *name)
-{
-    if (!name)
-        return -1;
-    const char *nv = name;
-    size_t len = strlen(name);
-    if (IS("split_rows"))
-        return split_rows;
-    if (IS("fuse_norm"))
-        return fuse_norm;
-    if (IS("gather"))
-        return gather_v;
-    if (IS("dec_t"))
-        return dec_t;
-    if (IS("gemm_pad"))
-        return gemm_pad;
-    if (IS("cell_vec"))
-        return demix__cuda_get_cell_vec();
-    if (IS("gemv_rows"))
-        return gemv_rows;
-    if (IS("gemm_tuning"))
-        return gemm_tuning;
-    if (IS("graphs"))
-        return use_graphs;
-#undef IS
-    return -1;
-}
-
-extern "C" void demix__cuda_set_gemv_rows(int rows)
-{
-    gemv_rows = rows < 0                          ? 0
-                : rows > DEMIX_CUDA_GEMV_MAX_ROWS ? DEMIX_CUDA_GEMV_MAX_ROWS
-                                                  : rows;
 }
 
 extern "C" int demix__cuda_profile(void *ctx, int n, int iters, char *text,

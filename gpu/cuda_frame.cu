@@ -17,10 +17,10 @@
  * The small variant (u = s1 + w1 needs both pre-branches) runs on s0 alone.
  * Each LSTM layer is one product [x | h] @ [W_ih | W_hh]^T followed by the
  * cell kernel, which also routes the layer's result to its consumers; the
- * post branches' last cell also applies the RMSNorm (fuse_norm). Buckets
- * of at most split_rows rows split each product: h W_hh^T of all ten
- * layers runs on a third stream (aux) right after the gather, and the
- * critical path keeps only x W_ih^T, accumulated onto it.
+ * post branches' last cell also applies the RMSNorm (for D up to
+ * DEMIX_CUDA_NORM_MAX_HID; beyond, a kernel of its own). Splitting each
+ * product to run h W_hh^T off the critical path measured slower at small
+ * batches (gpu/NOTES.md, round 2, item 10) and was dropped.
  *
  * Thread context: the engine's thread, at create time (capture) or in step
  * (graphs off).
@@ -31,18 +31,9 @@
 
 static bool gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
                  int K, const dmat *A, const dmat *Wm, bool w_trans,
-                 float *C, int ldc, bool acc = false)
+                 float *C, int ldc)
 {
-    return demix__gemm(g, h, group, M, N, K, A, Wm, w_trans, C, ldc, acc);
-}
-
-/* The columns from `col` on of a typed matrix, as a matrix. */
-static dmat cols_from(const dmat *m, int col)
-{
-    dmat v = *m;
-    v.p = m->bf16 ? (void *)((__nv_bfloat16 *)m->p + col)
-                  : (void *)((float *)m->p + col);
-    return v;
+    return demix__gemm(g, h, group, M, N, K, A, Wm, w_trans, C, ldc);
 }
 
 /* Column `col` of a typed matrix's first row. */
@@ -78,33 +69,6 @@ static bool mark(demix_cuda *g, const char *label)
     return CK(&g->err, cudaEventRecord(g->prof_ev[g->prof_n++], g->stream));
 }
 
-/* Split products (buckets of at most split_rows rows): gates = h_prev
- * W_hh^T for every layer, on the aux stream, from the start of the frame
- * (the gather wrote every h_prev); ev_split[br * L + l] marks each. */
-static bool split_h_products(demix_cuda *g, cudaStream_t s0, cudaStream_t sa,
-                             cublasHandle_t ha, int rows)
-{
-    static const int order[DEMIX_BRANCH_COUNT] = {
-        DEMIX_BRANCH_PRE_SPEC, DEMIX_BRANCH_PRE_WAVE, DEMIX_BRANCH_FUSION,
-        DEMIX_BRANCH_POST_SPEC, DEMIX_BRANCH_POST_WAVE};
-    demix_cuda_err *e = &g->err;
-    if (sa != s0 &&
-        (!CK(e, cudaEventRecord(g->ev_split[DEMIX_CUDA_LAYERS], s0)) ||
-         !CK(e, cudaStreamWaitEvent(sa, g->ev_split[DEMIX_CUDA_LAYERS], 0))))
-        return false;
-    for (int l = 0; l < g->L; l++)
-        for (int i = 0; i < DEMIX_BRANCH_COUNT; i++) {
-            const int br = order[i];
-            demix_cuda_layer *ly = &g->layer[br][l];
-            dmat a = cols_from(&ly->xh, ly->hcol), w = cols_from(&ly->w, ly->hcol);
-            if (!gemm(g, ha, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid, ly->hid, &a,
-                      &w, true, ly->gates, ly->ld_gates) ||
-                !CK(e, cudaEventRecord(g->ev_split[br * g->L + l], sa)))
-                return false;
-        }
-    return true;
-}
-
 /* Every layer of one branch: the product, then the cell. Layer k < L-1
  * feeds layer k+1's x; the last layer gets the residual, the stage buffer
  * and the routes of `last`, and with `norm` also the RMSNorm into the mask
@@ -113,27 +77,12 @@ static bool run_lstm(demix_cuda *g, cudaStream_t s, cublasHandle_t h, int br,
                      int rows, const int *slots, const demix_cell_params *last,
                      const demix_norm_params *norm = NULL)
 {
-    static const char *const names[DEMIX_BRANCH_COUNT][2] = {
-        {"pre_spec l0", "pre_spec l1"}, {"pre_wave l0", "pre_wave l1"},
-        {"fusion l0", "fusion l1"}, {"post_spec l0", "post_spec l1"},
-        {"post_wave l0", "post_wave l1"}};
-    const bool fused = rows <= g->gemv_rows;
-    const bool split = !fused && rows <= g->split_rows;
     for (int l = 0; l < g->L; l++) {
         demix_cuda_layer *ly = &g->layer[br][l];
-        if (split) { /* x W_ih^T added onto the h half from the aux stream */
-            if (!CK(&g->err, cudaStreamWaitEvent(s, g->ev_split[br * g->L + l],
-                                                 0)) ||
-                !gemm(g, h, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid, ly->in,
-                      &ly->xh, &ly->w, true, ly->gates, ly->ld_gates, true) ||
-                !mark(g, "lstm gemm x"))
-                return false;
-        } else if (!fused &&
-                   (!gemm(g, h, DEMIX_CUDA_G_LSTM, rows,
-                          demix__gdim(g, 4 * ly->hid),
-                          demix__gdim(g, ly->hcol + ly->hid), &ly->xh, &ly->w,
-                          true, ly->gates, ly->ld_gates) ||
-                    !mark(g, "lstm gemm")))
+        if (!gemm(g, h, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid,
+                  ly->in + ly->hid, &ly->xh, &ly->w, true, ly->gates,
+                  ly->ld_gates) ||
+            !mark(g, "lstm gemm"))
             return false;
         demix_cell_params p;
         if (l == g->L - 1) {
@@ -156,13 +105,9 @@ static bool run_lstm(demix_cuda *g, cudaStream_t s, cublasHandle_t h, int br,
         if (g->small)
             p.res = NULL; /* no residual in the small variant */
         const bool with_norm = norm && l == g->L - 1;
-        bool ok = fused ? demix__launch_lstm_gemv(&g->err, s, rows, &p, &ly->w,
-                                                  &ly->xh, ly->hcol + ly->hid)
-                  : with_norm ? demix__launch_cell_norm(&g->err, s, rows, &p, norm)
-                              : demix__launch_cell(&g->err, s, rows, &p);
-        if (!ok || !mark(g, fused       ? names[br][l]
-                            : with_norm ? "lstm cell+rmsnorm"
-                                        : "lstm cell"))
+        bool ok = with_norm ? demix__launch_cell_norm(&g->err, s, rows, &p, norm)
+                            : demix__launch_cell(&g->err, s, rows, &p);
+        if (!ok || !mark(g, with_norm ? "lstm cell+rmsnorm" : "lstm cell"))
             return false;
     }
     return true;
@@ -186,9 +131,6 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     const bool par = !g->small && !g->prof;
     cudaStream_t s0 = g->stream, s1 = par ? g->side : g->stream;
     cublasHandle_t h0 = g->h0, h1 = par ? g->h1 : g->h0;
-    /* the split h products: their own stream, unless profiling */
-    cudaStream_t sa = g->prof ? g->stream : g->aux;
-    cublasHandle_t ha = g->prof ? g->h0 : g->h2;
     demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
 
     /* 1. frames and the h half of every LSTM input */
@@ -207,27 +149,19 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     gp.ld_frame = g->frame.ld;
     gp.frame_bf16 = g->frame.bf16;
     gp.frame_win = g->frame_win;
-    int items = g->CW;
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++) {
         for (int l = 0; l < g->L; l++) {
             int k = gp.nlayers++;
             gp.layer[k].off_h = ly[br][l].off_h;
             gp.layer[k].hid = ly[br][l].hid;
-            gp.layer[k].start = items;
             gp.layer[k].xh = ly[br][l].xh.p;
             gp.layer[k].ld = ly[br][l].xh.ld;
-            gp.layer[k].col = ly[br][l].hcol;
+            gp.layer[k].col = ly[br][l].in;
             gp.layer[k].bf16 = ly[br][l].xh.bf16;
-            items += ly[br][l].hid;
         }
     }
-    gp.total = items;
-    bool ok = g->gather_v == 2 ? demix__launch_gather_v2(e, s0, B, &gp)
-                               : demix__launch_gather(e, s0, B, &gp);
-    if (!ok || !mark(g, "gather") || !fork(g, s0, s1, 0))
-        return false;
-    if (B <= g->split_rows && B > g->gemv_rows &&
-        (!split_h_products(g, s0, sa, ha, B) || !mark(g, "split h gemms")))
+    if (!demix__launch_gather(e, s0, B, &gp) || !mark(g, "gather") ||
+        !fork(g, s0, s1, 0))
         return false;
 
     /* 2. the spectrum, for the masks at the end (side stream) */
@@ -236,9 +170,8 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
         return false;
 
     /* 3. encoders: one product for spec (folded DFT) and a | g */
-    if (!gemm(g, h0, DEMIX_CUDA_G_ENC, B, demix__gdim(g, D + 2 * NB),
-              demix__gdim(g, g->CW), &g->frame, &g->w_enc, true, g->enc,
-              g->ld_enc) ||
+    if (!gemm(g, h0, DEMIX_CUDA_G_ENC, B, D + 2 * NB, g->CW, &g->frame,
+              &g->w_enc, true, g->enc, g->ld_enc) ||
         !mark(g, "encoder gemm"))
         return false;
     demix_enc_post_params ep;
@@ -278,9 +211,8 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
 
     /* 5. wave on s0, then pre_wave: w1 = R(wave) -> u[D:] (small: u =
      * s1 + w1) */
-    if (!gemm(g, h0, DEMIX_CUDA_G_B2E, B, demix__gdim(g, D),
-              demix__gdim(g, NB), &g->basis_act, &g->w_b2e, true, g->wave_raw,
-              g->ldD) ||
+    if (!gemm(g, h0, DEMIX_CUDA_G_B2E, B, D, NB, &g->basis_act, &g->w_b2e,
+              true, g->wave_raw, g->ldD) ||
         !mark(g, "b2e gemm"))
         return false;
     const dmat *pw0 = &ly[DEMIX_BRANCH_PRE_WAVE][0].xh;
@@ -322,8 +254,7 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
         return false;
 
     /* 7. post_spec on s1, spectral masks, irfft */
-    const bool fuse_norm = g->fuse_norm && D <= DEMIX_CUDA_NORM_MAX_HID &&
-                           B > g->gemv_rows;
+    const bool fuse_norm = D <= DEMIX_CUDA_NORM_MAX_HID;
     demix_norm_params nq_s = {g->gain_s, g->norm_s.p, g->norm_s.ld,
                               g->norm_s.bf16};
     demix_norm_params nq_w = {g->gain_w, g->norm_w.p, g->norm_w.ld,
@@ -339,9 +270,8 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
          (!demix__launch_rmsnorm(e, s1, B, D, g->s2, g->ldD, g->gain_s,
                                  g->norm_s.p, g->norm_s.ld, g->norm_s.bf16) ||
           !mark(g, "rmsnorm"))) ||
-        !gemm(g, h1, DEMIX_CUDA_G_MASK, B, demix__gdim(g, T * S),
-              demix__gdim(g, D), &g->norm_s, &g->w_smask, true, g->ms,
-              g->ld_ms) ||
+        !gemm(g, h1, DEMIX_CUDA_G_MASK, B, T * S, D, &g->norm_s,
+              &g->w_smask, true, g->ms, g->ld_ms) ||
         !mark(g, "spec mask gemm") ||
         !demix__launch_spec_mask(e, s1, B, T, S, g->ms, g->ld_ms, g->b_smask,
                                  g->X, g->Y) ||
@@ -362,17 +292,15 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
          (!demix__launch_rmsnorm(e, s0, B, D, g->w2, g->ldD, g->gain_w,
                                  g->norm_w.p, g->norm_w.ld, g->norm_w.bf16) ||
           !mark(g, "rmsnorm"))) ||
-        !gemm(g, h0, DEMIX_CUDA_G_MASK, B, demix__gdim(g, T * NB),
-              demix__gdim(g, D), &g->norm_w, &g->w_wmask, true, g->mw,
-              g->ld_mw) ||
+        !gemm(g, h0, DEMIX_CUDA_G_MASK, B, T * NB, D, &g->norm_w,
+              &g->w_wmask, true, g->mw, g->ld_mw) ||
         !mark(g, "wave mask gemm") ||
         !demix__launch_wave_mask(e, s0, B, T, NB, g->mw, g->ld_mw,
                                  g->b_wmask, g->basis, g->ldNB, g->mb.p,
                                  g->mb.ld, g->mb.bf16) ||
         !mark(g, "wave mask apply") ||
-        !gemm(g, h0, DEMIX_CUDA_G_DEC, B * T, demix__gdim(g, g->CW),
-              demix__gdim(g, NB), &g->mb, &g->w_dec, g->dec_t != 0, g->z,
-              g->ld_z) ||
+        !gemm(g, h0, DEMIX_CUDA_G_DEC, B * T, g->CW, NB, &g->mb, &g->w_dec,
+              false, g->z, g->ld_z) ||
         !mark(g, "decoder gemm") ||
         !fork(g, s1, s0, 4))
         return false;
