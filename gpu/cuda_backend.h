@@ -64,9 +64,11 @@ int demix__cuda_read_stage(void *ctx, demix_cpu_stage stage, int row,
 size_t demix__cuda_device_bytes(void *ctx);
 
 /* Device time of one step's frame for n rows (n <= 4096) without the host
- * copies: the bucket's graph replayed `iters` times between CUDA events,
- * over the slot ids of the last step of that bucket (their state moves
- * on). Returns DEMIX_OK and *ms per replay. Benchmarks only. */
+ * copies: the bucket's graph of landing zone 0 replayed `iters` times
+ * between CUDA events, over the slot ids the zone holds (those of the
+ * last chunk that went through it, padded to the bucket by earlier ones;
+ * their state moves on). Returns DEMIX_OK and *ms per replay. Benchmarks
+ * only. */
 int demix__cuda_time_graph(void *ctx, int n, int iters, double *ms);
 
 /* Rows of the batch bucket a step of n rows runs at (n <= 4096). */

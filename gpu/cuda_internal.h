@@ -110,16 +110,15 @@ typedef struct demix_cuda_bucket {
     int rows;
     cufftHandle r2c, c2r;
     int have_r2c, have_c2r;
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    /* small buckets: the same frame with the host <-> device copies of
-     * the pinned staging buffers inside the graph (one launch a step) */
-    cudaGraph_t graph_io;
-    cudaGraphExec_t exec_io;
-    /* the pipelined path: the frame on landing zone p's input and output
+    /* every step's path: the frame on landing zone p's input and output
      * (d_pin[p], d_pout[p]) */
     cudaGraph_t graph_p[2];
     cudaGraphExec_t exec_p[2];
+    /* small buckets: the frame on d_inbuf/d_out with the host <-> device
+     * copies of the pinned staging buffers inside the graph (a small
+     * synchronous step is one launch) */
+    cudaGraph_t graph_io;
+    cudaGraphExec_t exec_io;
 } demix_cuda_bucket;
 
 typedef struct demix_cuda {
@@ -173,6 +172,9 @@ typedef struct demix_cuda {
 
     /* activations, [R] rows each */
     void *ablock;
+    /* the frame's input and output as recorded (record_frame_on points
+     * them at a landing zone for a capture); by default the buffers of
+     * the warm-up, the profile and the in-graph steps (exec_io) */
     char *d_inbuf; /* [pad16(bucket*4) slot ids][bucket][C][H] input */
     dmat frame;    /* [R][CW] raw frame, GEMM input */
     float *frame_win; /* [R][C][W] windowed frame, FFT input */
@@ -190,23 +192,26 @@ typedef struct demix_cuda {
     int ld_z;
     float *d_out;   /* [R][T][C][H] */
 
-    /* host staging (pinned) */
+    /* host staging of synchronous steps (pinned): stage_rows rows of
+     * input and output for pageable caller buffers, or a small bucket's
+     * slot ids and input for its in-graph copies (exec_io) */
     char *h_stage_in;
     float *h_stage_out;
-    size_t chunk_in_bytes;
 
-    /* pipelined steps (cuda_submit / cuda_wait in cuda_engine.cu): chunk c
-     * of the stream of chunks uses landing zones c % 2 */
+    /* every step (enqueue_step in cuda_engine.cu): chunk c of the stream
+     * of chunks uses landing zones c % 2 */
     cudaStream_t h2d, d2h;   /* the two copy directions */
     char *d_pin[2];          /* input, d_inbuf's layout, for R rows */
     float *d_pout[2];        /* [R][T][C][H] outputs */
     unsigned char *d_pack[2];     /* the chunk's outputs in their shapes */
     demix_row_shape *d_shapes[2]; /* [R] the chunk's row shapes */
-    int *h_ids;              /* pinned [2][ids_cap]: a step's slot ids */
+    int *h_ids;              /* pinned [3][ids_cap]: a step's slot ids
+                              * (0, 1: pipelined steps by sub_seq % 2;
+                              * 2: the synchronous step) */
     size_t ids_cap;
     cudaEvent_t ev_h2d[2], ev_comp[2], ev_out_free[2];
-    cudaEvent_t ev_done[DEMIX_ENGINE_MAX_IN_FLIGHT];
-    int have_pev;
+    cudaEvent_t ev_done[DEMIX_ENGINE_MAX_IN_FLIGHT]; /* pipelined steps */
+    cudaEvent_t ev_step; /* a synchronous step's end */
     unsigned long long chunk_seq, sub_seq, wait_seq;
 
     /* buckets */
