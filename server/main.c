@@ -219,7 +219,6 @@ static int make_engine(demixd *d)
     demix_engine_options_init(&eo);
     eo.backend = d->opt.backend;
     eo.precision = d->opt.precision;
-    eo.threads = d->opt.threads;
     eo.pool = d->pool;
     eo.device = d->opt.device;
     if (d->opt.max_sessions > 0) {
