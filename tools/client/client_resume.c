@@ -6,13 +6,52 @@
  */
 #include "client_resume.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+const char *const client_resume_option_names[CLIENT_RESUME_OPTIONS] = {
+    "--reconnect", "--reconnect-wait", "--resume-tail-ms"};
 
 void client_resume_options_default(client_resume_options *o)
 {
     o->max_attempts = CLIENT_RESUME_DEFAULT_ATTEMPTS;
     o->max_wait_s = CLIENT_RESUME_DEFAULT_WAIT_S;
     o->tail_ms = CLIENT_RESUME_DEFAULT_TAIL_MS;
+}
+
+int client_resume_parse_option(const char *name, const char *text,
+                               client_resume_options *o, char *err,
+                               size_t err_cap)
+{
+    static const double lo[] = {0, 1, 0};
+    static const double hi[] = {1000, 86400, CLIENT_RESUME_MAX_TAIL_MS};
+    static const char *const what[] = {"a number of attempts",
+                                       "a number of seconds",
+                                       "a number of milliseconds"};
+    int k = 0;
+    while (k < CLIENT_RESUME_OPTIONS &&
+           strcmp(name, client_resume_option_names[k]) != 0)
+        k++;
+    if (k == CLIENT_RESUME_OPTIONS)
+        return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo[k] || v > hi[k]) {
+        snprintf(err, err_cap, "%s must be %s, a whole number from %.0f to "
+                               "%.0f (got '%s')",
+                 name, what[k], lo[k], hi[k], text);
+        return -1;
+    }
+    if (k == 0)
+        o->max_attempts = (int)v;
+    else if (k == 1)
+        o->max_wait_s = (double)v;
+    else
+        o->tail_ms = (double)v;
+    return 1;
 }
 
 void client_resume_init(client_resume *r, const client_resume_options *o,

@@ -43,6 +43,7 @@
 #ifndef DEMIX_CLIENT_RESUME_H
 #define DEMIX_CLIENT_RESUME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CLIENT_RESUME_DEFAULT_ATTEMPTS 8
@@ -69,6 +70,17 @@ typedef struct client_resume {
 
 /* The defaults above. */
 void client_resume_options_default(client_resume_options *o);
+
+/* The command-line options of both commands, by name: "--reconnect N"
+ * (attempts, 0..1000), "--reconnect-wait S" (1..86400 s),
+ * "--resume-tail-ms MS" (0..CLIENT_RESUME_MAX_TAIL_MS). 1 and the field
+ * set; 0 when name is none of them; -1 with a sentence in err for a bad
+ * value. */
+#define CLIENT_RESUME_OPTIONS 3
+extern const char *const client_resume_option_names[CLIENT_RESUME_OPTIONS];
+int client_resume_parse_option(const char *name, const char *text,
+                               client_resume_options *o, char *err,
+                               size_t err_cap);
 
 /* Set up (seed: the jitter's; different clients should differ). */
 void client_resume_init(client_resume *r, const client_resume_options *o,

@@ -379,26 +379,16 @@ static int parse_args(int argc, char **argv, stream_options *o)
             if (cli_int("stream", "--timeout", v, 1, 86400, &o->timeout_s))
                 return DEMIX_EXIT_USAGE;
             break;
-        case OPT_RECONNECT: {
-            long n;
-            if (cli_int("stream", "--reconnect", v, 0, 1000, &n))
-                return DEMIX_EXIT_USAGE;
-            o->resume.max_attempts = (int)n;
-            break;
-        }
-        case OPT_RECONNECT_WAIT: {
-            long n;
-            if (cli_int("stream", "--reconnect-wait", v, 1, 86400, &n))
-                return DEMIX_EXIT_USAGE;
-            o->resume.max_wait_s = (double)n;
-            break;
-        }
+        case OPT_RECONNECT:
+        case OPT_RECONNECT_WAIT:
         case OPT_RESUME_TAIL: {
-            long n;
-            if (cli_int("stream", "--resume-tail-ms", v, 0,
-                        (long)CLIENT_RESUME_MAX_TAIL_MS, &n))
+            char err[256];
+            if (client_resume_parse_option(
+                    client_resume_option_names[c - OPT_RECONNECT], v,
+                    &o->resume, err, sizeof err) < 0) {
+                fprintf(stderr, "demix stream: %s\n", err);
                 return DEMIX_EXIT_USAGE;
-            o->resume.tail_ms = (double)n;
+            }
             break;
         }
         case CLI_MISSING:
