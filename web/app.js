@@ -476,7 +476,7 @@ class Page {
   // it): GET /v1/health, which needs no token. Asked again a moment later,
   // as the server frees the slot when the close completes.
   refreshSessions() {
-    const ask = () => fetch('/v1/health', { cache: 'no-store' })
+    const ask = () => !this.running() && fetch('/v1/health', { cache: 'no-store' })
       .then((r) => (r.ok || r.status === 503 ? r.json() : null))
       .then((h) => {
         if (!h || typeof h.sessions !== 'number' || this.running()) return;
