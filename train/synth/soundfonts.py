@@ -169,16 +169,19 @@ class Catalogue:
                 part: str) -> tuple[Font, int, int, str]:
         """(font, bank, program, family) for a pitched part: part is a key
         of PART_FAMILIES, role the source it sounds in."""
-        family = weighted(rng, PART_FAMILIES[part])
-        programs = FAMILIES[family]
-
-        def ok(font, bp):
+        def ok(font, bp, programs):
             return role in font.roles and bp[0] in VARIATION_BANKS and \
                 bp[1] in programs
-        choices = self._fonts_for(ok)
-        if not choices:
-            raise SystemExit(f"{self.folder}: no soundfont has a "
-                             f"{family} program")
+        # families no font of the kit has are left out of the draw
+        families = [(f, w) for f, w in PART_FAMILIES[part]
+                    if self._fonts_for(lambda font, bp, f=f:
+                                       ok(font, bp, FAMILIES[f]))]
+        if not families:
+            raise SystemExit(f"{self.folder}: no soundfont has a program "
+                             f"for {part} ({role})")
+        family = weighted(rng, families)
+        programs = FAMILIES[family]
+        choices = self._fonts_for(lambda font, bp: ok(font, bp, programs))
         font = weighted(rng, choices)
         program = rng.choice(sorted(p for b, p in self.presets[font.name]
                                     if b in VARIATION_BANKS and
