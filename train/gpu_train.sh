@@ -55,9 +55,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 NAME=${NAME:-hstasnet-d256-48k}
 DATA=${DATA:-/tmp/demix-data}
-SRC=${SRC:-/tmp/demix-src}
+STAGE=${STAGE:-/tmp/demix-stage}  # the carried bundle, unpacked
+SRC=$STAGE/real                   # Opus stems: <set>/<track>/<source>.opus
+KIT=${KIT:-$STAGE/kit}            # train/synth/kit.py's kit
+PARTS=${PARTS:-/tmp/demix-parts}  # bundle parts gathered over the calls
 RUN=${RUN:-/tmp/demix-run}
 PREFIX=/tmp/opus-prefix
+LIMIT=$((64 * 1024 * 1024))       # what one call carries, the tree included
 export PYTHONUNBUFFERED=1
 export DEMIX_OPUSFILE=$PREFIX/usr/lib/x86_64-linux-gnu/libopusfile.so.0
 export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -65,26 +69,86 @@ export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_L
 say() { printf '=== %s (%s)\n' "$*" "$(date +%T)"; }
 
 fetch() {
-  mkdir -p .carry/debs .carry/real
-  (cd .carry/debs && apt-get download libopusfile0 libopus0 libogg0)
+  # Here: everything the session carries, as one tar stream cut into parts
+  # that each fit one call beside the tree (.carry/calls/K/bundle.K-1).
+  local stage=.carry/stage
+  rm -rf "$stage" .carry/calls
+  mkdir -p "$stage/debs" "$stage/real"
+  (cd "$stage/debs" && apt-get download libopusfile0 libopus0 libogg0)
   cp -r ../shared/data/musdb18-7s-train ../shared/data/everything-is-remixed \
-    .carry/real/
-  du -sh .carry/*
+    "$stage/real/"
+  python3 train/synth/kit.py "$stage/kit" --cache .carry/debcache
+  local tree part total n k sum
+  tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- |
+    tail -1 | cut -f1)
+  # spare: for files that appear in the tree before the calls
+  part=$((LIMIT - tree - ${SPARE_KIB:-512} * 1024))
+  tar -C "$stage" -cf .carry/bundle.tar .
+  total=$(stat -c %s .carry/bundle.tar)
+  sum=$(sha256sum .carry/bundle.tar | cut -d' ' -f1)
+  n=$(((total + part - 1) / part))
+  mkdir -p .carry/calls
+  split -b "$part" -d -a 1 .carry/bundle.tar .carry/calls/bundle.
+  for ((k = 0; k < n; k++)); do
+    mkdir -p ".carry/calls/$((k + 1))"
+    mv ".carry/calls/bundle.$k" ".carry/calls/$((k + 1))/"
+    printf 'parts %d\nsha256 %s\n' "$n" "$sum" >".carry/calls/$((k + 1))/bundle.txt"
+  done
+  rm .carry/bundle.tar
+  du -sh "$stage"/* .carry/calls/*
+  echo "fetch: tree $((tree / 1048576)) MiB, bundle $((total / 1048576)) MiB" \
+    "in $n parts of at most $((part / 1048576)) MiB: call K = 1..$n carries" \
+    ".carry/calls/K and runs stash"
 }
 
 stash() {
-  # the carried Opus files, possibly over several calls, gathered outside
-  # the tree (/tmp survives between calls while the machine is held)
+  # the carried bundle parts, over several calls, gathered outside the tree
+  # (/tmp survives between calls while the machine is held); unpacked into
+  # $STAGE once all are there
   say stash
-  mkdir -p "$SRC"
-  [ -d .carry/real ] && cp -r .carry/real/. "$SRC/"
-  [ -d .carry/synth ] && cp -r .carry/synth "$SRC/"
-  du -sh "$SRC"/* || true
+  mkdir -p "$PARTS"
+  local d n have sum k
+  for d in .carry/calls/*/; do
+    [ -d "$d" ] && cp "$d"bundle.* "$PARTS/"
+  done
+  [ -f "$PARTS/bundle.txt" ] || { echo "stash: no bundle part carried"; return 1; }
+  if [ -d "$SRC" ]; then echo "stash: already unpacked in $STAGE"; return; fi
+  n=$(awk '/^parts/ {print $2}' "$PARTS/bundle.txt")
+  have=$(find "$PARTS" -name 'bundle.[0-9]*' | wc -l)
+  if [ "$have" -lt "$n" ]; then echo "stash: $have of $n parts"; return; fi
+  for ((k = 0; k < n; k++)); do cat "$PARTS/bundle.$k"; done >"$PARTS/bundle.tar"
+  sum=$(sha256sum "$PARTS/bundle.tar" | cut -d' ' -f1)
+  if [ "$sum" != "$(awk '/^sha256/ {print $2}' "$PARTS/bundle.txt")" ]; then
+    echo "stash: the $n parts do not add up to the bundle fetch made"; return 1
+  fi
+  mkdir -p "$STAGE"
+  tar -C "$STAGE" -xf "$PARTS/bundle.tar"
+  rm -f "$PARTS"/bundle.[0-9]* "$PARTS/bundle.tar"
+  du -sh "$STAGE"/*
+}
+
+render() {
+  # $1 hours of synthetic songs into $DATA/synth.{npy,json}, on every core.
+  # Seed: $SEED, else the shipped model's step count, so that each session
+  # renders new songs and the set's JSON says which.
+  local hours=$1 seed=${SEED:-}
+  say "render $hours h"
+  if [ -f "$DATA/synth.npy" ]; then echo "render: $DATA/synth.npy exists"; return; fi
+  if [ -z "$seed" ] && [ -f "models/$NAME.safetensors" ]; then
+    seed=$(python3 -c 'import sys; sys.path.insert(0, "train")
+from reference import load_safetensors
+print(load_safetensors(sys.argv[1])[1].get("training_steps", 0))' \
+      "models/$NAME.safetensors")
+  fi
+  python3 train/synth/kit.py "$KIT" --unpack
+  mkdir -p "$DATA"
+  python3 train/synth/render.py --pack "$DATA/synth" --hours "$hours" \
+    --seed "${seed:-0}" --kit "$KIT"
 }
 
 prepare() {
   say prepare
-  for f in .carry/debs/*.deb; do dpkg -x "$f" $PREFIX; done
+  for f in "$STAGE"/debs/*.deb; do dpkg -x "$f" $PREFIX; done
   mkdir -p "$DATA"
   local set
   for set in "$SRC"/*; do
@@ -217,7 +281,7 @@ while [ $# -gt 0 ]; do
   stage=$1; shift
   case $stage in
     fetch|stash|prepare|smoke|status|collect|cudacheck|evalcuda) $stage ;;
-    start) start "$1"; shift ;;
+    start|render) $stage "$1"; shift ;;
     *) echo "gpu_train.sh: unknown stage $stage" >&2; exit 2 ;;
   esac
 done
