@@ -3,17 +3,27 @@
 # its limits (starts bare, 64 MiB carried per call, 10 min per command,
 # 30 min held; a setsid process outlives the call that starts it):
 #
-#   stash     copy what this call carried of the Opus stems (.carry/real/
-#             <set>/<track>/, .carry/synth/) to $SRC outside the tree
-#   prepare   unpack the carried libopusfile (.carry/debs) and decode every
-#             set gathered in $SRC into packed int16 sets in $DATA
-#             (audio_data.py pack); run it once all parts are stashed
+#   fetch     (here) gather what a session carries: the real Opus stems,
+#             the libopusfile .debs and the synthetic-render kit
+#             (train/synth/kit.py: fluidsynth and its libraries, five
+#             soundfonts subset to what the renderer plays, the MIDI
+#             archives) into one tar, cut into parts that each fit one call
+#             beside the tree: .carry/calls/K/ for call K (it prints how
+#             many; 4 with a 40 MiB tree)
+#   stash     copy this call's part to $PARTS; once all parts are there,
+#             check the sum and unpack into $STAGE (real/, debs/, kit/)
+#   render H  render H hours of synthetic songs on all cores into
+#             $DATA/synth.{npy,json} (train/synth/render.py; seed $SEED,
+#             else the shipped model's step count: new songs each session)
+#   prepare   unpack the carried libopusfile and decode every real set in
+#             $STAGE/real into packed int16 sets in $DATA (audio_data.py)
 #   smoke     30 training steps, a validation on 2 tracks, an export, a
 #             float64 check that the exported file streams exactly as the
 #             offline form computes (reference.stream), and a probe of the
 #             step time at batch 64, 128, 256 (the fastest goes to start)
 #   start M   start train.py for M minutes with setsid, continuing from
 #             models/$NAME.safetensors and its .train.jsonl when they exist
+#             (batches: --synth-weight 0.3 synthetic, the rest real)
 #   status    the tail of the running log
 #   collect   wait for the run to end (at most $WAIT s), then copy the model
 #             (in 15 MB parts: $OUT returns files of at most 16 MiB), the
@@ -32,24 +42,27 @@
 #
 # The machine is given back 30 s after a call ends, and the setsid run with
 # it: keep a call in flight (status after a sleep, then collect) for the
-# whole run. The tree itself is 40 MB (the shipped model), so the 60 MB of
-# stems travel in three calls of at most 64 MiB each. One session (30 min
-# of device time):
-#   call 1, carry .carry/debs .carry/real/musdb18-7s-train
-#           .carry/real/everything-is-remixed/caesium:           stash
-#   call 2, carry .carry/real/everything-is-remixed/{hydrogen,lithium,
-#           potassium,rubidium}:                                  stash
-#   call 3, carry .carry/synth .carry/debs:  stash prepare smoke start M
-#   call 4, carry .debs (bench/gpu_check.sh --fetch-debs):   cudacheck
+# whole run. The tree itself is 40 MiB (the shipped model); the bundle is
+# 92 MiB (real stems 43 MB, kit 52 MB), so it travels in 4 calls. One
+# session (30 min of device time):
+#   calls 1-3, carry .carry/calls/K:                               stash
+#   call 4, carry .carry/calls/4:             stash render 3 prepare
+#   call 5:                                   smoke start M
+#   call 6, carry .debs (bench/gpu_check.sh --fetch-debs):   cudacheck
 #   calls:  sleep 500; status ... then WAIT=560 collect evalcuda
-# with M about 20 minutes (2026-12-02: calls 1-3 took 3.5 minutes of
-# device time with the start, cudacheck 1.5 beside the run, collect and
-# evalcuda 1 after it; M = 16 left 8 minutes over). The next session
-# continues from models/$NAME.safetensors (float16 weights, optimiser
-# re-warmed) and appends to models/$NAME.train.jsonl.
+# with M about 15 minutes. Expected (not yet measured there): calls 1-3
+# about 1.5 minutes of device time with the machine's start; render 3 h
+# 3-4 minutes on 16 cores (0.25 CPU-s per second of audio measured here),
+# prepare 0.5, smoke 1.5; render writes 8.3 GB to /tmp and the set takes
+# 8.3 GB of GPU memory. (2026-12-02, before the renders: the data calls,
+# prepare and smoke took 3.5 minutes with the start, cudacheck 1.5 beside
+# the run, collect and evalcuda 1 after it.) If call 4 nears its 10
+# minutes, render fewer hours. The next session continues from
+# models/$NAME.safetensors (float16 weights, optimiser re-warmed) and
+# appends to models/$NAME.train.jsonl.
 #
 # Usage: train/gpu_train.sh STAGE [ARG] [STAGE [ARG]...]
-# Here, once: train/gpu_train.sh fetch   (the .debs and a copy of the data)
+# Here, once per session: train/gpu_train.sh fetch, then train/preflight.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
