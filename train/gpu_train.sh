@@ -153,10 +153,15 @@ from reference import load_safetensors
 print(load_safetensors(sys.argv[1])[1].get("training_steps", 0))' \
       "models/$NAME.safetensors")
   fi
+  # processes: $JOBS, else the cores, at most the lent machine's 16 (a
+  # sandbox may report the host's)
+  local jobs=${JOBS:-$(nproc)}
+  [ "$jobs" -gt 16 ] && [ -z "${JOBS:-}" ] && jobs=16
   python3 train/synth/kit.py "$KIT" --unpack
   mkdir -p "$DATA"
   python3 train/synth/render.py --pack "$DATA/synth" --hours "$hours" \
-    --seed "${seed:-0}" --kit "$KIT"
+    --seed "${seed:-0}" --kit "$KIT" --jobs "$jobs"
+  df -h "$DATA" | tail -1
 }
 
 prepare() {

@@ -55,6 +55,7 @@ CHANNELS = 2
 SET_NAME = "synth"
 FLUIDSYNTH_GAIN = 0.5      # output is float, so this only sets the scale
 MEAN_EXCERPT_S = sum(arrange.EXCERPT_S) / 2
+PROGRESS_EVERY = 50        # tracks between progress lines
 # Active-RMS level of each source, dBFS, +- LEVEL_SPREAD_DB.
 LEVEL_DB = {"drums": -17.0, "bass": -19.0, "vocals": -18.0, "other": -19.0}
 LEVEL_SPREAD_DB = 3.0
@@ -271,12 +272,16 @@ def render(args) -> dict:
         jobs = [(p, p.entry["start"], args.pack, args.kit, fluidsynth,
                  args.wav) for p in plans]
         tracks = []
-        for p, facts in zip(plans, pool.map(render_into, jobs)):
+        for i, (p, facts) in enumerate(zip(plans, pool.map(render_into,
+                                                           jobs))):
             p.entry.update(facts)
             if "error" in facts:
                 failed.append(p.entry)
             else:
                 tracks.append(p.entry)
+            if (i + 1) % PROGRESS_EVERY == 0:
+                print(f"render.py: {i + 1} of {len(plans)} tracks, "
+                      f"{time.time() - t1:.0f} s", flush=True)
     seconds = sum(t["length"] for t in tracks) / RATE
     # the pool's workers and their fluidsynth runs, all reaped by now
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
