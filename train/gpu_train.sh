@@ -52,7 +52,7 @@
 #   calls:  sleep 500; status ... then WAIT=560 collect evalcuda
 # with M about 15 minutes. Expected (not yet measured there): calls 1-3
 # about 1.5 minutes of device time with the machine's start; render 3 h
-# 3-4 minutes on 16 cores (0.25 CPU-s per second of audio measured here),
+# 3-4 minutes on 16 cores (0.25-0.29 CPU-s per second of audio here),
 # prepare 0.5, smoke 1.5; render writes 8.3 GB to /tmp and the set takes
 # 8.3 GB of GPU memory. (2026-12-02, before the renders: the data calls,
 # prepare and smoke took 3.5 minutes with the start, cudacheck 1.5 beside
