@@ -13,7 +13,10 @@ packages=(
   sndfile-programs
   chromium
   shellcheck systemd nginx openssl
+  python3-numpy fluidsynth timgm6mb-soundfont
 )
+# train/synth's test (unit_train_synth): numpy, and fluidsynth with the
+# small TimGM6mb soundfont for its render.
 # deploy/check.sh (ctest label deploy): shellcheck, systemd-analyze
 # (package systemd; it runs without systemd as PID 1), nginx and openssl
 # for the TLS front's test. Its npm packages come from

@@ -31,6 +31,8 @@
 
 #define DEMIXD_PATH_BYTES 4096
 
+#define DEMIXD_MAX_SERVICE_THREADS 1024 /* --service-threads */
+
 typedef struct demixd_options {
     char model_path[DEMIXD_PATH_BYTES]; /* "" when no model was found */
     demix_backend backend;

@@ -3,17 +3,27 @@
 # its limits (starts bare, 64 MiB carried per call, 10 min per command,
 # 30 min held; a setsid process outlives the call that starts it):
 #
-#   stash     copy what this call carried of the Opus stems (.carry/real/
-#             <set>/<track>/, .carry/synth/) to $SRC outside the tree
-#   prepare   unpack the carried libopusfile (.carry/debs) and decode every
-#             set gathered in $SRC into packed int16 sets in $DATA
-#             (audio_data.py pack); run it once all parts are stashed
+#   fetch     (here) gather what a session carries: the real Opus stems,
+#             the libopusfile .debs and the synthetic-render kit
+#             (train/synth/kit.py: fluidsynth and its libraries, five
+#             soundfonts subset to what the renderer plays, the MIDI
+#             archives) into one tar, cut into parts that each fit one call
+#             beside the tree: .carry/calls/K/ for call K (it prints how
+#             many; 4 with a 40 MiB tree)
+#   stash     copy this call's part to $PARTS; once all parts are there,
+#             check the sum and unpack into $STAGE (real/, debs/, kit/)
+#   render H  render H hours of synthetic songs on all cores into
+#             $DATA/synth.{npy,json} (train/synth/render.py; seed $SEED,
+#             else the shipped model's step count: new songs each session)
+#   prepare   unpack the carried libopusfile and decode every real set in
+#             $STAGE/real into packed int16 sets in $DATA (audio_data.py)
 #   smoke     30 training steps, a validation on 2 tracks, an export, a
 #             float64 check that the exported file streams exactly as the
 #             offline form computes (reference.stream), and a probe of the
 #             step time at batch 64, 128, 256 (the fastest goes to start)
 #   start M   start train.py for M minutes with setsid, continuing from
 #             models/$NAME.safetensors and its .train.jsonl when they exist
+#             (batches: --synth-weight 0.3 synthetic, the rest real)
 #   status    the tail of the running log
 #   collect   wait for the run to end (at most $WAIT s), then copy the model
 #             (in 15 MB parts: $OUT returns files of at most 16 MiB), the
@@ -32,32 +42,39 @@
 #
 # The machine is given back 30 s after a call ends, and the setsid run with
 # it: keep a call in flight (status after a sleep, then collect) for the
-# whole run. The tree itself is 40 MB (the shipped model), so the 60 MB of
-# stems travel in three calls of at most 64 MiB each. One session (30 min
-# of device time):
-#   call 1, carry .carry/debs .carry/real/musdb18-7s-train
-#           .carry/real/everything-is-remixed/caesium:           stash
-#   call 2, carry .carry/real/everything-is-remixed/{hydrogen,lithium,
-#           potassium,rubidium}:                                  stash
-#   call 3, carry .carry/synth .carry/debs:  stash prepare smoke start M
-#   call 4, carry .debs (bench/gpu_check.sh --fetch-debs):   cudacheck
+# whole run. The tree itself is 40 MiB (the shipped model); the bundle is
+# 92 MiB (real stems 43 MB, kit 52 MB), so it travels in 4 calls. One
+# session (30 min of device time):
+#   calls 1-3, carry .carry/calls/K:                               stash
+#   call 4, carry .carry/calls/4:             stash render 3 prepare
+#   call 5:                                   smoke start M
+#   call 6, carry .debs (bench/gpu_check.sh --fetch-debs):   cudacheck
 #   calls:  sleep 500; status ... then WAIT=560 collect evalcuda
-# with M about 20 minutes (2026-12-02: calls 1-3 took 3.5 minutes of
-# device time with the start, cudacheck 1.5 beside the run, collect and
-# evalcuda 1 after it; M = 16 left 8 minutes over). The next session
-# continues from models/$NAME.safetensors (float16 weights, optimiser
-# re-warmed) and appends to models/$NAME.train.jsonl.
+# with M about 15 minutes. Expected (not yet measured there): calls 1-3
+# about 1.5 minutes of device time with the machine's start; render 3 h
+# 3-4 minutes on 16 cores (0.25-0.29 CPU-s per second of audio here),
+# prepare 0.5, smoke 1.5; render writes 8.3 GB to /tmp and the set takes
+# 8.3 GB of GPU memory. (2026-12-02, before the renders: the data calls,
+# prepare and smoke took 3.5 minutes with the start, cudacheck 1.5 beside
+# the run, collect and evalcuda 1 after it.) If call 4 nears its 10
+# minutes, render fewer hours. The next session continues from
+# models/$NAME.safetensors (float16 weights, optimiser re-warmed) and
+# appends to models/$NAME.train.jsonl.
 #
 # Usage: train/gpu_train.sh STAGE [ARG] [STAGE [ARG]...]
-# Here, once: train/gpu_train.sh fetch   (the .debs and a copy of the data)
+# Here, once per session: train/gpu_train.sh fetch, then train/preflight.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 NAME=${NAME:-hstasnet-d256-48k}
 DATA=${DATA:-/tmp/demix-data}
-SRC=${SRC:-/tmp/demix-src}
+STAGE=${STAGE:-/tmp/demix-stage}  # the carried bundle, unpacked
+SRC=$STAGE/real                   # Opus stems: <set>/<track>/<source>.opus
+KIT=${KIT:-$STAGE/kit}            # train/synth/kit.py's kit
+PARTS=${PARTS:-/tmp/demix-parts}  # bundle parts gathered over the calls
 RUN=${RUN:-/tmp/demix-run}
 PREFIX=/tmp/opus-prefix
+LIMIT=$((64 * 1024 * 1024))       # what one call carries, the tree included
 export PYTHONUNBUFFERED=1
 export DEMIX_OPUSFILE=$PREFIX/usr/lib/x86_64-linux-gnu/libopusfile.so.0
 export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -65,26 +82,91 @@ export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_L
 say() { printf '=== %s (%s)\n' "$*" "$(date +%T)"; }
 
 fetch() {
-  mkdir -p .carry/debs .carry/real
-  (cd .carry/debs && apt-get download libopusfile0 libopus0 libogg0)
+  # Here: everything the session carries, as one tar stream cut into parts
+  # that each fit one call beside the tree (.carry/calls/K/bundle.K-1).
+  local stage=.carry/stage
+  rm -rf "$stage" .carry/calls
+  mkdir -p "$stage/debs" "$stage/real"
+  (cd "$stage/debs" && apt-get download libopusfile0 libopus0 libogg0)
   cp -r ../shared/data/musdb18-7s-train ../shared/data/everything-is-remixed \
-    .carry/real/
-  du -sh .carry/*
+    "$stage/real/"
+  python3 train/synth/kit.py "$stage/kit" --cache .carry/debcache
+  local tree part total n k sum
+  tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- |
+    tail -1 | cut -f1)
+  # spare: for files that appear in the tree before the calls
+  part=$((LIMIT - tree - ${SPARE_KIB:-512} * 1024))
+  tar -C "$stage" -cf .carry/bundle.tar .
+  total=$(stat -c %s .carry/bundle.tar)
+  sum=$(sha256sum .carry/bundle.tar | cut -d' ' -f1)
+  n=$(((total + part - 1) / part))
+  mkdir -p .carry/calls
+  split -b "$part" -d -a 1 .carry/bundle.tar .carry/calls/bundle.
+  for ((k = 0; k < n; k++)); do
+    mkdir -p ".carry/calls/$((k + 1))"
+    mv ".carry/calls/bundle.$k" ".carry/calls/$((k + 1))/"
+    printf 'parts %d\nsha256 %s\n' "$n" "$sum" >".carry/calls/$((k + 1))/bundle.txt"
+  done
+  rm .carry/bundle.tar
+  du -sh "$stage"/* .carry/calls/*
+  echo "fetch: tree $((tree / 1048576)) MiB, bundle $((total / 1048576)) MiB" \
+    "in $n parts of at most $((part / 1048576)) MiB: call K = 1..$n carries" \
+    ".carry/calls/K and runs stash"
 }
 
 stash() {
-  # the carried Opus files, possibly over several calls, gathered outside
-  # the tree (/tmp survives between calls while the machine is held)
+  # the carried bundle parts, over several calls, gathered outside the tree
+  # (/tmp survives between calls while the machine is held); unpacked into
+  # $STAGE once all are there
   say stash
-  mkdir -p "$SRC"
-  [ -d .carry/real ] && cp -r .carry/real/. "$SRC/"
-  [ -d .carry/synth ] && cp -r .carry/synth "$SRC/"
-  du -sh "$SRC"/* || true
+  mkdir -p "$PARTS"
+  local d n have sum k
+  for d in .carry/calls/*/; do
+    [ -d "$d" ] && cp "$d"bundle.* "$PARTS/"
+  done
+  [ -f "$PARTS/bundle.txt" ] || { echo "stash: no bundle part carried"; return 1; }
+  if [ -d "$SRC" ]; then echo "stash: already unpacked in $STAGE"; return; fi
+  n=$(awk '/^parts/ {print $2}' "$PARTS/bundle.txt")
+  have=$(find "$PARTS" -name 'bundle.[0-9]*' | wc -l)
+  if [ "$have" -lt "$n" ]; then echo "stash: $have of $n parts"; return; fi
+  for ((k = 0; k < n; k++)); do cat "$PARTS/bundle.$k"; done >"$PARTS/bundle.tar"
+  sum=$(sha256sum "$PARTS/bundle.tar" | cut -d' ' -f1)
+  if [ "$sum" != "$(awk '/^sha256/ {print $2}' "$PARTS/bundle.txt")" ]; then
+    echo "stash: the $n parts do not add up to the bundle fetch made"; return 1
+  fi
+  mkdir -p "$STAGE"
+  tar -C "$STAGE" -xf "$PARTS/bundle.tar"
+  rm -f "$PARTS"/bundle.[0-9]* "$PARTS/bundle.tar"
+  du -sh "$STAGE"/*
+}
+
+render() {
+  # $1 hours of synthetic songs into $DATA/synth.{npy,json}, on every core.
+  # Seed: $SEED, else the shipped model's step count, so that each session
+  # renders new songs and the set's JSON says which.
+  local hours=$1 seed=${SEED:-}
+  say "render $hours h"
+  if [ -f "$DATA/synth.npy" ]; then echo "render: $DATA/synth.npy exists"; return; fi
+  if [ -z "$seed" ] && [ -f "models/$NAME.safetensors" ]; then
+    seed=$(python3 -c 'import sys; sys.path.insert(0, "train")
+from reference import load_safetensors
+print(load_safetensors(sys.argv[1])[1].get("training_steps", 0))' \
+      "models/$NAME.safetensors")
+  fi
+  # processes: $JOBS, else the cores, at most the lent machine's 16 (a
+  # sandbox may report the host's)
+  local jobs=${JOBS:-$(nproc)}
+  [ "$jobs" -gt 16 ] && [ -z "${JOBS:-}" ] && jobs=16
+  python3 train/synth/kit.py "$KIT" --unpack
+  mkdir -p "$DATA"
+  python3 train/synth/render.py --pack "$DATA/synth" --hours "$hours" \
+    --seed "${seed:-0}" --kit "$KIT" --jobs "$jobs"
+  df -h "$DATA" | tail -1
 }
 
 prepare() {
   say prepare
-  for f in .carry/debs/*.deb; do dpkg -x "$f" $PREFIX; done
+  for f in "$STAGE"/debs/*.deb; do dpkg -x "$f" $PREFIX; done
   mkdir -p "$DATA"
   local set
   for set in "$SRC"/*; do
@@ -217,7 +299,7 @@ while [ $# -gt 0 ]; do
   stage=$1; shift
   case $stage in
     fetch|stash|prepare|smoke|status|collect|cudacheck|evalcuda) $stage ;;
-    start) start "$1"; shift ;;
+    start|render) $stage "$1"; shift ;;
     *) echo "gpu_train.sh: unknown stage $stage" >&2; exit 2 ;;
   esac
 done

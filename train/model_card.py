@@ -111,9 +111,12 @@ def main():
       "academic and non-commercial use only.\n"
       "- Everything is Remixed: hydrogen, potassium, rubidium, caesium "
       "(lithium is validation); CC0 1.0.\n"
-      "- Synthetic renders (`train/synth/`) of POP909 (MIT) and the Groove "
-      "MIDI Dataset (CC BY 4.0) with the FluidR3 GM soundfont (MIT), where "
-      "the run's log lists the set.\n"
+      "- Synthetic renders (`train/synth/`, `train/DATA.md`) of POP909 "
+      "(MIT) and the Groove MIDI Dataset (CC BY 4.0), where the run's log "
+      "lists the set: before 2026-12-07 with the FluidR3 GM soundfont "
+      "(MIT); since, rendered on the GPU machine with MuseScore General "
+      "(MIT), sf_GMbank (public domain), TimGM6mb (GPL-2+) and the AVL "
+      "Drumkits (CC BY-SA 3.0).\n"
       f"- Licence (the file's metadata): {meta.get('license')}.\n")
     w("## Intended use\n")
     w("Real-time demixing of music for previews, practice and karaoke in "

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # train/preflight.sh - the GPU machine's stages, run here on the CPU with a
 # tiny network and a little data, before any device time is spent on them:
-# packing (audio_data.py), training steps, validation, export, resume from
-# the export, the batch probe, and the float64 stream-vs-offline check of
-# the exported file. Minutes, not hours; no GPU.
+# packing (audio_data.py), the synthetic render stage (gpu_train.sh render:
+# the kit's own fluidsynth and libraries, a few short songs straight into
+# the packed set), training steps on real and synthetic sets, validation
+# (real tracks only), export, resume from the export, the batch probe, and
+# the float64 stream-vs-offline check of the exported file. Minutes, not
+# hours; no GPU.
 #
-# Needs (Debian): python3-torch python3-numpy libopusfile0, and the data in
-# ../shared/data. Usage: train/preflight.sh [WORKDIR]  (default /tmp/demix-preflight)
+# Needs (Debian): python3-torch python3-numpy libopusfile0, fluidsynth and
+# sf3convert (kit.py), and the data in ../shared/data. The kit is the one
+# `gpu_train.sh fetch` made (.carry/stage/kit), else built into WORKDIR.
+# Usage: train/preflight.sh [WORKDIR]  (default /tmp/demix-preflight)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-/tmp/demix-preflight}
@@ -25,6 +30,15 @@ cp -r ../shared/data/everything-is-remixed/{potassium,lithium,caesium} \
 for set in "$W"/src/*; do
   $PY train/audio_data.py "$set" "$W/data/$(basename "$set")" 2
 done
+# the render stage as the GPU machine runs it, on a copy of the kit
+if [ -d .carry/stage/kit ]; then
+  cp -r .carry/stage/kit "$W/kit"
+else
+  $PY train/synth/kit.py "$W/kit" --cache .carry/debcache
+fi
+PATH=$(dirname "$PY"):$PATH KIT=$W/kit DATA=$W/data SEED=3 \
+  train/gpu_train.sh render 0.02
+test -s "$W/data/synth.npy"
 tiny=(--dim 16 --basis 32 --batch 4 --seconds 1 --amp none --warmup 5
       --val-tracks 3)
 $PY train/train.py --data "$W/data" --out "$W/run1" "${tiny[@]}" --max-steps 12
@@ -43,10 +57,15 @@ _, meta = load_safetensors(f"{w}/run2/model.safetensors")
 log = [json.loads(l) for l in open(f"{w}/run2/log.jsonl")]
 assert int(meta["training_steps"]) == 18, meta["training_steps"]
 assert len(log) == 2 and log[-1]["steps"] == 18, [r["steps"] for r in log]
+# validation is real music only: no rendered track in the log
+synth = json.load(open(f"{w}/data/synth.json"))
+names = {t["name"] for t in synth["tracks"]}
+assert names and all(not names & set(r["tracks"]) for r in log), log[-1]
 x = torch.randn(2, 512 * 8, dtype=torch.float64) * 0.1
 H = m.hop
 err = (stream(m, x)[..., H:] - m(x[None])[0][..., :-H]).abs().max().item()
 assert err < 1e-9, err
-print(f"preflight: ok (18 steps over two runs, log of {len(log)} records, "
-      f"stream vs offline {err:.1e})")
+print(f"preflight: ok (18 steps over two runs on {len(names)} rendered and "
+      f"the real tracks, log of {len(log)} records, stream vs offline "
+      f"{err:.1e})")
 PYEOF

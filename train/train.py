@@ -39,7 +39,10 @@ from sdr import sdr, summarise  # noqa: E402
 
 DATA_LICENCES = ("MUSDB18 7-s excerpts: academic and non-commercial use "
                  "only; Everything is Remixed stems: CC0 1.0; synthetic "
-                 "stems from POP909 (MIT) and Groove MIDI (CC BY 4.0)")
+                 "stems from POP909 (MIT) and Groove MIDI (CC BY 4.0), "
+                 "rendered with the soundfonts MuseScore General (MIT), "
+                 "sf_GMbank (public domain), TimGM6mb (GPL-2+) and AVL "
+                 "Drumkits (CC BY-SA 3.0); train/DATA.md")
 
 
 def parse_args(argv=None):
@@ -47,9 +50,17 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="folder of packed sets")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--sets", default="musdb18-7s-train:0.5,"
-                   "everything-is-remixed:0.3,synth:0.2",
-                   help="set:weight,... (missing sets are skipped)")
+    p.add_argument("--sets", default="musdb18-7s-train:0.6,"
+                   "everything-is-remixed:0.4",
+                   help="real sets, set:weight,... (their shares of the "
+                   "real part of each batch; missing sets are skipped)")
+    p.add_argument("--synth-weight", type=float, default=0.3,
+                   help="share of batch items drawn from the synthetic sets "
+                   "(synth*.npy in --data, train/synth/render.py), split "
+                   "evenly among them; 0 leaves them out. Default 0.3: the "
+                   "renders (hours) now far outnumber the real audio (38 "
+                   "min), but they are General MIDI sounds and validation "
+                   "is real music, so real items stay the majority")
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--val-minutes", type=float, default=2.0)
     p.add_argument("--dim", type=int, default=256)
@@ -86,24 +97,48 @@ def log(msg):
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
+def set_weights(args, names):
+    """[(set name, weight)] of the sets to train on: the real sets of
+    --sets sharing 1 - --synth-weight by their weights, the synthetic sets
+    (names starting with "synth") sharing --synth-weight evenly. Sets of
+    names only (those present in --data)."""
+    real = [(n, float(w)) for n, w in
+            (item.split(":") for item in args.sets.split(","))
+            if n in names]
+    synth = sorted(n for n in names if n.startswith("synth"))
+    if not 0 <= args.synth_weight <= 1:
+        raise SystemExit("train: --synth-weight must lie in [0, 1]")
+    if any(n.startswith("synth") for n, _ in real):
+        raise SystemExit("train: synthetic sets take --synth-weight, not "
+                         "--sets")
+    share = args.synth_weight if synth and real else (1.0 if synth else 0.0)
+    if share == 0:
+        synth = []
+    out = [(n, (1 - share) * w / sum(w for _, w in real)) for n, w in real]
+    return out + [(n, share / len(synth)) for n in synth]
+
+
 def load_banks(args, device):
+    names = {f[:-4] for f in os.listdir(args.data) if f.endswith(".npy")}
+    for item in args.sets.split(","):
+        if item.split(":")[0] not in names:
+            log(f"set {item.split(':')[0]}: {args.data}/"
+                f"{item.split(':')[0]}.npy missing, skipped")
     banks, weights = [], []
     val_tracks = []
-    for item in args.sets.split(","):
-        name, weight = item.split(":")
+    for name, weight in set_weights(args, names):
         prefix = os.path.join(args.data, name)
-        if not os.path.exists(prefix + ".npy"):
-            log(f"set {name}: {prefix}.npy missing, skipped")
-            continue
         bank = StemBank(prefix, device)
         val = StemBank(prefix, device, validation=True, audio=bank.audio)
         log(f"set {name}: {len(bank.tracks)} training tracks "
             f"({bank.seconds / 60:.1f} min), {len(val.tracks)} validation "
-            f"tracks ({val.seconds / 60:.1f} min), weight {weight}")
+            f"tracks ({val.seconds / 60:.1f} min), weight {weight:.3f}")
         if bank.tracks:
             banks.append(bank)
-            weights.append(float(weight))
-        val_tracks += [(val, t) for t in val.tracks]
+            weights.append(weight)
+        # validation is real music only, never a render
+        if not name.startswith("synth"):
+            val_tracks += [(val, t) for t in val.tracks]
     if not banks:
         raise SystemExit("train: no training data found under " + args.data)
     return banks, weights, val_tracks

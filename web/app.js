@@ -11,12 +11,19 @@
 //   (the clock the stems are played by); the microphone is sent as the
 //   'demix-capture' worklet delivers it.
 // - Stems are placed by output position, so they stay aligned. A
-//   connection that drops (server restart, network) is retried with back
-//   off; the new session continues at the position where every stem's
-//   audio ended (a file) or at the current position (the microphone), so
-//   positions on the page are "global": connection base + server position.
+//   connection that drops (server restart, network) is retried with
+//   backoff and jitter, a bounded number of times (protocol.js RESUME,
+//   docs/protocol.md section 7.1). For a file the new session re-sends a
+//   tail of input (1 s, snapped onto the model's hop grid) before the
+//   first position every stem lacks, to re-prime the model's state, and
+//   the output for that tail is dropped: the stems go on with no gap and
+//   no repeat. The microphone goes on at the current position (its input
+//   during the outage is gone). Positions on the page are "global":
+//   connection base + server position.
 // - State for tests and for people is mirrored into the DOM: main#app
-//   data-state, data-input-frames, data-played-frames, ...; each strip
+//   data-state, data-input-frames, data-played-frames, data-buffered-ms,
+//   data-target-ms, data-base-target-ms, data-skips, data-sessions, ...;
+//   each strip
 //   data-frames-received, data-messages-received, data-level (RMS after
 //   gain over the last ~20 ms); #master data-level (RMS of the output).
 //
@@ -41,7 +48,6 @@ const JITTER_MS = 120; // initial jitter buffer target; grows on underruns
 const JITTER_STEP_MS = 60;
 const JITTER_MAX_MS = 1000;
 const RECORD_MAX_S = 600; // export keeps at most 10 minutes per stem
-const RECONNECT_S = [1, 2, 4, 8];
 const METER_FLOOR_DB = -60;
 
 const $ = (id) => document.getElementById(id);
@@ -215,6 +221,7 @@ class Page {
     this.meters = [];
     this.masterMeter = { db: METER_FLOOR_DB, peak: METER_FLOOR_DB, level: 0 };
     this.opusInfo = null;
+    this.held = null; // testStall: the player's feed held back
     this.buildStrips(DEFAULT_STEMS);
     this.bind();
     this.opusProbe = probeOpus(RATE, CHANNELS).then((r) => {
@@ -446,6 +453,42 @@ class Page {
 
   // ---- audio ---------------------------------------------------------------
 
+  // Stems and LAST flags to the player, in order (testStall may hold them).
+  toPlayer(m) {
+    if (this.held) this.held.push(m);
+    else this.player.port.postMessage(m);
+  }
+
+  // Test hook (tests/browser): hold the player's feed for `ms`, then hand
+  // it over at once, as a main thread busy elsewhere does; the jitter
+  // buffer must drain back to its target afterwards (worklet.js).
+  testStall(ms) {
+    if (this.held) return;
+    this.held = [];
+    setTimeout(() => {
+      const held = this.held;
+      this.held = null;
+      for (const m of held) this.player.port.postMessage(m);
+    }, ms);
+  }
+
+  // The server's session count, after a run (its stats replies stop with
+  // it): GET /v1/health, which needs no token. Asked again a moment later,
+  // as the server frees the slot when the close completes.
+  refreshSessions() {
+    const ask = () => !this.running() && fetch('/v1/health', { cache: 'no-store' })
+      .then((r) => (r.ok || r.status === 503 ? r.json() : null))
+      .then((h) => {
+        if (!h || typeof h.sessions !== 'number' || this.running()) return;
+        $('st-sessions').textContent = `${h.sessions} of ${h.max_sessions}`;
+        app.dataset.sessions = String(h.sessions);
+      })
+      .catch(() => {});
+    ask();
+    setTimeout(ask, 500);
+    setTimeout(ask, 1500);
+  }
+
   async ensureAudio() {
     if (!this.ctx) {
       let ctx;
@@ -539,6 +582,7 @@ class Page {
       configured: false,
       conn: null,
       base: 0, // global position of this connection's position 0
+      resumeAt: 0, // after a reconnect: where the stems go on
       cursor: 0, // global input frames sent (a file)
       inputFrames: 0,
       recorders: [],
@@ -616,7 +660,7 @@ class Page {
         // the stream is over: the player may drain its buffers to the end.
         // (Not at LAST flags: a server that shuts down sends them too, and
         // then the page reconnects and goes on.)
-        run.recorders.forEach((_, i) => this.player.port.postMessage({ type: 'last', stem: i }));
+        run.recorders.forEach((_, i) => this.toPlayer({ type: 'last', stem: i }));
       },
       onClose: (c, e) => c === run.conn && this.onClose(run, c, e),
       onCodecError: (c, e) => {
@@ -659,14 +703,15 @@ class Page {
       run.lost = false;
       run.reconnects++;
       app.dataset.reconnects = String(run.reconnects);
-      this.setState('streaming', `Reconnected: the stream goes on from ${clock(run.base / run.rate)}.`);
+      this.setState('streaming', `Reconnected: the stream goes on from ${clock(run.resumeAt / run.rate)}.`);
     } else {
       this.setState('streaming', '');
     }
     const c = run.conn;
     if (run.buffer) {
       run.cursor = run.base;
-      run.t0 = this.ctx.currentTime - run.base / run.rate;
+      // the re-primed tail before resumeAt goes out at once, the rest paced
+      run.t0 = this.ctx.currentTime - run.resumeAt / run.rate;
       run.timers.push(setInterval(() => this.pace(run, c), PACE_MS));
     }
     c.stats();
@@ -692,20 +737,27 @@ class Page {
   onAudio(run, c, m) {
     const i = m.stem;
     if (i >= run.recorders.length) return;
-    const position = run.base + m.position;
+    let position = run.base + m.position;
     let samples = new Float32Array(m.samples); // a copy: the recorder keeps it
+    const had = run.ends[i] - position; // a re-primed tail after a reconnect
+    if (had > 0) {
+      if (had >= m.frames) return;
+      samples = samples.subarray(had * CHANNELS);
+      position += had;
+      m = { ...m, frames: m.frames - had };
+    }
     if (run.buffer && position + m.frames > run.total) { // Opus runs past the end
       if (position >= run.total) return;
       samples = samples.subarray(0, (run.total - position) * CHANNELS);
       m = { ...m, frames: run.total - position };
     }
     run.recorders[i].add(position, samples);
-    this.player.port.postMessage({ type: 'audio', stem: i, position, samples });
+    this.toPlayer({ type: 'audio', stem: i, position, samples });
     run.received[i] += m.frames;
     run.messages[i]++;
     run.ends[i] = Math.max(run.ends[i], position + m.frames);
     if (run.buffer && run.ends[i] >= run.total) // a file's stem is complete: no need to wait for the summary
-      this.player.port.postMessage({ type: 'last', stem: i });
+      this.toPlayer({ type: 'last', stem: i });
     if (i === 0) {
       const t = c.producedAt(m.position + m.frames - 1, run.rate);
       if (t !== null) {
@@ -747,28 +799,42 @@ class Page {
   }
 
   reconnectLater(run, why) {
-    run.lost = true;
+    if (!run.lost) { // a new outage
+      run.lost = true;
+      run.attempts = 0;
+      run.outageStart = performance.now();
+    }
     run.attempts++;
-    const delay = RECONNECT_S[Math.min(run.attempts - 1, RECONNECT_S.length - 1)];
+    const elapsed = (performance.now() - run.outageStart) / 1000;
+    if (run.attempts > proto.RESUME.attempts || elapsed >= proto.RESUME.waitS) {
+      this.finish(run, 'error', `The server went away (${why}) and did not come back (${run.attempts - 1} attempts in ${Math.round(elapsed)} s); press Play to start again.`);
+      return;
+    }
+    const delay = Math.min(proto.backoffDelay(run.attempts), proto.RESUME.waitS - elapsed);
     if (run.configured) {
       const minEnd = Math.min(...run.ends);
       const maxEnd = Math.max(...run.ends);
       if (run.buffer) {
         if (minEnd >= run.total) { // everything arrived but the goodbye
-          run.recorders.forEach((_, i) => this.player.port.postMessage({ type: 'last', stem: i }));
+          run.recorders.forEach((_, i) => this.toPlayer({ type: 'last', stem: i }));
           run.summary = run.summary || { synthetic: true };
           this.setState('ending');
           run.lost = false;
           return;
         }
-        run.base = minEnd;
+        // re-send a tail before the first position a stem lacks
+        const m = run.model;
+        const grid = m ? proto.resumeGrid(run.rate, m.sample_rate, m.hop) : 1;
+        run.resumeAt = minEnd;
+        run.base = proto.resumeBase(minEnd, proto.RESUME.tailMs, run.rate, grid);
       } else {
         run.base = Math.max(maxEnd, this.lastTick ? this.lastTick.position : 0);
+        run.resumeAt = run.base;
       }
     }
-    const where = run.configured ? ` It will go on from ${clock(run.base / run.rate)}.` : '';
+    const where = run.configured ? ` It will go on from ${clock(run.resumeAt / run.rate)}.` : '';
     this.setState('reconnecting',
-      `The server went away (${why}). Reconnecting in ${delay} s, attempt ${run.attempts}.${where}`);
+      `The server went away (${why}). Reconnecting in ${delay.toFixed(1)} s, attempt ${run.attempts} of ${proto.RESUME.attempts}.${where}`);
     run.timers.push(setTimeout(() => {
       if (!run.done) this.connect(run);
     }, delay * 1000));
@@ -811,6 +877,7 @@ class Page {
 
   finish(run, state, message) {
     run.done = true;
+    run.stats = null; // stale: the count comes from /v1/health now
     this.clearTimers(run);
     this.stopCapture(run);
     if (run.conn) run.conn.dispose();
@@ -818,6 +885,7 @@ class Page {
     const truncated = run.recorders.some((r) => r.truncated);
     this.setState(state, truncated ? `${message} The export keeps the first ${RECORD_MAX_S / 60} minutes.` : message);
     if (state === 'error') $('message').dataset.kind = 'error';
+    this.refreshSessions();
   }
 
   onPlayer(m) {
@@ -882,6 +950,11 @@ class Page {
       $('st-underruns').textContent = String(tick.underruns);
       const ms = (f) => `${Math.round((f / run.rate) * 1000)} ms`;
       $('st-buffer').textContent = `${ms(tick.buffered)} of ${ms(tick.target)}`;
+      const msn = (f) => String(Math.round((f / run.rate) * 1000));
+      app.dataset.bufferedMs = msn(tick.buffered);
+      app.dataset.targetMs = msn(tick.target);
+      app.dataset.baseTargetMs = msn(tick.baseTarget);
+      app.dataset.skips = String(tick.skips);
       const t = tick.position / run.rate;
       $('time').textContent = run.buffer ? `${clock(t)} / ${clock(Math.round(run.total / run.rate))}` : clock(t);
       $('progress').value = run.buffer ? Math.min(1, tick.position / run.total) : 0;
@@ -906,6 +979,7 @@ class Page {
     const s = run.stats;
     if (s) {
       $('st-sessions').textContent = `${s.sessions} of ${s.max_sessions}`;
+      app.dataset.sessions = String(s.sessions);
       if (s.step_ms) $('st-step').textContent = `${s.step_ms.p50.toFixed(2)} / ${s.step_ms.p99.toFixed(2)} ms`;
       if (typeof s.batch_mean === 'number') $('st-batch').textContent = s.batch_mean.toFixed(2);
       if (s.session) $('st-late').textContent = `${s.session.late_hops} of ${s.session.hops}`;

@@ -132,12 +132,50 @@ export function parseAudioOut(buf, channels) {
   return { codec, last: (flags & FLAG_LAST) !== 0, seq, stem, frames, position, samples, packet };
 }
 
+// Reconnecting and resuming (docs/protocol.md section 7.1): the policy and
+// arithmetic of the command line's client core (tools/client/
+// client_resume.h), for the page. A reconnect waits a backoff with
+// "equal jitter" (uniform in [d/2, d], d doubling from 0.25 s up to 8 s),
+// at most `attempts` times and `waitS` seconds per outage; the new session
+// re-sends `tailMs` of input before the first position the page lacks,
+// snapped onto the model's hop grid, and its output before that position
+// is discarded.
+export const RESUME = { attempts: 8, waitS: 60, tailMs: 1000, delayMinS: 0.25, delayMaxS: 8, maxGridS: 2 };
+
+// The delay before attempt n (1, 2, ...) of an outage, in seconds.
+export function backoffDelay(n, random = Math.random) {
+  const d = Math.min(RESUME.delayMinS * 2 ** (n - 1), RESUME.delayMaxS);
+  return d / 2 + (random() * d) / 2;
+}
+
+function gcd(a, b) {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+// Client frames that are a whole number of model hops at the model rate
+// (so a session started at a multiple cuts the same frames as one started
+// at 0); 1 when that is over maxGridS or an argument is not positive.
+export function resumeGrid(clientRate, modelRate, hop) {
+  if (!(clientRate > 0 && modelRate > 0 && hop > 0)) return 1;
+  const hc = hop * clientRate;
+  const g = hc / gcd(modelRate, hc);
+  return g > RESUME.maxGridS * clientRate ? 1 : g;
+}
+
+// Where the new session starts: resumeAt - tail, down onto the grid, >= 0.
+export function resumeBase(resumeAt, tailMs, rate, grid) {
+  const b = resumeAt - Math.round((tailMs * rate) / 1000);
+  if (b <= 0) return 0;
+  return grid > 1 ? b - (b % grid) : b;
+}
+
 // Close codes of section 7 in words, for the status line.
 export function closeText(code, reason) {
   const names = {
     1000: 'normal close', 1001: 'server going away', 1003: 'bad audio',
     1006: 'connection lost', 1008: 'policy violation', 1009: 'message too large',
-    1011: 'server error', 1013: 'server at capacity',
+    1011: 'server error', 1012: 'server restarting', 1013: 'server at capacity',
   };
   const name = names[code] || 'closed';
   return `${name} (${code}${reason ? ' ' + reason : ''})`;

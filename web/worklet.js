@@ -7,7 +7,24 @@
 // stem. Jitter buffer: playback starts (and restarts after an underrun) only
 // when every stem holds at least `target` frames ahead of P; an underrun
 // stops P (silence, counted) instead of letting the stems drift apart, and
-// raises the target by a step up to a ceiling. Gains (already combined with
+// raises the target by a step up to a ceiling.
+//
+// Draining back after a stall. When the page stalls (a busy main thread, a
+// slow network) the stems pile up once it ends: the buffer holds the stall
+// on top of the target and, played at 1x, would keep it for good (input to
+// speaker latency and fader lag with it). So:
+//  - above target + slack (hysteresis: slack = max(40 ms, target / 4))
+//    for DRAIN_HOLD_S of playback in a row, P jumps forward to leave
+//    exactly `target` buffered, with an equal-power crossfade of
+//    CROSSFADE_S from the old position to the new (one short, smooth edit:
+//    the skipped audio is not heard);
+//  - after DECAY_QUIET_S without an underrun, a target raised by underruns
+//    goes back to its base, and the rule above then drains to it.
+// A skip rather than playing faster: catching up 0.5 s at 2-5 % speed takes
+// 10-25 s of shifted pitch and lagging faders, a crossfaded skip is over in
+// 20 ms; the stream is live, so what was skipped is old anyway.
+//
+// Gains (already combined with
 // mute and solo by the page) and the master gain ramp linearly over one
 // quantum, so fader moves do not click. About every 20 ms it posts a 'tick'
 // with P, the buffered frames, per-stem levels before and after the gains,
@@ -22,6 +39,10 @@
 
 const RING_FRAMES = 1 << 19; // about 11 s at 48 kHz, per stem
 const TICK_QUANTA = 8;
+const DRAIN_HOLD_S = 0.5; // above target + slack this long: skip
+const DRAIN_SLACK_MIN_S = 0.04;
+const CROSSFADE_S = 0.02;
+const DECAY_QUIET_S = 4; // no underrun this long: the target goes back
 
 class Stem {
   constructor() {
@@ -47,9 +68,20 @@ class Player extends AudioWorkletProcessor {
     this.underruns = 0;
     this.overruns = 0;
     this.target = o.targetFrames || 4096;
+    this.baseTarget = this.target;
     this.targetStep = o.targetStepFrames || 2048;
     this.targetMax = o.targetMaxFrames || 32768;
     this.quanta = 0;
+    // draining (see the top)
+    this.overFrames = 0; // played in a row above target + slack
+    this.lastUnderrun = 0; // currentFrame of the last underrun
+    this.skips = 0;
+    this.skippedFrames = 0;
+    this.xfFrames = Math.round(CROSSFADE_S * sampleRate);
+    this.xfLeft = 0; // crossfade frames still to play
+    this.xfFrom = 0; // the old position being faded out
+    this.xfL = new Float32Array(128);
+    this.xfR = new Float32Array(128);
     this.port.onmessage = (e) => this.onMessage(e.data);
     this.resetMeters(0);
   }
@@ -73,8 +105,12 @@ class Player extends AudioWorkletProcessor {
         this.applied = new Float32Array(m.stems).fill(1);
         if (m.gains) this.gains.set(m.gains);
         if (m.gains) this.applied.set(m.gains);
-        if (m.targetFrames) this.target = m.targetFrames;
+        if (m.targetFrames) this.target = this.baseTarget = m.targetFrames;
         this.position = 0;
+        this.overFrames = 0;
+        this.xfLeft = 0;
+        this.skips = 0;
+        this.skippedFrames = 0;
         this.playing = false;
         this.ended = false;
         this.stopped = false;
@@ -93,7 +129,7 @@ class Player extends AudioWorkletProcessor {
         this.master = m.master;
         break;
       case 'target':
-        this.target = m.targetFrames;
+        this.target = this.baseTarget = m.targetFrames;
         break;
       case 'stop': // stop playing now; what still arrives is not played
         this.stopped = true;
@@ -159,8 +195,12 @@ class Player extends AudioWorkletProcessor {
       if (this.playing && avail < n && avail !== Infinity) {
         this.playing = false;
         this.underruns++;
+        this.lastUnderrun = currentFrame;
         this.target = Math.min(this.target + this.targetStep, this.targetMax);
       }
+      if (this.target > this.baseTarget && currentFrame - this.lastUnderrun >= DECAY_QUIET_S * sampleRate)
+        this.target = this.baseTarget;
+      if (this.playing) this.drain(avail, n);
       if (finished && this.position >= this.maxEnd() && this.maxEnd() > 0) {
         this.ended = true;
         this.playing = false;
@@ -170,9 +210,69 @@ class Player extends AudioWorkletProcessor {
     }
     left.fill(0);
     if (right !== left) right.fill(0);
-    if (this.playing) this.mix(left, right, n);
+    if (this.playing) {
+      const fading = this.xfLeft > 0;
+      if (fading) this.mixOld(n);
+      this.mix(left, right, n);
+      if (fading) this.crossfade(left, right, n);
+    }
     if (++this.quanta % TICK_QUANTA === 0) this.tick();
     return true;
+  }
+
+  // Above target + slack for DRAIN_HOLD_S in a row: jump ahead to leave
+  // `target` frames, fading out from the old position (see the top).
+  drain(avail, n) {
+    const slack = Math.max(DRAIN_SLACK_MIN_S * sampleRate, this.target / 4);
+    if (avail === Infinity || avail <= this.target + slack || this.xfLeft > 0) {
+      this.overFrames = 0;
+      return;
+    }
+    this.overFrames += n;
+    if (this.overFrames < DRAIN_HOLD_S * sampleRate) return;
+    const drop = avail - this.target;
+    this.xfFrom = this.position;
+    this.xfLeft = this.xfFrames;
+    this.position += drop;
+    this.skips++;
+    this.skippedFrames += drop;
+    this.overFrames = 0;
+  }
+
+  // The old position's mix (current gains, no meters) into xfL/xfR.
+  mixOld(n) {
+    if (this.xfL.length < n) {
+      this.xfL = new Float32Array(n);
+      this.xfR = new Float32Array(n);
+    }
+    const l = this.xfL;
+    const r = this.xfR;
+    l.fill(0, 0, n);
+    r.fill(0, 0, n);
+    const P = this.xfFrom;
+    for (let i = 0; i < this.stems.length; i++) {
+      const s = this.stems[i];
+      const g = this.gains[i] * this.master;
+      for (let f = 0; f < n && P + f < s.end; f++) {
+        const k = ((P + f) % RING_FRAMES) * 2;
+        l[f] += g * s.ring[k];
+        r[f] += g * s.ring[k + 1];
+      }
+    }
+    this.xfFrom += n;
+  }
+
+  // Equal-power crossfade: the old position out, the new one in.
+  crossfade(left, right, n) {
+    const done = this.xfFrames - this.xfLeft;
+    for (let f = 0; f < n; f++) {
+      const t = Math.min(1, (done + f + 1) / this.xfFrames);
+      const win = Math.sin((t * Math.PI) / 2);
+      const wout = Math.cos((t * Math.PI) / 2);
+      left[f] = win * left[f] + wout * this.xfL[f];
+      if (right !== left) right[f] = win * right[f] + wout * this.xfR[f];
+    }
+    this.xfLeft = Math.max(0, this.xfLeft - n);
   }
 
   mix(left, right, n) {
@@ -252,6 +352,9 @@ class Player extends AudioWorkletProcessor {
       playing: this.playing,
       buffered: avail === Infinity ? 0 : avail,
       target: this.target,
+      baseTarget: this.baseTarget,
+      skips: this.skips,
+      skippedFrames: this.skippedFrames,
       underruns: this.underruns,
       overruns: this.overruns,
       rms,

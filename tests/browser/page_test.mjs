@@ -19,9 +19,16 @@
 //      with Opus (WebCodecs, the default where the browser has it) and PCM
 //      the stems line up to the frame (cross-correlation of one stem);
 //   9. the microphone (Chromium's fake capture device) streams; Stop stops;
-//  10. the server goes away mid-song: the page says so, reconnects to a new
-//      demixd on the same port and goes on;
-//  11. no page errors, no CSP violations.
+//  10. a stall (the page's test hook holds the player's feed for 1 s): the
+//      jitter buffer grows by most of it, then drains back (crossfaded
+//      skip, worklet.js) to its base target within a bounded time; after
+//      Stop the page shows the server's session count going back to 0;
+//  11. the server goes away mid-song: the page says so, reconnects to a new
+//      demixd on the same port and goes on, the stems re-primed (the start
+//      of the new session re-sends a tail before where they stopped, and
+//      what every stem received is contiguous, no repeat: frames received
+//      equal the position reached);
+//  12. no page errors, no CSP violations.
 // Exit 0 when every step passes, 1 on the first failure (the remaining
 // steps are not run), 77 (skip) when the browser cannot start.
 //
@@ -473,6 +480,43 @@ async function main() {
       await waitState(page, 'stopped');
     });
 
+    await step('after a stall the jitter buffer drains back to its target; the session count after stop', async () => {
+      await page.check('input[name=source][value=demo]');
+      await page.click('#play');
+      await waitState(page, 'streaming');
+      await waitFrames(page, rate);
+      // steady: the buffer near its target
+      await page.waitForFunction(() => {
+        const d = document.getElementById('app').dataset;
+        return Number(d.bufferedMs) > 0 && Number(d.bufferedMs) <= Number(d.targetMs) + 60;
+      }, null, { polling: 50 });
+      const before = await dataset(page);
+      await page.evaluate(() => window.demixPage.testStall(1000));
+      // the stall shows: the buffer holds most of it on top of the target
+      await page.waitForFunction(() => {
+        const d = document.getElementById('app').dataset;
+        return Number(d.bufferedMs) >= Number(d.targetMs) + 500;
+      }, null, { timeout: 10_000, polling: 20 });
+      const grown = await dataset(page);
+      const t0 = Date.now();
+      // and drains back: the target at its base (the underrun raised it),
+      // the buffer within the slack of it (worklet.js: max(40 ms, target /
+      // 4)), by skips
+      await page.waitForFunction(() => {
+        const d = document.getElementById('app').dataset;
+        const base = Number(d.baseTargetMs);
+        return Number(d.targetMs) === base && Number(d.skips) >= 1 &&
+          Number(d.bufferedMs) <= base + Math.max(40, base / 4);
+      }, null, { timeout: 15_000, polling: 50 });
+      const after = await dataset(page);
+      console.log(`# stall of 1 s: buffer ${before.bufferedMs} ms (target ${before.targetMs}) -> ${grown.bufferedMs} ms (target ${grown.targetMs}) -> ${after.bufferedMs} ms (target ${after.targetMs}) in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${after.skips} skips, ${after.underruns} underruns`);
+      check(Number(after.sessions) >= 1, `sessions shown while streaming: ${after.sessions}`);
+      await page.click('#stop');
+      await waitState(page, 'stopped');
+      await page.waitForFunction(() => document.getElementById('app').dataset.sessions === '0'
+        && /^0 of \d+$/.test(document.getElementById('st-sessions').textContent));
+    });
+
     await step('the server goes away: the page says so, reconnects and goes on', async () => {
       await page.check('input[name=source][value=demo]');
       await page.click('#play');
@@ -490,6 +534,17 @@ async function main() {
       await page.waitForFunction(() => document.getElementById('app').dataset.reconnects === '1');
       await waitFrames(page, frames + rate);
       check(/Reconnected/.test(await page.textContent('#message')), 'no reconnected message');
+      // re-primed: the new session began a tail (1 s, on the hop grid)
+      // before where the stems stopped; what each stem kept is contiguous
+      // from 0, with nothing twice (received = the end reached)
+      const r = await page.evaluate(() => {
+        const run = window.demixPage.run;
+        return { base: run.base, at: run.resumeAt, rate: run.rate, received: run.received, ends: run.ends };
+      });
+      check(r.at > 0 && r.base < r.at && (r.at - r.base >= r.rate || r.base === 0),
+        `resumed at ${r.at} from ${r.base}: no tail re-sent`);
+      r.received.forEach((n, i) => check(n === r.ends[i], `stem ${i}: ${n} frames kept, end ${r.ends[i]}`));
+      console.log(`# resumed at ${r.at} frames, re-sent from ${r.base}`);
       await page.click('#stop');
       await waitState(page, 'stopped');
     });

@@ -5,7 +5,12 @@
  * close 1000, and out-of-order or malformed server messages (audio before
  * ready, a position gap, a repeated seq, audio after LAST, bad JSON, an
  * error message with its code, a summary before end, ready twice) give
- * the failure kinds and texts both clients report.
+ * the failure kinds and texts both clients report. With retries allowed
+ * (client_session_allow_retry) the ways a server goes away (an error
+ * restarting / at_capacity / shutting_down then its close, a bare close
+ * 1012 / 1013 / 1001, a dropped connection) are CLIENT_CLOSE_RETRY with a
+ * retry text and no failure; other errors and closes stay failures, and
+ * nothing is retried after a summary.
  *
  * Thread context: single-threaded.
  */
@@ -466,6 +471,101 @@ static void test_close_verdicts(void **state)
     assert_int_equal(f.failures, 0); /* the wording is the caller's */
 }
 
+static void test_retry_verdicts(void **state)
+{
+    (void)state;
+    static fake f;
+    int code;
+    /* restarting, then 1012 (lws says 1002, the reason names the code) */
+    memset(&f, 0, sizeof f);
+    to_streaming(&f);
+    client_session_allow_retry(&f.cs, 1);
+    server_text(&f, "{\"type\":\"error\",\"code\":\"restarting\",\"message\":"
+                    "\"The server is restarting.\"}");
+    assert_int_equal(f.failures, 0);
+    assert_int_equal(f.cs.error_code, DEMIX_PROTO_ERR_RESTARTING);
+    assert_int_equal(f.cs.state, CLIENT_FINISHING);
+    f.open = 0;
+    code = 1002;
+    assert_int_equal(client_session_on_close(&f.cs, &code, "restarting"),
+                     CLIENT_CLOSE_RETRY);
+    assert_int_equal(code, 1012);
+    assert_string_equal(f.cs.retry_why,
+                        "server error restarting: The server is restarting");
+    assert_int_equal(f.failures, 0);
+
+    /* at_capacity before ready, then 1013 */
+    memset(&f, 0, sizeof f);
+    client_session_init(&f.cs, &ops, &f);
+    client_session_allow_retry(&f.cs, 1);
+    f.open = 1;
+    client_session_on_open(&f.cs);
+    assert_int_equal(client_session_on_writable(&f.cs), 0);
+    server_text(&f, "{\"type\":\"error\",\"code\":\"at_capacity\",\"message\":"
+                    "\"Full.\"}");
+    code = 1013;
+    assert_int_equal(client_session_on_close(&f.cs, &code, "at_capacity"),
+                     CLIENT_CLOSE_RETRY);
+    assert_int_equal(f.failures, 0);
+
+    /* a bare close 1001, 1012, 1013 and a drop while streaming */
+    static const int codes[] = {1001, 1012, 1013, 1006};
+    static const char *const why[] = {
+        "the server closed with 1001 going away",
+        "the server closed with 1012 going away",
+        "the server closed with 1013 going away",
+        "the connection dropped (no close frame)"};
+    for (int i = 0; i < 4; i++) {
+        memset(&f, 0, sizeof f);
+        to_streaming(&f);
+        client_session_allow_retry(&f.cs, 1);
+        code = codes[i];
+        assert_int_equal(client_session_on_close(&f.cs, &code,
+                                                 i < 3 ? "going away" : ""),
+                         CLIENT_CLOSE_RETRY);
+        assert_string_equal(f.cs.retry_why, why[i]);
+        assert_int_equal(f.failures, 0);
+    }
+
+    /* not retried: another error, another close, after the summary,
+     * and without allow_retry */
+    memset(&f, 0, sizeof f);
+    to_streaming(&f);
+    client_session_allow_retry(&f.cs, 1);
+    server_text(&f, "{\"type\":\"error\",\"code\":\"timeout\",\"message\":"
+                    "\"Idle.\"}");
+    assert_failure(&f, CLIENT_FAIL_SERVER, "server error timeout: Idle.");
+    code = 1008;
+    assert_int_equal(client_session_on_close(&f.cs, &code, "timeout"),
+                     CLIENT_CLOSE_AFTER_FAILURE);
+
+    memset(&f, 0, sizeof f);
+    to_streaming(&f);
+    client_session_allow_retry(&f.cs, 1);
+    code = 1011;
+    assert_int_equal(client_session_on_close(&f.cs, &code, "internal"),
+                     CLIENT_CLOSE_EARLY);
+
+    memset(&f, 0, sizeof f);
+    to_streaming(&f);
+    client_session_allow_retry(&f.cs, 1);
+    assert_int_equal(client_session_send_end(&f.cs), 0);
+    server_summary(&f);
+    code = 1001;
+    assert_int_equal(client_session_on_close(&f.cs, &code, "shutting_down"),
+                     CLIENT_CLOSE_AFTER_SUMMARY);
+
+    memset(&f, 0, sizeof f);
+    to_streaming(&f);
+    server_text(&f, "{\"type\":\"error\",\"code\":\"restarting\",\"message\":"
+                    "\"Restarting.\"}");
+    assert_failure(&f, CLIENT_FAIL_SERVER,
+                   "server error restarting: Restarting.");
+    code = 1012;
+    assert_int_equal(client_session_on_close(&f.cs, &code, "restarting"),
+                     CLIENT_CLOSE_AFTER_FAILURE);
+}
+
 static void test_client_refusals(void **state)
 {
     (void)state;
@@ -515,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_error_message_with_field),
         cmocka_unit_test(test_out_of_order_text),
         cmocka_unit_test(test_close_verdicts),
+        cmocka_unit_test(test_retry_verdicts),
         cmocka_unit_test(test_client_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,9 @@
 #include "client_parse.h"
 
 #define CLOSE_ABNORMAL 1006 /* RFC 6455: closed without a close frame */
+#define CLOSE_GOING_AWAY 1001
+#define CLOSE_RESTART 1012     /* RFC 6455 registry: service restart */
+#define CLOSE_TRY_LATER 1013   /* RFC 6455 registry: try again later */
 
 void client_session_init(client_session *cs, const client_session_ops *ops,
                          void *user)
@@ -211,10 +214,33 @@ static void handle_ready(client_session *cs, const demix_proto_ready *r)
     cs->ops->want_write(cs->user);
 }
 
+void client_session_allow_retry(client_session *cs, int on)
+{
+    cs->retry_ok = on;
+}
+
+int client_session_retry_code(demix_proto_code code)
+{
+    return code == DEMIX_PROTO_ERR_RESTARTING ||
+           code == DEMIX_PROTO_ERR_AT_CAPACITY ||
+           code == DEMIX_PROTO_ERR_SHUTTING_DOWN;
+}
+
 static void handle_error(client_session *cs, const demix_proto_error *e)
 {
     cs->has_error_code = 1; /* (a failed session reads no more messages) */
     cs->error_code = e->code;
+    if (cs->retry_ok && !cs->have_summary &&
+        client_session_retry_code(e->code)) {
+        /* Not a failure: the close that follows asks for a reconnect. */
+        snprintf(cs->retry_why, sizeof cs->retry_why, "server error %s: %s",
+                 demix_proto_code_name(e->code), e->message);
+        size_t n = strlen(cs->retry_why); /* it goes on after a ';' */
+        if (n && cs->retry_why[n - 1] == '.')
+            cs->retry_why[n - 1] = '\0';
+        cs->state = CLIENT_FINISHING;
+        return;
+    }
     /* The server closes after an error: wait for it. */
     client_session_note(cs, CLIENT_FAIL_SERVER, "server error %s: %s%s%s%s",
                         demix_proto_code_name(e->code), e->message,
@@ -340,6 +366,23 @@ client_close_verdict client_session_on_close(client_session *cs, int *code,
     cs->state = CLIENT_CLOSED;
     if (cs->failed)
         return CLIENT_CLOSE_AFTER_FAILURE;
+    if (cs->retry_ok && !cs->have_summary) {
+        int server_said = cs->has_error_code &&
+                          client_session_retry_code(cs->error_code);
+        if (server_said || *code == CLOSE_ABNORMAL ||
+            *code == CLOSE_GOING_AWAY || *code == CLOSE_RESTART ||
+            *code == CLOSE_TRY_LATER) {
+            if (!server_said && *code == CLOSE_ABNORMAL)
+                snprintf(cs->retry_why, sizeof cs->retry_why,
+                         "the connection dropped (no close frame)");
+            else if (!server_said)
+                snprintf(cs->retry_why, sizeof cs->retry_why,
+                         "the server closed with %d%s%s", *code,
+                         reason && reason[0] ? " " : "",
+                         reason ? reason : "");
+            return CLIENT_CLOSE_RETRY;
+        }
+    }
     if (cs->have_summary)
         return *code == 1000 ? CLIENT_CLOSE_CLEAN : CLIENT_CLOSE_AFTER_SUMMARY;
     return *code == CLOSE_ABNORMAL ? CLIENT_CLOSE_DROPPED : CLIENT_CLOSE_EARLY;

@@ -38,6 +38,15 @@
  *  - the close: the peer's code corrected (demix_proto_received_close_code)
  *    and classified (client_close_verdict); the wording of what it means
  *    is the caller's.
+ * Reconnects (client_resume.h): with client_session_allow_retry the
+ * ways a server goes away that call for a reconnect are not failures: an
+ * error `restarting`, `at_capacity` or `shutting_down` (kept in
+ * error_code, not reported), then a close before the summary with 1012,
+ * 1013 or 1001, or a connection that drops (1006) before the summary. The
+ * close's verdict is then CLIENT_CLOSE_RETRY, with retry_why saying what
+ * happened; the driver reconnects, or reports retry_why as its failure
+ * when it gives up (client_session_note). Without it they are failures as
+ * before.
  * A failure is reported once (the first word stands) through on_failure;
  * after it the core ignores messages and writable events. A failure seen
  * on our side (client_session_fail) also closes the connection with 1000
@@ -90,6 +99,9 @@ typedef enum client_close_verdict {
     CLIENT_CLOSE_DROPPED,        /* before the summary, no close frame */
     CLIENT_CLOSE_EARLY,          /* before the summary, a close frame */
     CLIENT_CLOSE_AFTER_FAILURE,  /* a failure was already reported */
+    CLIENT_CLOSE_RETRY,          /* before the summary, a way of going away
+                                    that calls for a reconnect (only with
+                                    client_session_allow_retry) */
 } client_close_verdict;
 
 /* A stem of the session's output. */
@@ -157,6 +169,9 @@ typedef struct client_session {
     client_slot slots[DEMIX_PROTO_MAX_STEMS];
     int have_summary;
     int close_code; /* 0 until closed */
+
+    int retry_ok;        /* client_session_allow_retry */
+    char retry_why[256]; /* CLIENT_CLOSE_RETRY: what happened */
 } client_session;
 
 /* Set up (zeroes the struct); ops and user must outlive the session. */
@@ -171,6 +186,14 @@ void client_session_fail(client_session *cs, client_failure kind,
 /* The same without closing (the caller aborts, or the link is gone). */
 void client_session_note(client_session *cs, client_failure kind,
                          const char *fmt, ...) DEMIX_PRINTF(3, 4);
+
+/* Treat the ways a server goes away (above) as a reason to reconnect
+ * rather than as failures. Call after client_session_init. */
+void client_session_allow_retry(client_session *cs, int on);
+
+/* 1 for the error codes that call for a reconnect (restarting,
+ * at_capacity, shutting_down). */
+int client_session_retry_code(demix_proto_code code);
 
 /* Events. */
 void client_session_on_open(client_session *cs);

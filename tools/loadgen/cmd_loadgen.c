@@ -93,6 +93,7 @@ typedef struct loadgen_options {
     double verify_min_snr_db; /* NaN: the codec's default */
     double late_ms;
     double max_p99_ms;
+    client_resume_options resume;
     int session_list;
     int json;
     int verbose;
@@ -166,6 +167,13 @@ void cmd_loadgen_usage(FILE *out)
             "      --timeout S      a session (or a stats request) fails after S\n"
             "                       seconds without a message from the server\n"
             "                       (default: %d)\n"
+            "      --reconnect N    a session whose server goes away (restart, at\n"
+            "                       capacity, dropped) connects again up to N times\n"
+            "                       and resumes where its stems stopped (default:\n"
+            "                       %d; 0: it fails)\n"
+            "      --reconnect-wait S  give an outage at most S seconds (default: %g)\n"
+            "      --resume-tail-ms MS  audio re-sent before the resume point\n"
+            "                       (default: %g)\n"
             "      --json           the report as one JSON object on stdout\n"
             "      --no-session-list  leave the per-session list out of --json\n"
             "  -v, --verbose        a line per session in the report\n"
@@ -187,7 +195,9 @@ void cmd_loadgen_usage(FILE *out)
             default_stems[2], default_stems[3], DEFAULT_CONNECT_RATE,
             DEFAULT_VERIFY, LOADGEN_VERIFY_PCM_MIN_SNR_DB,
             LOADGEN_VERIFY_OPUS_MIN_SNR_DB, DEFAULT_LATE_MS,
-            DEFAULT_MAX_P99_MS, DEFAULT_TIMEOUT_S);
+            DEFAULT_MAX_P99_MS, DEFAULT_TIMEOUT_S,
+            CLIENT_RESUME_DEFAULT_ATTEMPTS, CLIENT_RESUME_DEFAULT_WAIT_S,
+            CLIENT_RESUME_DEFAULT_TAIL_MS);
 }
 
 /* ------------------------------------------------------------ options */
@@ -276,6 +286,29 @@ static int parse_codec(const char *text, demix_proto_codec *out)
     return 0;
 }
 
+/* One of the reconnect options (client_resume.h): 1 taken, 0 not one of
+ * them, -1 a usage error (said). */
+static int resume_option(int argc, char **argv, int *i,
+                         client_resume_options *o)
+{
+    for (int k = 0; k < CLIENT_RESUME_OPTIONS; k++) {
+        const char *v;
+        int r = cli_option(argc, argv, i, client_resume_option_names[k], NULL,
+                           &v);
+        if (r == 0)
+            continue;
+        char err[256];
+        if (r < 0 || client_resume_parse_option(client_resume_option_names[k],
+                                                v, o, err, sizeof err) < 0) {
+            if (r > 0)
+                fprintf(stderr, "demix loadgen: %s\n", err);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* 0 to go on, -1 after --help (exit 0), else the exit status. */
 static int parse_args(int argc, char **argv, loadgen_options *o)
 {
@@ -291,6 +324,7 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
     o->late_ms = DEFAULT_LATE_MS;
     o->max_p99_ms = DEFAULT_MAX_P99_MS;
     o->session_list = 1;
+    client_resume_options_default(&o->resume);
     int sessions_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -306,6 +340,9 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
             o->verbose = 1;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->quiet = 1;
+        } else if ((r = resume_option(argc, argv, &i, &o->resume))) {
+            if (r < 0)
+                return DEMIX_EXIT_USAGE;
         } else if ((r = cli_option(argc, argv, &i, "--url", "-u", &v))) {
             if (r < 0)
                 return DEMIX_EXIT_USAGE;
@@ -797,6 +834,7 @@ int cmd_loadgen(int argc, char **argv)
     c->keep_up_margin_s = LOADGEN_KEEP_UP_MARGIN_S;
     c->late_s = o.late_ms / 1e3;
     c->verify_min_snr_db = o.verify_min_snr_db;
+    c->resume = o.resume;
     if (o.stems) {
         if (cli_stem_list("loadgen", o.stems, c->stems, &c->stem_count))
             return DEMIX_EXIT_USAGE;

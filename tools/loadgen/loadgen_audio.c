@@ -415,6 +415,15 @@ uint64_t loadgen_audio_start_cursor(const loadgen_audio *a, int k, int n)
     return units * (uint64_t)(k % n) / (uint64_t)n;
 }
 
+uint64_t loadgen_audio_cursor_at(const loadgen_audio *a, uint64_t start,
+                                 int64_t messages)
+{
+    if (a->opus)
+        return (start + (uint64_t)messages) % (uint64_t)a->packet_count;
+    return (start + (uint64_t)messages * (uint64_t)a->message_frames) %
+           (uint64_t)a->loop_frames;
+}
+
 size_t loadgen_audio_next(const loadgen_audio *a, uint64_t *cursor,
                           uint8_t *out, size_t cap)
 {

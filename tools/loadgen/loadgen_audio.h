@@ -73,6 +73,11 @@ size_t loadgen_audio_max_payload(const loadgen_audio *a);
  * do not all send the same audio at once. */
 uint64_t loadgen_audio_start_cursor(const loadgen_audio *a, int k, int n);
 
+/* The cursor after `messages` messages from `start` (a reconnect sends
+ * again from message k). */
+uint64_t loadgen_audio_cursor_at(const loadgen_audio *a, uint64_t start,
+                                 int64_t messages);
+
 /* Write the next message's payload at *cursor into out (cap bytes, at
  * least loadgen_audio_max_payload) and advance the cursor. Returns the
  * bytes written, 0 when cap is short. */

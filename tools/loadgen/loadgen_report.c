@@ -76,6 +76,7 @@ void loadgen_round_collect(loadgen_round *r, const loadgen_session *s, int n)
         r->timed_hops += x->timed_hops;
         r->client_late_hops += x->late_hops;
         r->lost_hops += loadgen_session_lost_hops(x);
+        r->reconnects += loadgen_session_reconnects(x);
         add_verify(&r->verify, x);
         if (x->t_ready > 0.0) {
             r->ready++;
@@ -196,8 +197,9 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
     double rate = r->rate_hz > 0 ? r->rate_hz : 1;
     fprintf(out,
             "sessions     %d started, %d ready, %d ok, %d refused, %d "
-            "failed%s\n",
+            "failed, %lld reconnect%s%s\n",
             r->started, r->ready, r->ok, r->refused, r->failed,
+            r->reconnects, r->reconnects == 1 ? "" : "s",
             r->interrupted ? " (interrupted)" : "");
     fprintf(out,
             "audio        %.1f s streamed in %.1f s; received %.2f%% of "
@@ -518,6 +520,8 @@ static cJSON *session_json(const loadgen_session *x)
                                 (double)x->late_hops) &&
         cJSON_AddNumberToObject(o, "lost_hops",
                                 (double)loadgen_session_lost_hops(x)) &&
+        cJSON_AddNumberToObject(o, "reconnects",
+                                loadgen_session_reconnects(x)) &&
         add_item(o, "verify", session_verify_json(x));
     if (!ok) {
         cJSON_Delete(o);
@@ -630,6 +634,7 @@ cJSON *loadgen_report_json(const loadgen_round *r, const loadgen_session *s,
                  ratio_or_null((double)r->client_late_hops,
                                (double)r->timed_hops)) &&
         cJSON_AddNumberToObject(o, "lost_hops", (double)r->lost_hops) &&
+        cJSON_AddNumberToObject(o, "reconnects", (double)r->reconnects) &&
         cJSON_AddNumberToObject(o, "threads", r->threads) &&
         add_item(o, "thread_list", threads_json(r)) &&
         cJSON_AddNumberToObject(o, "main_cpu_s", r->main_cpu_s) &&

@@ -93,6 +93,7 @@ typedef struct loadgen_round {
     latency_hist added;   /* the same beyond the announced latency (the
                              caller's: merged from the threads) */
     long long timed_hops, client_late_hops, lost_hops;
+    long long reconnects; /* outages the sessions survived */
     loadgen_verify_summary verify; /* enabled, min_snr_db: the caller's */
 
     int error_groups;

@@ -25,12 +25,16 @@
 #define finish_failed(s, failure, ...)                                        \
     client_session_note(&(s)->core, (client_failure)(failure), __VA_ARGS__)
 
+/* The global output position stem `slot` has reached: the current
+ * session's, or what earlier sessions brought when that is more (the
+ * re-primed tail after a reconnect). */
 static int64_t stem_reached(const loadgen_session *s, int slot)
 {
     int64_t r = s->core.slots[slot].next_pos;
     if (s->cfg->codec == DEMIX_PROTO_CODEC_OPUS)
         r -= s->out_pre_skip; /* decoded frames dropped first */
-    return r > 0 ? r : 0;
+    r = s->base + (r > 0 ? r : 0);
+    return r > s->have[slot] ? r : s->have[slot];
 }
 
 /* Output position every stem has reached. */
@@ -108,9 +112,11 @@ static void send_end(loadgen_session *s, double now)
         return; /* the failure is reported */
 }
 
+/* The stream's time is up (an outage moves it by its length). */
 static double stream_deadline(const loadgen_session *s)
 {
-    return s->t0 + (double)(s->target_wire_frames + s->msg_frames) / s->rate_hz;
+    return s->t0 + s->outage_s +
+           (double)(s->target_wire_frames + s->msg_frames) / s->rate_hz;
 }
 
 /* When message k is due: its last frame captured live. */
@@ -243,9 +249,31 @@ static void handle_audio(loadgen_session *s, const uint8_t *data, size_t len)
 
 /* ready passed the core's checks (it matches the start, its stems are
  * distinct sources): the session's timing follows from it. */
+/* A resumed session's ready: send again from the message boundary at or
+ * before the resume point minus the tail (message k0 starts at position
+ * k0 * msg_frames, for Opus too: the server drops pre_skip frames of the
+ * new decoder's output, which are those before that position). */
+static void resume_ready(loadgen_session *s)
+{
+    double now = ws_client_now_s();
+    int64_t at = reached_all(s); /* the new session has brought nothing */
+    int64_t tail = (int64_t)(s->cfg->resume.tail_ms * s->rate_hz / 1000.0);
+    int64_t from = at - tail > 0 ? at - tail : 0;
+    int64_t k0 = from / s->msg_frames;
+    if (k0 > s->messages_sent)
+        k0 = s->messages_sent;
+    s->base = k0 * s->msg_frames;
+    s->messages_sent = k0;
+    s->wire_frames_sent = k0 * s->msg_frames;
+    s->cursor = loadgen_audio_cursor_at(s->cfg->audio, s->start_cursor, k0);
+    s->outage_s += now - s->outage_start;
+    client_resume_done(&s->resume);
+}
+
 static int take_ready(loadgen_session *s, const demix_proto_ready *r)
 {
     const loadgen_config *c = s->cfg;
+    int resumed = s->t_ready > 0.0;
     snprintf(s->id, sizeof s->id, "%s", r->session);
     s->latency_frames = r->latency_frames;
     s->out_pre_skip =
@@ -269,6 +297,13 @@ static int take_ready(loadgen_session *s, const demix_proto_ready *r)
                        (double)r->latency_frames / s->rate_hz, LOADGEN_PROBES);
         return -1;
     }
+    /* From now on a server going away is worth a reconnect. */
+    client_session_allow_retry(&s->core, c->resume.max_attempts > 0 &&
+                                             s->role != LOADGEN_ROLE_REFERENCE);
+    if (resumed) {
+        resume_ready(s);
+        return 0;
+    }
     if (s->verifier)
         loadgen_verifier_set_pre_skip(s->verifier, s->out_pre_skip);
     s->t_ready = ws_client_now_s();
@@ -286,12 +321,12 @@ static void take_summary(loadgen_session *s, const demix_proto_summary *m)
     s->summary = *m;
     s->have_summary = 1;
     s->failed_at = ws_client_now_s(); /* the close is due now */
-    if ((int64_t)m->input_frames != loadgen_session_positions_sent(s))
+    int64_t sent = loadgen_session_positions_sent(s) - s->base;
+    if ((int64_t)m->input_frames != sent)
         fail_and_close(s, LOADGEN_FAIL_PROTOCOL,
                        "the server counted %llu input frames, %lld were "
                        "sent",
-                       (unsigned long long)m->input_frames,
-                       (long long)loadgen_session_positions_sent(s));
+                       (unsigned long long)m->input_frames, (long long)sent);
 }
 
 /* The comparison's result, once the session has ended; the verifier's
@@ -443,11 +478,40 @@ static void ev_writeable(void *user)
         send_next(s);
 }
 
+/* The server went away (or a reconnect attempt failed): schedule the next
+ * attempt, or end the session FAILED with why. */
+static void went_away(loadgen_session *s, const char *why)
+{
+    double now = ws_client_now_s(), delay;
+    if (!client_resume_in_outage(&s->resume)) { /* a new outage */
+        s->outage_start = now;
+        for (int i = 0; i < s->cfg->stem_count; i++)
+            s->have[i] = stem_reached(s, i);
+        verify_finish(s); /* compared up to here */
+    }
+    if (!client_resume_next(&s->resume, now, &delay)) {
+        s->closed = 1;
+        s->t_done = now;
+        finish_failed(s, LOADGEN_FAIL_CLOSED,
+                      "%s; gave up after %d reconnect attempt%s in %.0f s",
+                      why, s->resume.attempt, s->resume.attempt == 1 ? "" : "s",
+                      now - s->resume.outage_start_s);
+        return;
+    }
+    s->retry_pending = 1;
+    s->reconnect_at = now + delay;
+}
+
 static void ev_close(void *user, int code, const char *reason)
 {
     loadgen_session *s = user;
     double now = ws_client_now_s();
     client_close_verdict v = client_session_on_close(&s->core, &code, reason);
+    s->close_code = code;
+    if (v == CLIENT_CLOSE_RETRY) {
+        went_away(s, s->core.retry_why);
+        return;
+    }
     s->closed = 1;
     s->close_code = code;
     s->t_done = now;
@@ -477,6 +541,8 @@ static void ev_close(void *user, int code, const char *reason)
                       "finished",
                       code, reason[0] ? " " : "", reason);
         break;
+    case CLIENT_CLOSE_RETRY: /* handled above */
+        break;
     case CLIENT_CLOSE_AFTER_FAILURE:
         if (s->failure == LOADGEN_FAIL_SERVER ||
             s->outcome == LOADGEN_REFUSED) {
@@ -492,6 +558,14 @@ static void ev_connect_error(void *user, const char *why)
 {
     loadgen_session *s = user;
     client_session_on_connect_error(&s->core);
+    if (client_resume_in_outage(&s->resume)) {
+        /* the server may not be listening again yet */
+        char text[CLIENT_SESSION_TEXT_BYTES];
+        snprintf(text, sizeof text, "cannot connect to %s: %s", s->cfg->url,
+                 why);
+        went_away(s, text);
+        return;
+    }
     s->closed = 1;
     s->t_done = ws_client_now_s();
     verify_finish(s);
@@ -526,9 +600,44 @@ void loadgen_session_init(loadgen_session *s, const loadgen_config *cfg,
     s->cursor = role == LOADGEN_ROLE_LOAD
                     ? loadgen_audio_start_cursor(cfg->audio, index, count)
                     : 0;
+    s->start_cursor = s->cursor;
     client_session_init(&s->core, &loadgen_ops, s);
+    /* The backoff's jitter differs per session. */
+    client_resume_init(&s->resume, &cfg->resume,
+                       ((uint64_t)index + 1) * 0x9e3779b97f4a7c15ull ^
+                           (uint64_t)(cfg->epoch_s * 1e6));
     latency_hist_init(&s->latency);
     s->verify.sampled = role == LOADGEN_ROLE_SAMPLE;
+}
+
+/* Connect on s->loop; a connection that cannot even start ends the
+ * session, or during an outage counts as a failed attempt. */
+static void open_conn(loadgen_session *s)
+{
+    ws_client_events ev = {
+        .on_open = ev_open,
+        .on_message = ev_message,
+        .on_writeable = ev_writeable,
+        .on_close = ev_close,
+        .on_connect_error = ev_connect_error,
+    };
+    char err[512];
+    if (loadgen_conn_connect(&s->conn, s->loop, s->cfg->url,
+                             DEMIX_PROTO_SUBPROTOCOL, &ev, s, err,
+                             sizeof err)) {
+        if (client_resume_in_outage(&s->resume)) {
+            char text[CLIENT_SESSION_TEXT_BYTES];
+            snprintf(text, sizeof text, "cannot connect to %s: %s",
+                     s->cfg->url, err);
+            went_away(s, text);
+            return;
+        }
+        s->closed = 1;
+        s->t_done = s->t_connect;
+        verify_finish(s);
+        finish_failed(s, LOADGEN_FAIL_CONNECT, "cannot connect to %s: %s",
+                      s->cfg->url, err);
+    }
 }
 
 void loadgen_session_connect(loadgen_session *s, const loadgen_loop *loop)
@@ -553,33 +662,42 @@ void loadgen_session_connect(loadgen_session *s, const loadgen_loop *loop)
         }
     }
 
-    ws_client_events ev = {
-        .on_open = ev_open,
-        .on_message = ev_message,
-        .on_writeable = ev_writeable,
-        .on_close = ev_close,
-        .on_connect_error = ev_connect_error,
-    };
-    char err[512];
-    if (loadgen_conn_connect(&s->conn, loop, cfg->url, DEMIX_PROTO_SUBPROTOCOL,
-                             &ev, s, err, sizeof err)) {
-        s->closed = 1;
-        s->t_done = s->t_connect;
-        verify_finish(s);
-        finish_failed(s, LOADGEN_FAIL_CONNECT,
-               "cannot connect to %s: %s", cfg->url, err);
-    }
+    s->loop = loop;
+    open_conn(s);
+}
+
+/* The next attempt after an outage: a new connection, a new core. */
+static void reconnect(loadgen_session *s, double now)
+{
+    loadgen_conn_destroy(&s->conn);
+    s->retry_pending = 0;
+    client_session_init(&s->core, &loadgen_ops, s);
+    client_session_allow_retry(&s->core, 1);
+    s->t_connect = now;
+    s->last_rx = now;
+    open_conn(s);
 }
 
 void loadgen_session_end_now(loadgen_session *s, loadgen_failure failure,
                              const char *why)
 {
-    if (!s->closed)
+    if (!s->closed && !s->retry_pending)
         loadgen_conn_abort(&s->conn);
+    s->retry_pending = 0;
     s->closed = 1;
     s->t_done = ws_client_now_s();
     verify_finish(s);
     finish_failed(s, failure, "%s", why);
+}
+
+/* Stopped between two connections. */
+static void stop_outage(loadgen_session *s)
+{
+    s->retry_pending = 0;
+    s->closed = 1;
+    s->t_done = ws_client_now_s();
+    finish_failed(s, LOADGEN_FAIL_INTERRUPTED,
+                  "interrupted while reconnecting");
 }
 
 void loadgen_session_stop(loadgen_session *s)
@@ -587,6 +705,10 @@ void loadgen_session_stop(loadgen_session *s)
     s->stop_requested = 1;
     if (s->closed || !s->connect_started || s->outcome != LOADGEN_RUNNING)
         return;
+    if (s->retry_pending) {
+        stop_outage(s);
+        return;
+    }
     if (s->core.state == CLIENT_CONNECTING ||
         s->core.state == CLIENT_WAIT_READY) {
         finish_failed(s, LOADGEN_FAIL_INTERRUPTED,
@@ -605,6 +727,10 @@ void loadgen_session_abort(loadgen_session *s)
 {
     if (s->closed || !s->connect_started)
         return;
+    if (s->retry_pending) {
+        stop_outage(s);
+        return;
+    }
     finish_failed(s, LOADGEN_FAIL_INTERRUPTED,
            "interrupted (connection dropped by the client)");
     loadgen_conn_abort(&s->conn);
@@ -615,6 +741,11 @@ void loadgen_session_poll(loadgen_session *s, double now)
     if (s->closed || !s->connect_started)
         return;
     const loadgen_config *c = s->cfg;
+    if (s->retry_pending) {
+        if (now >= s->reconnect_at)
+            reconnect(s, now);
+        return;
+    }
     if (s->outcome != LOADGEN_RUNNING) {
         /* Waiting for the close after a failure or an error message. */
         if (now - s->failed_at > LOADGEN_CLOSE_GRACE_S)
@@ -673,6 +804,11 @@ int64_t loadgen_session_lost_hops(const loadgen_session *s)
     int64_t reached = reached_all(s);
     int64_t lost = intended - (reached < intended ? reached : intended);
     return (lost + s->msg_frames - 1) / s->msg_frames;
+}
+
+int loadgen_session_reconnects(const loadgen_session *s)
+{
+    return s->resume.resumes;
 }
 
 void loadgen_session_free(loadgen_session *s)

@@ -65,6 +65,23 @@
  * REFUSED (error at_capacity), FAILED (anything else; `failure` and
  * `message` say what, `error_code` the server's code if it sent one).
  *
+ * Reconnects (client_resume.h). A session that has been ready once and
+ * whose server goes away (error restarting / at_capacity / shutting_down,
+ * close 1012, 1013 or 1001, a dropped connection) connects again after a
+ * backoff with jitter (cfg->resume: attempts, time), starts a new session
+ * with the same start, and re-sends from the message boundary at or
+ * before the resume point (the first position not yet received on every
+ * stem) minus cfg->resume.tail_ms; the output before the resume point is
+ * not counted again. Positions stay those of the first session (global):
+ * the new session's position p is base + p. Its messages keep their
+ * original due times, so the ones the outage held back go out back to
+ * back (the in-flight bound applies), and the end of the stream moves by
+ * the outage's length. A sampled session's comparison stops at the
+ * outage (the re-primed output is not bit-equal to an uninterrupted run's:
+ * docs/protocol.md); the reference session does not reconnect. Not
+ * resumed: a session never ready (a refusal stays a refusal), and one
+ * that stops hearing from the server (--timeout).
+ *
  * Memory: a fixed struct per session (about 5.7 KB: the latency histogram
  * 2.6 KB, the send-time ring 2 KB, the client-session core 0.5 KB) plus the connection (loadgen_conn.h) and its
  * receive buffer (grows to the largest message); a sampled session's
@@ -77,6 +94,7 @@
 
 #include <stdint.h>
 
+#include "client_resume.h"
 #include "client_session.h"
 #include "latency_hist.h"
 #include "loadgen_audio.h"
@@ -107,6 +125,7 @@ typedef struct loadgen_config {
     double late_s;           /* a client late hop: added latency above */
     loadgen_reference *reference; /* NULL: no output is compared */
     double verify_min_snr_db;     /* a sampled session below: mismatch */
+    client_resume_options resume; /* reconnects; max_attempts 0: none */
 } loadgen_config;
 
 typedef enum loadgen_role {
@@ -198,6 +217,17 @@ typedef struct loadgen_session {
 
     loadgen_verifier *verifier; /* sampled/reference, while it runs */
     loadgen_verify_result verify;
+
+    /* reconnects (positions above are global: the first session's) */
+    client_resume resume;
+    const loadgen_loop *loop;  /* the loop it connects on */
+    uint64_t start_cursor;     /* the audio loop's cursor at message 0 */
+    int64_t base;              /* the current session's position 0 */
+    int64_t have[DEMIX_PROTO_MAX_STEMS]; /* per slot, output received
+                                            before the current session */
+    int retry_pending;         /* went away: reconnect at reconnect_at */
+    double reconnect_at;
+    double outage_start, outage_s; /* the current one; all so far */
 } loadgen_session;
 
 /* Set up session `index` of `count` (its phase group and its place in the
@@ -246,6 +276,9 @@ int64_t loadgen_session_positions_sent(const loadgen_session *s);
 /* Output frames received on stem slot i (0..cfg->stem_count - 1), counted
  * up to the positions sent. */
 int64_t loadgen_session_frames_received(const loadgen_session *s, int slot);
+
+/* Outages survived (a new session got ready after each). */
+int loadgen_session_reconnects(const loadgen_session *s);
 
 /* Lost hops (see above); 0 for a session that never got ready. */
 int64_t loadgen_session_lost_hops(const loadgen_session *s);

@@ -30,12 +30,22 @@
  * source names from ready and the stream starts again. --mix NAME=GAIN,...
  * asks for one server-side mix, written as mix.wav.
  *
+ * Reconnects. When the server goes away mid-stream (restarting after its
+ * drain: error restarting, close 1012; at capacity: 1013; shutting down:
+ * 1001; or the connection drops) the loop below waits a backoff with
+ * jitter and connects again, up to --reconnect attempts within
+ * --reconnect-wait seconds; the new session re-sends --resume-tail-ms of
+ * input before the first position the stems lack and the files go on
+ * from there (stream_session.h, client_resume.h).
+ *
  * Thread context: the main thread only (lws service and callbacks).
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "progress.h"
@@ -89,6 +99,14 @@ void cmd_stream_usage(FILE *out)
             "                       (default: $DEMIX_TOKEN)\n"
             "      --timeout S      give up after S seconds without a reply\n"
             "                       (default: %d)\n"
+            "      --reconnect N    when the server goes away mid-stream (restart,\n"
+            "                       at capacity, dropped connection), connect again\n"
+            "                       up to N times per outage and resume where the\n"
+            "                       stems stopped (default: %d; 0: fail at once)\n"
+            "      --reconnect-wait S  give an outage at most S seconds (default: %g)\n"
+            "      --resume-tail-ms MS  input re-sent before the resume point to\n"
+            "                       re-prime the new session; its output is discarded\n"
+            "                       (default: %g)\n"
             "  -q, --quiet          no progress bar or latency lines\n"
             "  -h, --help           this text\n"
             "\n"
@@ -98,7 +116,8 @@ void cmd_stream_usage(FILE *out)
             "\n"
             "exit status: 0 stems written, 1 failure (connection, server error),\n"
             "2 usage error.\n",
-            DEFAULT_TIMEOUT_S);
+            DEFAULT_TIMEOUT_S, CLIENT_RESUME_DEFAULT_ATTEMPTS,
+            CLIENT_RESUME_DEFAULT_WAIT_S, CLIENT_RESUME_DEFAULT_TAIL_MS);
 }
 
 /* ------------------------------------------------------------- run */
@@ -124,6 +143,10 @@ static int run_session(stream_session *s)
         return -1;
     }
 
+    /* The backoff's jitter differs per client. */
+    client_resume_init(&s->resume, &o->resume,
+                       (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^
+                           (uint64_t)time(NULL));
     if (stream_session_connect(s))
         return -1;
     g_ws = s->ws;
@@ -132,7 +155,33 @@ static int run_session(stream_session *s)
                       s->info.frames > 0 ? (double)s->info.frames / s->file_rate
                                          : 0.0);
     int interrupted_reported = 0;
-    while (s->core.state != CLIENT_CLOSED) {
+    for (;;) {
+        if (s->core.state == CLIENT_CLOSED) {
+            if (!s->retry_pending || s->failed)
+                break;
+            /* The server went away: wait out the backoff, then again. */
+            if (g_interrupted) {
+                client_session_note(&s->core, CLIENT_FAIL_INTERRUPTED,
+                                    "interrupted while reconnecting");
+                break;
+            }
+            double wait = s->reconnect_at - ws_client_now_s();
+            if (wait > 0) {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                if (wait < 0.05)
+                    ts.tv_nsec = (long)(wait * 1e9);
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            g_ws = NULL;
+            if (stream_session_connect(s)) {
+                client_session_note(&s->core, CLIENT_FAIL_CONNECT, "%s",
+                                    s->err);
+                break;
+            }
+            g_ws = s->ws;
+            continue;
+        }
         if (ws_client_service(s->ws, 100) < 0) {
             stream_session_fail(s, "libwebsockets failed");
             break;
@@ -225,7 +274,10 @@ enum {
     OPT_MIX,
     OPT_TOKEN,
     OPT_BITRATE,
-    OPT_TIMEOUT
+    OPT_TIMEOUT,
+    OPT_RECONNECT,
+    OPT_RECONNECT_WAIT,
+    OPT_RESUME_TAIL
 };
 
 static const struct option stream_longs[] = {
@@ -242,6 +294,9 @@ static const struct option stream_longs[] = {
     {"token", required_argument, NULL, OPT_TOKEN},
     {"bitrate", required_argument, NULL, OPT_BITRATE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"reconnect", required_argument, NULL, OPT_RECONNECT},
+    {"reconnect-wait", required_argument, NULL, OPT_RECONNECT_WAIT},
+    {"resume-tail-ms", required_argument, NULL, OPT_RESUME_TAIL},
     {NULL, 0, NULL, 0},
 };
 
@@ -251,6 +306,7 @@ static int parse_args(int argc, char **argv, stream_options *o)
     memset(o, 0, sizeof *o);
     o->out_dir = "separated";
     o->timeout_s = DEFAULT_TIMEOUT_S;
+    client_resume_options_default(&o->resume);
     int c;
     cli_args a;
     cli_args_init(&a);
@@ -323,6 +379,18 @@ static int parse_args(int argc, char **argv, stream_options *o)
             if (cli_int("stream", "--timeout", v, 1, 86400, &o->timeout_s))
                 return DEMIX_EXIT_USAGE;
             break;
+        case OPT_RECONNECT:
+        case OPT_RECONNECT_WAIT:
+        case OPT_RESUME_TAIL: {
+            char err[256];
+            if (client_resume_parse_option(
+                    client_resume_option_names[c - OPT_RECONNECT], v,
+                    &o->resume, err, sizeof err) < 0) {
+                fprintf(stderr, "demix stream: %s\n", err);
+                return DEMIX_EXIT_USAGE;
+            }
+            break;
+        }
         case CLI_MISSING:
             return DEMIX_EXIT_USAGE;
         default:

@@ -117,17 +117,41 @@ static int fifo_sink(void *user, const float *frames, size_t n)
     return DEMIX_OK;
 }
 
-static void fifo_consume(stream_session *s, size_t n)
+/* Frames of the FIFO not sent yet. */
+static size_t unsent(const stream_session *s)
 {
-    size_t ch = (size_t)s->channels;
-    memmove(s->fifo, s->fifo + n * ch, (s->fifo_len - n) * ch * sizeof *s->fifo);
-    s->fifo_len -= n;
+    return (size_t)(s->fifo_start + (int64_t)s->fifo_len - s->frames_sent);
 }
 
-/* Read (and resample) until the FIFO holds `want` frames or the file ends. */
+/* Drop what no resume can need any more: frames sent and, when the client
+ * reconnects, older than the tail (and the hop grid's rounding) before the
+ * output every stem has reached. The memmove runs once a block's worth is
+ * dead, not per message. */
+static void fifo_trim(stream_session *s)
+{
+    int64_t keep = s->frames_sent;
+    if (s->o->resume.max_attempts > 0) {
+        int64_t tail = (int64_t)(s->o->resume.tail_ms * s->session_rate / 1000.0) +
+                       s->grid + 1;
+        int64_t need = stream_output_reached(s) - tail;
+        if (need < keep)
+            keep = need;
+    }
+    int64_t dead = keep - s->fifo_start;
+    if (dead < READ_CHUNK_FRAMES)
+        return;
+    size_t ch = (size_t)s->channels;
+    memmove(s->fifo, s->fifo + (size_t)dead * ch,
+            (s->fifo_len - (size_t)dead) * ch * sizeof *s->fifo);
+    s->fifo_len -= (size_t)dead;
+    s->fifo_start += dead;
+}
+
+/* Read (and resample) until `want` frames wait to be sent or the file
+ * ends. */
 static int fill_fifo(stream_session *s, size_t want)
 {
-    while (s->fifo_len < want && !s->reader_done) {
+    while (unsent(s) < want && !s->reader_done) {
         size_t n = audio_reader_read(s->reader, s->read_buf, READ_CHUNK_FRAMES);
         int rc;
         if (n > 0) {
@@ -143,7 +167,7 @@ static int fill_fifo(stream_session *s, size_t want)
             }
             rc = s->in_rs ? resampler_flush(s->in_rs, fifo_sink, s) : DEMIX_OK;
             s->reader_done = 1;
-            s->real_frames = s->frames_sent + (int64_t)s->fifo_len;
+            s->real_frames = s->fifo_start + (int64_t)s->fifo_len;
         }
         if (rc) {
             stream_session_fail(s, "%s: %s", s->o->input,
@@ -159,10 +183,11 @@ static int fill_fifo(stream_session *s, size_t want)
 
 /* Positions are frames of the FIFO stream: the server drops the encoder's
  * lookahead (pre_skip) from what it decodes, which undoes the encoder's
- * delay. What it counts as input excludes those frames. */
+ * delay. What it counts as input excludes those frames, and the current
+ * session began at base. */
 int64_t stream_input_server_frames(const stream_session *s)
 {
-    return s->frames_sent - s->enc_lookahead;
+    return s->frames_sent - s->base - s->enc_lookahead;
 }
 
 /* Build and send the next audio message, or end. Called on writeable. */
@@ -187,7 +212,9 @@ void stream_input_send_next(stream_session *s)
             s->fifo_len += pad;
             s->pad_added = 1;
         }
-        size_t rem = s->fifo_len % (size_t)s->chunk_frames;
+        /* Whole packets: the rest of this session's stream (a resumed
+         * one starts anywhere) padded with silence. */
+        size_t rem = unsent(s) % (size_t)s->chunk_frames;
         if (rem) {
             size_t pad = (size_t)s->chunk_frames - rem;
             if (fifo_reserve(s, s->fifo_len + pad)) {
@@ -198,13 +225,16 @@ void stream_input_send_next(stream_session *s)
             s->fifo_len += pad;
         }
     }
-    if (s->fifo_len == 0 && s->reader_done) {
+    size_t left = unsent(s);
+    if (left == 0 && s->reader_done) {
         if (client_session_send_end(&s->core))
             return; /* the failure is reported */
         return;
     }
 
-    size_t n = s->fifo_len < want ? s->fifo_len : want;
+    size_t n = left < want ? left : want;
+    const float *frames =
+        s->fifo + (size_t)(s->frames_sent - s->fifo_start) * ch;
     double now = ws_client_now_s();
     if (s->t0 == 0.0)
         s->t0 = now;
@@ -225,7 +255,7 @@ void stream_input_send_next(stream_session *s)
     if (!pay)
         return;
     if (s->in_codec == DEMIX_PROTO_CODEC_OPUS) {
-        int bytes = opus_encode_float(s->enc, s->fifo, (int)n, pay,
+        int bytes = opus_encode_float(s->enc, frames, (int)n, pay,
                                       OPUS_MAX_PACKET_BYTES);
         if (bytes < 0) {
             stream_session_fail(s, "Opus encoding failed: %s",
@@ -234,12 +264,15 @@ void stream_input_send_next(stream_session *s)
         }
         len = (size_t)bytes;
     } else {
-        len = pcm_wire_write(s->in_codec, s->fifo, n * ch, pay);
+        len = pcm_wire_write(s->in_codec, frames, n * ch, pay);
     }
     if (client_session_send_audio(&s->core, len))
         return; /* failure reported */
-    stream_report_probe_push(s, s->frames_sent, now);
+    if (s->frames_sent >= s->probe_floor) /* (not a re-sent tail) */
+        stream_report_probe_push(s, s->frames_sent, now);
     s->frames_sent += (int64_t)n;
-    fifo_consume(s, n);
+    if (s->frames_sent > s->sent_max)
+        s->sent_max = s->frames_sent;
+    fifo_trim(s);
     ws_client_want_write(s->ws);
 }

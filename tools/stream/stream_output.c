@@ -84,6 +84,7 @@ int stream_output_receive(stream_session *s, const demix_proto_audio_out *h)
     }
     size_t ch = (size_t)s->channels;
     size_t frames = 0;
+    int64_t pos; /* the session position of the first frame at out */
     const float *out = s->conv;
     if (s->out_codec == DEMIX_PROTO_CODEC_OPUS) {
         int n = opus_decode_float(st->dec, h->payload, (opus_int32)h->payload_bytes,
@@ -102,6 +103,8 @@ int stream_output_receive(stream_session *s, const demix_proto_audio_out *h)
             frames -= drop;
             out = s->conv + drop * ch;
         }
+        pos = st->dec_pos;
+        st->dec_pos += (int64_t)frames;
     } else {
         frames = h->frames;
         if (frames * ch > s->conv_cap) {
@@ -110,7 +113,13 @@ int stream_output_receive(stream_session *s, const demix_proto_audio_out *h)
             return -1;
         }
         (void)pcm_wire_read(s->out_codec, h->payload, frames * ch, s->conv);
+        pos = (int64_t)h->position;
     }
+    /* After a resume: the re-primed tail's output is had already. */
+    int64_t had = client_resume_overlap(st->avail, s->base + pos,
+                                        (int64_t)frames);
+    out += (size_t)had * ch;
+    frames -= (size_t)had;
     if (stem_deliver(s, st, out, frames)) {
         char why[sizeof s->err];
         snprintf(why, sizeof why, "%s", s->err[0] ? s->err : "cannot write a stem");

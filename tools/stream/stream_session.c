@@ -17,6 +17,7 @@
 
 #include "stream_input.h"
 #include "stream_output.h"
+#include "stream_report.h"
 
 #define TICK_S 0.1              /* idle check period */
 #define CLOSE_GRACE_S 3.0       /* wait for the close after a failure */
@@ -108,29 +109,89 @@ static void op_make_start(void *user, demix_proto_start *st)
     }
 }
 
+/* A resumed session's ready: the same model, then the new session's
+ * origin (base) and everything that restarts with it. */
+static int resume_ready(stream_session *s, const demix_proto_ready *r)
+{
+    const demix_proto_ready *old = &s->ready;
+    int same = r->model_rate_hz == old->model_rate_hz &&
+               r->hop_samples == old->hop_samples &&
+               r->source_count == old->source_count;
+    for (int i = 0; same && i < r->source_count; i++)
+        same = strcmp(r->sources[i], old->sources[i]) == 0;
+    if (!same) {
+        stream_session_fail(s, "the server came back with another model "
+                               "(%s, %d Hz); the stems cannot go on",
+                            r->model_name, r->model_rate_hz);
+        return 1;
+    }
+    s->ready = *r;
+    s->base = client_resume_base(s->resume_at, s->o->resume.tail_ms,
+                                 s->session_rate, s->grid);
+    if (s->base < s->fifo_start) /* not reached: the FIFO keeps the tail */
+        s->base = s->fifo_start;
+    s->frames_sent = s->base;
+    /* Input and output codecs start again with the new session. */
+    if (s->enc)
+        (void)opus_encoder_ctl(s->enc, OPUS_RESET_STATE);
+    for (int i = 0; i <= DEMIX_PROTO_MAX_STEMS; i++) {
+        stream_stem *st = &s->stems[i];
+        if (st->dec) {
+            (void)opus_decoder_ctl(st->dec, OPUS_RESET_STATE);
+            st->skip_left = r->opus_pre_skip_frames;
+        }
+        st->dec_pos = 0;
+    }
+    /* Latency probes: what was in flight waited through the outage. */
+    s->probe_tail = s->probe_head;
+    s->probe_floor = s->sent_max;
+    client_resume_done(&s->resume);
+    if (!s->o->quiet)
+        fprintf(stderr,
+                "demix stream: reconnected (session %s); the stems go on at "
+                "%.3f s; input re-sent from %.3f s (its output is "
+                "discarded)\n",
+                r->session, (double)s->resume_at / s->session_rate,
+                (double)s->base / s->session_rate);
+    return 0;
+}
+
 static int op_on_ready(void *user, const demix_proto_ready *r)
 {
     stream_session *s = user;
-    s->ready = *r;
     if (s->probe_only) {
+        s->ready = *r;
         s->probe_done = 1; /* nothing more wanted */
         client_session_close(&s->core, 1000, "probe");
         return 1;
     }
-    if (!s->o->quiet) {
-        fprintf(stderr,
-                "demix stream: session %s; model %s%s%d Hz, hop %d; %d Hz %s, "
-                "%s in, %s out\n",
-                r->session, r->model_name[0] ? r->model_name : "",
-                r->model_name[0] ? ", " : "", r->model_rate_hz, r->hop_samples,
-                r->client_rate_hz, r->channels == 1 ? "mono" : "stereo",
-                demix_proto_codec_name(r->input_codec),
-                demix_proto_codec_name(r->output_codec));
-        fprintf(stderr, "demix stream: latency announced: %d frames (%.1f ms)\n",
-                r->latency_frames, 1000.0 * r->latency_frames / r->client_rate_hz);
+    if (s->ever_ready) {
+        if (resume_ready(s, r))
+            return 1;
+    } else {
+        s->ready = *r;
+        s->ever_ready = 1;
+        s->grid = client_resume_grid(r->client_rate_hz, r->model_rate_hz,
+                                     r->hop_samples);
+        client_resume_done(&s->resume); /* (an at_capacity before) */
+        if (!s->o->quiet) {
+            fprintf(stderr,
+                    "demix stream: session %s; model %s%s%d Hz, hop %d; %d "
+                    "Hz %s, %s in, %s out\n",
+                    r->session, r->model_name[0] ? r->model_name : "",
+                    r->model_name[0] ? ", " : "", r->model_rate_hz,
+                    r->hop_samples, r->client_rate_hz,
+                    r->channels == 1 ? "mono" : "stereo",
+                    demix_proto_codec_name(r->input_codec),
+                    demix_proto_codec_name(r->output_codec));
+            fprintf(stderr,
+                    "demix stream: latency announced: %d frames (%.1f ms)\n",
+                    r->latency_frames,
+                    1000.0 * r->latency_frames / r->client_rate_hz);
+        }
+        if (stream_output_open(s))
+            return 1;
     }
-    if (stream_output_open(s))
-        return 1;
     s->max_in_flight = (int64_t)r->latency_frames + s->session_rate +
                        s->chunk_frames + s->enc_lookahead;
     return 0;
@@ -222,6 +283,35 @@ static void ev_timer(void *user)
     ws_client_set_timer(s->ws, (int64_t)(TICK_S * 1e6));
 }
 
+/* The connection went away in a way that calls for a reconnect (or an
+ * attempt failed): schedule the next attempt, or give up with why. */
+static void went_away(stream_session *s, const char *why)
+{
+    double now = ws_client_now_s(), delay;
+    if (!client_resume_next(&s->resume, now, &delay)) {
+        const client_resume *r = &s->resume;
+        if (r->o.max_attempts <= 0)
+            client_session_note(&s->core, CLIENT_FAIL_CLOSED, "%s", why);
+        else
+            client_session_note(&s->core, CLIENT_FAIL_CLOSED,
+                                "%s; gave up after %d reconnect attempt%s "
+                                "in %.0f s",
+                                why, r->attempt, r->attempt == 1 ? "" : "s",
+                                now - r->outage_start_s);
+        return;
+    }
+    if (s->ever_ready && s->resume.attempt == 1)
+        s->resume_at = stream_output_reached(s);
+    s->retry_pending = 1;
+    s->reconnect_at = now + delay;
+    if (!s->o->quiet) {
+        progress_finish(&s->bar);
+        fprintf(stderr, "demix stream: %s; reconnecting in %.1f s (attempt %d "
+                        "of %d)\n",
+                why, delay, s->resume.attempt, s->resume.o.max_attempts);
+    }
+}
+
 static void ev_close(void *user, int code, const char *reason)
 {
     stream_session *s = user;
@@ -230,6 +320,9 @@ static void ev_close(void *user, int code, const char *reason)
     snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
     switch (v) {
     case CLIENT_CLOSE_CLEAN:
+        break;
+    case CLIENT_CLOSE_RETRY:
+        went_away(s, s->core.retry_why);
         break;
     case CLIENT_CLOSE_AFTER_FAILURE:
         if (s->server_error) {
@@ -262,7 +355,14 @@ static void ev_connect_error(void *user, const char *why)
 {
     stream_session *s = user;
     client_session_on_connect_error(&s->core);
-    stream_session_fail(s, "cannot connect to %s: %s", s->o->url, why);
+    char text[CLIENT_SESSION_TEXT_BYTES];
+    snprintf(text, sizeof text, "cannot connect to %s: %s", s->o->url, why);
+    /* The first connection fails at once; one during an outage is an
+     * attempt (the server may not be listening again yet). */
+    if (client_resume_in_outage(&s->resume))
+        went_away(s, text);
+    else
+        stream_session_fail(s, "%s", text);
 }
 
 /* ----------------------------------------------------------- lifetime */
@@ -277,7 +377,12 @@ int stream_session_connect(stream_session *s)
         .on_close = ev_close,
         .on_connect_error = ev_connect_error,
     };
+    ws_client_destroy(s->ws); /* a connection that went away */
+    s->ws = NULL;
+    s->retry_pending = 0;
     client_session_init(&s->core, &stream_ops, s);
+    client_session_allow_retry(&s->core, !s->probe_only &&
+                                             s->o->resume.max_attempts > 0);
     char err[1024];
     if (ws_client_create(s->o->url, DEMIX_PROTO_SUBPROTOCOL,
                          DEMIX_PROTO_MAX_BINARY_BYTES, &ev, s, &s->ws, err,

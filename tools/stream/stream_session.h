@@ -5,7 +5,12 @@
  * shared client-session core (client_session.h: start, ready, error,
  * summary, the audio_out checks, end and the close). What stays here is
  * stream's own: the start it asks for, the ready's report, the timer
- * (silence, the grace after a failure), the close's wording. The pieces:
+ * (silence, the grace after a failure), the close's wording, and the
+ * resume after a reconnect (client_resume.h): a server that goes away
+ * (1012 restarting, 1013, 1001, a dropped connection) is connected to
+ * again, and the new session re-sends a tail of input before the first
+ * position not yet received on every stem; the output it sends for the
+ * tail is discarded, so the files have no gap and no repeat. The pieces:
  *
  *   stream_input.h    file -> FIFO -> audio_in messages, paced
  *   stream_output.h   audio_out messages -> one WAV file per stem
@@ -25,6 +30,7 @@
 #include <opus/opus.h>
 
 #include "audio_io.h"
+#include "client_resume.h"
 #include "client_session.h"
 #include "demix_error.h"
 #include "progress.h"
@@ -48,6 +54,7 @@ typedef struct stream_options {
     int quiet;
     long bitrate_bps;
     long timeout_s;
+    client_resume_options resume; /* max_attempts 0: --reconnect 0 */
 } stream_options;
 
 /* One output stream: a source in stems mode, or the mix. */
@@ -58,8 +65,11 @@ typedef struct stream_stem {
     audio_writer *writer;
     OpusDecoder *dec;
     int skip_left;       /* Opus pre_skip frames still to drop */
+    int64_t dec_pos;     /* Opus: the session position of the next decoded
+                            frame (after pre_skip) */
     resampler *rs;       /* session rate -> file rate; NULL when equal */
-    int64_t avail;       /* session-rate frames decoded (after pre_skip) */
+    int64_t avail;       /* global positions received, contiguous from 0
+                            (after pre_skip, over every session) */
     int64_t fed;         /* of those, passed on (trimmed to the input) */
     int64_t written;     /* file-rate frames written */
 } stream_stem;
@@ -83,6 +93,17 @@ typedef struct stream_session {
     int stem_count_req;
     char stem_req[DEMIX_PROTO_MAX_STEMS][DEMIX_PROTO_NAME_BYTES];
 
+    /* reconnects (client_resume.h); positions below are global: those of
+     * the first session, whose position p the session of a resume calls
+     * p - base */
+    client_resume resume;
+    int64_t base;          /* the current session's position 0 */
+    int64_t resume_at;     /* where the current resume's output continues */
+    int64_t grid;          /* the model's hop grid in session frames */
+    int retry_pending;     /* the connection went away: reconnect at */
+    double reconnect_at;
+    int ever_ready;        /* a session got ready (the model is known) */
+
     /* input */
     audio_reader *reader;
     audio_info info;
@@ -91,14 +112,19 @@ typedef struct stream_session {
     int session_rate;
     resampler *in_rs;
     float *read_buf;
-    float *fifo;          /* session-rate frames waiting to be sent */
+    float *fifo;          /* session-rate frames from global position
+                             fifo_start: those not yet sent and, for a
+                             resume, the tail before them */
+    int64_t fifo_start;
     size_t fifo_len;
     size_t fifo_cap;
     int reader_done;      /* file read and resampler flushed */
     int64_t file_frames;  /* frames read from the file */
     int64_t real_frames;  /* session-rate frames of real input, known
                              once reader_done */
-    int64_t frames_sent;  /* session-rate frames sent (Opus: with padding) */
+    int64_t frames_sent;  /* the global position of the next frame to send
+                             (Opus: the padding counts) */
+    int64_t sent_max;     /* the largest frames_sent so far */
     int chunk_frames;
     OpusEncoder *enc;
     int enc_lookahead;
@@ -124,6 +150,7 @@ typedef struct stream_session {
     /* latency */
     stream_probe probes[STREAM_PROBE_RING];
     size_t probe_head, probe_tail;
+    int64_t probe_floor;  /* positions below were timed before a resume */
     double *lat;
     size_t lat_n, lat_cap;
 
@@ -138,7 +165,8 @@ void stream_session_fail(stream_session *s, const char *fmt, ...)
 
 /* Set up s->core and create s->ws, connecting to s->o->url with the
  * session's event callbacks; the state is CLIENT_CONNECTING from here on.
- * 0, or -1 with s->err set. */
+ * 0, or -1 with s->err set. Also after a connection went away
+ * (retry_pending): the old connection is destroyed first. */
 int stream_session_connect(stream_session *s);
 
 /* Free what the session holds (files still open are closed, not removed:
