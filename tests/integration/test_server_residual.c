@@ -11,8 +11,9 @@
  * Cases: (a) PCM f32 stems: at most -60 dB (float rounding gives about
  * -140); (b) PCM s16 stems: each stem is rounded to 16 bits on its own, so
  * |x - sum_t s_t| <= T/2 = 2 steps of 2^-15 per sample (no stem clips at
- * this level) and the residual is about T/12 steps^2 of noise (about
- * -80 dB here; -60 dB holds for input above about -80 dBFS RMS); (c) the
+ * this level) and the residual is about T/12 steps^2 of noise, -95 dBFS
+ * (about -80 dB here; -60 dB holds for input above about -35 dBFS RMS,
+ * so the bar is for normal levels, not for quiet passages); (c) the
  * mix with every gain 1, f32 (at most -60 dB) and s16 (within half a step);
  * (d) the file API: a 16-bit WAV in, the four 16-bit WAV stems of the ZIP
  * summed: within 2 steps, at most -60 dB; (e) a client at 48 kHz (the
