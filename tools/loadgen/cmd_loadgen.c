@@ -57,6 +57,7 @@
 #include "loadgen_stats.h"
 #include "loadgen_verify.h"
 #include "protocol.h"
+#include "stream_url.h"
 #include "ws_client.h"
 
 #define DEFAULT_SESSIONS 4
@@ -788,6 +789,15 @@ int cmd_loadgen(int argc, char **argv)
     lr->max_p99_ms = o.max_p99_ms;
     lr->late_ms = o.late_ms;
     lr->interrupts = &g_interrupts;
+    /* ws://host:port alone: the stream endpoint's path is appended. */
+    static char url[2048];
+    if (stream_url_complete(o.url, url, sizeof url) == 1) {
+        if (!o.quiet)
+            fprintf(stderr, "demix loadgen: the URL has no path; using %s "
+                            "(demixd's stream endpoint)\n", url);
+        o.url = url;
+        lr->url = url;
+    }
     loadgen_config *c = &lr->cfg;
     c->url = o.url;
     c->token = o.token;

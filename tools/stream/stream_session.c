@@ -17,6 +17,7 @@
 
 #include "stream_input.h"
 #include "stream_output.h"
+#include "stream_url.h"
 
 #define TICK_S 0.1              /* idle check period */
 #define CLOSE_GRACE_S 3.0       /* wait for the close after a failure */
@@ -262,7 +263,8 @@ static void ev_connect_error(void *user, const char *why)
 {
     stream_session *s = user;
     client_session_on_connect_error(&s->core);
-    stream_session_fail(s, "cannot connect to %s: %s", s->o->url, why);
+    stream_session_fail(s, "cannot connect to %s: %s%s", s->o->url, why,
+                        stream_url_hint(s->o->url, why));
 }
 
 /* ----------------------------------------------------------- lifetime */
