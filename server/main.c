@@ -272,6 +272,29 @@ static int make_engine(demixd *d)
     return 0;
 }
 
+/* --max-per-address: given, it counts every address; not given, the
+ * default leaves loopback out (a proxy on this host, or a local test,
+ * brings many clients on one address). */
+static int make_addr_limit(demixd *d)
+{
+    int given = d->opt.max_per_address >= 0;
+    int max = given ? d->opt.max_per_address : DEMIXD_DEFAULT_PER_ADDRESS;
+    if (demixd_addr_limit_create(max, !given, &d->addr_limit)) {
+        demixd_log(DEMIXD_LOG_ERROR, "per_address", "msg=\"out of memory\"");
+        return -1;
+    }
+    if (max)
+        demixd_log(DEMIXD_LOG_INFO, "per_address",
+                   "max=%d loopback=%s msg=\"at most %d connections per "
+                   "client address%s; beyond: 429\"",
+                   max, given ? "counted" : "free", max,
+                   given ? "" : " (loopback not counted)");
+    else
+        demixd_log(DEMIXD_LOG_INFO, "per_address",
+                   "max=0 msg=\"no limit per client address\"");
+    return 0;
+}
+
 static void resolve_web(demixd *d)
 {
     d->web_root[0] = '\0';
@@ -350,7 +373,7 @@ int main(int argc, char **argv)
     int have_sig_thread = 0, services_up = 0;
     if (load_tokens(&d) || load(&d) || make_engine(&d))
         goto out;
-    if (demixd_metrics_create(&d.metrics))
+    if (demixd_metrics_create(&d.metrics) || make_addr_limit(&d))
         goto out;
     int threads = service_threads(&d);
     /* the scheduler wakes owners by index: the array exists before it */
@@ -414,6 +437,7 @@ out:
     demix_threadpool_destroy(d.pool);
     demix_model_destroy(d.model);
     demixd_metrics_destroy(d.metrics);
+    demixd_addr_limit_destroy(d.addr_limit);
     demixd_tokens_destroy(d.tokens);
     demixd_log(DEMIXD_LOG_INFO, "stopped", "status=%d", status);
     return status;
