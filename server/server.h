@@ -109,6 +109,9 @@ typedef struct demixd {
     demixd_scheduler *sched;
     demixd_files *files;
     demixd_service *services;
+    /* --tls-cert: the one client SSL_CTX every service thread's vhost is
+     * given (service.c says why); NULL without TLS */
+    SSL_CTX *client_ssl_ctx;
     int service_count;
     int port;        /* the bound port */
     uint64_t id_key; /* random, for session ids */
