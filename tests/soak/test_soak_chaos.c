@@ -28,10 +28,13 @@
  * session per episode grows the resident size by tens of MB from the
  * first window to the second. Without a leak the size still moves by what
  * is live at the moment (a flood or a non-reader holding its full queues)
- * and by glibc's arenas, which keep freed memory; measured on the 2-core
- * machine (2026-12-07, 5 runs): growth between the windows 0 to 1.3 MB.
- * RSS_TOLERANCE_BYTES is 6 MB: above the noise, below one leaked session
- * per ten episodes.
+ * and by glibc's per-thread arenas, which keep freed memory and grow
+ * towards a plateau. Measured on the shared 2-core machine (2026-12-07,
+ * load average 13): growth between the windows 3.4 and 1.2 MB in two
+ * runs; a 240 s run of the same load (VmRSS every 5 s) went 35.8 MB at
+ * 20 s, 43.4 at 60 s, 44.6 at 100 s, 46.1 at 160 s, 46.7 at 220 s: a
+ * slowing climb to a plateau, not a line. RSS_TOLERANCE_BYTES is 6 MB:
+ * above that noise, below one leaked session per ten episodes.
  *
  * DEMIX_SOAK_SECONDS shortens or lengthens the round (default 60).
  */
