@@ -14,11 +14,8 @@
  * Usage: demix_gpu_bench [--sizes 1,16,64,256,1024,4096] [--largest]
  *        [--precision fast|fp32] [--ceilings] [--iters N] [--pageable]
  *        [--profile] (per-op device times, one stream, no graph)
- *        [--gemv-rows N] (the fused LSTM kernel for buckets <= N rows)
- *        [--gemm-tuning 0|1] (1: each product timed among cuBLASLt's algorithms)
  *        [--pipelined] (each B also through submit/collect, 2 steps in
  *        flight: "host=pipelined", the interval between collects)
- *        [--variant NAME=V] (a backend switch, see cuda_backend.h)
  *        [--gemm-shapes] (the frame's products alone at 1024 rows, as run
  *        and with N, K rounded up to 64 and 128: "GEMM ..." lines)
  *        [--shape-reps N] (timed runs per shape, default 20; 1: no warm-up,
@@ -344,8 +341,7 @@ static double model_flops_per_row(const demix_model_config *c)
     return 2 * f;
 }
 
-static int profile_flag, gemv_on, tuning = -1, pipelined_flag;
-static char variant_tag[128] = "";
+static int profile_flag, pipelined_flag;
 
 /* Steady pipeline of `iters` steps after `warm`: intervals between
  * consecutive collects; each ring input buffer written once. */
@@ -474,14 +470,11 @@ static int run_size(const demix_model *m, demix_precision prec, int B,
     if (B <= 4096 &&
         demix__cuda_time_graph(ctx, B, iters < 50 ? iters : 50, &graph_ms))
         graph_ms = -1;
-    printf("RESULT engine=cuda precision=%s host=%s%s%s%s B=%d median_ms=%.4f "
+    printf("RESULT engine=cuda precision=%s host=%s B=%d median_ms=%.4f "
            "p99_ms=%.4f streams_rt=%.0f graph_ms=%.4f bucket=%d "
            "device_GiB=%.2f engine_GiB=%.2f\n",
            prec == DEMIX_PRECISION_FP32 ? "fp32" : "fast",
-           pageable ? "pageable" : "pinned",
-           gemv_on ? " lstm=fused" : "", variant_tag,
-           tuning < 0 ? "" : tuning ? " gemm=tuned" : " gemm=default",
-           B, med, p99, B * hop_ms / med,
+           pageable ? "pageable" : "pinned", B, med, p99, B * hop_ms / med,
            graph_ms, B <= 4096 ? demix__cuda_bucket_rows(ctx, B) : 4096,
            (double)(free0 - free1) / 1073741824.0,
            demix__cuda_device_bytes(ctx) / 1073741824.0);
@@ -492,13 +485,10 @@ static int run_size(const demix_model *m, demix_precision prec, int B,
         } else {
             qsort(t, (size_t)iters, sizeof *t, cmp_double);
             double pm = t[iters / 2], pp = t[(int)(0.99 * (iters - 1))];
-            printf("RESULT engine=cuda precision=%s host=pipelined%s%s%s B=%d "
+            printf("RESULT engine=cuda precision=%s host=pipelined B=%d "
                    "median_ms=%.4f p99_ms=%.4f streams_rt=%.0f graph_ms=%.4f "
                    "bucket=%d device_GiB=%.2f engine_GiB=%.2f\n",
-                   prec == DEMIX_PRECISION_FP32 ? "fp32" : "fast",
-                   gemv_on ? " lstm=fused" : "", variant_tag,
-                   tuning < 0 ? "" : tuning ? " gemm=tuned" : " gemm=default",
-                   B, pm, pp, B * hop_ms / pm, graph_ms,
+                   prec == DEMIX_PRECISION_FP32 ? "fp32" : "fast", B, pm, pp, B * hop_ms / pm, graph_ms,
                    B <= 4096 ? demix__cuda_bucket_rows(ctx, B) : 4096,
                    (double)(free0 - free1) / 1073741824.0,
                    demix__cuda_device_bytes(ctx) / 1073741824.0);
@@ -548,30 +538,7 @@ int main(int argc, char **argv)
             shape_reps = atoi(argv[++i]);
             shape_reps = shape_reps < 1 ? 1 : shape_reps > 64 ? 64 : shape_reps;
         }
-        else if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (demix__cuda_set_variant(v) != DEMIX_OK) {
-                fprintf(stderr, "unknown variant '%s'\n", v);
-                return 2;
-            }
-            /* " variant=a:1,b:2" in the RESULT lines */
-            size_t used = strlen(variant_tag);
-            snprintf(variant_tag + used, sizeof variant_tag - used, "%s",
-                     used ? "," : " variant=");
-            used = strlen(variant_tag);
-            for (const char *c = v; *c && used + 1 < sizeof variant_tag; c++)
-                variant_tag[used++] = *c == '=' ? ':' : *c;
-            variant_tag[used] = '\0';
-        }
-        else if (!strcmp(argv[i], "--gemm-tuning") && i + 1 < argc) {
-            tuning = atoi(argv[++i]) != 0;
-            demix__cuda_set_gemm_tuning(tuning);
-        }
-        else if (!strcmp(argv[i], "--gemv-rows") && i + 1 < argc) {
-            int r = atoi(argv[++i]);
-            demix__cuda_set_gemv_rows(r);
-            gemv_on = r > 0;
-        } else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
             iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
             dim = atoi(argv[++i]);
@@ -585,8 +552,8 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: %s [--sizes 1,16,...] [--largest] [--ceilings] "
                     "[--pageable] [--iters N] [--precision fast|fp32] "
-                    "[--profile] [--gemv-rows N] [--gemm-tuning 0|1] "
-                    "[--dim D --basis NB]\n",
+                    "[--profile] [--pipelined] [--gemm-shapes] "
+                    "[--shape-reps N] [--dim D --basis NB]\n",
                     argv[0]);
             return 2;
         }

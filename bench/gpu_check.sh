@@ -12,8 +12,8 @@
 #             bf16/tf32/fp32 rates, host<->device copies), then B = 1, 16,
 #             64, 256, 1024, 4096 and the largest that fits (fast mode,
 #             pinned host buffers; synchronous steps and the submit/collect
-#             pipeline), the pageable-buffer path, fp32 mode, variants
-#             (demix__cuda_set_variant), a per-op profile, and
+#             pipeline), the pageable-buffer path, fp32 mode, a per-op
+#             profile, and
 #             `demix bench --backend cuda` with and without --pipelined;
 #   5. torch: bench/torch_baseline.py, the same step in PyTorch (eager and
 #             CUDA graph, TF32), same B values, same device call;
@@ -114,12 +114,7 @@ if has bench; then
     with_libs timeout 150 "$B/gpu/demix_gpu_bench" --ceilings --gemm-shapes --largest --pipelined
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --pageable --sizes 1,16,256,1024,4096
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --precision fp32 --sizes 1,16,256,1024,4096
-    # variants (gpu/NOTES.md, round 2): products at their own sizes
-    # (gemm_pad=0, round 1) and padded to 64; all round-1 kernels; then
-    # the per-op profile of the defaults
-    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --variant gemm_pad=0 --sizes 1,256,1024,4096 --pipelined
-    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --variant gemm_pad=64 --sizes 1,1024,4096
-    with_libs timeout 40 "$B/gpu/demix_gpu_bench" --variant gemm_pad=0 --variant gather=1 --variant fuse_norm=0 --variant cell_vec=0 --sizes 1,256,1024,4096 --pipelined
+    # the per-op profile
     with_libs timeout 40 "$B/gpu/demix_gpu_bench" --profile --sizes 1,16,256,1024,4096 --iters 50
     # which cuBLAS kernels the products get (names and device times);
     # opt-in (GPU_CHECK_NCU=1): ncu adds about a minute
@@ -196,8 +191,6 @@ for l in lines:
         rows.append(kv(l))
 def get(**want):
     for r in rows:
-        if "lstm" in r or "gemm" in r or "variant" in r:  # variant runs
-            continue
         if all(r.get(k) == str(v) for k, v in want.items()):
             return r
     return None
@@ -259,11 +252,5 @@ print("pipelined: submit/collect, 2 steps in flight, interval between collects; 
       "floor pipe = max(floor dev, B x 16 KiB / d2h rate, B x 4 KiB / h2d rate)")
 print("xeager, xgraph = PyTorch ms / CUDA engine ms (same B, same device call); "
       "xgraph pipe = PyTorch graph ms / pipelined ms")
-variants = [r for r in rows if "variant" in r]
-if variants:
-    print("\nvariants (demix__cuda_set_variant), ms median:")
-    for r in variants:
-        print(f"  {r.get('variant')} host={r.get('host')} B={r['B']}: "
-              f"{float(r['median_ms']):.4f} (graph {float(r['graph_ms']):.4f})")
 PY
 fi

@@ -28,8 +28,8 @@
  * says which.
  *
  * Threads: none are started. The math runs on the calling thread and, when
- * the options carry a pool, on the pool's workers during step(); the
- * threads option is not used by this backend (OpenBLAS is not called).
+ * the options carry a pool, on the pool's workers during step() (OpenBLAS
+ * is not called).
  * Thread context: one thread at a time per context.
  */
 #include <stdio.h>

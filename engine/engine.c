@@ -118,11 +118,6 @@ int demix_engine_create(const demix_model *model,
             opt->max_slots);
         return DEMIX_EARG;
     }
-    if (opt->threads < 0 || opt->threads > 1024) {
-        demix__set_err(err, err_cap,
-                       "engine: threads must be between 0 and 1024");
-        return DEMIX_EARG;
-    }
 
     const demix_backend_ops *ops = NULL;
     void *ctx = NULL;

@@ -3,7 +3,9 @@
  * for its tests and benchmarks only (never for server/ or tools/): its
  * intermediate stages (same names and layout as engine_stages.h, so the two
  * engines can be compared stage by stage), the device memory it holds,
- * and two switches that pick variants for engines created afterwards.
+ * and two switches for engines created afterwards (the fast policy, and
+ * graphs off). The kernel variants measured in gpu/NOTES.md are not
+ * switches: the product runs one way.
  *
  * Precision. DEMIX_PRECISION_FP32: every product in float32 with
  * CUBLAS_COMPUTE_32F_PEDANTIC (no TF32); the CPU engine's figures to
@@ -45,45 +47,6 @@ const char *demix__cuda_policy_name(demix_cuda_policy policy);
  * graphs (for isolating capture problems). Default 1. */
 void demix__cuda_set_graphs(int on);
 
-/* Batch buckets of at most `rows` rows (0..8; default 0, i.e. off: on an
- * H100 it measured slower than cuBLAS + cell) run each LSTM layer as one
- * fused kernel (product and cell); larger ones as a cuBLAS product and
- * the cell kernel. Tests run both paths. */
-void demix__cuda_set_gemv_rows(int rows);
-
-/* 1: each distinct product is timed at create among cublasGemmEx's
- * default and cuBLASLt's proposals, and the fastest kept; 0 (default):
- * cublasGemmEx's default everywhere. Off by default: on an H100 it gained
- * nothing at large batches and lost at small ones (timed alone, a
- * product's weights sit in L2; in the frame they do not). */
-void demix__cuda_set_gemm_tuning(int on);
-
-/* Named switches, "name=value", for engines created afterwards (the
- * measured variants of gpu/NOTES.md; benchmarks and tests only):
- *   split_rows=N  buckets of at most N rows (0..64) split each LSTM
- *                 product: h_prev W_hh^T of every layer runs at the start
- *                 of the frame on a third stream, and only x W_ih^T (added
- *                 onto it) stays on the critical path
- *   fuse_norm=0|1 the post branches' last cell kernel also applies the
- *                 RMSNorm that feeds the mask products
- *   gather=1|2    1: the per-item gather kernel; 2: segmented, 4 items a
- *                 thread
- *   dec_t=0|1     decoder weights stored [C*W][NB] (a TN product) instead
- *                 of [NB][C*W]
- *   gemm_pad=0|16|32|64|128  every product's N and K rounded up to this
- *                 multiple (zero weight rows and columns; leading
- *                 dimensions too)
- *   cell_vec=0|1  1: the LSTM cell four units a thread (16-byte accesses)
- *                 where sizes and addresses allow; 0: one unit a thread.
- *                 Takes effect at the next launch (also of graphs
- *                 captured afterwards)
- *   gemv_rows=N, gemm_tuning=0|1, graphs=0|1: as the functions above
- * DEMIX_EARG for an unknown name or a value out of range. */
-int demix__cuda_set_variant(const char *name_value);
-
-/* The current value of a switch of demix__cuda_set_variant (-1: unknown). */
-int demix__cuda_get_variant(const char *name);
-
 /* Per-op device time of the frame for n rows (n <= 4096), run directly on
  * one stream with an event after each op, averaged over `iters` runs:
  * "name=us;name=us;...;total=us" into text. Benchmarks only. */
@@ -101,9 +64,11 @@ int demix__cuda_read_stage(void *ctx, demix_cpu_stage stage, int row,
 size_t demix__cuda_device_bytes(void *ctx);
 
 /* Device time of one step's frame for n rows (n <= 4096) without the host
- * copies: the bucket's graph replayed `iters` times between CUDA events,
- * over the slot ids of the last step of that bucket (their state moves
- * on). Returns DEMIX_OK and *ms per replay. Benchmarks only. */
+ * copies: the bucket's graph of landing zone 0 replayed `iters` times
+ * between CUDA events, over the slot ids the zone holds (those of the
+ * last chunk that went through it, padded to the bucket by earlier ones;
+ * their state moves on). Returns DEMIX_OK and *ms per replay. Benchmarks
+ * only. */
 int demix__cuda_time_graph(void *ctx, int n, int iters, double *ms);
 
 /* Rows of the batch bucket a step of n rows runs at (n <= 4096). */

@@ -2,9 +2,9 @@
  * cuda_engine.cu - the CUDA backend of engine.h: device set-up (weights in
  * the precision of each product group, the slot-indexed state, activations
  * for one chunk of rows, pinned staging, cuBLAS handles and cuFFT plans),
- * one CUDA graph per batch bucket captured at create time, and the step:
- * input and slot ids up, one graph launch per chunk, output down, one
- * synchronisation.
+ * CUDA graphs per batch bucket captured at create time, and the step:
+ * per chunk, input and slot ids up, one graph launch, output down; the
+ * synchronous step is the pipelined one followed by its wait.
  *
  * Design.
  * - Slots: state[max_slots + 1][P] on the device; reset is one memset of a
@@ -13,25 +13,25 @@
  * - Buckets: 1, 2, 4, ... 128, then four sizes per octave (x1.25, x1.5,
  *   x1.75, x2) up to R, and R itself. A step of m rows runs the smallest
  *   bucket >= m; padding costs at most 25% above 128 rows.
- * - Host <-> device: slot ids and input go up in one copy from pinned
- *   staging ([pad16(bucket) ids][m rows]), the output comes down into
- *   pinned staging and is copied out after the one synchronisation. When
- *   the caller's in/out buffers are themselves pinned (cudaHostAlloc or
- *   cudaHostRegister), they are copied to and from directly; the copies
- *   between pageable caller buffers and the staging buffers are split
- *   over the driver's thread pool (demix_engine_options.pool) when it
- *   gave one. Buckets of at
- *   most 64 rows have a second graph with both staging copies inside, so
- *   a small step is one graph launch and one synchronisation.
- * - Pipelined steps (cuda_submit / cuda_wait, engine.h's submit/collect):
- *   copies on two copy streams (h2d, d2h) and compute on the main stream,
- *   through two device landing zones for the input (d_pin) and two for the
- *   output (d_pout), alternating by chunk: chunk c's upload and download
- *   overlap the compute of its neighbours. Each bucket has a graph per
- *   zone (exec_p[2]), captured on that zone's input and output.
- * - Variants (demix__cuda_set_variant, gpu/NOTES.md): split LSTM products
- *   for small buckets (the h half on a third stream), the decoder's
- *   weights transposed, the round-1 gather and separate RMSNorm kernels.
+ * - One step path (enqueue_step): copies on two copy streams (h2d, d2h)
+ *   and compute on the main stream, through two device landing zones for
+ *   the input (d_pin) and two for the output (d_pout), alternating by
+ *   chunk: chunk c's upload and download overlap the compute of its
+ *   neighbours. Each bucket has a graph per zone (exec_p[2]), captured on
+ *   that zone's input and output. cuda_submit enqueues and returns
+ *   (engine.h's submit; cuda_wait is its collect); cuda_step enqueues and
+ *   waits. Page-locked caller buffers (the engine's ring, cudaHostAlloc,
+ *   cudaHostRegister) are copied to and from directly; pageable ones go
+ *   through pinned staging, copied by the driver's thread pool
+ *   (demix_engine_options.pool) when it gave one.
+ * - Small synchronous steps (buckets of at most 64 rows) are one launch:
+ *   a third graph per bucket with the staging copies inside (exec_io).
+ * - One way to run each step: the variants measured in gpu/NOTES.md and
+ *   found slower or no faster (a fused small-batch LSTM kernel, cuBLASLt
+ *   tuning, split LSTM products, transposed decoder weights, unpadded
+ *   products, the round-1 gather, cell and RMSNorm kernels) are gone from
+ *   the product; git history has them. What remains switchable, for tests
+ *   and benchmarks only (cuda_backend.h): the fast policy and graphs off.
  * - State per slot: the past hop, h and c of every layer, and one overlap
  *   tail (overlap_add.cu: both paths' second halves summed, the spectral
  *   one divided by the envelope beforehand).
@@ -61,13 +61,6 @@ extern "C" {
 
 static demix_cuda_policy fast_policy = DEMIX_CUDA_POLICY_BF16;
 static int use_graphs = 1;
-static int gemv_rows = 0; /* measured slower than cuBLAS: see NOTES.md */
-static int gemm_tuning = 0; /* timed in isolation, weights sit in L2: see NOTES.md */
-static int split_rows = 0;  /* see NOTES.md, round 2 */
-static int fuse_norm = 1;
-static int gather_v = 2;
-static int dec_t = 0;
-static int gemm_pad = 16; /* cuBLAS's sm90 kernels need N, K % 8 == 0: NOTES.md */
 
 /* ------------------------------------------------------------ errors */
 
@@ -173,10 +166,9 @@ static void *take(carver *c, size_t bytes)
     return p;
 }
 
-static void take_mat(const demix_cuda *g, carver *c, dmat *m, size_t rows,
-                     int cols, int kind)
+static void take_mat(carver *c, dmat *m, size_t rows, int cols, int kind)
 {
-    m->ld = demix__ld(g, cols);
+    m->ld = demix__ld(cols);
     m->bf16 = kind == DEMIX_CUDA_BF16;
     m->p = take(c, rows * (size_t)m->ld * (m->bf16 ? 2 : 4));
 }
@@ -189,27 +181,23 @@ static float *take_f(carver *c, size_t n)
 static void layout_weights(demix_cuda *g, carver *c)
 {
     const int D = g->D, NB = g->NB, T = g->T, S = g->S;
-    /* weights [N][K] (rows rounded up to gpad: zero rows) */
-    take_mat(g, c, &g->w_enc, demix__gdim(g, D + 2 * NB), g->CW,
+    /* weights [N][K] (rows rounded up to the pad: zero rows) */
+    take_mat(c, &g->w_enc, demix__ld(D + 2 * NB), g->CW,
              g->kind[DEMIX_CUDA_G_ENC]);
-    take_mat(g, c, &g->w_b2e, demix__gdim(g, D), NB, g->kind[DEMIX_CUDA_G_B2E]);
+    take_mat(c, &g->w_b2e, demix__ld(D), NB, g->kind[DEMIX_CUDA_G_B2E]);
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
-            take_mat(g, c, &ly->w, demix__gdim(g, 4 * ly->hid),
-                     ly->hcol + ly->hid, g->kind[DEMIX_CUDA_G_LSTM]);
+            take_mat(c, &ly->w, demix__ld(4 * ly->hid), ly->in + ly->hid,
+                     g->kind[DEMIX_CUDA_G_LSTM]);
             ly->bias = take_f(c, 4 * (size_t)ly->hid);
         }
-    take_mat(g, c, &g->w_smask, demix__gdim(g, T * S), D,
+    take_mat(c, &g->w_smask, demix__ld(T * S), D,
              g->kind[DEMIX_CUDA_G_MASK]);
-    take_mat(g, c, &g->w_wmask, demix__gdim(g, T * NB), D,
+    take_mat(c, &g->w_wmask, demix__ld(T * NB), D,
              g->kind[DEMIX_CUDA_G_MASK]);
-    if (g->dec_t)
-        take_mat(g, c, &g->w_dec, demix__gdim(g, g->CW), NB,
-                 g->kind[DEMIX_CUDA_G_DEC]);
-    else /* [K][N]: K rows */
-        take_mat(g, c, &g->w_dec, demix__gdim(g, NB), g->CW,
-                 g->kind[DEMIX_CUDA_G_DEC]);
+    /* [K][N]: K rows */
+    take_mat(c, &g->w_dec, demix__ld(NB), g->CW, g->kind[DEMIX_CUDA_G_DEC]);
     g->b_spec = take_f(c, D);
     g->b_conv = take_f(c, 2 * (size_t)NB);
     g->b_b2e = take_f(c, D);
@@ -227,40 +215,39 @@ static void layout_activations(demix_cuda *g, carver *c, size_t R)
     const int *k = g->kind;
     g->d_inbuf = (char *)take(c, demix__slot_bytes((int)R) +
                                      R * C * g->H * sizeof(float));
-    take_mat(g, c, &g->frame, R, g->CW, k[DEMIX_CUDA_G_ENC]);
+    take_mat(c, &g->frame, R, g->CW, k[DEMIX_CUDA_G_ENC]);
     g->frame_win = take_f(c, R * g->CW);
     g->X = (float2 *)take(c, R * C * g->F * sizeof(float2));
-    g->ld_enc = demix__ld(g, D + 2 * NB);
+    g->ld_enc = demix__ld(D + 2 * NB);
     g->enc = take_f(c, R * g->ld_enc);
-    g->ldD = demix__ld(g, D);
-    g->ldNB = demix__ld(g, NB);
-    g->ldDF = demix__ld(g, g->DF);
+    g->ldD = demix__ld(D);
+    g->ldNB = demix__ld(NB);
+    g->ldDF = demix__ld(g->DF);
     float **d_bufs[] = {&g->spec, &g->wave_raw, &g->wave, &g->s1, &g->w1,
                         &g->ps_in, &g->pw_in, &g->s2, &g->w2};
     for (size_t i = 0; i < sizeof d_bufs / sizeof d_bufs[0]; i++)
         *d_bufs[i] = take_f(c, R * g->ldD);
     g->basis = take_f(c, R * g->ldNB);
-    take_mat(g, c, &g->basis_act, R, NB, k[DEMIX_CUDA_G_B2E]);
+    take_mat(c, &g->basis_act, R, NB, k[DEMIX_CUDA_G_B2E]);
     g->u = take_f(c, R * g->ldDF);
     g->fused = take_f(c, R * g->ldDF);
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
-            take_mat(g, c, &ly->xh, R, ly->hcol + ly->hid,
-                     k[DEMIX_CUDA_G_LSTM]);
-            ly->ld_gates = demix__ld(g, 4 * ly->hid);
+            take_mat(c, &ly->xh, R, ly->in + ly->hid, k[DEMIX_CUDA_G_LSTM]);
+            ly->ld_gates = demix__ld(4 * ly->hid);
             ly->gates = take_f(c, R * ly->ld_gates);
         }
-    take_mat(g, c, &g->norm_s, R, D, k[DEMIX_CUDA_G_MASK]);
-    take_mat(g, c, &g->norm_w, R, D, k[DEMIX_CUDA_G_MASK]);
-    g->ld_ms = demix__ld(g, T * g->S);
+    take_mat(c, &g->norm_s, R, D, k[DEMIX_CUDA_G_MASK]);
+    take_mat(c, &g->norm_w, R, D, k[DEMIX_CUDA_G_MASK]);
+    g->ld_ms = demix__ld(T * g->S);
     g->ms = take_f(c, R * g->ld_ms);
-    g->ld_mw = demix__ld(g, T * NB);
+    g->ld_mw = demix__ld(T * NB);
     g->mw = take_f(c, R * g->ld_mw);
     g->Y = (float2 *)take(c, R * T * C * g->F * sizeof(float2));
     g->yraw = take_f(c, R * T * C * g->W);
-    take_mat(g, c, &g->mb, R * T, NB, k[DEMIX_CUDA_G_DEC]);
-    g->ld_z = demix__ld(g, g->CW);
+    take_mat(c, &g->mb, R * T, NB, k[DEMIX_CUDA_G_DEC]);
+    g->ld_z = demix__ld(g->CW);
     g->z = take_f(c, R * T * g->ld_z);
     g->d_out = take_f(c, R * T * C * g->H);
     for (int i = 0; i < 2; i++) {
@@ -386,7 +373,7 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
         for (int l = 0; ok && l < g->L; l++) {
             demix_cuda_layer *ly = &g->layer[br][l];
             part p[2] = {{lw->w_ih[l], ly->in, 0},
-                         {lw->w_hh[l], ly->hid, ly->hcol}};
+                         {lw->w_hh[l], ly->hid, ly->in}};
             ok = upload_mat(g, &ly->w, 4 * ly->hid, p, 2, tmp);
             free(bias);
             bias = (float *)malloc(4 * (size_t)ly->hid * sizeof(float));
@@ -408,23 +395,9 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
         part p = {m->wave_mask_w, D, 0};
         ok = upload_mat(g, &g->w_wmask, g->T * NB, &p, 1, tmp);
     }
-    if (ok && !g->dec_t) {
+    if (ok) {
         part p = {m->conv_decode_w, g->CW, 0};
         ok = upload_mat(g, &g->w_dec, NB, &p, 1, tmp);
-    } else if (ok) { /* [CW][NB]: the transpose, made on the host */
-        float *tr = (float *)malloc((size_t)g->CW * NB * sizeof(float));
-        if (!tr) {
-            ok = record_failure(e, 1, "ENOMEM", "host memory", "malloc",
-                                __FILE__, __LINE__);
-        } else {
-            for (int k = 0; k < NB; k++)
-                for (int j = 0; j < g->CW; j++)
-                    tr[(size_t)j * NB + k] = m->conv_decode_w[(size_t)k * g->CW + j];
-            part p = {tr, NB, 0};
-            ok = upload_mat(g, &g->w_dec, g->CW, &p, 1, tmp) &&
-                 CK(e, cudaStreamSynchronize(g->stream));
-            free(tr);
-        }
     }
     ok = ok && CK(e, cudaStreamSynchronize(g->stream));
     free(bias);
@@ -437,18 +410,17 @@ static bool upload_weights(demix_cuda *g, const demix_model *m, float *tmp)
  * float, plus spec_encode_w and the twiddle tables for the fold. */
 static size_t weight_tmp_floats(const demix_cuda *g)
 {
-    size_t mx = ((size_t)g->D + 2 * g->NB) * demix__ld(g, g->CW);
-    size_t v[] = {(size_t)g->D * demix__ld(g, g->NB),
-                  (size_t)g->T * g->S * demix__ld(g, g->D),
-                  (size_t)g->T * g->NB * demix__ld(g, g->D),
-                  (size_t)g->NB * demix__ld(g, g->CW),
-                  (size_t)g->CW * demix__ld(g, g->NB)};
-    for (size_t i = 0; i < 5; i++)
+    size_t mx = ((size_t)g->D + 2 * g->NB) * demix__ld(g->CW);
+    size_t v[] = {(size_t)g->D * demix__ld(g->NB),
+                  (size_t)g->T * g->S * demix__ld(g->D),
+                  (size_t)g->T * g->NB * demix__ld(g->D),
+                  (size_t)g->NB * demix__ld(g->CW)};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         mx = v[i] > mx ? v[i] : mx;
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++)
         for (int l = 0; l < g->L; l++) {
             const demix_cuda_layer *ly = &g->layer[br][l];
-            size_t n = 4 * (size_t)ly->hid * demix__ld(g, ly->hcol + ly->hid);
+            size_t n = 4 * (size_t)ly->hid * demix__ld(ly->in + ly->hid);
             mx = n > mx ? n : mx;
         }
     return mx + 64 + (size_t)g->D * g->S + 64 + 4 * (size_t)g->W;
@@ -526,6 +498,22 @@ static bool make_plans(demix_cuda *g)
     return true;
 }
 
+/* The frame of bucket b recorded on input `in` ([pad16(rows) slot ids]
+ * [rows][C][H]) and output `out` ([rows][T][C][H]): the landing zones of
+ * the pipelined path, or d_inbuf/d_out. */
+static bool record_frame_on(demix_cuda *g, demix_cuda_bucket *b, char *in,
+                            float *out)
+{
+    char *keep_in = g->d_inbuf;
+    float *keep_out = g->d_out;
+    g->d_inbuf = in;
+    g->d_out = out;
+    bool ok = demix__cuda_record_frame(g, b);
+    g->d_inbuf = keep_in;
+    g->d_out = keep_out;
+    return ok;
+}
+
 /* Upload all-scratch slot ids and zero input for a bucket (warm-up). */
 static bool stage_scratch(demix_cuda *g, int rows)
 {
@@ -540,8 +528,36 @@ static bool stage_scratch(demix_cuda *g, int rows)
                                        g->stream));
 }
 
+/* Capture bucket b's frame on `in` and `out`; with io, between the copies
+ * of a whole bucket from h_stage_in and to h_stage_out. */
+static bool capture(demix_cuda *g, demix_cuda_bucket *b, char *in,
+                    float *out, bool io, cudaGraph_t *graph,
+                    cudaGraphExec_t *exec)
+{
+    demix_cuda_err *e = &g->err;
+    const size_t in_bytes = demix__slot_bytes(b->rows) +
+                            (size_t)b->rows * g->C * g->H * sizeof(float);
+    const size_t out_bytes =
+        (size_t)b->rows * g->T * g->C * g->H * sizeof(float);
+    if (!CK(e, cudaStreamBeginCapture(g->stream,
+                                      cudaStreamCaptureModeThreadLocal)))
+        return false;
+    bool ok = (!io || CK(e, cudaMemcpyAsync(in, g->h_stage_in, in_bytes,
+                                            cudaMemcpyHostToDevice,
+                                            g->stream))) &&
+              record_frame_on(g, b, in, out) &&
+              (!io || CK(e, cudaMemcpyAsync(g->h_stage_out, out, out_bytes,
+                                            cudaMemcpyDeviceToHost,
+                                            g->stream)));
+    cudaError_t rc = cudaStreamEndCapture(g->stream, graph);
+    return ok && CK(e, rc) && CK(e, cudaGraphInstantiate(exec, *graph, 0)) &&
+           CK(e, cudaGraphUpload(*exec, g->stream));
+}
+
 /* Run each bucket once directly (library set-up happens outside any
- * capture, and only the scratch slot is touched), then capture it. */
+ * capture, and only the scratch slot is touched), then capture it: a
+ * graph per landing zone (every step's path, chunk_io), and for small
+ * buckets one more with the staging copies inside (step_in_graph). */
 static bool make_graphs(demix_cuda *g)
 {
     demix_cuda_err *e = &g->err;
@@ -552,59 +568,13 @@ static bool make_graphs(demix_cuda *g)
             return false;
         if (!g->use_graphs)
             continue;
-        if (!CK(e, cudaStreamBeginCapture(g->stream,
-                                          cudaStreamCaptureModeThreadLocal)))
-            return false;
-        bool ok = demix__cuda_record_frame(g, b);
-        cudaGraph_t graph = NULL;
-        cudaError_t rc = cudaStreamEndCapture(g->stream, &graph);
-        b->graph = graph;
-        if (!ok || !CK(e, rc) ||
-            !CK(e, cudaGraphInstantiate(&b->exec, b->graph, 0)) ||
-            !CK(e, cudaGraphUpload(b->exec, g->stream)))
-            return false;
-        /* the pipelined path's two graphs: the same frame on landing zone
-         * p's input and output (no device-to-device copies) */
-        for (int p = 0; p < 2; p++) {
-            char *keep_in = g->d_inbuf;
-            float *keep_out = g->d_out;
-            g->d_inbuf = g->d_pin[p];
-            g->d_out = g->d_pout[p];
-            rc = cudaStreamBeginCapture(g->stream,
-                                        cudaStreamCaptureModeThreadLocal);
-            ok = CK(e, rc) && demix__cuda_record_frame(g, b);
-            graph = NULL;
-            rc = rc == cudaSuccess ? cudaStreamEndCapture(g->stream, &graph)
-                                   : rc;
-            g->d_inbuf = keep_in;
-            g->d_out = keep_out;
-            b->graph_p[p] = graph;
-            if (!ok || !CK(e, rc) ||
-                !CK(e, cudaGraphInstantiate(&b->exec_p[p], b->graph_p[p], 0)) ||
-                !CK(e, cudaGraphUpload(b->exec_p[p], g->stream)))
+        for (int p = 0; p < 2; p++)
+            if (!capture(g, b, g->d_pin[p], g->d_pout[p], false,
+                         &b->graph_p[p], &b->exec_p[p]))
                 return false;
-        }
-        if (b->rows > DEMIX_CUDA_IO_GRAPH_ROWS)
-            continue;
-        /* the same with the staging copies of a whole bucket inside */
-        size_t in_bytes = demix__slot_bytes(b->rows) +
-                          (size_t)b->rows * g->C * g->H * sizeof(float);
-        size_t out_bytes =
-            (size_t)b->rows * g->T * g->C * g->H * sizeof(float);
-        if (!CK(e, cudaStreamBeginCapture(g->stream,
-                                          cudaStreamCaptureModeThreadLocal)))
-            return false;
-        ok = CK(e, cudaMemcpyAsync(g->d_inbuf, g->h_stage_in, in_bytes,
-                                   cudaMemcpyHostToDevice, g->stream)) &&
-             demix__cuda_record_frame(g, b) &&
-             CK(e, cudaMemcpyAsync(g->h_stage_out, g->d_out, out_bytes,
-                                   cudaMemcpyDeviceToHost, g->stream));
-        graph = NULL;
-        rc = cudaStreamEndCapture(g->stream, &graph);
-        b->graph_io = graph;
-        if (!ok || !CK(e, rc) ||
-            !CK(e, cudaGraphInstantiate(&b->exec_io, b->graph_io, 0)) ||
-            !CK(e, cudaGraphUpload(b->exec_io, g->stream)))
+        if (b->rows <= DEMIX_CUDA_IO_GRAPH_ROWS &&
+            !capture(g, b, g->d_inbuf, g->d_out, true, &b->graph_io,
+                     &b->exec_io))
             return false;
     }
     return CK(e, cudaStreamSynchronize(g->stream));
@@ -636,17 +606,12 @@ static void set_kinds(demix_cuda *g)
     g->kind[DEMIX_CUDA_G_LSTM] = lstm;
 }
 
-static int setup(demix_cuda *g, const demix_model *m,
-                 const demix_engine_options *opt)
+/* Sizes from the model and the options, and the state layout: past | h,
+ * c of every layer | the overlap tail. */
+static void set_sizes(demix_cuda *g, const demix_model *m,
+                      const demix_engine_options *opt)
 {
-    demix_cuda_err *e = &g->err;
     const demix_model_config *cfg = &m->config;
-    if (!CK(e, cudaSetDevice(g->device)) || !CK(e, cudaFree(0)))
-        return setup_failed(g);
-    cudaDeviceProp prop;
-    if (!CK(e, cudaGetDeviceProperties(&prop, g->device)))
-        return setup_failed(g);
-
     g->D = cfg->dim;
     g->NB = cfg->num_basis;
     g->S = cfg->spec_features;
@@ -667,17 +632,9 @@ static int setup(demix_cuda *g, const demix_model *m,
                        : DEMIX_PRECISION_FAST;
     g->policy = fast_policy;
     g->use_graphs = use_graphs;
-    g->gemv_rows = gemv_rows;
-    g->gemm_tuning = gemm_tuning;
-    g->split_rows = g->small ? 0 : split_rows;
-    g->fuse_norm = fuse_norm;
-    g->gather_v = gather_v;
-    g->dec_t = dec_t;
-    g->gpad = gemm_pad;
     g->pool = opt->pool;
     set_kinds(g);
 
-    /* state layout: past | h, c of every layer | tail_spec | tail_wave */
     int off = g->C * g->H;
     g->off_past = 0;
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++) {
@@ -686,7 +643,6 @@ static int setup(demix_cuda *g, const demix_model *m,
             demix_cuda_layer *ly = &g->layer[br][l];
             ly->in = l == 0 ? in0 : hid;
             ly->hid = hid;
-            ly->hcol = g->split_rows > 0 ? demix__pad16(ly->in) : ly->in;
             ly->off_h = off;
             off += hid;
             ly->off_c = off;
@@ -696,109 +652,138 @@ static int setup(demix_cuda *g, const demix_model *m,
     g->off_tail = off;
     off += g->T * g->C * g->H;
     g->P = (off + 63) & ~63;
+}
 
-    /* memory: does it fit? */
+/* What create allocates on the device, by part. */
+typedef struct setup_bytes {
+    size_t weights, activations, weight_tmp, slot;
+    size_t device_total; /* the device's memory (cudaMemGetInfo) */
+} setup_bytes;
+
+/* Whether weights, activations, workspaces and the slots' state fit in
+ * the device's free memory; DEMIX_ENOMEM, with the number of slots that
+ * would fit in last_error, when they do not. */
+static int check_fit(demix_cuda *g, const cudaDeviceProp *prop,
+                     setup_bytes *sz)
+{
     carver wc = {NULL, 0};
     layout_weights(g, &wc);
-    size_t wbytes = wc.off + 256;
-    size_t abytes = activation_bytes(g, (size_t)g->rows);
-    size_t tmp_bytes = weight_tmp_floats(g) * sizeof(float);
-    size_t slot_bytes = (size_t)g->P * sizeof(float);
+    sz->weights = wc.off + 256;
+    sz->activations = activation_bytes(g, (size_t)g->rows);
+    sz->weight_tmp = weight_tmp_floats(g) * sizeof(float);
+    sz->slot = (size_t)g->P * sizeof(float);
     size_t fft_est = (size_t)g->rows * g->C * g->W * sizeof(float) * (1 + g->T);
-    size_t fixed = wbytes + abytes + 2 * DEMIX_CUDA_CUBLAS_WS_BYTES + fft_est;
-    if (tmp_bytes > abytes + fft_est)
-        fixed += tmp_bytes - abytes - fft_est;
+    size_t fixed = sz->weights + sz->activations +
+                   2 * DEMIX_CUDA_CUBLAS_WS_BYTES + fft_est;
+    if (sz->weight_tmp > sz->activations + fft_est)
+        fixed += sz->weight_tmp - sz->activations - fft_est;
     const size_t margin = (size_t)512 << 20;
     size_t free_b = 0, total_b = 0;
-    if (!CK(e, cudaMemGetInfo(&free_b, &total_b)))
+    if (!CK(&g->err, cudaMemGetInfo(&free_b, &total_b)))
         return setup_failed(g);
-    size_t need = fixed + margin + ((size_t)g->max_slots + 1) * slot_bytes;
-    if (need > free_b) {
-        size_t fixed_full = wbytes + 2 * DEMIX_CUDA_CUBLAS_WS_BYTES +
-                            activation_bytes(g, DEMIX_CUDA_CHUNK_ROWS) +
-                            (size_t)DEMIX_CUDA_CHUNK_ROWS * g->C * g->W *
-                                sizeof(float) * (1 + g->T);
-        long long fit = 0;
-        if (free_b > fixed_full + margin)
-            fit = (long long)((free_b - fixed_full - margin) / slot_bytes) - 1;
-        if (g->max_slots < DEMIX_CUDA_CHUNK_ROWS && free_b > fixed + margin) {
-            long long f2 = (long long)((free_b - fixed - margin) / slot_bytes) - 1;
-            fit = f2 < g->max_slots ? f2 : fit;
-        }
-        if (fit < 0)
-            fit = 0;
-        set_msg(g->last_error, sizeof g->last_error,
-                "%d slots do not fit on %s: %.2f GiB of device memory is "
-                "free, weights and activations take %.2f GiB and each slot "
-                "%.1f KiB of state; at most %lld slots fit",
-                g->max_slots, prop.name, free_b / 1073741824.0,
-                (fixed + margin) / 1073741824.0, slot_bytes / 1024.0, fit);
-        return DEMIX_ENOMEM;
+    sz->device_total = total_b;
+    size_t need = fixed + margin + ((size_t)g->max_slots + 1) * sz->slot;
+    if (need <= free_b)
+        return DEMIX_OK;
+    size_t fixed_full = sz->weights + 2 * DEMIX_CUDA_CUBLAS_WS_BYTES +
+                        activation_bytes(g, DEMIX_CUDA_CHUNK_ROWS) +
+                        (size_t)DEMIX_CUDA_CHUNK_ROWS * g->C * g->W *
+                            sizeof(float) * (1 + g->T);
+    long long fit = 0;
+    if (free_b > fixed_full + margin)
+        fit = (long long)((free_b - fixed_full - margin) / sz->slot) - 1;
+    if (g->max_slots < DEMIX_CUDA_CHUNK_ROWS && free_b > fixed + margin) {
+        long long f2 = (long long)((free_b - fixed - margin) / sz->slot) - 1;
+        fit = f2 < g->max_slots ? f2 : fit;
     }
+    if (fit < 0)
+        fit = 0;
+    set_msg(g->last_error, sizeof g->last_error,
+            "%d slots do not fit on %s: %.2f GiB of device memory is "
+            "free, weights and activations take %.2f GiB and each slot "
+            "%.1f KiB of state; at most %lld slots fit",
+            g->max_slots, prop->name, free_b / 1073741824.0,
+            (fixed + margin) / 1073741824.0, sz->slot / 1024.0, fit);
+    return DEMIX_ENOMEM;
+}
 
-    /* streams, events, cuBLAS */
-    if (!CK(e, cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) ||
-        !CK(e, cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking)) ||
-        !CK(e, cudaStreamCreateWithFlags(&g->aux, cudaStreamNonBlocking)))
-        return setup_failed(g);
-    for (int i = 0; i <= DEMIX_CUDA_LAYERS; i++)
-        if (!CK(e, cudaEventCreateWithFlags(&g->ev_split[i],
-                                            cudaEventDisableTiming)))
-            return setup_failed(g);
+/* Streams (compute: main and side; copies: h2d and d2h), their events,
+ * and a cuBLAS handle with its workspace per compute stream. */
+static_assert(DEMIX_ENGINE_MAX_IN_FLIGHT == 2, "ev_done's events below");
+static bool make_streams(demix_cuda *g)
+{
+    demix_cuda_err *e = &g->err;
+    cudaStream_t *streams[] = {&g->stream, &g->side, &g->h2d, &g->d2h};
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
+        if (!CK(e, cudaStreamCreateWithFlags(streams[i],
+                                             cudaStreamNonBlocking)))
+            return false;
     for (int i = 0; i < 8; i++) {
         if (!CK(e, cudaEventCreateWithFlags(&g->ev[i],
                                             cudaEventDisableTiming)))
-            return setup_failed(g);
+            return false;
         g->have_ev = i + 1;
     }
+    cudaEvent_t *evs[] = {&g->ev_h2d[0],      &g->ev_h2d[1],
+                          &g->ev_comp[0],     &g->ev_comp[1],
+                          &g->ev_out_free[0], &g->ev_out_free[1],
+                          &g->ev_done[0],     &g->ev_done[1],
+                          &g->ev_step};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (!CK(e, cudaEventCreateWithFlags(evs[i], cudaEventDisableTiming)))
+            return false;
     if (!CK(e, cublasCreate(&g->h0)) || !CK(e, cublasCreate(&g->h1)) ||
-        !CK(e, cublasCreate(&g->h2)) || !CK(e, cublasLtCreate(&g->lt)) ||
         !CK(e, cudaMalloc(&g->ws0, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cudaMalloc(&g->ws1, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cublasSetStream(g->h0, g->stream)) ||
         !CK(e, cublasSetStream(g->h1, g->side)) ||
-        !CK(e, cublasSetStream(g->h2, g->aux)) ||
         !CK(e, cublasSetWorkspace(g->h0, g->ws0, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
         !CK(e, cublasSetWorkspace(g->h1, g->ws1, DEMIX_CUDA_CUBLAS_WS_BYTES)))
-        return setup_failed(g);
+        return false;
     g->device_bytes += 2 * DEMIX_CUDA_CUBLAS_WS_BYTES;
-    if (g->split_rows > 0) { /* the third stream's products */
-        if (!CK(e, cudaMalloc(&g->ws2, DEMIX_CUDA_CUBLAS_WS_BYTES)) ||
-            !CK(e, cublasSetWorkspace(g->h2, g->ws2,
-                                      DEMIX_CUDA_CUBLAS_WS_BYTES)))
-            return setup_failed(g);
-        g->device_bytes += DEMIX_CUDA_CUBLAS_WS_BYTES;
-    }
+    return true;
+}
 
-    /* weights, through a create-time scratch buffer */
-    float *tmp = NULL;
-    if (!CK(e, cudaMalloc(&g->wblock, wbytes)))
-        return setup_failed(g);
-    g->device_bytes += wbytes;
-    wc.base = (char *)g->wblock;
-    wc.off = 0;
+/* The weights, in their groups' formats, through a create-time scratch
+ * buffer (freed before returning). */
+static bool load_weights(demix_cuda *g, const demix_model *m,
+                         const setup_bytes *sz)
+{
+    demix_cuda_err *e = &g->err;
+    if (!CK(e, cudaMalloc(&g->wblock, sz->weights)))
+        return false;
+    g->device_bytes += sz->weights;
+    carver wc = {(char *)g->wblock, 0};
     layout_weights(g, &wc);
-    bool ok = CK(e, cudaMemsetAsync(g->wblock, 0, wbytes, g->stream)) &&
-              CK(e, cudaMalloc(&tmp, tmp_bytes)) &&
+    float *tmp = NULL;
+    bool ok = CK(e, cudaMemsetAsync(g->wblock, 0, sz->weights, g->stream)) &&
+              CK(e, cudaMalloc(&tmp, sz->weight_tmp)) &&
               upload_weights(g, m, tmp);
     if (tmp)
         cudaFree(tmp);
-    if (!ok)
-        return setup_failed(g);
+    return ok;
+}
 
-    /* state, activations, pinned staging */
-    size_t state_bytes = ((size_t)g->max_slots + 1) * slot_bytes;
+/* The slots' state and the activations (zeroed), the pinned staging of
+ * synchronous steps, and the pinned slot-id room: halves 0 and 1 for the
+ * two pipelined steps in flight, 2 for a synchronous step. */
+static bool alloc_buffers(demix_cuda *g, const setup_bytes *sz)
+{
+    demix_cuda_err *e = &g->err;
+    size_t state_bytes = ((size_t)g->max_slots + 1) * sz->slot;
     if (!CK(e, cudaMalloc(&g->state, state_bytes)) ||
         !CK(e, cudaMemsetAsync(g->state, 0, state_bytes, g->stream)))
-        return setup_failed(g);
+        return false;
     g->device_bytes += state_bytes;
-    if (!CK(e, cudaMalloc(&g->ablock, abytes)) ||
-        !CK(e, cudaMemsetAsync(g->ablock, 0, abytes, g->stream)))
-        return setup_failed(g);
-    g->device_bytes += abytes;
+    if (!CK(e, cudaMalloc(&g->ablock, sz->activations)) ||
+        !CK(e, cudaMemsetAsync(g->ablock, 0, sz->activations, g->stream)))
+        return false;
+    g->device_bytes += sz->activations;
     carver ac = {(char *)g->ablock, 0};
     layout_activations(g, &ac, (size_t)g->rows);
 
+    /* staging: stage_rows rows of input (or, for an in-graph step, a
+     * bucket's slot ids and input) and of output */
     int chunks = (g->max_slots + g->rows - 1) / g->rows;
     int max_chunks = DEMIX_CUDA_STAGE_ROWS / g->rows;
     if (max_chunks < 1)
@@ -806,46 +791,32 @@ static int setup(demix_cuda *g, const demix_model *m,
     if (chunks > max_chunks)
         chunks = max_chunks;
     g->stage_rows = chunks * g->rows;
-    g->chunk_in_bytes = demix__slot_bytes(g->rows) +
-                        (size_t)g->rows * g->C * g->H * sizeof(float);
-    g->chunk_in_bytes = (g->chunk_in_bytes + 255) & ~(size_t)255;
-    if (!CK(e, cudaMallocHost(&g->h_stage_in, chunks * g->chunk_in_bytes)) ||
-        !CK(e, cudaMallocHost(&g->h_stage_out,
-                              (size_t)g->stage_rows * g->T * g->C * g->H *
-                                  sizeof(float))))
-        return setup_failed(g);
+    size_t chunk_in_bytes = demix__slot_bytes(g->rows) +
+                            (size_t)g->rows * g->C * g->H * sizeof(float);
+    chunk_in_bytes = (chunk_in_bytes + 255) & ~(size_t)255;
+    size_t chunks_all = ((size_t)g->max_slots + g->rows - 1) / g->rows;
+    g->ids_cap = chunks_all * (size_t)demix__pad16(g->rows);
+    return CK(e, cudaMallocHost(&g->h_stage_in, chunks * chunk_in_bytes)) &&
+           CK(e, cudaMallocHost(&g->h_stage_out,
+                                (size_t)g->stage_rows * g->T * g->C * g->H *
+                                    sizeof(float))) &&
+           CK(e, cudaMallocHost(&g->h_ids, 3 * g->ids_cap * sizeof(int)));
+}
 
-    /* pipelined steps: copy streams, events, pinned slot-id ring */
-    {
-        size_t chunks_all = ((size_t)g->max_slots + g->rows - 1) / g->rows;
-        g->ids_cap = chunks_all * (size_t)demix__pad16(g->rows);
-        if (!CK(e, cudaStreamCreateWithFlags(&g->h2d, cudaStreamNonBlocking)) ||
-            !CK(e, cudaStreamCreateWithFlags(&g->d2h, cudaStreamNonBlocking)) ||
-            !CK(e, cudaMallocHost(&g->h_ids, 2 * g->ids_cap * sizeof(int))))
-            return setup_failed(g);
-        cudaEvent_t *evs[] = {&g->ev_h2d[0],      &g->ev_h2d[1],
-                              &g->ev_comp[0],     &g->ev_comp[1],
-                              &g->ev_out_free[0], &g->ev_out_free[1]};
-        for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
-            if (!CK(e, cudaEventCreateWithFlags(evs[i],
-                                                cudaEventDisableTiming)))
-                return setup_failed(g);
-        for (int i = 0; i < DEMIX_ENGINE_MAX_IN_FLIGHT; i++)
-            if (!CK(e, cudaEventCreateWithFlags(&g->ev_done[i],
-                                                cudaEventDisableTiming)))
-                return setup_failed(g);
-    }
-
-    /* buckets, FFT plans, graphs */
+/* The batch buckets and their row-count index, cuFFT plans, graphs. */
+static bool make_steps(demix_cuda *g)
+{
     g->bucket_of = (uint8_t *)malloc((size_t)g->rows + 1);
-    if (!g->bucket_of) {
-        set_msg(g->last_error, sizeof g->last_error, "out of host memory");
-        return DEMIX_ENOMEM;
-    }
+    if (!g->bucket_of)
+        return record_failure(&g->err, 1, "ENOMEM", "host memory", "malloc",
+                              __FILE__, __LINE__);
     make_buckets(g);
-    if (!make_plans(g) || !make_graphs(g))
-        return setup_failed(g);
+    return make_plans(g) && make_graphs(g);
+}
 
+static void describe(demix_cuda *g, const cudaDeviceProp *prop,
+                     const setup_bytes *sz)
+{
     const char *prec =
         g->precision == DEMIX_PRECISION_FP32
             ? "fp32 (float32 products, no TF32)"
@@ -854,25 +825,35 @@ static int setup(demix_cuda *g, const demix_model *m,
                   : g->policy == DEMIX_CUDA_POLICY_BF16_LSTM
                         ? "fast (bf16 LSTM products, TF32 others, f32 state)"
                         : "fast (TF32 products, f32 state)";
-    char tuned[64] = "";
-    if (g->gemm_tuning)
-        set_msg(tuned, sizeof tuned, ", %d of %d products on tuned cuBLASLt",
-                demix__gemm_lt_count(g), g->nplans);
-    char vars[128] = "";
-    if (g->split_rows || !g->fuse_norm || g->gather_v != 2 || g->dec_t ||
-        g->gemv_rows || g->gpad)
-        set_msg(vars, sizeof vars,
-                ", variants split_rows=%d fuse_norm=%d gather=%d dec_t=%d "
-                "gemv_rows=%d gemm_pad=%d",
-                g->split_rows, g->fuse_norm, g->gather_v, g->dec_t,
-                g->gemv_rows, g->gpad);
     set_msg(g->describe, sizeof g->describe,
             "cuda: %s (sm_%d%d, %.1f GiB), %s, %d slots, %d batch buckets "
-            "up to %d rows%s%s%s, %.2f GiB on the device",
-            prop.name, prop.major, prop.minor, total_b / 1073741824.0, prec,
-            g->max_slots, g->nbuckets, g->rows,
-            g->use_graphs ? " as CUDA graphs" : " (graphs off)", tuned, vars,
+            "up to %d rows%s, %.2f GiB on the device",
+            prop->name, prop->major, prop->minor,
+            sz->device_total / 1073741824.0, prec, g->max_slots,
+            g->nbuckets, g->rows,
+            g->use_graphs ? " as CUDA graphs" : " (graphs off)",
             g->device_bytes / 1073741824.0);
+}
+
+/* Everything create makes, in order; on failure the caller destroys the
+ * part made (cuda_destroy takes any partial context). */
+static int setup(demix_cuda *g, const demix_model *m,
+                 const demix_engine_options *opt)
+{
+    demix_cuda_err *e = &g->err;
+    cudaDeviceProp prop;
+    if (!CK(e, cudaSetDevice(g->device)) || !CK(e, cudaFree(0)) ||
+        !CK(e, cudaGetDeviceProperties(&prop, g->device)))
+        return setup_failed(g);
+    set_sizes(g, m, opt);
+    setup_bytes sz;
+    int rc = check_fit(g, &prop, &sz);
+    if (rc)
+        return rc;
+    if (!make_streams(g) || !load_weights(g, m, &sz) ||
+        !alloc_buffers(g, &sz) || !make_steps(g))
+        return setup_failed(g);
+    describe(g, &prop, &sz);
     return DEMIX_OK;
 }
 
@@ -949,20 +930,17 @@ static void cuda_destroy(void *ctx)
         cudaStreamSynchronize(g->stream);
     if (g->side)
         cudaStreamSynchronize(g->side);
-    if (g->aux)
-        cudaStreamSynchronize(g->aux);
     if (g->h2d)
         cudaStreamSynchronize(g->h2d);
     if (g->d2h)
         cudaStreamSynchronize(g->d2h);
-    cudaEvent_t pev[] = {g->ev_h2d[0],  g->ev_h2d[1],      g->ev_comp[0],
-                         g->ev_comp[1], g->ev_out_free[0], g->ev_out_free[1]};
+    cudaEvent_t pev[] = {g->ev_h2d[0],      g->ev_h2d[1],  g->ev_comp[0],
+                         g->ev_comp[1],     g->ev_out_free[0],
+                         g->ev_out_free[1], g->ev_done[0], g->ev_done[1],
+                         g->ev_step};
     for (size_t i = 0; i < sizeof pev / sizeof pev[0]; i++)
         if (pev[i])
             cudaEventDestroy(pev[i]);
-    for (int i = 0; i < DEMIX_ENGINE_MAX_IN_FLIGHT; i++)
-        if (g->ev_done[i])
-            cudaEventDestroy(g->ev_done[i]);
     if (g->h_ids)
         cudaFreeHost(g->h_ids);
     if (g->h2d)
@@ -971,8 +949,6 @@ static void cuda_destroy(void *ctx)
         cudaStreamDestroy(g->d2h);
     for (int i = 0; i < g->nbuckets; i++) {
         demix_cuda_bucket *b = &g->bucket[i];
-        if (b->exec)
-            cudaGraphExecDestroy(b->exec);
         if (b->exec_io)
             cudaGraphExecDestroy(b->exec_io);
         for (int p = 0; p < 2; p++) {
@@ -983,26 +959,16 @@ static void cuda_destroy(void *ctx)
         }
         if (b->graph_io)
             cudaGraphDestroy(b->graph_io);
-        if (b->graph)
-            cudaGraphDestroy(b->graph);
         if (b->have_r2c)
             cufftDestroy(b->r2c);
         if (b->have_c2r)
             cufftDestroy(b->c2r);
     }
-    demix__gemm_free(g);
-    if (g->lt)
-        cublasLtDestroy(g->lt);
     if (g->h0)
         cublasDestroy(g->h0);
     if (g->h1)
         cublasDestroy(g->h1);
-    if (g->h2)
-        cublasDestroy(g->h2);
-    for (int i = 0; i <= DEMIX_CUDA_LAYERS; i++)
-        if (g->ev_split[i])
-            cudaEventDestroy(g->ev_split[i]);
-    void *dev[] = {g->ws0, g->ws1, g->ws2, g->wblock, g->state, g->ablock,
+    void *dev[] = {g->ws0, g->ws1, g->wblock, g->state, g->ablock,
                    g->fft_ws_r2c, g->fft_ws_c2r};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
@@ -1017,8 +983,6 @@ static void cuda_destroy(void *ctx)
         cudaStreamDestroy(g->stream);
     if (g->side)
         cudaStreamDestroy(g->side);
-    if (g->aux)
-        cudaStreamDestroy(g->aux);
     (void)cudaGetLastError();
     free(g->bucket_of);
     free(g);
@@ -1109,6 +1073,135 @@ static bool pinned(const void *p)
     return a.type == cudaMemoryTypeHost;
 }
 
+/* One step's host side as enqueue_step reads it. in and out are
+ * page-locked, or staged: then chunk c's input is copied into h_stage_in
+ * first (overlapping the device work of the chunks before it) and its
+ * output lands in h_stage_out, for the caller to copy out after the wait;
+ * a staged step has at most stage_rows rows. */
+typedef struct step_io {
+    const int *slots;
+    const float *in;
+    void *out;
+    const demix_row_shape *shapes; /* NULL: every source in float32 */
+    size_t total_bytes;            /* with shapes: the packed output's size */
+    int *ids;                      /* pinned room for the chunks' slot ids */
+    bool stage_in, stage_out;
+} step_io;
+
+/* Enqueue a step of n rows on three streams, per chunk of at most R rows,
+ * with landing zone p alternating between chunks (chunk_seq):
+ *   h2d:     slot ids and input -> landing zone p, once the graph that
+ *            last read it is done (ev_comp[p])              -> ev_h2d[p]
+ *   compute: the bucket's graph captured on zone p (its input and output
+ *            there), once the upload is in and the zone's last output
+ *            has left (ev_out_free[p]); with shapes, the packing of its
+ *            rows (pack.cu)                                 -> ev_comp[p]
+ *   d2h:     output zone p (or its packed bytes) -> out     -> ev_out_free[p]
+ * so chunk c's copies overlap the compute of chunks c - 1 and c + 1, and
+ * no device-to-device copy is needed. With shapes, the row shapes go up
+ * with the chunk's input and the download of a chunk is its rows' bytes,
+ * from shapes[off].offset on. Returns without waiting; the step is done
+ * when d2h has passed the last download. */
+static bool enqueue_step(demix_cuda *g, int n, const step_io *io)
+{
+    demix_cuda_err *e = &g->err;
+    const size_t in_row = (size_t)g->C * g->H;
+    const size_t out_row = (size_t)g->T * g->C * g->H;
+    const demix_row_shape *shapes = io->shapes;
+    size_t id_off = 0;
+    for (int off = 0; off < n;) {
+        const int m = n - off < g->rows ? n - off : g->rows;
+        demix_cuda_bucket *b = &g->bucket[g->bucket_of[m]];
+        const int p = (int)(g->chunk_seq++ % 2);
+        const size_t sb = demix__slot_bytes(b->rows);
+        int *cid = io->ids + id_off;
+        id_off += (size_t)demix__pad16(b->rows);
+        for (int i = 0; i < m; i++)
+            cid[i] = io->slots[off + i];
+        for (int i = m; i < b->rows; i++)
+            cid[i] = g->max_slots; /* padding: the scratch slot */
+        const size_t in_bytes = (size_t)m * in_row * sizeof(float);
+        const float *src = io->in + (size_t)off * in_row;
+        if (io->stage_in) {
+            float *staged = (float *)g->h_stage_in + (size_t)off * in_row;
+            host_copy(g, staged, src, in_bytes);
+            src = staged;
+        }
+        size_t out_bytes = (size_t)m * out_row * sizeof(float);
+        size_t out_at = (size_t)off * out_row * sizeof(float);
+        if (shapes) {
+            out_at = (size_t)shapes[off].offset;
+            out_bytes = (off + m < n ? (size_t)shapes[off + m].offset
+                                     : io->total_bytes) -
+                        out_at;
+        }
+        unsigned char *dst = io->stage_out ? (unsigned char *)g->h_stage_out
+                                           : (unsigned char *)io->out;
+        bool ok =
+            CK(e, cudaStreamWaitEvent(g->h2d, g->ev_comp[p], 0)) &&
+            CK(e, cudaMemcpyAsync(g->d_pin[p], cid, sb,
+                                  cudaMemcpyHostToDevice, g->h2d)) &&
+            CK(e, cudaMemcpyAsync(g->d_pin[p] + sb, src, in_bytes,
+                                  cudaMemcpyHostToDevice, g->h2d)) &&
+            (!shapes ||
+             CK(e, cudaMemcpyAsync(g->d_shapes[p], shapes + off,
+                                   (size_t)m * sizeof *shapes,
+                                   cudaMemcpyHostToDevice, g->h2d))) &&
+            CK(e, cudaEventRecord(g->ev_h2d[p], g->h2d)) &&
+            CK(e, cudaStreamWaitEvent(g->stream, g->ev_h2d[p], 0)) &&
+            CK(e, cudaStreamWaitEvent(g->stream, g->ev_out_free[p], 0)) &&
+            (g->use_graphs
+                 ? CK(e, cudaGraphLaunch(b->exec_p[p], g->stream))
+                 : record_frame_on(g, b, g->d_pin[p], g->d_pout[p])) &&
+            (!shapes ||
+             demix__launch_pack_rows(e, g->stream, m, g->d_pout[p], g->T,
+                                     g->C * g->H, g->d_shapes[p],
+                                     shapes[off].offset, g->d_pack[p]));
+        const void *result = shapes ? (const void *)g->d_pack[p]
+                                    : (const void *)g->d_pout[p];
+        ok = ok && CK(e, cudaEventRecord(g->ev_comp[p], g->stream)) &&
+             CK(e, cudaStreamWaitEvent(g->d2h, g->ev_comp[p], 0)) &&
+             CK(e, cudaMemcpyAsync(dst + out_at, result, out_bytes,
+                                   cudaMemcpyDeviceToHost, g->d2h)) &&
+             CK(e, cudaEventRecord(g->ev_out_free[p], g->d2h));
+        if (!ok)
+            return false;
+        g->last_rows = m;
+        off += m;
+    }
+    return true;
+}
+
+/* A small synchronous step as one launch: bucket b's graph with the
+ * staging copies inside (exec_io), then one synchronisation. Worth it
+ * unless the caller's buffers are pinned and the host copies to staging
+ * would cost more than the launches saved (above ~2 rows); measured
+ * 0.133 -> 0.123 ms at 1 row (gpu/NOTES.md, round 1, item 3). */
+static bool step_in_graph(demix_cuda *g, demix_cuda_bucket *b, int n,
+                          const int *slots, const float *in, float *out)
+{
+    const size_t in_row = (size_t)g->C * g->H;
+    const size_t out_row = (size_t)g->T * g->C * g->H;
+    int *ids = (int *)g->h_stage_in;
+    for (int i = 0; i < n; i++)
+        ids[i] = slots[i];
+    for (int i = n; i < b->rows; i++)
+        ids[i] = g->max_slots;
+    host_copy(g, g->h_stage_in + demix__slot_bytes(b->rows), in,
+              (size_t)n * in_row * sizeof(float));
+    if (!CK(&g->err, cudaGraphLaunch(b->exec_io, g->stream)) ||
+        !CK(&g->err, cudaStreamSynchronize(g->stream)))
+        return false;
+    host_copy(g, out, g->h_stage_out, (size_t)n * out_row * sizeof(float));
+    g->last_rows = n;
+    return true;
+}
+
+/* The synchronous step: the pipelined path (enqueue_step) and a wait for
+ * it, in groups of stage_rows rows when a caller's buffer is pageable
+ * (staged through the pinned buffers); small steps as one launch. It runs
+ * after any pipelined steps in flight (same streams, in order) and uses
+ * none of their slot-id or event rings. */
 static int cuda_step(void *ctx, int n, const int *slots, const float *in,
                      float *out)
 {
@@ -1120,71 +1213,23 @@ static int cuda_step(void *ctx, int n, const int *slots, const float *in,
         return step_failed(g);
     const size_t in_row = (size_t)g->C * g->H;
     const size_t out_row = (size_t)g->T * g->C * g->H;
-
     const bool in_direct = pinned(in), out_direct = pinned(out);
 
-    /* small steps: one launch of the graph with the staging copies inside;
-     * worth it unless the caller's buffers are pinned and the host copies
-     * to staging would cost more than the launches saved (~2 rows) */
     if (g->use_graphs && n <= g->rows && g->bucket[g->bucket_of[n]].exec_io &&
-        (n <= 2 || !in_direct || !out_direct)) {
-        demix_cuda_bucket *b = &g->bucket[g->bucket_of[n]];
-        int *ids = (int *)g->h_stage_in;
-        for (int i = 0; i < n; i++)
-            ids[i] = slots[i];
-        for (int i = n; i < b->rows; i++)
-            ids[i] = g->max_slots;
-        host_copy(g, g->h_stage_in + demix__slot_bytes(b->rows), in,
-                  (size_t)n * in_row * sizeof(float));
-        if (!CK(e, cudaGraphLaunch(b->exec_io, g->stream)) ||
-            !CK(e, cudaStreamSynchronize(g->stream)))
-            return step_failed(g);
-        host_copy(g, out, g->h_stage_out, (size_t)n * out_row * sizeof(float));
-        g->last_rows = n;
-        return DEMIX_OK;
-    }
+        (n <= 2 || !in_direct || !out_direct))
+        return step_in_graph(g, &g->bucket[g->bucket_of[n]], n, slots, in, out)
+                   ? DEMIX_OK
+                   : step_failed(g);
 
+    const int group_max = in_direct && out_direct ? n : g->stage_rows;
     for (int done = 0; done < n;) {
-        int group = n - done < g->stage_rows ? n - done : g->stage_rows;
-        int ci = 0;
-        for (int off = 0; off < group; ci++) {
-            int m = group - off < g->rows ? group - off : g->rows;
-            demix_cuda_bucket *b = &g->bucket[g->bucket_of[m]];
-            size_t sb = demix__slot_bytes(b->rows);
-            char *hs = g->h_stage_in + (size_t)ci * g->chunk_in_bytes;
-            int *ids = (int *)hs;
-            for (int i = 0; i < m; i++)
-                ids[i] = slots[done + off + i];
-            for (int i = m; i < b->rows; i++)
-                ids[i] = g->max_slots; /* padding: the scratch slot */
-            const float *src = in + (size_t)(done + off) * in_row;
-            size_t in_bytes = (size_t)m * in_row * sizeof(float);
-            bool ok;
-            if (in_direct) {
-                ok = CK(e, cudaMemcpyAsync(g->d_inbuf, hs, sb,
-                                           cudaMemcpyHostToDevice, g->stream)) &&
-                     CK(e, cudaMemcpyAsync(g->d_inbuf + sb, src, in_bytes,
-                                           cudaMemcpyHostToDevice, g->stream));
-            } else {
-                host_copy(g, hs + sb, src, in_bytes);
-                ok = CK(e, cudaMemcpyAsync(g->d_inbuf, hs, sb + in_bytes,
-                                           cudaMemcpyHostToDevice, g->stream));
-            }
-            if (ok)
-                ok = g->use_graphs ? CK(e, cudaGraphLaunch(b->exec, g->stream))
-                                   : demix__cuda_record_frame(g, b);
-            float *dst = out_direct ? out + (size_t)(done + off) * out_row
-                                    : g->h_stage_out + (size_t)off * out_row;
-            if (ok)
-                ok = CK(e, cudaMemcpyAsync(dst, g->d_out,
-                                           (size_t)m * out_row * sizeof(float),
-                                           cudaMemcpyDeviceToHost, g->stream));
-            if (!ok)
-                return step_failed(g);
-            g->last_rows = m;
-            off += m;
-        }
-        if (!CK(e, cudaStreamSynchronize(g->stream)))
+        const int group = n - done < group_max ? n - done : group_max;
+        step_io io = {slots + done, in + (size_t)done * in_row,
+                      out + (size_t)done * out_row, NULL, 0,
+                      g->h_ids + 2 * g->ids_cap, !in_direct, !out_direct};
+        if (!enqueue_step(g, group, &io) ||
+            !CK(e, cudaEventRecord(g->ev_step, g->d2h)) ||
+            !CK(e, cudaEventSynchronize(g->ev_step)))
             return step_failed(g);
         if (!out_direct)
             host_copy(g, out + (size_t)done * out_row, g->h_stage_out,
@@ -1215,98 +1260,25 @@ static void cuda_host_free(void *ctx, void *p)
         cudaFreeHost(p);
 }
 
-/* Start a step on three streams and return: per chunk of at most R rows,
- * with p alternating between chunks,
- *   h2d:     slot ids and input -> landing zone p, once the graph that
- *            last read it is done (ev_comp[p])              -> ev_h2d[p]
- *   compute: the bucket's graph captured on zone p (its input and output
- *            there), once the upload is in and the zone's last output
- *            has left (ev_out_free[p])                       -> ev_comp[p]
- *   d2h:     output zone p -> out                            -> ev_out_free[p]
- * so chunk c's copies overlap the compute of chunks c - 1 and c + 1, and
- * no device-to-device copy is needed. in and out are page-locked (the
- * engine's ring, from cuda_host_alloc). */
-/* The pipelined step; with shapes (engine.h's output shapes), each
- * chunk's outputs are packed on the device (pack.cu) after its compute and
- * only the packed bytes are copied back: the row shapes go up with the
- * chunk's input, and the download of chunk c is its rows' bytes, from
- * shapes[off].offset on. */
+/* Start a pipelined step (enqueue_step) and return; in and out are
+ * page-locked (the engine's ring, from cuda_host_alloc). Its slot ids go
+ * to half sub_seq % 2 of h_ids, and ev_done[sub_seq % MAX_IN_FLIGHT]
+ * marks its end for cuda_wait. */
 static int submit_step(demix_cuda *g, int n, const int *slots,
                        const float *in, void *out,
                        const demix_row_shape *shapes, size_t total_bytes)
 {
-    demix_cuda_err *e = &g->err;
     if (g->err.failed)
         return refuse(g);
-    if (!CK(e, cudaSetDevice(g->device)))
+    if (!CK(&g->err, cudaSetDevice(g->device)))
         return step_failed(g);
-    const size_t in_row = (size_t)g->C * g->H;
-    const size_t out_row = (size_t)g->T * g->C * g->H;
-    unsigned char *out_bytes_base = (unsigned char *)out;
-    int *ids = g->h_ids + (size_t)(g->sub_seq % 2) * g->ids_cap;
-    size_t id_off = 0;
-    for (int off = 0; off < n;) {
-        int m = n - off < g->rows ? n - off : g->rows;
-        demix_cuda_bucket *b = &g->bucket[g->bucket_of[m]];
-        const int p = (int)(g->chunk_seq++ % 2);
-        const size_t sb = demix__slot_bytes(b->rows);
-        int *cid = ids + id_off;
-        id_off += (size_t)demix__pad16(b->rows);
-        for (int i = 0; i < m; i++)
-            cid[i] = slots[off + i];
-        for (int i = m; i < b->rows; i++)
-            cid[i] = g->max_slots; /* padding: the scratch slot */
-        const size_t in_bytes = (size_t)m * in_row * sizeof(float);
-        size_t out_bytes = (size_t)m * out_row * sizeof(float);
-        size_t out_at = (size_t)off * out_row * sizeof(float);
-        if (shapes) {
-            out_at = (size_t)shapes[off].offset;
-            out_bytes = (off + m < n ? (size_t)shapes[off + m].offset
-                                     : total_bytes) -
-                        out_at;
-        }
-        bool ok =
-            CK(e, cudaStreamWaitEvent(g->h2d, g->ev_comp[p], 0)) &&
-            CK(e, cudaMemcpyAsync(g->d_pin[p], cid, sb,
-                                  cudaMemcpyHostToDevice, g->h2d)) &&
-            CK(e, cudaMemcpyAsync(g->d_pin[p] + sb, in + (size_t)off * in_row,
-                                  in_bytes, cudaMemcpyHostToDevice, g->h2d)) &&
-            (!shapes ||
-             CK(e, cudaMemcpyAsync(g->d_shapes[p], shapes + off,
-                                   (size_t)m * sizeof *shapes,
-                                   cudaMemcpyHostToDevice, g->h2d))) &&
-            CK(e, cudaEventRecord(g->ev_h2d[p], g->h2d)) &&
-            CK(e, cudaStreamWaitEvent(g->stream, g->ev_h2d[p], 0)) &&
-            CK(e, cudaStreamWaitEvent(g->stream, g->ev_out_free[p], 0));
-        if (ok && g->use_graphs) {
-            ok = CK(e, cudaGraphLaunch(b->exec_p[p], g->stream));
-        } else if (ok) { /* graphs off: the same frame run directly */
-            char *keep_in = g->d_inbuf;
-            float *keep_out = g->d_out;
-            g->d_inbuf = g->d_pin[p];
-            g->d_out = g->d_pout[p];
-            ok = demix__cuda_record_frame(g, b);
-            g->d_inbuf = keep_in;
-            g->d_out = keep_out;
-        }
-        if (ok && shapes)
-            ok = demix__launch_pack_rows(e, g->stream, m, g->d_pout[p], g->T,
-                                         g->C * g->H, g->d_shapes[p],
-                                         shapes[off].offset, g->d_pack[p]);
-        const void *src = shapes ? (const void *)g->d_pack[p]
-                                 : (const void *)g->d_pout[p];
-        ok = ok && CK(e, cudaEventRecord(g->ev_comp[p], g->stream)) &&
-             CK(e, cudaStreamWaitEvent(g->d2h, g->ev_comp[p], 0)) &&
-             CK(e, cudaMemcpyAsync(out_bytes_base + out_at, src, out_bytes,
-                                   cudaMemcpyDeviceToHost, g->d2h)) &&
-             CK(e, cudaEventRecord(g->ev_out_free[p], g->d2h));
-        if (!ok)
-            return step_failed(g);
-        g->last_rows = m;
-        off += m;
-    }
-    if (!CK(e, cudaEventRecord(
-                   g->ev_done[g->sub_seq % DEMIX_ENGINE_MAX_IN_FLIGHT], g->d2h)))
+    step_io io = {slots, in, out, shapes, total_bytes,
+                  g->h_ids + (size_t)(g->sub_seq % 2) * g->ids_cap, false,
+                  false};
+    if (!enqueue_step(g, n, &io) ||
+        !CK(&g->err,
+            cudaEventRecord(g->ev_done[g->sub_seq % DEMIX_ENGINE_MAX_IN_FLIGHT],
+                            g->d2h)))
         return step_failed(g);
     g->sub_seq++;
     return DEMIX_OK;
@@ -1373,83 +1345,6 @@ extern "C" const char *demix__cuda_policy_name(demix_cuda_policy policy)
 extern "C" void demix__cuda_set_graphs(int on)
 {
     use_graphs = on ? 1 : 0;
-}
-
-extern "C" void demix__cuda_set_gemm_tuning(int on)
-{
-    gemm_tuning = on ? 1 : 0;
-}
-
-extern "C" int demix__cuda_set_variant(const char *nv)
-{
-    if (!nv)
-        return DEMIX_EARG;
-    const char *eq = strchr(nv, '=');
-    if (!eq || eq == nv || !eq[1])
-        return DEMIX_EARG;
-    char *end = NULL;
-    long v = strtol(eq + 1, &end, 10);
-    if (*end)
-        return DEMIX_EARG;
-    size_t len = (size_t)(eq - nv);
-#define IS(name) (len == sizeof name - 1 && !strncmp(nv, name, len))
-    if (IS("split_rows") && v >= 0 && v <= DEMIX_CUDA_IO_GRAPH_ROWS)
-        split_rows = (int)v;
-    else if (IS("fuse_norm") && (v == 0 || v == 1))
-        fuse_norm = (int)v;
-    else if (IS("gather") && (v == 1 || v == 2))
-        gather_v = (int)v;
-    else if (IS("dec_t") && (v == 0 || v == 1))
-        dec_t = (int)v;
-    else if (IS("cell_vec") && (v == 0 || v == 1))
-        demix__cuda_set_cell_vec((int)v);
-    else if (IS("gemm_pad") && (v == 0 || v == 16 || v == 32 || v == 64 ||
-                                v == 128))
-        gemm_pad = (int)v;
-    else if (IS("gemv_rows") && v >= 0 && v <= DEMIX_CUDA_GEMV_MAX_ROWS)
-        gemv_rows = (int)v;
-    else if (IS("gemm_tuning") && (v == 0 || v == 1))
-        gemm_tuning = (int)v;
-    else if (IS("graphs") && (v == 0 || v == 1))
-        use_graphs = (int)v;
-    else
-        return DEMIX_EARG;
-    return DEMIX_OK;
-}
-
-extern "C" int demix__cuda_get_variant(const char *name)
-{
-    if (!name)
-        return -1;
-    const char *nv = name;
-    size_t len = strlen(name);
-    if (IS("split_rows"))
-        return split_rows;
-    if (IS("fuse_norm"))
-        return fuse_norm;
-    if (IS("gather"))
-        return gather_v;
-    if (IS("dec_t"))
-        return dec_t;
-    if (IS("gemm_pad"))
-        return gemm_pad;
-    if (IS("cell_vec"))
-        return demix__cuda_get_cell_vec();
-    if (IS("gemv_rows"))
-        return gemv_rows;
-    if (IS("gemm_tuning"))
-        return gemm_tuning;
-    if (IS("graphs"))
-        return use_graphs;
-#undef IS
-    return -1;
-}
-
-extern "C" void demix__cuda_set_gemv_rows(int rows)
-{
-    gemv_rows = rows < 0                          ? 0
-                : rows > DEMIX_CUDA_GEMV_MAX_ROWS ? DEMIX_CUDA_GEMV_MAX_ROWS
-                                                  : rows;
 }
 
 extern "C" int demix__cuda_profile(void *ctx, int n, int iters, char *text,
@@ -1539,8 +1434,8 @@ extern "C" int demix__cuda_time_graph(void *ctx, int n, int iters,
     cudaEvent_t t0 = NULL, t1 = NULL;
     bool ok = CK(e, cudaEventCreate(&t0)) && CK(e, cudaEventCreate(&t1)) &&
               CK(e, cudaEventRecord(t0, g->stream));
-    for (int i = 0; ok && i < iters; i++)
-        ok = CK(e, cudaGraphLaunch(b->exec, g->stream));
+    for (int i = 0; ok && i < iters; i++) /* zone 0's graph, as it stands */
+        ok = CK(e, cudaGraphLaunch(b->exec_p[0], g->stream));
     float total = 0;
     ok = ok && CK(e, cudaEventRecord(t1, g->stream)) &&
          CK(e, cudaEventSynchronize(t1)) &&

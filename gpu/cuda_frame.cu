@@ -17,10 +17,10 @@
  * The small variant (u = s1 + w1 needs both pre-branches) runs on s0 alone.
  * Each LSTM layer is one product [x | h] @ [W_ih | W_hh]^T followed by the
  * cell kernel, which also routes the layer's result to its consumers; the
- * post branches' last cell also applies the RMSNorm (fuse_norm). Buckets
- * of at most split_rows rows split each product: h W_hh^T of all ten
- * layers runs on a third stream (aux) right after the gather, and the
- * critical path keeps only x W_ih^T, accumulated onto it.
+ * post branches' last cell also applies the RMSNorm (for D up to
+ * DEMIX_CUDA_NORM_MAX_HID; beyond, a kernel of its own). Splitting each
+ * product to run h W_hh^T off the critical path measured slower at small
+ * batches (gpu/NOTES.md, round 2, item 10) and was dropped.
  *
  * Thread context: the engine's thread, at create time (capture) or in step
  * (graphs off).
@@ -31,18 +31,9 @@
 
 static bool gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
                  int K, const dmat *A, const dmat *Wm, bool w_trans,
-                 float *C, int ldc, bool acc = false)
+                 float *C, int ldc)
 {
-    return demix__gemm(g, h, group, M, N, K, A, Wm, w_trans, C, ldc, acc);
-}
-
-/* The columns from `col` on of a typed matrix, as a matrix. */
-static dmat cols_from(const dmat *m, int col)
-{
-    dmat v = *m;
-    v.p = m->bf16 ? (void *)((__nv_bfloat16 *)m->p + col)
-                  : (void *)((float *)m->p + col);
-    return v;
+    return demix__gemm(g, h, group, M, N, K, A, Wm, w_trans, C, ldc);
 }
 
 /* Column `col` of a typed matrix's first row. */
@@ -78,33 +69,6 @@ static bool mark(demix_cuda *g, const char *label)
     return CK(&g->err, cudaEventRecord(g->prof_ev[g->prof_n++], g->stream));
 }
 
-/* Split products (buckets of at most split_rows rows): gates = h_prev
- * W_hh^T for every layer, on the aux stream, from the start of the frame
- * (the gather wrote every h_prev); ev_split[br * L + l] marks each. */
-static bool split_h_products(demix_cuda *g, cudaStream_t s0, cudaStream_t sa,
-                             cublasHandle_t ha, int rows)
-{
-    static const int order[DEMIX_BRANCH_COUNT] = {
-        DEMIX_BRANCH_PRE_SPEC, DEMIX_BRANCH_PRE_WAVE, DEMIX_BRANCH_FUSION,
-        DEMIX_BRANCH_POST_SPEC, DEMIX_BRANCH_POST_WAVE};
-    demix_cuda_err *e = &g->err;
-    if (sa != s0 &&
-        (!CK(e, cudaEventRecord(g->ev_split[DEMIX_CUDA_LAYERS], s0)) ||
-         !CK(e, cudaStreamWaitEvent(sa, g->ev_split[DEMIX_CUDA_LAYERS], 0))))
-        return false;
-    for (int l = 0; l < g->L; l++)
-        for (int i = 0; i < DEMIX_BRANCH_COUNT; i++) {
-            const int br = order[i];
-            demix_cuda_layer *ly = &g->layer[br][l];
-            dmat a = cols_from(&ly->xh, ly->hcol), w = cols_from(&ly->w, ly->hcol);
-            if (!gemm(g, ha, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid, ly->hid, &a,
-                      &w, true, ly->gates, ly->ld_gates) ||
-                !CK(e, cudaEventRecord(g->ev_split[br * g->L + l], sa)))
-                return false;
-        }
-    return true;
-}
-
 /* Every layer of one branch: the product, then the cell. Layer k < L-1
  * feeds layer k+1's x; the last layer gets the residual, the stage buffer
  * and the routes of `last`, and with `norm` also the RMSNorm into the mask
@@ -113,27 +77,12 @@ static bool run_lstm(demix_cuda *g, cudaStream_t s, cublasHandle_t h, int br,
                      int rows, const int *slots, const demix_cell_params *last,
                      const demix_norm_params *norm = NULL)
 {
-    static const char *const names[DEMIX_BRANCH_COUNT][2] = {
-        {"pre_spec l0", "pre_spec l1"}, {"pre_wave l0", "pre_wave l1"},
-        {"fusion l0", "fusion l1"}, {"post_spec l0", "post_spec l1"},
-        {"post_wave l0", "post_wave l1"}};
-    const bool fused = rows <= g->gemv_rows;
-    const bool split = !fused && rows <= g->split_rows;
     for (int l = 0; l < g->L; l++) {
         demix_cuda_layer *ly = &g->layer[br][l];
-        if (split) { /* x W_ih^T added onto the h half from the aux stream */
-            if (!CK(&g->err, cudaStreamWaitEvent(s, g->ev_split[br * g->L + l],
-                                                 0)) ||
-                !gemm(g, h, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid, ly->in,
-                      &ly->xh, &ly->w, true, ly->gates, ly->ld_gates, true) ||
-                !mark(g, "lstm gemm x"))
-                return false;
-        } else if (!fused &&
-                   (!gemm(g, h, DEMIX_CUDA_G_LSTM, rows,
-                          demix__gdim(g, 4 * ly->hid),
-                          demix__gdim(g, ly->hcol + ly->hid), &ly->xh, &ly->w,
-                          true, ly->gates, ly->ld_gates) ||
-                    !mark(g, "lstm gemm")))
+        if (!gemm(g, h, DEMIX_CUDA_G_LSTM, rows, 4 * ly->hid,
+                  ly->in + ly->hid, &ly->xh, &ly->w, true, ly->gates,
+                  ly->ld_gates) ||
+            !mark(g, "lstm gemm"))
             return false;
         demix_cell_params p;
         if (l == g->L - 1) {
@@ -156,13 +105,9 @@ static bool run_lstm(demix_cuda *g, cudaStream_t s, cublasHandle_t h, int br,
         if (g->small)
             p.res = NULL; /* no residual in the small variant */
         const bool with_norm = norm && l == g->L - 1;
-        bool ok = fused ? demix__launch_lstm_gemv(&g->err, s, rows, &p, &ly->w,
-                                                  &ly->xh, ly->hcol + ly->hid)
-                  : with_norm ? demix__launch_cell_norm(&g->err, s, rows, &p, norm)
-                              : demix__launch_cell(&g->err, s, rows, &p);
-        if (!ok || !mark(g, fused       ? names[br][l]
-                            : with_norm ? "lstm cell+rmsnorm"
-                                        : "lstm cell"))
+        bool ok = with_norm ? demix__launch_cell_norm(&g->err, s, rows, &p, norm)
+                            : demix__launch_cell(&g->err, s, rows, &p);
+        if (!ok || !mark(g, with_norm ? "lstm cell+rmsnorm" : "lstm cell"))
             return false;
     }
     return true;
@@ -176,26 +121,26 @@ static bool fork(demix_cuda *g, cudaStream_t from, cudaStream_t to, int ev)
            CK(&g->err, cudaStreamWaitEvent(to, g->ev[ev], 0));
 }
 
-bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
-{
-    demix_cuda_err *e = &g->err;
-    const int B = bk->rows;
-    const int D = g->D, NB = g->NB, T = g->T, S = g->S;
-    const int *slots = (const int *)g->d_inbuf;
-    const float *in = (const float *)(g->d_inbuf + demix__slot_bytes(B));
-    const bool par = !g->small && !g->prof;
-    cudaStream_t s0 = g->stream, s1 = par ? g->side : g->stream;
-    cublasHandle_t h0 = g->h0, h1 = par ? g->h1 : g->h0;
-    /* the split h products: their own stream, unless profiling */
-    cudaStream_t sa = g->prof ? g->stream : g->aux;
-    cublasHandle_t ha = g->prof ? g->h0 : g->h2;
-    demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
+/* One frame's recording context: the bucket, its rows, the input and the
+ * streams with their cuBLAS handles (s1 = s0 for the small variant and
+ * while profiling). */
+typedef struct frame_ctx {
+    demix_cuda_bucket *bk;
+    int B;
+    const int *slots; /* [B] slot ids on the device */
+    const float *in;  /* [B][C][H] */
+    cudaStream_t s0, s1;
+    cublasHandle_t h0, h1;
+} frame_ctx;
 
-    /* 1. frames and the h half of every LSTM input */
+/* 1. frames and the h half of every LSTM input (s0), then s1 joins */
+static bool frame_gather(demix_cuda *g, const frame_ctx *f)
+{
+    demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
     demix_gather_params gp;
     memset(&gp, 0, sizeof gp);
-    gp.slots = slots;
-    gp.in = in;
+    gp.slots = f->slots;
+    gp.in = f->in;
     gp.state = g->state;
     gp.P = g->P;
     gp.off_past = g->off_past;
@@ -207,38 +152,33 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     gp.ld_frame = g->frame.ld;
     gp.frame_bf16 = g->frame.bf16;
     gp.frame_win = g->frame_win;
-    int items = g->CW;
     for (int br = 0; br < DEMIX_BRANCH_COUNT; br++) {
         for (int l = 0; l < g->L; l++) {
             int k = gp.nlayers++;
             gp.layer[k].off_h = ly[br][l].off_h;
             gp.layer[k].hid = ly[br][l].hid;
-            gp.layer[k].start = items;
             gp.layer[k].xh = ly[br][l].xh.p;
             gp.layer[k].ld = ly[br][l].xh.ld;
-            gp.layer[k].col = ly[br][l].hcol;
+            gp.layer[k].col = ly[br][l].in;
             gp.layer[k].bf16 = ly[br][l].xh.bf16;
-            items += ly[br][l].hid;
         }
     }
-    gp.total = items;
-    bool ok = g->gather_v == 2 ? demix__launch_gather_v2(e, s0, B, &gp)
-                               : demix__launch_gather(e, s0, B, &gp);
-    if (!ok || !mark(g, "gather") || !fork(g, s0, s1, 0))
-        return false;
-    if (B <= g->split_rows && B > g->gemv_rows &&
-        (!split_h_products(g, s0, sa, ha, B) || !mark(g, "split h gemms")))
-        return false;
+    return demix__launch_gather(&g->err, f->s0, f->B, &gp) &&
+           mark(g, "gather") && fork(g, f->s0, f->s1, 0);
+}
 
-    /* 2. the spectrum, for the masks at the end (side stream) */
-    if (!CK(e, cufftExecR2C(bk->r2c, g->frame_win, (cufftComplex *)g->X)) ||
+/* 2. the spectrum, for the masks at the end (s1); 3. encoders: one
+ * product for spec (folded DFT) and a | g, then their epilogue (s0) */
+static bool frame_encode(demix_cuda *g, const frame_ctx *f)
+{
+    const int D = g->D, NB = g->NB;
+    demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
+    if (!CK(&g->err, cufftExecR2C(f->bk->r2c, g->frame_win,
+                                  (cufftComplex *)g->X)) ||
         !mark(g, "rfft"))
         return false;
-
-    /* 3. encoders: one product for spec (folded DFT) and a | g */
-    if (!gemm(g, h0, DEMIX_CUDA_G_ENC, B, demix__gdim(g, D + 2 * NB),
-              demix__gdim(g, g->CW), &g->frame, &g->w_enc, true, g->enc,
-              g->ld_enc) ||
+    if (!gemm(g, f->h0, DEMIX_CUDA_G_ENC, f->B, D + 2 * NB, g->CW, &g->frame,
+              &g->w_enc, true, g->enc, g->ld_enc) ||
         !mark(g, "encoder gemm"))
         return false;
     demix_enc_post_params ep;
@@ -257,11 +197,16 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     ep.basis_act = g->basis_act.p;
     ep.ldNB = g->ldNB;
     ep.act_bf16 = g->basis_act.bf16;
-    if (!demix__launch_enc_post(e, s0, B, &ep) || !mark(g, "encoder post") ||
-        !fork(g, s0, s1, 1))
-        return false;
+    return demix__launch_enc_post(&g->err, f->s0, f->B, &ep) &&
+           mark(g, "encoder post") && fork(g, f->s0, f->s1, 1);
+}
 
-    /* 4. pre_spec on s1: s1 = R(spec) -> u[:D] */
+/* 4. pre_spec on s1: s1 = R(spec) -> u[:D]; 5. wave on s0, then
+ * pre_wave: w1 = R(wave) -> u[D:] (small: u = s1 + w1); s0 joins s1 */
+static bool frame_pre(demix_cuda *g, const frame_ctx *f)
+{
+    const int D = g->D, NB = g->NB;
+    demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
     demix_cell_params cp;
     memset(&cp, 0, sizeof cp);
     cp.res = g->spec;
@@ -273,20 +218,17 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
         cp.route[0] = route(0, D, NULL, 0, g->u, g->ldDF,
                             &ly[DEMIX_BRANCH_FUSION][0].xh, 0);
     }
-    if (!run_lstm(g, s1, h1, DEMIX_BRANCH_PRE_SPEC, B, slots, &cp))
+    if (!run_lstm(g, f->s1, f->h1, DEMIX_BRANCH_PRE_SPEC, f->B, f->slots, &cp))
         return false;
 
-    /* 5. wave on s0, then pre_wave: w1 = R(wave) -> u[D:] (small: u =
-     * s1 + w1) */
-    if (!gemm(g, h0, DEMIX_CUDA_G_B2E, B, demix__gdim(g, D),
-              demix__gdim(g, NB), &g->basis_act, &g->w_b2e, true, g->wave_raw,
-              g->ldD) ||
+    if (!gemm(g, f->h0, DEMIX_CUDA_G_B2E, f->B, D, NB, &g->basis_act,
+              &g->w_b2e, true, g->wave_raw, g->ldD) ||
         !mark(g, "b2e gemm"))
         return false;
     const dmat *pw0 = &ly[DEMIX_BRANCH_PRE_WAVE][0].xh;
-    if (!demix__launch_bias_route(e, s0, B, D, g->wave_raw, g->ldD, g->b_b2e,
-                                  g->wave, g->ldD, pw0->p, pw0->ld,
-                                  pw0->bf16) ||
+    if (!demix__launch_bias_route(&g->err, f->s0, f->B, D, g->wave_raw,
+                                  g->ldD, g->b_b2e, g->wave, g->ldD, pw0->p,
+                                  pw0->ld, pw0->bf16) ||
         !mark(g, "wave bias"))
         return false;
     memset(&cp, 0, sizeof cp);
@@ -301,11 +243,17 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     else
         cp.route[0] = route(0, D, g->s1, g->ldD, g->u, g->ldDF,
                             &ly[DEMIX_BRANCH_FUSION][0].xh, 0);
-    if (!run_lstm(g, s0, h0, DEMIX_BRANCH_PRE_WAVE, B, slots, &cp) ||
-        !fork(g, s1, s0, 2))
-        return false;
+    return run_lstm(g, f->s0, f->h0, DEMIX_BRANCH_PRE_WAVE, f->B, f->slots,
+                    &cp) &&
+           fork(g, f->s1, f->s0, 2);
+}
 
-    /* 6. fusion: v = R(u); post inputs vs + spec, vw + wave */
+/* 6. fusion (s0): v = R(u); post inputs vs + spec, vw + wave; s1 joins */
+static bool frame_fusion(demix_cuda *g, const frame_ctx *f)
+{
+    const int D = g->D;
+    demix_cuda_layer(*ly)[DEMIX_LSTM_MAX_LAYERS] = g->layer;
+    demix_cell_params cp;
     memset(&cp, 0, sizeof cp);
     cp.res = g->u;
     cp.ld_res = g->ldDF;
@@ -317,73 +265,83 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
                         &ly[DEMIX_BRANCH_POST_SPEC][0].xh, 0);
     cp.route[1] = route(split, split + D, g->wave, g->ldD, g->pw_in, g->ldD,
                         &ly[DEMIX_BRANCH_POST_WAVE][0].xh, 0);
-    if (!run_lstm(g, s0, h0, DEMIX_BRANCH_FUSION, B, slots, &cp) ||
-        !fork(g, s0, s1, 3))
-        return false;
+    return run_lstm(g, f->s0, f->h0, DEMIX_BRANCH_FUSION, f->B, f->slots,
+                    &cp) &&
+           fork(g, f->s0, f->s1, 3);
+}
 
-    /* 7. post_spec on s1, spectral masks, irfft */
-    const bool fuse_norm = g->fuse_norm && D <= DEMIX_CUDA_NORM_MAX_HID &&
-                           B > g->gemv_rows;
-    demix_norm_params nq_s = {g->gain_s, g->norm_s.p, g->norm_s.ld,
-                              g->norm_s.bf16};
-    demix_norm_params nq_w = {g->gain_w, g->norm_w.p, g->norm_w.ld,
-                              g->norm_w.bf16};
+/* 7. post_spec on s1, its RMSNorm, spectral masks, irfft */
+static bool frame_post_spec(demix_cuda *g, const frame_ctx *f)
+{
+    const int D = g->D, T = g->T, S = g->S, B = f->B;
+    const bool fuse_norm = D <= DEMIX_CUDA_NORM_MAX_HID;
+    demix_norm_params nq = {g->gain_s, g->norm_s.p, g->norm_s.ld,
+                            g->norm_s.bf16};
+    demix_cell_params cp;
     memset(&cp, 0, sizeof cp);
     cp.res = g->ps_in;
     cp.ld_res = g->ldD;
     cp.stage = g->s2;
     cp.ld_stage = g->ldD;
-    if (!run_lstm(g, s1, h1, DEMIX_BRANCH_POST_SPEC, B, slots, &cp,
-                  fuse_norm ? &nq_s : NULL) ||
-        (!fuse_norm &&
-         (!demix__launch_rmsnorm(e, s1, B, D, g->s2, g->ldD, g->gain_s,
-                                 g->norm_s.p, g->norm_s.ld, g->norm_s.bf16) ||
-          !mark(g, "rmsnorm"))) ||
-        !gemm(g, h1, DEMIX_CUDA_G_MASK, B, demix__gdim(g, T * S),
-              demix__gdim(g, D), &g->norm_s, &g->w_smask, true, g->ms,
-              g->ld_ms) ||
-        !mark(g, "spec mask gemm") ||
-        !demix__launch_spec_mask(e, s1, B, T, S, g->ms, g->ld_ms, g->b_smask,
-                                 g->X, g->Y) ||
-        !mark(g, "spec mask apply") ||
-        !CK(e, cufftExecC2R(bk->c2r, (cufftComplex *)g->Y, g->yraw)) ||
-        !mark(g, "irfft"))
-        return false;
+    return run_lstm(g, f->s1, f->h1, DEMIX_BRANCH_POST_SPEC, B, f->slots,
+                    &cp, fuse_norm ? &nq : NULL) &&
+           (fuse_norm ||
+            (demix__launch_rmsnorm(&g->err, f->s1, B, D, g->s2, g->ldD,
+                                   g->gain_s, g->norm_s.p, g->norm_s.ld,
+                                   g->norm_s.bf16) &&
+             mark(g, "rmsnorm"))) &&
+           gemm(g, f->h1, DEMIX_CUDA_G_MASK, B, T * S, D, &g->norm_s,
+                &g->w_smask, true, g->ms, g->ld_ms) &&
+           mark(g, "spec mask gemm") &&
+           demix__launch_spec_mask(&g->err, f->s1, B, T, S, g->ms, g->ld_ms,
+                                   g->b_smask, g->X, g->Y) &&
+           mark(g, "spec mask apply") &&
+           CK(&g->err, cufftExecC2R(f->bk->c2r, (cufftComplex *)g->Y,
+                                    g->yraw)) &&
+           mark(g, "irfft");
+}
 
-    /* 8. post_wave on s0, waveform masks, decoder */
+/* 8. post_wave on s0, its RMSNorm, waveform masks, decoder; s0 joins s1 */
+static bool frame_post_wave(demix_cuda *g, const frame_ctx *f)
+{
+    const int D = g->D, T = g->T, NB = g->NB, B = f->B;
+    const bool fuse_norm = D <= DEMIX_CUDA_NORM_MAX_HID;
+    demix_norm_params nq = {g->gain_w, g->norm_w.p, g->norm_w.ld,
+                            g->norm_w.bf16};
+    demix_cell_params cp;
     memset(&cp, 0, sizeof cp);
     cp.res = g->pw_in;
     cp.ld_res = g->ldD;
     cp.stage = g->w2;
     cp.ld_stage = g->ldD;
-    if (!run_lstm(g, s0, h0, DEMIX_BRANCH_POST_WAVE, B, slots, &cp,
-                  fuse_norm ? &nq_w : NULL) ||
-        (!fuse_norm &&
-         (!demix__launch_rmsnorm(e, s0, B, D, g->w2, g->ldD, g->gain_w,
-                                 g->norm_w.p, g->norm_w.ld, g->norm_w.bf16) ||
-          !mark(g, "rmsnorm"))) ||
-        !gemm(g, h0, DEMIX_CUDA_G_MASK, B, demix__gdim(g, T * NB),
-              demix__gdim(g, D), &g->norm_w, &g->w_wmask, true, g->mw,
-              g->ld_mw) ||
-        !mark(g, "wave mask gemm") ||
-        !demix__launch_wave_mask(e, s0, B, T, NB, g->mw, g->ld_mw,
-                                 g->b_wmask, g->basis, g->ldNB, g->mb.p,
-                                 g->mb.ld, g->mb.bf16) ||
-        !mark(g, "wave mask apply") ||
-        !gemm(g, h0, DEMIX_CUDA_G_DEC, B * T, demix__gdim(g, g->CW),
-              demix__gdim(g, NB), &g->mb, &g->w_dec, g->dec_t != 0, g->z,
-              g->ld_z) ||
-        !mark(g, "decoder gemm") ||
-        !fork(g, s1, s0, 4))
-        return false;
+    return run_lstm(g, f->s0, f->h0, DEMIX_BRANCH_POST_WAVE, B, f->slots,
+                    &cp, fuse_norm ? &nq : NULL) &&
+           (fuse_norm ||
+            (demix__launch_rmsnorm(&g->err, f->s0, B, D, g->w2, g->ldD,
+                                   g->gain_w, g->norm_w.p, g->norm_w.ld,
+                                   g->norm_w.bf16) &&
+             mark(g, "rmsnorm"))) &&
+           gemm(g, f->h0, DEMIX_CUDA_G_MASK, B, T * NB, D, &g->norm_w,
+                &g->w_wmask, true, g->mw, g->ld_mw) &&
+           mark(g, "wave mask gemm") &&
+           demix__launch_wave_mask(&g->err, f->s0, B, T, NB, g->mw, g->ld_mw,
+                                   g->b_wmask, g->basis, g->ldNB, g->mb.p,
+                                   g->mb.ld, g->mb.bf16) &&
+           mark(g, "wave mask apply") &&
+           gemm(g, f->h0, DEMIX_CUDA_G_DEC, B * T, g->CW, NB, &g->mb,
+                &g->w_dec, false, g->z, g->ld_z) &&
+           mark(g, "decoder gemm") && fork(g, f->s1, f->s0, 4);
+}
 
-    /* 9. overlap-add, emit */
+/* 9. overlap-add of both paths with the slots' tails, the hop out (s0) */
+static bool frame_emit(demix_cuda *g, const frame_ctx *f)
+{
     demix_ola_params op;
-    op.slots = slots;
+    op.slots = f->slots;
     op.state = g->state;
     op.P = g->P;
     op.off_tail = g->off_tail;
-    op.T = T;
+    op.T = g->T;
     op.C = g->C;
     op.W = g->W;
     op.H = g->H;
@@ -394,6 +352,23 @@ bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
     op.env = g->env;
     op.inv_w = 1.0f / (float)g->W;
     op.out = g->d_out;
-    return demix__launch_overlap_add(e, s0, B, &op) &&
+    return demix__launch_overlap_add(&g->err, f->s0, f->B, &op) &&
            mark(g, "overlap-add");
+}
+
+bool demix__cuda_record_frame(demix_cuda *g, demix_cuda_bucket *bk)
+{
+    const bool par = !g->small && !g->prof;
+    frame_ctx f;
+    f.bk = bk;
+    f.B = bk->rows;
+    f.slots = (const int *)g->d_inbuf;
+    f.in = (const float *)(g->d_inbuf + demix__slot_bytes(f.B));
+    f.s0 = g->stream;
+    f.s1 = par ? g->side : g->stream;
+    f.h0 = g->h0;
+    f.h1 = par ? g->h1 : g->h0;
+    return frame_gather(g, &f) && frame_encode(g, &f) && frame_pre(g, &f) &&
+           frame_fusion(g, &f) && frame_post_spec(g, &f) &&
+           frame_post_wave(g, &f) && frame_emit(g, &f);
 }

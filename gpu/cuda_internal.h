@@ -11,15 +11,16 @@
  * chunk of R rows (R = min(max_slots, DEMIX_CUDA_CHUNK_ROWS)); a step of n
  * rows runs ceil(n / R) chunks, each a CUDA graph captured for the batch
  * bucket (a size >= its row count) at create time. Matrices are row-major
- * with padded leading dimensions (multiples of 16 elements) so that cuBLAS
- * can take its aligned tensor-core paths.
+ * with padded leading dimensions (multiples of DEMIX_CUDA_GEMM_PAD
+ * elements), and every product's N and K are rounded up to that multiple
+ * (zero weight rows and columns), so that cuBLAS takes its aligned sm90
+ * tensor-core kernels (gpu/NOTES.md, round 2, item 13).
  *
  * Thread context: a context is used by one thread at a time (engine.h).
  */
 #ifndef DEMIX_CUDA_INTERNAL_H
 #define DEMIX_CUDA_INTERNAL_H
 
-#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -40,6 +41,10 @@ extern "C" {
 #define DEMIX_CUDA_CUBLAS_WS_BYTES ((size_t)32 << 20)
 #define DEMIX_CUDA_PROF_MARKS 64
 #define DEMIX_CUDA_IO_GRAPH_ROWS 64 /* buckets up to this size get exec_io */
+/* Products' N, K and leading dimensions: multiples of this many elements
+ * (16 bytes of bf16 and more: cuBLAS's sm90 kernels need N, K % 8 == 0;
+ * 32..128 measured the same as 16, 0 (unpadded) up to 40% slower). */
+#define DEMIX_CUDA_GEMM_PAD 16
 
 /* ------------------------------------------------------------ errors */
 
@@ -92,12 +97,10 @@ typedef struct dmat {
 } dmat;
 
 typedef struct demix_cuda_layer {
-    int in, hid;   /* width of x, of h and c */
-    int hcol;      /* column of h in xh and w: in, or pad16(in) when the
-                    * products may be split (aligned h half) */
-    dmat w;        /* [4hid][hcol + hid]: [W_ih | 0 | W_hh] packed */
+    int in, hid;   /* width of x, of h and c; h starts at column in */
+    dmat w;        /* [4hid][in + hid]: [W_ih | W_hh] packed */
     float *bias;   /* [4hid]: b_ih + b_hh */
-    dmat xh;       /* [R][hcol + hid]: GEMM input [x | 0 | h_prev] */
+    dmat xh;       /* [R][in + hid]: GEMM input [x | h_prev] */
     float *gates;  /* [R][ld_gates]: GEMM output */
     int ld_gates;
     int off_h, off_c; /* offsets in a slot's state, floats */
@@ -107,19 +110,16 @@ typedef struct demix_cuda_bucket {
     int rows;
     cufftHandle r2c, c2r;
     int have_r2c, have_c2r;
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    /* small buckets: the same frame with the host <-> device copies of
-     * the pinned staging buffers inside the graph (one launch a step) */
-    cudaGraph_t graph_io;
-    cudaGraphExec_t exec_io;
-    /* the pipelined path: the frame on landing zone p's input and output
+    /* every step's path: the frame on landing zone p's input and output
      * (d_pin[p], d_pout[p]) */
     cudaGraph_t graph_p[2];
     cudaGraphExec_t exec_p[2];
+    /* small buckets: the frame on d_inbuf/d_out with the host <-> device
+     * copies of the pinned staging buffers inside the graph (a small
+     * synchronous step is one launch) */
+    cudaGraph_t graph_io;
+    cudaGraphExec_t exec_io;
 } demix_cuda_bucket;
-
-typedef struct demix_gemm_plan demix_gemm_plan; /* gemm.cu */
 
 typedef struct demix_cuda {
     const demix_model *model; /* outlives the engine (engine.h) */
@@ -131,14 +131,7 @@ typedef struct demix_cuda {
     int precision; /* DEMIX_PRECISION_FP32 or _FAST */
     int policy;    /* fast policy, see cuda_backend.h */
     int kind[DEMIX_CUDA_G_COUNT];
-    int use_graphs;
-    int gemv_rows; /* buckets up to this many rows use the fused LSTM kernel */
-    int split_rows; /* buckets up to this many rows split the LSTM products */
-    int fuse_norm;  /* post branches: RMSNorm in the last cell kernel */
-    int gather_v;   /* 1: per-item gather kernel; 2: segmented, vectorised */
-    int dec_t;      /* decoder weights stored [CW][NB] (a TN product) */
-    int gpad;       /* 0, or products' N and K rounded up to a multiple of
-                     * this (zero rows/columns), leading dimensions too */
+    int use_graphs; /* 0: frames run directly (a test switch) */
 
     /* profiling (demix__cuda_profile): one stream, an event after each op */
     int prof, prof_n;
@@ -153,16 +146,10 @@ typedef struct demix_cuda {
     size_t device_bytes; /* what this context allocated on the device */
 
     cudaStream_t stream, side; /* main stream; side stream in the graphs */
-    cudaStream_t aux;  /* third stream in the graphs: split h products */
     cudaEvent_t ev[8];
     int have_ev;
-    cudaEvent_t ev_split[DEMIX_CUDA_LAYERS + 1]; /* h products done; fork */
-    cublasHandle_t h0, h1, h2; /* one per stream, each with its workspace */
-    void *ws0, *ws1, *ws2;
-    cublasLtHandle_t lt;
-    demix_gemm_plan *plans; /* one per distinct product, tuned at create */
-    int nplans, plans_cap;
-    int gemm_tuning;
+    cublasHandle_t h0, h1; /* one per stream, each with its workspace */
+    void *ws0, *ws1;
     demix_threadpool *pool; /* the driver's, for host-side copies; may be NULL */
 
     /* weights */
@@ -172,7 +159,7 @@ typedef struct demix_cuda {
     dmat w_b2e;   /* [D][NB] */
     dmat w_smask; /* [T*S][D] */
     dmat w_wmask; /* [T*NB][D] */
-    dmat w_dec;   /* [NB][CW], used untransposed */
+    dmat w_dec;   /* [NB][CW], used untransposed (A W) */
     float *b_spec, *b_conv, *b_b2e, *gain_s, *gain_w, *b_smask, *b_wmask;
     float *window, *env;
     demix_cuda_layer layer[DEMIX_BRANCH_COUNT][DEMIX_LSTM_MAX_LAYERS];
@@ -185,6 +172,9 @@ typedef struct demix_cuda {
 
     /* activations, [R] rows each */
     void *ablock;
+    /* the frame's input and output as recorded (record_frame_on points
+     * them at a landing zone for a capture); by default the buffers of
+     * the warm-up, the profile and the in-graph steps (exec_io) */
     char *d_inbuf; /* [pad16(bucket*4) slot ids][bucket][C][H] input */
     dmat frame;    /* [R][CW] raw frame, GEMM input */
     float *frame_win; /* [R][C][W] windowed frame, FFT input */
@@ -202,23 +192,26 @@ typedef struct demix_cuda {
     int ld_z;
     float *d_out;   /* [R][T][C][H] */
 
-    /* host staging (pinned) */
+    /* host staging of synchronous steps (pinned): stage_rows rows of
+     * input and output for pageable caller buffers, or a small bucket's
+     * slot ids and input for its in-graph copies (exec_io) */
     char *h_stage_in;
     float *h_stage_out;
-    size_t chunk_in_bytes;
 
-    /* pipelined steps (cuda_submit / cuda_wait in cuda_engine.cu): chunk c
-     * of the stream of chunks uses landing zones c % 2 */
+    /* every step (enqueue_step in cuda_engine.cu): chunk c of the stream
+     * of chunks uses landing zones c % 2 */
     cudaStream_t h2d, d2h;   /* the two copy directions */
     char *d_pin[2];          /* input, d_inbuf's layout, for R rows */
     float *d_pout[2];        /* [R][T][C][H] outputs */
     unsigned char *d_pack[2];     /* the chunk's outputs in their shapes */
     demix_row_shape *d_shapes[2]; /* [R] the chunk's row shapes */
-    int *h_ids;              /* pinned [2][ids_cap]: a step's slot ids */
+    int *h_ids;              /* pinned [3][ids_cap]: a step's slot ids
+                              * (0, 1: pipelined steps by sub_seq % 2;
+                              * 2: the synchronous step) */
     size_t ids_cap;
     cudaEvent_t ev_h2d[2], ev_comp[2], ev_out_free[2];
-    cudaEvent_t ev_done[DEMIX_ENGINE_MAX_IN_FLIGHT];
-    int have_pev;
+    cudaEvent_t ev_done[DEMIX_ENGINE_MAX_IN_FLIGHT]; /* pipelined steps */
+    cudaEvent_t ev_step; /* a synchronous step's end */
     unsigned long long chunk_seq, sub_seq, wait_seq;
 
     /* buckets */
@@ -237,18 +230,13 @@ static inline int demix__pad16(int n)
 }
 
 /* Leading dimension (elements) of a product's operand or output of n
- * columns: a multiple of 16, or of gpad when larger. */
-static inline int demix__ld(const demix_cuda *g, int n)
+ * columns, and a product's N or K as run: n rounded up to
+ * DEMIX_CUDA_GEMM_PAD (the operands' extra rows and columns are zero, so
+ * the result is the same). */
+static inline int demix__ld(int n)
 {
-    const int q = g->gpad > 16 ? g->gpad : 16;
-    return (n + q - 1) / q * q;
-}
-
-/* A product's N or K as run: n, or n rounded up to gpad (the operands'
- * extra rows and columns are zero, so the result is the same). */
-static inline int demix__gdim(const demix_cuda *g, int n)
-{
-    return g->gpad ? (n + g->gpad - 1) / g->gpad * g->gpad : n;
+    return (n + DEMIX_CUDA_GEMM_PAD - 1) / DEMIX_CUDA_GEMM_PAD *
+           DEMIX_CUDA_GEMM_PAD;
 }
 
 static inline size_t demix__slot_bytes(int bucket_rows)
@@ -310,7 +298,9 @@ static __device__ __forceinline__ void store_act_v(void *base, size_t i,
 #endif
 
 /* gather: build the frames of B rows and the h half of every LSTM input,
- * move the new hop into the slot's past. */
+ * move the new hop into the slot's past; segmented (a block works in the
+ * frame or in one layer) and four items a thread where the sizes allow
+ * (C*H, W, every hid, off_h and col multiples of 4). */
 typedef struct demix_gather_params {
     const int *slots;
     const float *in; /* [B][C][H] */
@@ -323,22 +313,15 @@ typedef struct demix_gather_params {
     float *frame_win;
     int nlayers;
     struct {
-        int off_h, hid, start; /* start: first item of this layer */
+        int off_h, hid;
         void *xh;
         int ld, col, bf16;
-        int blk0; /* gather_v 2: first block (blockIdx.x) of this layer */
+        int blk0; /* first block (blockIdx.x) of this layer; set by launch */
     } layer[DEMIX_CUDA_LAYERS];
-    int total; /* items per row */
-    int frame_blocks; /* gather_v 2: blocks of the frame segment */
-    int blocks;       /* gather_v 2: blocks per row */
+    int frame_blocks; /* blocks of the frame segment; set by launch */
 } demix_gather_params;
 bool demix__launch_gather(demix_cuda_err *e, cudaStream_t s, int rows,
-                          const demix_gather_params *p);
-/* The same, segmented (a block works in the frame or in one layer) and
- * four items a thread where the sizes allow (C*H, W, every hid, off_h
- * and col multiples of 4); fills the blk0/frame_blocks/blocks fields. */
-bool demix__launch_gather_v2(demix_cuda_err *e, cudaStream_t s, int rows,
-                             demix_gather_params *p);
+                          demix_gather_params *p);
 
 /* enc_post: spec = enc[:D] + b; basis = relu(a + ba) * sigmoid(g + bg). */
 typedef struct demix_enc_post_params {
@@ -387,12 +370,10 @@ typedef struct demix_cell_params {
     int nroutes;
     demix_cell_route route[2];
 } demix_cell_params;
+/* Four units a thread where every size and address allows 16-byte
+ * accesses, else one. */
 bool demix__launch_cell(demix_cuda_err *e, cudaStream_t s, int rows,
                         const demix_cell_params *p);
-/* Process-wide: 1 (default) lets demix__launch_cell use its four-units-a-
- * thread kernel where aligned (variant cell_vec of cuda_backend.h). */
-void demix__cuda_set_cell_vec(int on);
-int demix__cuda_get_cell_vec(void);
 
 /* The cell of a branch's last layer followed by RMSNorm of its result
  * (the stage value R) into a GEMM input, one block per row; for hid <=
@@ -406,14 +387,6 @@ typedef struct demix_norm_params {
 bool demix__launch_cell_norm(demix_cuda_err *e, cudaStream_t s, int rows,
                              const demix_cell_params *p,
                              const demix_norm_params *q);
-
-/* Small batches (rows <= DEMIX_CUDA_GEMV_MAX_ROWS): the layer's product
- * [x | h] W^T and the cell in one kernel, the weights read once at full
- * width, no gates buffer. w, x: both float or both bf16; K = in + hid. */
-#define DEMIX_CUDA_GEMV_MAX_ROWS 8
-bool demix__launch_lstm_gemv(demix_cuda_err *e, cudaStream_t s, int rows,
-                             const demix_cell_params *p, const dmat *w,
-                             const dmat *x, int K);
 
 /* RMSNorm of rows of x into a GEMM input. */
 bool demix__launch_rmsnorm(demix_cuda_err *e, cudaStream_t s, int rows,
@@ -463,15 +436,12 @@ bool demix__launch_fold(demix_cuda_err *e, cudaStream_t s, int D, int C,
 bool demix__launch_to_bf16(demix_cuda_err *e, cudaStream_t s,
                            const float *src, __nv_bfloat16 *dst, size_t n);
 
-/* One product Y[M][N] (ld ldc, float32) = A[M][K] W^T (w_trans) or A W
- * (or Y += when accumulate), in the precision of `group`, on h's stream
- * (h0: main, h1: side, h2: aux), through
- * the product's tuned plan (gemm.cu). */
+/* One product Y[M][N] (ld ldc, float32) = A[M][K] W^T (w_trans) or A W,
+ * in the precision of `group`, on h's stream (gemm.cu). N and K are
+ * rounded up to DEMIX_CUDA_GEMM_PAD here. */
 bool demix__gemm(demix_cuda *g, cublasHandle_t h, int group, int M, int N,
                  int K, const dmat *A, const dmat *W, bool w_trans, float *C,
-                 int ldc, bool accumulate);
-int demix__gemm_lt_count(const demix_cuda *g);
-void demix__gemm_free(demix_cuda *g);
+                 int ldc);
 
 /* Record one frame of `rows` rows (a bucket) into the streams: the body of
  * a graph, or run directly when graphs are off. */

@@ -9,12 +9,10 @@
  * (blockIdx.y), 256 threads striding over the row's items.
  *
  * Variants: each GEMM input is written as float or bf16 (the GEMM group's
- * precision); the branch on the flag is uniform across a launch. Two
- * gathers: the per-item kernel (round 1, variant gather=1) and the
- * default segmented one (a block works in the frame or in one layer's h,
- * 128 threads of 4 items with 16-byte accesses where sizes allow).
- * (Both read the layer's h column from hcol: in, or pad16(in) when the
- * LSTM products may be split.)
+ * precision); the branch on the flag is uniform across a launch. The
+ * gather is segmented (a block works in the frame or in one layer's h,
+ * 128 threads of 4 items with 16-byte accesses where sizes allow, else 1;
+ * the round-1 per-item kernel measured 52 us against 39 at 1024 rows).
  * Validation: tests/gpu/test_cuda_engine.c compares every stage these
  * kernels produce (spec_feat, spec, basis, wave) with the CPU engine.
  *
@@ -40,44 +38,7 @@ static __device__ __forceinline__ float sigmoidf_(float x)
     return 1.0f / (1.0f + expf(-x));
 }
 
-/* Items of a row: [0, C*W) frame samples, then the h of every layer. For
- * frame sample (ch, n): n < H reads the slot's past and the same thread
- * writes the new past (x[ch][n]) in its place, so no other thread reads a
- * value this one overwrites. */
-static __global__ void gather_kernel(demix_gather_params p)
-{
-    const int b = blockIdx.y;
-    const int slot = p.slots[b];
-    float *st = p.state + (size_t)slot * p.P;
-    const float *x = p.in + (size_t)b * p.C * p.H;
-    const int CW = p.C * p.W;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.total;
-         i += gridDim.x * blockDim.x) {
-        if (i < CW) {
-            int ch = i / p.W, n = i - ch * p.W;
-            float v;
-            if (n < p.H) {
-                v = st[p.off_past + ch * p.H + n];
-                st[p.off_past + ch * p.H + n] = x[ch * p.H + n];
-            } else {
-                v = x[ch * p.H + n - p.H];
-            }
-            store_act(p.frame, (size_t)b * p.ld_frame + i, v, p.frame_bf16);
-            p.frame_win[(size_t)b * CW + i] = v * p.window[n];
-            continue;
-        }
-        int k = p.nlayers - 1;
-        while (k > 0 && i < p.layer[k].start)
-            k--;
-        int j = i - p.layer[k].start;
-        float h = st[p.layer[k].off_h + j];
-        store_act(p.layer[k].xh,
-                  (size_t)b * p.layer[k].ld + p.layer[k].col + j, h,
-                  p.layer[k].bf16);
-    }
-}
-
-/* gather_v 2: block x of a row works in one segment, the frame (blocks
+/* Block x of a row works in one segment, the frame (blocks
  * [0, frame_blocks)) or layer k (blocks [blk0, next blk0)); V consecutive
  * items a thread, V = 4 where every size and offset allows 16-byte
  * accesses (then V divides W and H, so a thread's items share the channel
@@ -86,7 +47,7 @@ static __global__ void gather_kernel(demix_gather_params p)
 
 template <int V>
 static __global__ void __launch_bounds__(GATHER_THREADS)
-    gather_v2_kernel(demix_gather_params p)
+    gather_kernel(demix_gather_params p)
 {
     const int b = blockIdx.y;
     const int blk = blockIdx.x;
@@ -130,8 +91,8 @@ static __global__ void __launch_bounds__(GATHER_THREADS)
                    p.layer[k].bf16);
 }
 
-bool demix__launch_gather_v2(demix_cuda_err *e, cudaStream_t s, int rows,
-                             demix_gather_params *p)
+bool demix__launch_gather(demix_cuda_err *e, cudaStream_t s, int rows,
+                          demix_gather_params *p)
 {
     bool vec = p->H % 4 == 0 && p->W % 4 == 0 && (p->C * p->H) % 4 == 0 &&
                p->P % 4 == 0 && p->off_past % 4 == 0 && p->ld_frame % 4 == 0;
@@ -145,12 +106,11 @@ bool demix__launch_gather_v2(demix_cuda_err *e, cudaStream_t s, int rows,
         p->layer[k].blk0 = blk;
         blk += (p->layer[k].hid + per - 1) / per;
     }
-    p->blocks = blk;
     dim3 grid(blk, rows);
     if (vec)
-        gather_v2_kernel<4><<<grid, GATHER_THREADS, 0, s>>>(*p);
+        gather_kernel<4><<<grid, GATHER_THREADS, 0, s>>>(*p);
     else
-        gather_v2_kernel<1><<<grid, GATHER_THREADS, 0, s>>>(*p);
+        gather_kernel<1><<<grid, GATHER_THREADS, 0, s>>>(*p);
     return CK_LAUNCH(e);
 }
 
@@ -158,14 +118,6 @@ static int blocks_for(int items)
 {
     int n = (items + THREADS - 1) / THREADS;
     return n < 1 ? 1 : n;
-}
-
-bool demix__launch_gather(demix_cuda_err *e, cudaStream_t s, int rows,
-                          const demix_gather_params *p)
-{
-    dim3 grid(blocks_for(p->total), rows);
-    gather_kernel<<<grid, THREADS, 0, s>>>(*p);
-    return CK_LAUNCH(e);
 }
 
 static __global__ void enc_post_kernel(demix_enc_post_params p)

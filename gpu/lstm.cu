@@ -10,7 +10,12 @@
  * Shapes: gates [B][4*hid] (i, f, g, o; PyTorch order) from the GEMM,
  * without bias; state c and h [slot][hid]. Grid (hid / 256, B), or
  * (hid / 512, B) for the four-units-a-thread kernel, used when every
- * size and address allows 16-byte accesses (cell_vec, default on).
+ * size and address allows 16-byte accesses (one unit a thread measured
+ * 106 against 86 us for the eight cells at 1024 rows; gpu/NOTES.md). The
+ * post branches' last layer runs the cell and the RMSNorm that feeds the
+ * mask products as one kernel, a block per row (cell_norm_kernel). A
+ * fused product-and-cell kernel for small batches measured 30 us slower
+ * than cuBLAS + cell at 1 row and was dropped (NOTES.md, round 1, item 2).
  *
  * Variants: routes write GEMM inputs as float or bf16. Validation:
  * tests/gpu/test_cuda_engine.c compares s1, w1, fused, s2, w2 and the end
@@ -156,18 +161,6 @@ static __global__ void __launch_bounds__(CELL_V4_THREADS)
     }
 }
 
-static int cell_vec = 1; /* demix__cuda_set_cell_vec */
-
-void demix__cuda_set_cell_vec(int on)
-{
-    cell_vec = on ? 1 : 0;
-}
-
-int demix__cuda_get_cell_vec(void)
-{
-    return cell_vec;
-}
-
 static bool aligned(const void *p, size_t bytes)
 {
     return ((uintptr_t)p & (bytes - 1)) == 0;
@@ -202,7 +195,7 @@ static bool cell_v4_ok(const demix_cell_params *p)
 bool demix__launch_cell(demix_cuda_err *e, cudaStream_t s, int rows,
                         const demix_cell_params *p)
 {
-    if (cell_vec && cell_v4_ok(p)) {
+    if (cell_v4_ok(p)) {
         dim3 grid((p->hid / 4 + CELL_V4_THREADS - 1) / CELL_V4_THREADS, rows);
         cell_v4_kernel<<<grid, CELL_V4_THREADS, 0, s>>>(*p);
         return CK_LAUNCH(e);
@@ -267,139 +260,5 @@ bool demix__launch_cell_norm(demix_cuda_err *e, cudaStream_t s, int rows,
                               "demix__launch_cell_norm(hid)", __FILE__,
                               __LINE__);
     cell_norm_kernel<<<rows, NORM_THREADS, 0, s>>>(*p, *q);
-    return CK_LAUNCH(e);
-}
-
-/* ------------------------------------------------ small batches: fused */
-
-/* Eight consecutive elements of a row as floats (one 16-byte load for
- * bf16, two for float). Rows start 16-element aligned (padded ld). */
-template <typename TE>
-static __device__ __forceinline__ void load8(const TE *row, int k, float *v);
-
-template <>
-__device__ __forceinline__ void load8<float>(const float *row, int k, float *v)
-{
-    float4 a = __ldg((const float4 *)(row + k));
-    float4 b = __ldg((const float4 *)(row + k + 4));
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-}
-
-template <>
-__device__ __forceinline__ void load8<__nv_bfloat16>(const __nv_bfloat16 *row,
-                                                     int k, float *v)
-{
-    uint4 a = __ldg((const uint4 *)(row + k));
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&a;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 f = __bfloat1622float2(h[i]);
-        v[2 * i] = f.x;
-        v[2 * i + 1] = f.y;
-    }
-}
-
-template <typename TE>
-static __device__ __forceinline__ float load1(const TE *row, int k)
-{
-    return (float)row[k];
-}
-
-template <>
-__device__ __forceinline__ float load1<__nv_bfloat16>(const __nv_bfloat16 *row,
-                                                      int k)
-{
-    return __bfloat162float(row[k]);
-}
-
-#define GEMV_UNITS 2 /* hidden units per block: 4 gate rows each, a warp a row */
-#define GEMV_MAX_ROWS DEMIX_CUDA_GEMV_MAX_ROWS
-
-/* Warp w of a block computes gate row (w % 4) of unit blockIdx.x * 2 + w / 4
- * for every batch row: lanes stride the reduction in chunks of 8, partial
- * sums meet in a shuffle tree; then one thread per (unit, row) applies the
- * cell. */
-template <typename TW, typename TX>
-static __global__ void __launch_bounds__(256)
-    lstm_gemv_kernel(demix_cell_params p, const TW *w, int ldw, const TX *x,
-                     int ldx, int K, int rows)
-{
-    __shared__ float gate_sum[GEMV_UNITS][4][GEMV_MAX_ROWS];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int unit = blockIdx.x * GEMV_UNITS + warp / 4, gate = warp % 4;
-    if (unit < p.hid) {
-        const TW *wr = w + (size_t)(gate * p.hid + unit) * ldw;
-        float acc[GEMV_MAX_ROWS];
-#pragma unroll
-        for (int b = 0; b < GEMV_MAX_ROWS; b++)
-            acc[b] = 0.0f;
-        const int K8 = K & ~7;
-#pragma unroll 4
-        for (int k = lane * 8; k < K8; k += 32 * 8) {
-            float wv[8];
-            load8<TW>(wr, k, wv);
-#pragma unroll
-            for (int b = 0; b < GEMV_MAX_ROWS; b++) {
-                if (b < rows) {
-                    float xv[8];
-                    load8<TX>(x + (size_t)b * ldx, k, xv);
-#pragma unroll
-                    for (int i = 0; i < 8; i++)
-                        acc[b] = fmaf(wv[i], xv[i], acc[b]);
-                }
-            }
-        }
-        for (int k = K8 + lane; k < K; k += 32) {
-            float wv = load1<TW>(wr, k);
-#pragma unroll
-            for (int b = 0; b < GEMV_MAX_ROWS; b++)
-                if (b < rows)
-                    acc[b] = fmaf(wv, load1<TX>(x + (size_t)b * ldx, k), acc[b]);
-        }
-#pragma unroll
-        for (int b = 0; b < GEMV_MAX_ROWS; b++) {
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                acc[b] += __shfl_xor_sync(0xffffffffu, acc[b], o);
-        }
-        if (lane == 0) {
-#pragma unroll
-            for (int b = 0; b < GEMV_MAX_ROWS; b++)
-                gate_sum[warp / 4][gate][b] = acc[b];
-        }
-    }
-    __syncthreads();
-    const int t = threadIdx.x;
-    if (t < GEMV_UNITS * rows) {
-        const int u = t / rows, b = t % rows;
-        const int j = blockIdx.x * GEMV_UNITS + u;
-        if (j < p.hid)
-            cell_apply(p, b, j, gate_sum[u][0][b], gate_sum[u][1][b],
-                       gate_sum[u][2][b], gate_sum[u][3][b]);
-    }
-}
-
-bool demix__launch_lstm_gemv(demix_cuda_err *e, cudaStream_t s, int rows,
-                             const demix_cell_params *p, const dmat *w,
-                             const dmat *x, int K)
-{
-    if (rows < 1 || rows > GEMV_MAX_ROWS)
-        return demix__cuda_ok(e, cudaErrorInvalidValue,
-                              "demix__launch_lstm_gemv(rows)", __FILE__,
-                              __LINE__);
-    dim3 grid((p->hid + GEMV_UNITS - 1) / GEMV_UNITS);
-    if (w->bf16 && x->bf16)
-        lstm_gemv_kernel<__nv_bfloat16, __nv_bfloat16><<<grid, 256, 0, s>>>(
-            *p, (const __nv_bfloat16 *)w->p, w->ld,
-            (const __nv_bfloat16 *)x->p, x->ld, K, rows);
-    else if (!w->bf16 && !x->bf16)
-        lstm_gemv_kernel<float, float><<<grid, 256, 0, s>>>(
-            *p, (const float *)w->p, w->ld, (const float *)x->p, x->ld, K,
-            rows);
-    else
-        return demix__cuda_ok(e, cudaErrorInvalidValue,
-                              "demix__launch_lstm_gemv(mixed types)", __FILE__,
-                              __LINE__);
     return CK_LAUNCH(e);
 }

@@ -146,13 +146,12 @@ typedef struct demix_engine_options {
     demix_backend backend;
     demix_precision precision;
     int max_slots;  /* S: slots that may be open at once (>= 1) */
-    int threads;    /* CPU math threads; 0 = library default (0..1024; the
-                     * CPU backend's threads are the pool's, below) */
     int device;     /* CUDA device ordinal */
-    /* Worker threads for the CPU backend's math; NULL (the default) runs
-     * it on the calling thread only. The caller creates and owns the pool,
-     * which must outlive the engine; the engine runs its math on it and
-     * starts no threads itself. */
+    /* Worker threads for the CPU backend's math (the only way to give it
+     * more than one core); NULL (the default) runs it on the calling
+     * thread only. The caller creates and owns the pool, which must
+     * outlive the engine; the engine runs its math on it and starts no
+     * threads itself. */
     demix_threadpool *pool;
 } demix_engine_options;
 

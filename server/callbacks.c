@@ -86,6 +86,7 @@ static void on_wake(demixd_service *svc)
     atomic_store(&svc->wake_pending, 0);
     if (!svc->stopping && atomic_load(&d->stop_requested))
         begin_shutdown(svc);
+    demixd_service_adopt(svc);
     drain_ready(svc);
     demixd_http_wake(svc);
     if (!svc->stopping)
@@ -214,8 +215,7 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         return svc->stopping && svc->drained ? -1 : 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
-        if (wsi != svc->listen_wsi)
-            count_address(svc, wsi);
+        count_address(svc, wsi);
         break;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         if (demixd_conn_over_limit(wsi)) {
@@ -269,14 +269,11 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         on_wake(svc);
         return 0;
-    case LWS_CALLBACK_RAW_RX_FILE:
-        if (wsi == svc->listen_wsi)
-            demixd_service_accept(svc);
-        return 0;
-    case LWS_CALLBACK_RAW_CLOSE_FILE:
-        if (wsi == svc->listen_wsi)
-            svc->listen_wsi = NULL;
-        return 0;
+    case LWS_CALLBACK_WSI_CREATE:
+        /* the acceptor's load count (acceptor.c); lws's own descriptors
+         * count too, the same on every thread */
+        atomic_fetch_add_explicit(&svc->wsi_live, 1, memory_order_relaxed);
+        break;
     case LWS_CALLBACK_HTTP:
         return c ? demixd_http_request(svc, wsi, c, in) : -1;
     case LWS_CALLBACK_HTTP_BODY:
@@ -290,6 +287,8 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_WSI_DESTROY:
+        if (reason == LWS_CALLBACK_WSI_DESTROY)
+            atomic_fetch_sub_explicit(&svc->wsi_live, 1, memory_order_relaxed);
         /* lws 4.1 does not always send CLOSED_HTTP; the transaction's
          * unbinding and the wsi's destruction also end the request. */
         if (c && c->http) {

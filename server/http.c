@@ -212,7 +212,12 @@ static int health_ready(demixd_http *h)
 static int metrics(demixd_http *h)
 {
     demixd *d = h->d;
+    int conns[DEMIXD_MAX_SERVICE_THREADS];
+    for (int k = 0; k < d->service_count; k++)
+        conns[k] = demixd_service_connections(&d->services[k]);
     demixd_gauges g = {
+        .thread_connections = conns,
+        .threads = d->service_count,
         .sessions = demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE),
         .max_sessions = d->max_sessions,
         .capacity = d->capacity,

@@ -293,7 +293,6 @@ static int make_engine(demixd *d)
     demix_engine_options_init(&eo);
     eo.backend = d->opt.backend;
     eo.precision = d->opt.precision;
-    eo.threads = d->opt.threads;
     eo.pool = d->pool;
     eo.device = d->opt.device;
     if (d->opt.max_sessions > 0) {
@@ -383,7 +382,8 @@ static int service_threads(const demixd *d)
         return d->opt.service_threads;
     long cpus = demixd_usable_cpus();
     long n = is_cuda(d) ? cpus - 1 : cpus;
-    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    return n < 1 ? 1 : n > DEMIXD_MAX_SERVICE_THREADS ? DEMIXD_MAX_SERVICE_THREADS
+                                                 : (int)n;
 }
 
 /* The scheduler's copy pool: the engine's own on the CPU (idle between

@@ -243,6 +243,14 @@ int demixd_metrics_render(demixd_metrics *m, const demixd_gauges *g, char *buf,
         "# TYPE demixd_capacity_sessions gauge\n"
         "demixd_capacity_sessions %d\n",
         g->capacity);
+    if (g->thread_connections && g->threads > 0) {
+        put(&b, "# HELP demixd_service_connections Connections served by "
+                "each service thread (HTTP and WebSocket).\n"
+                "# TYPE demixd_service_connections gauge\n");
+        for (int k = 0; k < g->threads; k++)
+            put(&b, "demixd_service_connections{thread=\"%d\"} %d\n", k,
+                g->thread_connections[k]);
+    }
     put(&b,
         "# HELP demixd_hops_total Session-hops stepped by the engine.\n"
         "# TYPE demixd_hops_total counter\ndemixd_hops_total %llu\n",

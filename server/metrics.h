@@ -50,6 +50,9 @@ typedef struct demixd_gauges {
     int max_sessions;
     int capacity;
     int file_jobs;
+    /* connections per service thread (threads entries; may be NULL) */
+    const int *thread_connections;
+    int threads;
 } demixd_gauges;
 
 typedef enum demixd_session_result {

@@ -313,7 +313,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             o->file_jobs = (int)n;
         } else if ((r = option(argc, argv, &i, "--service-threads", NULL,
                                &v))) {
-            if (r < 0 || whole("--service-threads", v, 1, 1024, &n))
+            if (r < 0 || whole("--service-threads", v, 1, DEMIXD_MAX_SERVICE_THREADS, &n))
                 return -1;
             o->service_threads = (int)n;
         } else if ((r = option(argc, argv, &i, "--drain-seconds", NULL,

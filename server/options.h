@@ -35,6 +35,8 @@
  * (every slot and descriptor). */
 #define DEMIXD_DEFAULT_PER_ADDRESS 64
 
+#define DEMIXD_MAX_SERVICE_THREADS 1024 /* --service-threads */
+
 typedef struct demixd_options {
     char model_path[DEMIXD_PATH_BYTES]; /* "" when no model was found */
     demix_backend backend;

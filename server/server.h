@@ -52,7 +52,13 @@
 #include "protocol.h"
 #include "scheduler.h"
 #include "addr_limit.h"
+#include "spsc_ring.h"
 #include "tokens.h"
+
+/* Bytes of WebSocket frames one session writes per send (server.h's
+ * ws_batch; the protocol's tx_packet_size in service.c is this plus
+ * frame headers' slack, so lws sends a batch in one go). */
+#define DEMIXD_WS_BATCH_BYTES (64 * 1024)
 
 typedef struct demixd_session demixd_session;
 typedef struct demixd_http demixd_http;
@@ -70,8 +76,10 @@ typedef struct demixd_service {
     pthread_mutex_t wake_lock; /* guards lws against its destruction */
     struct lws_context *lws;   /* wake_lock for others; the thread's own */
     int start_status;          /* service.c's start handshake */
-    int listen_fd;             /* its SO_REUSEPORT socket (listener.h) */
-    struct lws *listen_wsi;    /* listen_fd adopted by its context */
+    /* new connections from the accept thread (acceptor.c), to adopt */
+    demixd_spsc_ring accepted;
+    atomic_int wsi_live; /* its lws connections: the acceptor's load */
+    int wsi_base;        /* wsi_live of the bare context (lws's own) */
 
     /* this service thread */
     demixd_session *sessions; /* every WebSocket connection */
@@ -87,6 +95,11 @@ typedef struct demixd_service {
     /* one chunk buffer for every HTTP response of this thread: it writes
      * one at a time, and lws copies what it cannot send at once */
     unsigned char http_chunk[LWS_PRE + 32 * 1024];
+    /* one send's worth of a session's framed WebSocket messages
+     * (session.c's writeable): every session of the thread writes from it
+     * in turn, and lws keeps what the socket did not take. At most the
+     * protocol's tx_packet_size, which bounds one lws send. */
+    unsigned char ws_batch[LWS_PRE + DEMIXD_WS_BATCH_BYTES];
 } demixd_service;
 
 typedef struct demixd {
@@ -114,6 +127,11 @@ typedef struct demixd {
     SSL_CTX *client_ssl_ctx;
     int service_count;
     int port;        /* the bound port */
+    int listen_fd;   /* the listening socket (listener.h) */
+    /* the accept thread (acceptor.c) */
+    pthread_t acceptor;
+    int acceptor_running;
+    int acceptor_stop_fd; /* eventfd: written to stop it */
     uint64_t id_key; /* random, for session ids */
 
     /* any thread */
@@ -146,22 +164,36 @@ typedef struct demixd_conn {
 /* Make count service threads' state (d->services, d->service_count):
  * before the scheduler, which wakes them by index. -1 on OOM. */
 int demixd_services_init(demixd *d, int count);
-/* Create the service threads' lws contexts on --host/--port (the first
- * binds, the others share its port), each on its own thread; d->port is
- * the bound port. -1 (logged) when one cannot listen: none is left
- * running then. Main thread. */
+/* Listen on --host/--port (d->port: the bound port), create the service
+ * threads' lws contexts, each on its own thread, and start the accept
+ * thread that hands them the connections. -1 (logged) when it cannot
+ * listen or a thread cannot start: none is left running then. Main
+ * thread. */
 int demixd_services_start(demixd *d);
 /* Wait until every service thread has ended (after a stop request and
- * its shutdown). 0 when all ended after a stop, 1 when one failed. Main
+ * its shutdown), then stop the accept thread and close the listening
+ * socket. 0 when all ended after a stop, 1 when one failed. Main
  * thread. */
 int demixd_services_join(demixd *d);
 /* Free the service threads' memory, after join and after every thread
  * that may wake them (scheduler, file workers) has stopped. */
 void demixd_services_free(demixd *d);
 
-/* The listening socket is readable: take the pending connections. The
- * service thread. */
-void demixd_service_accept(demixd_service *svc);
+/* Adopt the connections the accept thread handed this thread. The
+ * service thread (its wake callback). */
+void demixd_service_adopt(demixd_service *svc);
+
+/* The accept thread (acceptor.c): start it once the service threads
+ * run (d->listen_fd open); stop it after they have ended, closing the
+ * connections still waiting in their rings. Main thread. */
+int demixd_acceptor_start(demixd *d);
+void demixd_acceptor_stop(demixd *d);
+/* A service thread's accept ring (at init: all its memory) and the next
+ * descriptor in it, -1 when none (the service thread). */
+int demixd_acceptor_ring_init(demixd_service *svc);
+int demixd_acceptor_take(demixd_service *svc);
+/* Connections the thread serves now (any thread; a snapshot). */
+int demixd_service_connections(demixd_service *svc);
 
 /* Ask a service thread to look at its ready ring, jobs and, while
  * stopping, sessions. Any thread. */

@@ -1,26 +1,23 @@
 /*
  * service.c - demixd's service threads: N threads, each with its own lws
- * context on the same host and port, each serving the connections the
- * kernel hands its listening socket.
+ * context, each serving the connections the accept thread hands it.
  *
  * Why threads of contexts: Debian's libwebsockets is built without SMP
  * service threads (LWS_MAX_SMP 1), and one thread doing every session's
  * socket I/O and codecs held about 120 sessions on a 16-core GPU box
- * while the engine stepped thousands (bench/RESULTS.md). Each thread has
- * its own listening socket on the same port (listener.h: SO_REUSEPORT;
- * the first binds, 0 letting the kernel pick the port, the others bind
- * that port), and the kernel spreads new connections over them. The
- * context listens on nothing itself (CONTEXT_PORT_NO_LISTEN_SERVER); it
- * adopts the listening socket as a raw descriptor, and when that is
- * readable (LWS_CALLBACK_RAW_RX_FILE) demixd_service_accept takes the
- * pending connections and hands each to lws as an HTTP connection, which
- * may upgrade to a WebSocket. A connection stays on its thread for life,
- * with its session.
+ * while the engine stepped thousands (bench/RESULTS.md). One listening
+ * socket (listener.h) is served by the accept thread (acceptor.c), which
+ * gives each new connection to the thread with the fewest; the contexts
+ * listen on nothing themselves (CONTEXT_PORT_NO_LISTEN_SERVER). A thread
+ * woken with connections in its ring (demixd_service_adopt) hands each
+ * to lws as an HTTP connection, which may upgrade to a WebSocket. A
+ * connection stays on its thread for life, with its session.
  *
- * Start. The main thread opens every listening socket, then starts the
+ * Start. The main thread opens the listening socket, then starts the
  * threads one after the other; each creates its context (lws objects stay
  * with the thread that made them) and reports (start_status) before the
- * next starts. A failure stops the threads already started.
+ * next starts; then the accept thread starts. A failure stops the threads
+ * already started.
  *
  * Loop. Each thread runs lws_service until its shutdown is complete
  * (callbacks.c sets exit_loop), then destroys its context, clearing
@@ -44,7 +41,7 @@
 #include "server.h"
 
 #define RX_BUFFER_BYTES 16384
-#define ACCEPTS_PER_CALL 64 /* then back to the loop: fairness */
+#define ADOPTS_PER_CALL 64 /* then back to the loop: fairness */
 
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
@@ -71,13 +68,13 @@ void demixd_wake_all(demixd *d)
         demixd_service_wake(&d->services[k]);
 }
 
-void demixd_service_accept(demixd_service *svc)
+void demixd_service_adopt(demixd_service *svc)
 {
     struct lws_vhost *vh = lws_get_vhost_by_name(svc->lws, "default");
-    for (int i = 0; i < ACCEPTS_PER_CALL; i++) {
-        int fd = demixd_listener_accept(svc->listen_fd);
+    for (int i = 0; i < ADOPTS_PER_CALL; i++) {
+        int fd = demixd_acceptor_take(svc);
         if (fd < 0)
-            return; /* none pending (or a transient error: next time) */
+            return;
         /* While stopping: still taken during a drain, so that health
          * probes on new connections get their answers (live 200, ready
          * 503) and upgrades their 503; refused after it. */
@@ -97,10 +94,10 @@ void demixd_service_accept(demixd_service *svc)
                        "thread=%d msg=\"lws could not adopt a connection\"",
                        svc->index);
     }
+    demixd_service_wake(svc); /* more than one call's worth: come back */
 }
 
-/* The thread's context, listening on nothing, with the thread's listening
- * socket adopted as a raw descriptor. NULL (logged) on failure. */
+/* The thread's context, listening on nothing. NULL on failure. */
 static struct lws_context *make_context(demixd_service *svc)
 {
     struct lws_context_creation_info info;
@@ -130,22 +127,7 @@ static struct lws_context *make_context(demixd_service *svc)
     }
     info.headers = demixd_http_security_headers();
     info.max_http_header_data = DEMIXD_LWS_HEADER_BYTES;
-    struct lws_context *ctx = lws_create_context(&info);
-    if (!ctx)
-        return NULL;
-    struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
-    lws_sock_file_fd_type u;
-    u.filefd = svc->listen_fd;
-    svc->listen_wsi =
-        vh ? lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u,
-                                        DEMIX_PROTO_SUBPROTOCOL, NULL)
-           : NULL;
-    if (!svc->listen_wsi) {
-        svc->listen_fd = -1; /* closed by the failed adoption, or below */
-        lws_context_destroy(ctx);
-        return NULL;
-    }
-    return ctx;
+    return lws_create_context(&info);
 }
 
 static void report_start(demixd_service *svc, int status)
@@ -171,6 +153,8 @@ static void *service_main(void *arg)
     pthread_mutex_lock(&svc->wake_lock);
     svc->lws = ctx;
     pthread_mutex_unlock(&svc->wake_lock);
+    /* before the accept thread starts (after every report_start) */
+    svc->wsi_base = atomic_load(&svc->wsi_live);
     report_start(svc, 1);
     int failed = 0;
     while (!svc->exit_loop)
@@ -215,6 +199,8 @@ static int start_one(demixd *d, int k)
 
 int demixd_services_init(demixd *d, int count)
 {
+    d->listen_fd = -1;
+    d->acceptor_stop_fd = -1;
     d->services = calloc((size_t)count, sizeof *d->services);
     if (!d->services)
         return -1;
@@ -223,10 +209,12 @@ int demixd_services_init(demixd *d, int count)
         svc->d = d;
         svc->index = k;
         atomic_init(&svc->wake_pending, 0);
-        svc->listen_fd = -1;
+        atomic_init(&svc->wsi_live, 0);
         pthread_mutex_init(&svc->wake_lock, NULL);
+        d->service_count = k + 1; /* what free() undoes */
+        if (demixd_acceptor_ring_init(svc))
+            return -1;
     }
-    d->service_count = count;
     return 0;
 }
 
@@ -260,28 +248,20 @@ int demixd_services_start(demixd *d)
     lws_set_log_level(lws_levels, lws_log);
     const int count = d->service_count;
     char err[256];
-    int port = d->opt.port;
-    for (int k = 0; k < count; k++) {
-        if (demixd_listener_open(d->opt.host, port, &d->services[k].listen_fd,
-                                 k == 0 ? &port : NULL, err, sizeof err)) {
-            demixd_log(DEMIXD_LOG_ERROR, "listen",
-                       "host=%s port=%d msg=\"%s\"", d->opt.host, port, err);
-            for (int j = 0; j < k; j++)
-                close(d->services[j].listen_fd);
-            return -1;
-        }
+    if (demixd_listener_open(d->opt.host, d->opt.port, &d->listen_fd,
+                             &d->port, err, sizeof err)) {
+        demixd_log(DEMIXD_LOG_ERROR, "listen", "host=%s port=%d msg=\"%s\"",
+                   d->opt.host, d->opt.port, err);
+        return -1;
     }
-    d->port = port;
     int started = 0;
     for (; started < count; started++)
         if (start_one(d, started))
             break;
-    if (started < count) {
-        for (int k = started + 1; k < count; k++)
-            close(d->services[k].listen_fd);
+    if (started < count || demixd_acceptor_start(d)) {
         demixd_log(DEMIXD_LOG_ERROR, "listen",
-                   "host=%s port=%d thread=%d msg=\"cannot listen\"",
-                   d->opt.host, d->port > 0 ? d->port : d->opt.port, started);
+                   "host=%s port=%d thread=%d msg=\"cannot start\"",
+                   d->opt.host, d->port, started);
         atomic_store(&d->stop_requested, 1);
         demixd_wake_all(d);
         (void)demixd_services_join(d);
@@ -309,6 +289,10 @@ int demixd_services_join(demixd *d)
         svc->start_status = 2;
         failed |= r != NULL;
     }
+    demixd_acceptor_stop(d);
+    if (d->listen_fd >= 0)
+        close(d->listen_fd);
+    d->listen_fd = -1;
     return failed;
 }
 
@@ -316,8 +300,10 @@ void demixd_services_free(demixd *d)
 {
     if (!d->services)
         return;
-    for (int k = 0; k < d->service_count; k++)
+    for (int k = 0; k < d->service_count; k++) {
         pthread_mutex_destroy(&d->services[k].wake_lock);
+        demixd_spsc_ring_free(&d->services[k].accepted);
+    }
     free(d->services);
     d->services = NULL;
     d->service_count = 0;

@@ -1,7 +1,8 @@
 /*
  * session.c - one WebSocket session of the protocol (docs/protocol.md):
  * message assembly, the state machine (IDLE -> STREAMING -> ENDING), the
- * control messages, errors and closes, and writing the queue in
+ * session's life around it (OPEN -> [SETTLING ->] CLOSING, session_impl.h),
+ * the control messages, errors and closes, and writing the queue in
  * SERVER_WRITEABLE. Audio in and out live in session_in.c and
  * session_out.c.
  *
@@ -134,7 +135,9 @@ static void update_counters(demixd_session *s)
         demixd_lane_counters(s->stream, &s->hops_cached, &s->late_cached);
 }
 
-/* Give up the stream: the scheduler closes the slot. */
+/* Give up the stream: the scheduler closes the slot. Called when the
+ * close has just been queued (CLOSING; SETTLING after it when a live slot
+ * was held) or when the session is gone. */
 static void release_stream(demixd_session *s)
 {
     if (!s->stream)
@@ -145,8 +148,8 @@ static void release_stream(demixd_session *s)
     if (s->held_live) {
         atomic_fetch_sub(&s->d->live_held, 1);
         s->held_live = 0;
-        /* the close we queue next waits for the slot (settled()) */
-        s->settling = 1;
+        /* the close just queued waits for the slot (settled()) */
+        s->life = DEMIXD_SESSION_SETTLING;
         s->settle_deadline_ns =
             demixd_now_ns() + (int64_t)SESSION_SETTLE_MAX_MS * 1000000;
         lws_set_timer_usecs(s->wsi, SESSION_SETTLE_POLL_US);
@@ -168,7 +171,7 @@ static int settled(demixd_session *s)
 void demixd__session_fail(demixd_session *s, demix_proto_code code,
                           const char *field, const char *fmt, ...)
 {
-    if (s->closing)
+    if (demixd__session_closing(s))
         return;
     demix_proto_error e;
     memset(&e, 0, sizeof e);
@@ -186,7 +189,7 @@ void demixd__session_fail(demixd_session *s, demix_proto_code code,
     if (demix_proto_write_error(&e, buf, sizeof buf, &n) == DEMIX_OK)
         (void)queue_text(s, buf, n);
     queue_close(s, demix_proto_close_code(code), demix_proto_code_name(code));
-    s->closing = 1;
+    s->life = DEMIXD_SESSION_CLOSING;
     s->result = code == DEMIX_PROTO_ERR_AT_CAPACITY     ? DEMIXD_RESULT_REFUSED
                 : code == DEMIX_PROTO_ERR_SHUTTING_DOWN ||
                         code == DEMIX_PROTO_ERR_RESTARTING
@@ -228,7 +231,7 @@ static void fill_stats(demixd_session *s, demix_proto_stats *st)
 /* Stats replies owed, while the queue has room beyond the reserve. */
 static void write_stats(demixd_session *s)
 {
-    while (s->stats_pending > 0 && !s->closing) {
+    while (s->stats_pending > 0 && !demixd__session_closing(s)) {
         size_t need =
             demixd_txq_entry_bytes(&s->txq, DEMIX_PROTO_MAX_TEXT_BYTES + 1) +
             demixd__session_txq_reserve(s);
@@ -253,8 +256,7 @@ static void write_stats(demixd_session *s)
 static void queue_done(demixd_session *s)
 {
     update_counters(s);
-    s->done_queued = 1;
-    if (!s->client_ended) {
+    if (s->ended_by != DEMIXD_SESSION_END_CLIENT) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_SHUTTING_DOWN, NULL,
                              "The server is shutting down; the audio "
                              "received before that was processed.");
@@ -278,7 +280,7 @@ static void queue_done(demixd_session *s)
         return;
     }
     queue_close(s, 1000, "end");
-    s->closing = 1;
+    s->life = DEMIXD_SESSION_CLOSING;
     s->result = DEMIXD_RESULT_OK;
     release_stream(s);
     demixd_log(DEMIXD_LOG_INFO, "session_end",
@@ -292,7 +294,7 @@ static void queue_done(demixd_session *s)
 /* Everything the session can do now without new input from the socket. */
 static void service(demixd_session *s)
 {
-    if (!s->closing && s->stream) {
+    if (!demixd__session_closing(s) && s->stream) {
         char why[160];
         int st = demixd_lane_error(s->stream, why, sizeof why);
         if (st) {
@@ -308,8 +310,8 @@ static void service(demixd_session *s)
             if (s->rx_paused || (s->state == DEMIX_PROTO_STATE_ENDING &&
                                  (!s->input_flushed || s->pad_left > 0)))
                 demixd__session_pump(s);
-            if (demixd__session_produce(s) && !s->done_queued)
-                queue_done(s);
+            if (demixd__session_produce(s))
+                queue_done(s); /* the session is closing after it */
         }
     }
     write_stats(s);
@@ -519,7 +521,7 @@ static void on_text(demixd_session *s, const char *text, size_t len)
         break;
     case DEMIX_PROTO_END:
         s->state = DEMIX_PROTO_STATE_ENDING;
-        s->client_ended = 1;
+        s->ended_by = DEMIXD_SESSION_END_CLIENT;
         service(s);
         break;
     case DEMIX_PROTO_STATS:
@@ -536,7 +538,7 @@ static void on_text(demixd_session *s, const char *text, size_t len)
 static void on_message(demixd_session *s, const uint8_t *msg, size_t len,
                        int binary)
 {
-    if (s->shutdown && s->state == DEMIX_PROTO_STATE_ENDING && !s->client_ended)
+    if (s->ended_by == DEMIXD_SESSION_END_SERVER)
         return; /* after a server-side end: see the file header */
     if (binary)
         demixd__session_audio(s, msg, len);
@@ -546,7 +548,7 @@ static void on_message(demixd_session *s, const uint8_t *msg, size_t len,
 
 void demixd_session_receive(demixd_session *s, const void *in, size_t len)
 {
-    if (s->closing)
+    if (demixd__session_closing(s))
         return;
     s->traffic_ns = demixd_now_ns();
     if (!s->rx_in_msg) {
@@ -594,14 +596,21 @@ int demixd_session_writeable(demixd_session *s)
                          (unsigned char *)reason, sizeof reason - 1);
         return -1;
     }
-    for (int i = 0; i < 64; i++) {
+    /* Several messages to one send: a hop of four stems is four
+     * messages, and on a busy box the send calls (with loopback clients,
+     * the receiver's TCP work too) were most of a session's CPU. The
+     * queue frames them (RFC 6455 server frames) into the thread's batch
+     * buffer and lws writes it raw: whole frames only, so lws's own
+     * framing state is never mid-message. A message larger than the
+     * batch goes alone through lws's framing. */
+    for (int i = 0; i < 16; i++) {
         demixd_txq_type type;
         uint8_t *p;
         size_t n;
         if (!demixd_txq_peek(&s->txq, &type, &p, &n))
             break;
         if (type == DEMIXD_TXQ_CLOSE) {
-            if (s->settling)
+            if (s->life == DEMIXD_SESSION_SETTLING)
                 return 0; /* the timer asks again once the slot is back */
             uint16_t code;
             memcpy(&code, p, 2);
@@ -609,14 +618,25 @@ int demixd_session_writeable(demixd_session *s)
             demixd_txq_pop(&s->txq);
             return -1;
         }
-        int m = lws_write(s->wsi, p, n,
+        uint8_t *batch = s->svc->ws_batch + LWS_PRE;
+        int entries = 0;
+        size_t len = demixd_txq_frame(&s->txq, batch, DEMIXD_WS_BATCH_BYTES,
+                                      &entries);
+        int m;
+        if (entries > 0) {
+            m = lws_write(s->wsi, batch, len, LWS_WRITE_RAW);
+        } else {
+            len = n;
+            entries = 1;
+            m = lws_write(s->wsi, p, n,
                           type == DEMIXD_TXQ_TEXT ? LWS_WRITE_TEXT
                                                   : LWS_WRITE_BINARY);
-        if (m < (int)n) {
+        }
+        if (m < (int)len) {
             demixd_log(DEMIXD_LOG_INFO, "ws_write_failed", "session=%s", s->id);
             return -1;
         }
-        demixd_txq_pop(&s->txq);
+        demixd_txq_pop_n(&s->txq, entries);
         s->traffic_ns = demixd_now_ns();
         if (lws_send_pipe_choked(s->wsi))
             break;
@@ -631,16 +651,16 @@ int demixd_session_writeable(demixd_session *s)
  * return before the close goes out. */
 void demixd_session_timer(demixd_session *s)
 {
-    if (s->settling) {
+    if (s->life == DEMIXD_SESSION_SETTLING) {
         if (settled(s)) {
-            s->settling = 0;
+            s->life = DEMIXD_SESSION_CLOSING;
             lws_callback_on_writable(s->wsi);
         } else {
             lws_set_timer_usecs(s->wsi, SESSION_SETTLE_POLL_US);
         }
         return;
     }
-    if (s->closing)
+    if (s->life == DEMIXD_SESSION_CLOSING)
         return;
     if (s->state == DEMIX_PROTO_STATE_IDLE) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_TIMEOUT, NULL,
@@ -670,24 +690,23 @@ void demixd_session_wake(demixd_session *s)
 
 void demixd_session_shutdown(demixd_session *s)
 {
-    if (s->shutdown)
-        return;
-    s->shutdown = 1;
-    if (s->closing)
+    if (demixd__session_closing(s))
         return;
     if (s->state == DEMIX_PROTO_STATE_IDLE) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_SHUTTING_DOWN, NULL,
                              "The server is shutting down.");
         return;
     }
-    if (s->state == DEMIX_PROTO_STATE_STREAMING)
-        s->state = DEMIX_PROTO_STATE_ENDING; /* a server-side end */
+    if (s->state == DEMIX_PROTO_STATE_STREAMING) { /* a server-side end */
+        s->state = DEMIX_PROTO_STATE_ENDING;
+        s->ended_by = DEMIXD_SESSION_END_SERVER;
+    }
     service(s);
 }
 
 void demixd_session_drain_end(demixd_session *s)
 {
-    if (s->closing)
+    if (demixd__session_closing(s))
         return;
     if (s->state == DEMIX_PROTO_STATE_IDLE) {
         demixd__session_fail(s, DEMIX_PROTO_ERR_SHUTTING_DOWN, NULL,

@@ -42,6 +42,35 @@
 #define SESSION_SETTLE_POLL_US 2000
 #define SESSION_SETTLE_MAX_MS 2000
 
+/* A session's life beside its protocol state (which is IDLE, STREAMING
+ * or ENDING while the session is OPEN):
+ *
+ *   OPEN --demixd__session_fail, or the summary queued--> CLOSING
+ *     |                                                    ^
+ *     +-- the same while holding a live slot --> SETTLING -+ slot returned
+ *                                                            (or deadline)
+ *
+ * OPEN: messages are handled. CLOSING: an error or the summary and the
+ * close are queued; what the client sends is dropped; the queue drains
+ * and the close goes last. SETTLING: the same, but the close frame waits
+ * until the scheduler has returned the session's slot (demixd_session_
+ * timer polls), so a client that reconnects at once finds it free.
+ * Apart from these, `force` (a shutdown past its grace) closes with 1001
+ * at the next writeable whatever the life or the queue. */
+typedef enum demixd_session_life {
+    DEMIXD_SESSION_OPEN = 0,
+    DEMIXD_SESSION_SETTLING,
+    DEMIXD_SESSION_CLOSING,
+} demixd_session_life;
+
+/* Who ended the stream (the protocol state ENDING): the client's `end`,
+ * or the server's shutdown (the file header of session.c). */
+typedef enum demixd_session_end {
+    DEMIXD_SESSION_END_NONE = 0,
+    DEMIXD_SESSION_END_CLIENT,
+    DEMIXD_SESSION_END_SERVER,
+} demixd_session_end;
+
 struct demixd_session {
     demixd *d;
     demixd_service *svc; /* the thread it lives on, for life */
@@ -49,16 +78,15 @@ struct demixd_session {
     demixd_session *prev, *next; /* svc->sessions */
     char id[DEMIX_PROTO_SESSION_BYTES];
     demix_proto_state state;
-    int closing;  /* an error or the final close is queued: rx ignored */
+    demixd_session_life life;
+    demixd_session_end ended_by;
     int result;   /* demixd_session_result for metrics */
-    int shutdown; /* the server is stopping */
     int force;    /* close 1001 at the next writeable */
     int64_t opened_ns, start_ns;
     int64_t traffic_ns;  /* last message received or written (idle
                             timeout, --idle-timeout) */
     int held_live;       /* counted in d->live_held */
-    int settling;        /* the close waits for the slot's return */
-    int64_t settle_deadline_ns;
+    int64_t settle_deadline_ns; /* SETTLING: the close goes out by then */
 
     /* message assembly (rx_buf made on the first fragmented message) */
     uint8_t *rx_buf;
@@ -113,7 +141,6 @@ struct demixd_session {
     int64_t pad_out_left; /* zeros to append at the end */
     int out_final;        /* every output frame is in ostage or sent */
     int last_sent;        /* LAST messages queued */
-    int done_queued;      /* summary (or shutdown error) and close queued */
     OpusEncoder *enc[DEMIX_PROTO_MAX_STEMS];
     float *opus_acc;
     int opus_acc_len; /* frames */
@@ -124,8 +151,13 @@ struct demixd_session {
     int stats_pending;
     uint64_t hops_cached, late_cached; /* the stream's counters, kept
                                           after its release */
-    int client_ended; /* `end` came from the client (not a shutdown) */
 };
+
+/* An error or the final close is queued (CLOSING or SETTLING). */
+static inline int demixd__session_closing(const demixd_session *s)
+{
+    return s->life != DEMIXD_SESSION_OPEN;
+}
 
 /* session.c */
 void demixd__session_fail(demixd_session *s, demix_proto_code code,

@@ -160,7 +160,7 @@ static void sink_failed(demixd_session *s)
 
 void demixd__session_pump(demixd_session *s)
 {
-    if (!s->stream || s->closing)
+    if (!s->stream || demixd__session_closing(s))
         return;
     int blocked = 0;
     while (s->stage_pos < s->stage_len) {

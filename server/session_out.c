@@ -415,7 +415,7 @@ static int emit_opus(demixd_session *s)
 
 int demixd__session_produce(demixd_session *s)
 {
-    if (!s->stream || s->closing)
+    if (!s->stream || demixd__session_closing(s))
         return 0;
     while (!s->hop_failed) {
         int drained =

@@ -109,6 +109,61 @@ void demixd_txq_pop(demixd_txq *q)
         q->head = q->tail = 0;
 }
 
+void demixd_txq_pop_n(demixd_txq *q, int n)
+{
+    while (n-- > 0)
+        demixd_txq_pop(q);
+}
+
+size_t demixd_txq_frame_header_bytes(size_t len)
+{
+    return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+}
+
+/* RFC 6455 5.2: FIN | opcode, then the payload length in 7 bits, or 126
+ * and 16 bits, or 127 and 64 bits, big-endian; a server never masks. */
+static size_t put_frame_header(uint8_t *dst, demixd_txq_type type, size_t len)
+{
+    dst[0] = (uint8_t)(0x80 | (type == DEMIXD_TXQ_TEXT ? 0x1 : 0x2));
+    if (len < 126) {
+        dst[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        dst[1] = 126;
+        dst[2] = (uint8_t)(len >> 8);
+        dst[3] = (uint8_t)len;
+        return 4;
+    }
+    dst[1] = 127;
+    for (int i = 0; i < 8; i++)
+        dst[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+size_t demixd_txq_frame(const demixd_txq *q, uint8_t *dst, size_t cap,
+                        int *entries)
+{
+    size_t at = q->head, out = 0;
+    int n = 0;
+    while (n < q->count) {
+        rec r;
+        memcpy(&r, q->buf + at, sizeof r);
+        if (r.type != DEMIXD_TXQ_TEXT && r.type != DEMIXD_TXQ_BINARY)
+            break;
+        size_t frame = demixd_txq_frame_header_bytes(r.len) + r.len;
+        if (out + frame > cap)
+            break;
+        out += put_frame_header(dst + out, (demixd_txq_type)r.type, r.len);
+        memcpy(dst + out, q->buf + at + REC_BYTES + q->pre, r.len);
+        out += r.len;
+        at += demixd_txq_entry_bytes(q, r.len);
+        n++;
+    }
+    *entries = n;
+    return out;
+}
+
 size_t demixd_txq_used(const demixd_txq *q)
 {
     return q->tail - q->head;

@@ -16,6 +16,10 @@
  *         demixd_txq_pop(&q);
  *     }
  *
+ * or several entries to one send: demixd_txq_frame() writes the oldest
+ * text and binary entries as WebSocket frames into a buffer, to be
+ * written raw (LWS_WRITE_RAW) and then popped (demixd_txq_pop_n).
+ *
  * Layout: entries follow each other from `head` to `tail`; each is an
  * 8-byte record header, `pre` bytes of headroom (lws writes its frame
  * header there), the payload, padding to 8 bytes. When the end of the
@@ -64,6 +68,18 @@ void demixd_txq_commit(demixd_txq *q, demixd_txq_type type, size_t len);
 int demixd_txq_peek(demixd_txq *q, demixd_txq_type *type, uint8_t **payload,
                     size_t *len);
 void demixd_txq_pop(demixd_txq *q);
+void demixd_txq_pop_n(demixd_txq *q, int n);
+
+/* Frame the oldest entries, in order, as RFC 6455 server frames (FIN, the
+ * text or binary opcode, no mask: section 5.2) into dst: as many whole
+ * frames as fit in cap bytes, stopping before a CLOSE entry (lws closes).
+ * Returns the bytes written and sets *entries to the entries framed; 0
+ * entries when the queue is empty, starts with a CLOSE, or its first
+ * entry does not fit in cap. The queue is unchanged. */
+size_t demixd_txq_frame(const demixd_txq *q, uint8_t *dst, size_t cap,
+                        int *entries);
+/* The bytes of a frame header for a payload of len (2, 4 or 10). */
+size_t demixd_txq_frame_header_bytes(size_t len);
 
 /* Bytes held by entries (headers included). */
 size_t demixd_txq_used(const demixd_txq *q);

@@ -187,7 +187,6 @@ static void run_golden(const golden_model *expect, const char *golden_name)
     opt.backend = DEMIX_BACKEND_CPU;
     opt.precision = DEMIX_PRECISION_FP32;
     opt.max_slots = 1;
-    opt.threads = 1;
     demix_engine *engine = NULL;
     rc = demix_engine_create(model, &opt, &engine, err, sizeof err);
     if (rc != DEMIX_OK)

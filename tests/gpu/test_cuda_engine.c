@@ -8,8 +8,8 @@
  *   auto picks CUDA. Runs everywhere (CI has no GPU).
  * - stage_parity_fp32: every stage of cpu_backend.h and every emitted hop,
  *   row by row, within 1e-5 relative (fp32 mode), for the full-size model,
- *   the small variant and sizes that are not multiples of 16, through both
- *   LSTM paths (the fused small-batch kernel and cuBLAS + cell).
+ *   the small variant and sizes that are not multiples of 16 (the
+ *   vectorised and the one-unit-a-thread kernels).
  * - graphs_match_direct: replayed CUDA graphs give the results of running
  *   the same kernels directly.
  * - end_to_end_fp32: hundreds of hops on several slots (the recurrence),
@@ -28,8 +28,8 @@
  *   DEMIX_ENOMEM and says how many would fit.
  * - fast_sdr_music: the default (fast) mode's output over 30 s of
  *   music-like input (notes, bass, percussive bursts) has SDR >= 40 dB
- *   against the CPU engine for every source; the other fast policies, the
- *   split-product variant and fp32 are measured and printed beside it.
+ *   against the CPU engine for every source; the other fast policies and
+ *   fp32 are measured and printed beside it.
  * - pipelined_matches_step: submit/collect (two steps in flight, the
  *   engine's page-locked buffers and the caller's own) gives the outputs
  *   of demix_engine_step() on a twin engine fed the same lists, to
@@ -44,11 +44,6 @@
  *   rows within 1e-6 relative, 16-bit samples within 1 (rounding of a
  *   value that differs in its last bits); the count of bit-identical rows
  *   is printed.
- * The variants of demix__cuda_set_variant (split LSTM products, the
- * decoder's transposed weights, products padded to multiples of 64 or
- * 128, the per-item gather, RMSNorm apart from the cell, the cell a unit
- * a thread) run through
- * stage_parity_fp32 and end_to_end_fp32 too.
  *
  * Every test but the first skips itself when no CUDA device opens.
  */
@@ -85,40 +80,6 @@ static int have_device(void)
         if (!have_device())                                                    \
             skip();                                                            \
     } while (0)
-
-/* Variant switches for the engines created next, and back to the
- * defaults. */
-static const char *const variant_names[] = {
-    "split_rows", "fuse_norm", "gather", "dec_t", "gemm_pad", "cell_vec"};
-#define NVARIANTS (int)(sizeof variant_names / sizeof variant_names[0])
-static int variant_saved[NVARIANTS];
-
-static void set_variants3(const char *a, const char *b, const char *c)
-{
-    for (int i = 0; i < NVARIANTS; i++)
-        variant_saved[i] = demix__cuda_get_variant(variant_names[i]);
-    assert_int_equal(demix__cuda_set_variant(a), DEMIX_OK);
-    if (b)
-        assert_int_equal(demix__cuda_set_variant(b), DEMIX_OK);
-    if (c)
-        assert_int_equal(demix__cuda_set_variant(c), DEMIX_OK);
-    print_message("# variants: %s %s %s\n", a, b ? b : "", c ? c : "");
-}
-
-static void set_variants(const char *a, const char *b)
-{
-    set_variants3(a, b, NULL);
-}
-
-static void restore_variants(void)
-{
-    char text[64];
-    for (int i = 0; i < NVARIANTS; i++) {
-        snprintf(text, sizeof text, "%s=%d", variant_names[i],
-                 variant_saved[i]);
-        assert_int_equal(demix__cuda_set_variant(text), DEMIX_OK);
-    }
-}
 
 static demix_model *random_model(int D, int NB, int small, uint64_t seed)
 {
@@ -307,32 +268,6 @@ static void test_stage_parity_fp32(void **state)
     stage_parity(37, 53, 0, 5, 6, seed + 3);
     stage_parity(500, 1500, 0, 4, 4, seed + 4);
     stage_parity(64, 96, 0, 20, 4, seed + 5); /* bucket 32 */
-    demix__cuda_set_gemv_rows(8); /* the fused small-batch LSTM kernel */
-    stage_parity(500, 1500, 0, 3, 3, seed + 6);
-    stage_parity(24, 40, 1, 3, 4, seed + 7);
-    demix__cuda_set_gemv_rows(0);
-    /* split products and the transposed decoder */
-    set_variants("split_rows=64", "dec_t=1");
-    stage_parity(500, 1500, 0, 3, 3, seed + 8);
-    stage_parity(37, 53, 0, 20, 3, seed + 9);
-    stage_parity(24, 40, 1, 3, 3, seed + 10);
-    restore_variants();
-    /* products with N and K rounded up (zero rows and columns) */
-    set_variants("gemm_pad=64", NULL);
-    stage_parity(500, 1500, 0, 3, 3, seed + 13);
-    stage_parity(37, 53, 0, 20, 3, seed + 14);
-    stage_parity(24, 40, 1, 3, 3, seed + 15);
-    restore_variants();
-    set_variants("gemm_pad=128", "dec_t=1");
-    stage_parity(37, 53, 0, 5, 3, seed + 16);
-    restore_variants();
-    /* the round-1 kernels: per-item gather, RMSNorm apart, a unit a
-     * thread in the cell, products at their own sizes */
-    set_variants3("gather=1", "fuse_norm=0", "cell_vec=0");
-    assert_int_equal(demix__cuda_set_variant("gemm_pad=0"), DEMIX_OK);
-    stage_parity(500, 1500, 0, 3, 3, seed + 11);
-    stage_parity(37, 53, 0, 5, 3, seed + 12);
-    restore_variants();
 }
 
 /* Graph replay against running the same work directly. */
@@ -343,9 +278,6 @@ static void test_graphs_match_direct(void **state)
     uint64_t seed = demix_test_seed() + 10;
     demix_model *m = random_model(500, 1500, 0, seed);
     const demix_model_config *cfg = demix_model_get_config(m);
-    /* untuned products: tuned plans are chosen by timing, so two engines
-     * could differ in their algorithms */
-    demix__cuda_set_gemm_tuning(0);
     demix__cuda_set_graphs(0);
     demix_engine *direct = make_engine(m, DEMIX_BACKEND_CUDA,
                                        DEMIX_PRECISION_DEFAULT, 3);
@@ -436,15 +368,6 @@ static void test_end_to_end_fp32(void **state)
     end_to_end(500, 1500, 0, 4, 200, seed);
     end_to_end(500, 1500, 0, 12, 50, seed + 2); /* bucket 16 */
     end_to_end(64, 96, 1, 3, 300, seed + 1);
-    demix__cuda_set_gemv_rows(8); /* the fused small-batch LSTM kernel */
-    end_to_end(500, 1500, 0, 4, 100, seed + 3);
-    demix__cuda_set_gemv_rows(0);
-    set_variants("split_rows=64", "dec_t=1");
-    end_to_end(500, 1500, 0, 4, 100, seed + 4);
-    restore_variants();
-    set_variants("gemm_pad=64", NULL);
-    end_to_end(500, 1500, 0, 12, 50, seed + 5);
-    restore_variants();
 }
 
 /* 8 slots in random subsets and orders, each compared with its own copy
@@ -840,22 +763,14 @@ static void test_fast_sdr_music(void **state)
          DEMIX_CUDA_POLICY_BF16_LSTM},
         {"fast tf32", DEMIX_PRECISION_FAST, DEMIX_CUDA_POLICY_TF32},
         {"fp32", DEMIX_PRECISION_FP32, -1},
-        {"fast split+dec_t", DEMIX_PRECISION_DEFAULT, -2},
-        {"fast gemm_pad=64", DEMIX_PRECISION_DEFAULT, -3},
     };
     double default_min = 0;
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         if (runs[r].policy >= 0)
             demix__cuda_set_fast_policy((demix_cuda_policy)runs[r].policy);
-        if (runs[r].policy == -2)
-            set_variants("split_rows=64", "dec_t=1");
-        if (runs[r].policy == -3)
-            set_variants("gemm_pad=64", NULL);
         demix_engine *gpu = make_engine(m, DEMIX_BACKEND_CUDA, runs[r].prec, 1);
         if (runs[r].policy >= 0)
             demix__cuda_set_fast_policy(DEMIX_CUDA_POLICY_BF16);
-        if (runs[r].policy <= -2)
-            restore_variants();
         run_signal(gpu, x, hops, H, got, out_row);
         double db[DEMIX_MAX_SOURCES], mn = 1e9;
         sdr(got, ref, hops, T, per_source, db);

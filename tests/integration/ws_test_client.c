@@ -1,11 +1,17 @@
 /*
- * ws_test_client.c - see ws_test_client.h. RFC 6455 client framing and
- * handshake, HTTP/1.1 requests (Content-Length and chunked responses), on
- * non-blocking sockets driven by poll().
+ * ws_test_client.c - see ws_test_client.h. The socket side (non-blocking,
+ * driven by poll()), the handshake request and HTTP/1.1 requests
+ * (Content-Length and chunked responses) are here; RFC 6455 itself is
+ * demix_client's, unit-tested there: frame headers and masks
+ * (wsio_frame.h), the receive parser (wsio_rx), Sec-WebSocket-Key and
+ * -Accept (wsio_handshake.h).
  *
  * Thread context: a connection belongs to one thread.
  */
 #include "ws_test_client.h"
+
+#include "wsio_frame.h"
+#include "wsio_handshake.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,99 +36,12 @@ struct wst_conn {
     size_t tx_len, tx_off, tx_cap;
     uint8_t *rx;
     size_t rx_len, rx_off, rx_cap;
-    uint8_t *msg;   /* message being reassembled / returned */
-    size_t msg_len, msg_cap;
-    int msg_opcode; /* 0: none in progress */
+    wsio_rx parser;  /* frames from rx[rx_off..] */
+    uint8_t *msg;    /* the message returned last, NUL-terminated */
+    size_t msg_cap;
     uint32_t mask_state;
     char headers[8192];
 };
-
-/* ------------------------------------------------------------ SHA-1 */
-
-static uint32_t rol32(uint32_t x, int n)
-{
-    return (x << n) | (x >> (32 - n));
-}
-
-static void sha1(const uint8_t *data, size_t len, uint8_t out[20])
-{
-    uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u,
-                     0xC3D2E1F0u};
-    size_t total = ((len + 8) / 64 + 1) * 64;
-    uint8_t *m = calloc(total, 1);
-    if (!m) {
-        memset(out, 0, 20);
-        return;
-    }
-    memcpy(m, data, len);
-    m[len] = 0x80;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++)
-        m[total - 1 - i] = (uint8_t)(bits >> (8 * i));
-    for (size_t off = 0; off < total; off += 64) {
-        uint32_t w[80];
-        for (int i = 0; i < 16; i++)
-            w[i] = (uint32_t)m[off + 4 * i] << 24 |
-                   (uint32_t)m[off + 4 * i + 1] << 16 |
-                   (uint32_t)m[off + 4 * i + 2] << 8 | m[off + 4 * i + 3];
-        for (int i = 16; i < 80; i++)
-            w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-        uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-        for (int i = 0; i < 80; i++) {
-            uint32_t f, k;
-            if (i < 20) {
-                f = (b & c) | (~b & d);
-                k = 0x5A827999u;
-            } else if (i < 40) {
-                f = b ^ c ^ d;
-                k = 0x6ED9EBA1u;
-            } else if (i < 60) {
-                f = (b & c) | (b & d) | (c & d);
-                k = 0x8F1BBCDCu;
-            } else {
-                f = b ^ c ^ d;
-                k = 0xCA62C1D6u;
-            }
-            uint32_t t = rol32(a, 5) + f + e + k + w[i];
-            e = d;
-            d = c;
-            c = rol32(b, 30);
-            b = a;
-            a = t;
-        }
-        h[0] += a;
-        h[1] += b;
-        h[2] += c;
-        h[3] += d;
-        h[4] += e;
-    }
-    free(m);
-    for (int i = 0; i < 5; i++) {
-        out[4 * i] = (uint8_t)(h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)h[i];
-    }
-}
-
-static void base64(const uint8_t *in, size_t len, char *out)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
 
 /* ------------------------------------------------------------ buffers */
 
@@ -186,6 +105,7 @@ int wst_connect(int port, wst_conn **out)
     }
     c->fd = fd;
     c->mask_state = 0x9E3779B9u ^ (uint32_t)port ^ (uint32_t)fd;
+    wsio_rx_init(&c->parser, WST_MAX_MESSAGE_BYTES, 0);
     *out = c;
     return 0;
 }
@@ -213,6 +133,7 @@ void wst_free(wst_conn *c)
         close(c->fd);
     free(c->tx);
     free(c->rx);
+    wsio_rx_free(&c->parser);
     free(c->msg);
     free(c);
 }
@@ -307,35 +228,15 @@ int wst_pump(wst_conn *c, int timeout_ms)
 int wst_send_frame(wst_conn *c, int fin, int opcode, const void *data,
                    size_t len)
 {
-    uint8_t h[14];
-    size_t hl = 0;
-    h[hl++] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0F));
-    if (len < 126) {
-        h[hl++] = (uint8_t)(0x80 | len);
-    } else if (len <= 0xFFFF) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (uint8_t)(len >> 8);
-        h[hl++] = (uint8_t)len;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
+    uint8_t h[WSIO_FRAME_MAX_HEADER];
     c->mask_state = c->mask_state * 1664525u + 1013904223u;
     uint8_t key[4] = {(uint8_t)(c->mask_state >> 24),
                       (uint8_t)(c->mask_state >> 16),
                       (uint8_t)(c->mask_state >> 8), (uint8_t)c->mask_state};
-    memcpy(h + hl, key, 4);
-    hl += 4;
-    if (tx_append(c, h, hl))
+    size_t hl = wsio_frame_header(h, opcode & 0x0F, fin, len, key);
+    if (tx_append(c, h, hl) || (len && tx_append(c, data, len)))
         return -1;
-    if (grow(&c->tx, &c->tx_cap, c->tx_len + len))
-        return -1;
-    const uint8_t *d = data;
-    uint8_t *dst = c->tx + c->tx_len;
-    for (size_t i = 0; i < len; i++)
-        dst[i] = d[i] ^ key[i & 3];
-    c->tx_len += len;
+    wsio_frame_mask(c->tx + c->tx_len - len, len, key, 0);
     try_write(c);
     return c->write_dead ? -1 : 0;
 }
@@ -371,99 +272,58 @@ int wst_send_raw(wst_conn *c, const void *data, size_t len)
     return c->write_dead ? -1 : 0;
 }
 
-/* Parse one frame from rx. 1: a whole message or control frame is in m;
- * 0: need more bytes; -1: protocol garbage from the server. */
+/* Keep a copy of what an event points at (the parser's or rx's bytes,
+ * valid only until the next parse), NUL-terminated. */
+static int keep(wst_conn *c, const uint8_t *data, size_t len)
+{
+    if (grow(&c->msg, &c->msg_cap, len + 1))
+        return -1;
+    if (len)
+        memcpy(c->msg, data, len);
+    c->msg[len] = '\0';
+    return 0;
+}
+
+/* The next message or close from rx (pings answered, pongs dropped). 1: m
+ * is filled; 0: need more bytes; -1: protocol garbage from the server. */
 static int parse_one(wst_conn *c, wst_msg *m)
 {
     for (;;) {
-        size_t avail = c->rx_len - c->rx_off;
-        const uint8_t *p = c->rx + c->rx_off;
-        if (avail < 2)
+        wsio_frame_event ev;
+        c->rx_off += wsio_rx_next(&c->parser, c->rx + c->rx_off,
+                                  c->rx_len - c->rx_off, &ev);
+        switch (ev.kind) {
+        case WSIO_FRAME_MORE:
             return 0;
-        int fin = p[0] & 0x80;
-        int opcode = p[0] & 0x0F;
-        int masked = p[1] & 0x80;
-        uint64_t len = p[1] & 0x7F;
-        size_t hl = 2;
-        if (len == 126) {
-            if (avail < 4)
-                return 0;
-            len = (uint64_t)p[2] << 8 | p[3];
-            hl = 4;
-        } else if (len == 127) {
-            if (avail < 10)
-                return 0;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | p[2 + i];
-            hl = 10;
-        }
-        uint8_t key[4] = {0, 0, 0, 0};
-        if (masked) {
-            if (avail < hl + 4)
-                return 0;
-            memcpy(key, p + hl, 4);
-            hl += 4;
-        }
-        if (len > (1u << 30))
-            return -1;
-        if (avail < hl + len)
-            return 0;
-        const uint8_t *payload = p + hl;
-        c->rx_off += hl + (size_t)len;
-
-        if (opcode >= 0x8) { /* control */
-            uint8_t ctl[128];
-            size_t n = len < sizeof ctl ? (size_t)len : sizeof ctl;
-            for (size_t i = 0; i < n; i++)
-                ctl[i] = payload[i] ^ key[i & 3];
-            if (opcode == WST_PING) {
-                wst_send_frame(c, 1, WST_PONG, ctl, n);
-                continue;
-            }
-            if (opcode == WST_PONG)
-                continue;
-            if (opcode == WST_CLOSE) {
-                memset(m, 0, sizeof *m);
-                m->opcode = WST_CLOSE;
-                m->close_code = 1005;
-                if (n >= 2) {
-                    m->close_code = ctl[0] << 8 | ctl[1];
-                    size_t rl = n - 2 < sizeof m->close_reason - 1
-                                    ? n - 2
-                                    : sizeof m->close_reason - 1;
-                    memcpy(m->close_reason, ctl + 2, rl);
-                    m->close_reason[rl] = '\0';
-                }
-                return 1;
-            }
-            return -1;
-        }
-        if (opcode == WST_CONT) {
-            if (!c->msg_opcode)
+        case WSIO_FRAME_PING:
+            if (keep(c, ev.data, ev.len))
                 return -1;
-        } else if (opcode == WST_TEXT || opcode == WST_BINARY) {
-            if (c->msg_opcode)
-                return -1;
-            c->msg_opcode = opcode;
-            c->msg_len = 0;
-        } else {
-            return -1;
-        }
-        if (grow(&c->msg, &c->msg_cap, c->msg_len + (size_t)len + 1))
-            return -1;
-        for (size_t i = 0; i < len; i++)
-            c->msg[c->msg_len + i] = payload[i] ^ key[i & 3];
-        c->msg_len += (size_t)len;
-        if (!fin)
+            wst_send_frame(c, 1, WST_PONG, c->msg, ev.len);
             continue;
-        c->msg[c->msg_len] = '\0';
-        memset(m, 0, sizeof *m);
-        m->opcode = c->msg_opcode;
-        m->data = c->msg;
-        m->len = c->msg_len;
-        c->msg_opcode = 0;
-        return 1;
+        case WSIO_FRAME_PONG:
+            continue;
+        case WSIO_FRAME_MESSAGE:
+            if (keep(c, ev.data, ev.len))
+                return -1;
+            memset(m, 0, sizeof *m);
+            m->opcode = ev.binary ? WST_BINARY : WST_TEXT;
+            m->data = c->msg;
+            m->len = ev.len;
+            return 1;
+        case WSIO_FRAME_CLOSE: {
+            memset(m, 0, sizeof *m);
+            m->opcode = WST_CLOSE;
+            m->close_code = ev.close_code;
+            size_t rl = ev.len < sizeof m->close_reason - 1
+                            ? ev.len
+                            : sizeof m->close_reason - 1;
+            memcpy(m->close_reason, ev.data, rl);
+            m->close_reason[rl] = '\0';
+            return 1;
+        }
+        default: /* WSIO_FRAME_ERROR */
+            return -1;
+        }
     }
 }
 
@@ -556,11 +416,7 @@ static int header_value(const char *headers, const char *name, char *out,
 
 void wst_accept_key(const char *key, char *out)
 {
-    char cat[256];
-    snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    uint8_t digest[20];
-    sha1((const uint8_t *)cat, strlen(cat), digest);
-    base64(digest, 20, out);
+    wsio_handshake_accept(key, out);
 }
 
 int wst_handshake(wst_conn *c, int port, const char *path,
@@ -572,8 +428,8 @@ int wst_handshake(wst_conn *c, int port, const char *path,
         c->mask_state = c->mask_state * 1664525u + 1013904223u;
         raw[i] = (uint8_t)(c->mask_state >> 24);
     }
-    char key[32];
-    base64(raw, 16, key);
+    char key[WSIO_HANDSHAKE_KEY_BYTES];
+    wsio_handshake_key(raw, key);
     char req[1024];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\n"
@@ -599,7 +455,7 @@ int wst_handshake(wst_conn *c, int port, const char *path,
         return -1;
     if (*http_status != 101)
         return -1;
-    char accept[128], expect[64];
+    char accept[128], expect[WSIO_HANDSHAKE_ACCEPT_BYTES];
     wst_accept_key(key, expect);
     if (header_value(c->headers, "Sec-WebSocket-Accept", accept, sizeof accept) ||
         strcmp(accept, expect) != 0)

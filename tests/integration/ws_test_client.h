@@ -20,14 +20,18 @@
  *     ... r.status, r.body, r.body_len ...
  *     wst_http_response_free(&r);
  *
- * Design. The socket is non-blocking; sends go into a transmit buffer that
+ * Design. RFC 6455 itself (frame headers, masks, the receive parser, the
+ * handshake's key and accept) is demix_client's (tools/client/wsio_frame.h,
+ * wsio_handshake.h); what is here is the socket side a test needs to
+ * control. The socket is non-blocking; sends go into a transmit buffer that
  * wst_pump() writes out while it also reads whatever arrived into a receive
  * buffer, so a test never deadlocks against a server that applies
  * back-pressure (it stops reading until its output is read). Received
  * frames are reassembled into whole messages; pings are answered; a close
  * frame is reported as a message with opcode WST_CLOSE, its code and reason.
  * Client frames are masked (RFC 6455 5.3) with a fixed per-connection key
- * stream; the handshake's Sec-WebSocket-Accept is checked (SHA-1 here).
+ * stream; the handshake's Sec-WebSocket-Accept is checked. Messages from
+ * the server are at most WST_MAX_MESSAGE_BYTES (larger: -1, as garbage).
  *
  * Timeouts are liveness bounds only (a test fails instead of hanging); no
  * test measures time with them.
@@ -46,6 +50,8 @@
 #define WST_CLOSE 0x8
 #define WST_PING 0x9
 #define WST_PONG 0xA
+
+#define WST_MAX_MESSAGE_BYTES ((size_t)64 << 20)
 
 typedef struct wst_conn wst_conn;
 

@@ -740,7 +740,6 @@ static void test_name_describe_precision(void **state)
     demix_engine_options_init(&opt);
     opt.backend = DEMIX_BACKEND_CPU;
     opt.max_slots = 2;
-    opt.threads = 2;
     demix_engine *e = NULL;
     char err[256];
     assert_int_equal(demix_engine_create(m, &opt, &e, err, sizeof err), 0);

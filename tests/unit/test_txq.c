@@ -5,7 +5,10 @@
  * does not fit returns NULL and room() says what does; a queue drained to
  * empty starts over at the front; live entries are moved to the front
  * when the end is reached; a commit without a reserve, or longer than it,
- * is ignored; grow keeps the entries.
+ * is ignored; grow keeps the entries; frame() writes the oldest entries
+ * as RFC 6455 server frames (the three length forms, text and binary
+ * opcodes, FIN, no mask), whole frames only, stopping at a CLOSE entry,
+ * and leaves the queue as it was; pop_n pops that many.
  *
  * Thread context: the test's one thread.
  */
@@ -202,6 +205,77 @@ static void test_grow_keeps_entries(void **state)
     demixd_txq_free(&q);
 }
 
+/* Parse one server frame at p: FIN set, no mask, opcode and payload. */
+static const uint8_t *expect_frame(const uint8_t *p, int opcode, size_t len,
+                                   uint8_t seed)
+{
+    assert_int_equal(p[0], 0x80 | opcode);
+    assert_int_equal(p[1] & 0x80, 0); /* a server never masks */
+    size_t n = p[1] & 0x7f, hdr = 2;
+    if (n == 126) {
+        n = ((size_t)p[2] << 8) | p[3];
+        hdr = 4;
+    } else if (n == 127) {
+        n = 0;
+        for (int i = 0; i < 8; i++)
+            n = (n << 8) | p[2 + i];
+        hdr = 10;
+    }
+    assert_int_equal(n, len);
+    assert_int_equal(hdr, demixd_txq_frame_header_bytes(len));
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(p[hdr + i], (uint8_t)(seed + i));
+    return p + hdr + len;
+}
+
+static void test_frame_writes_whole_frames(void **state)
+{
+    (void)state;
+    demixd_txq q;
+    static uint8_t dst[200000];
+    assert_int_equal(demixd_txq_init(&q, 256 * 1024, PRE), DEMIX_OK);
+    push(&q, DEMIXD_TXQ_TEXT, 125, 1);        /* 7-bit length */
+    push(&q, DEMIXD_TXQ_BINARY, 126, 2);      /* 16-bit */
+    push(&q, DEMIXD_TXQ_BINARY, 65535, 3);    /* 16-bit, largest */
+    push(&q, DEMIXD_TXQ_BINARY, 65536, 4);    /* 64-bit */
+    push(&q, DEMIXD_TXQ_CLOSE, 4, 5);
+    push(&q, DEMIXD_TXQ_BINARY, 10, 6);
+    int n = -1;
+    size_t len = demixd_txq_frame(&q, dst, sizeof dst, &n);
+    assert_int_equal(n, 4);
+    const uint8_t *p = dst;
+    p = expect_frame(p, 0x1, 125, 1);
+    p = expect_frame(p, 0x2, 126, 2);
+    p = expect_frame(p, 0x2, 65535, 3);
+    p = expect_frame(p, 0x2, 65536, 4);
+    assert_int_equal((size_t)(p - dst), len);
+    assert_int_equal(q.count, 6); /* unchanged */
+
+    /* room for the first two frames only: whole frames, no part of a third */
+    size_t two = 2 + 125 + 4 + 126;
+    len = demixd_txq_frame(&q, dst, two + 100, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(len, two);
+    /* a first entry that does not fit: nothing */
+    len = demixd_txq_frame(&q, dst, 100, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(len, 0);
+
+    demixd_txq_pop_n(&q, 4);
+    len = demixd_txq_frame(&q, dst, sizeof dst, &n); /* CLOSE first */
+    assert_int_equal(n, 0);
+    assert_int_equal(len, 0);
+    expect_pop(&q, DEMIXD_TXQ_CLOSE, 4, 5);
+    len = demixd_txq_frame(&q, dst, sizeof dst, &n);
+    assert_int_equal(n, 1);
+    expect_frame(dst, 0x2, 10, 6);
+    demixd_txq_pop_n(&q, 1);
+    len = demixd_txq_frame(&q, dst, sizeof dst, &n); /* empty */
+    assert_int_equal(n, 0);
+    assert_int_equal(len, 0);
+    demixd_txq_free(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_moves_to_front),
         cmocka_unit_test(test_bad_commits_are_ignored),
         cmocka_unit_test(test_grow_keeps_entries),
+        cmocka_unit_test(test_frame_writes_whole_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

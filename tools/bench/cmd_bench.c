@@ -528,7 +528,6 @@ static int bench_setup(bench_run *r, const bench_options *o)
     eo.backend = o->backend;
     eo.precision = o->precision;
     eo.max_slots = r->max_b;
-    eo.threads = (int)o->threads;
     eo.pool = r->pool;
     char err[1024] = "";
     if (demix_engine_create(r->model, &eo, &r->eng, err, sizeof err)) {

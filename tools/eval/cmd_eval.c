@@ -567,7 +567,6 @@ static int model_run_start(model_run *m, const char *model_path,
     eo.backend = o->backend;
     eo.precision = o->precision;
     eo.max_slots = 1;
-    eo.threads = (int)o->threads;
     if (cli_threadpool((int)o->threads, &m->pool))
         return -1;
     eo.pool = m->pool;

@@ -585,7 +585,6 @@ static int start_engine(separate_run *r)
     eo.backend = r->o.backend;
     eo.precision = r->o.precision;
     eo.max_slots = r->jobs;
-    eo.threads = (int)r->o.threads;
     eo.pool = r->pool;
     char err[1024] = "";
     if (demix_engine_create(r->model, &eo, &r->engine, err, sizeof err)) {
