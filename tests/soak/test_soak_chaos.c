@@ -36,7 +36,9 @@
  * slowing climb to a plateau, not a line. RSS_TOLERANCE_BYTES is 6 MB:
  * above that noise, below one leaked session per ten episodes.
  *
- * DEMIX_SOAK_SECONDS shortens or lengthens the round (default 60).
+ * DEMIX_SOAK_SECONDS shortens or lengthens the round (default 60). The
+ * ASan run of scripts/test.sh runs it for 30 s, where LeakSanitizer
+ * checks demixd's heap at exit in place of the resident size.
  */
 #include "testutil.h"
 
@@ -285,7 +287,14 @@ static void test_soak_with_chaos(void **state)
                   WINDOW_S, ns, (last - before) / 1048576.0,
                   RSS_TOLERANCE_BYTES / 1048576.0);
     assert_true(before > 0 && last > 0);
-    assert_true(last - before <= RSS_TOLERANCE_BYTES);
+    /* Under ASan freed memory waits in its quarantine (up to 256 MB), so
+     * the resident size says nothing there; LeakSanitizer checks demixd's
+     * heap at its exit instead (the fixture's stop expects exit 0). */
+    if (fx_under_sanitizer())
+        print_message("# under a sanitizer: the resident size is not "
+                      "asserted\n");
+    else
+        assert_true(last - before <= RSS_TOLERANCE_BYTES);
 
     /* still ready, and every slot returned */
     wst_http_response h;
