@@ -62,7 +62,13 @@ static void test_busy_start_does_not_stick(void **state)
                   (int)strcspn(runs, " \n"), runs, capacity, first);
     assert_true(n >= 3);
     assert_int_equal(capacity, best);
-    assert_true(first < best);
+    /* Under a sanitizer every step is several times slower and the
+     * capacity comes out at 1 or 2 whatever the hook does: there only the
+     * choice of the best run is checked. */
+    if (fx_under_sanitizer())
+        print_message("# under a sanitizer: first < best is not asserted\n");
+    else
+        assert_true(first < best);
     free(log);
 
     wst_http_response r;
