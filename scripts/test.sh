@@ -44,12 +44,18 @@ stage "build (ASan + UBSan)"
 # the misbehaving clients' paths through demixd, with LeakSanitizer
 # checking its heap at exit. The browser, deploy and layout tests add
 # nothing for the sanitizers.
-DEMIX_SOAK_SECONDS=30 \
-ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1" \
-LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
-UBSAN_OPTIONS="print_stacktrace=1" \
-  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" --timeout 900 \
-    -L '^(unit|integration|soak)$'
+# integration_test_loadgen runs alone after the rest: its 1 s sessions
+# lose their last hops when the client's own thread is starved past the
+# stream's end (ASan makes both sides slower; another test beside it on
+# 2 cores did that here).
+export DEMIX_SOAK_SECONDS=30 \
+  ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1" \
+  LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
+  UBSAN_OPTIONS="print_stacktrace=1"
+ctest --test-dir build-asan --output-on-failure -j"$(nproc)" --timeout 900 \
+  -L '^(unit|integration|soak)$' -E '^integration_test_loadgen$'
+ctest --test-dir build-asan --output-on-failure --timeout 900 \
+  -R '^integration_test_loadgen$'
 stage "tests (ASan + UBSan)"
 DEMIX_BUILD_DIR=build-tsan scripts/build.sh "${san_args[@]}" -DDEMIX_SANITIZE=thread
 stage "build (TSan)"
