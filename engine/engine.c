@@ -155,8 +155,11 @@ int demix_engine_create(const demix_model *model,
         rc = ops->create(model, opt, &ctx, err, err_cap);
         if (rc)
             return rc;
-        /* Leave the reason for the fallback where the caller can log it. */
-        if (opt->backend == DEMIX_BACKEND_AUTO)
+        /* Leave the reason for the fallback where the caller can log it:
+         * a machine without a GPU is the common case, said plainly. */
+        if (opt->backend == DEMIX_BACKEND_AUTO && !strncmp(why, "no GPU", 6))
+            demix__set_err(err, err_cap, "no GPU, using the CPU%s", why + 6);
+        else if (opt->backend == DEMIX_BACKEND_AUTO)
             demix__set_err(err, err_cap, "using the CPU backend: %s", why);
     }
 

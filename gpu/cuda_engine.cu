@@ -857,6 +857,35 @@ static int setup(demix_cuda *g, const demix_model *m,
     return DEMIX_OK;
 }
 
+/* Why no device opened, in words a user can act on. A machine without a
+ * GPU has no NVIDIA driver, and cudaGetDeviceCount then says error 35,
+ * "CUDA driver version is insufficient for CUDA runtime version", which
+ * reads like an outdated driver; cudaDriverGetVersion gives 0 when no
+ * driver is loaded at all, which tells the two apart. Messages of a
+ * machine without a GPU start with "no GPU" (engine.c turns that into
+ * "no GPU, using the CPU"). */
+static void no_device_message(cudaError_t rc, char *err, size_t err_cap)
+{
+    int driver = 0, runtime = 0;
+    if (cudaDriverGetVersion(&driver) != cudaSuccess)
+        driver = 0;
+    (void)cudaRuntimeGetVersion(&runtime);
+    (void)cudaGetLastError();
+    if (driver == 0)
+        set_msg(err, err_cap, "no GPU (no NVIDIA driver is loaded)");
+    else if (rc == cudaSuccess || rc == cudaErrorNoDevice)
+        set_msg(err, err_cap, "no GPU (the NVIDIA driver finds no device)");
+    else if (rc == cudaErrorInsufficientDriver)
+        set_msg(err, err_cap,
+                "the NVIDIA driver supports CUDA %d.%d, this build needs "
+                "%d.%d: update the driver",
+                driver / 1000, driver % 1000 / 10, runtime / 1000,
+                runtime % 1000 / 10);
+    else
+        set_msg(err, err_cap, "no CUDA device opens (cudaGetDeviceCount: %s)",
+                cudaGetErrorString(rc));
+}
+
 static int cuda_create(const demix_model *model,
                        const demix_engine_options *opt, void **out, char *err,
                        size_t err_cap)
@@ -866,8 +895,7 @@ static int cuda_create(const demix_model *model,
     cudaError_t rc = cudaGetDeviceCount(&ndev);
     if (rc != cudaSuccess || ndev < 1) {
         (void)cudaGetLastError();
-        set_msg(err, err_cap, "no CUDA device opens (cudaGetDeviceCount: %s)",
-                rc != cudaSuccess ? cudaGetErrorString(rc) : "no devices");
+        no_device_message(rc, err, err_cap);
         return DEMIX_EDEVICE;
     }
     if (opt->device < 0 || opt->device >= ndev) {

@@ -29,6 +29,7 @@
 
 typedef struct cal {
     demix_engine *eng;
+    double time_scale;
     int C, H, opened, max;
     int *slots;
     float *in; /* random input for max rows, copied into the engine's */
@@ -68,7 +69,8 @@ static int measure(cal *c, int B, double *ms)
         if (rc)
             return rc;
         if (i >= WARMUP)
-            t[i - WARMUP] = (double)(demixd_now_ns() - t0) * 1e-6;
+            t[i - WARMUP] =
+                (double)(demixd_now_ns() - t0) * 1e-6 * c->time_scale;
     }
     qsort(t, STEPS, sizeof *t, cmp_double);
     *ms = t[STEPS / 2];
@@ -78,13 +80,14 @@ static int measure(cal *c, int B, double *ms)
 }
 
 int demixd_calibrate(const demix_model *model, const demix_engine_options *opt,
-                     int max_slots, demixd_calibration *out, char *err,
-                     size_t err_cap)
+                     int max_slots, double time_scale, demixd_calibration *out,
+                     char *err, size_t err_cap)
 {
-    if (!model || !opt || !out || max_slots < 1)
+    if (!model || !opt || !out || max_slots < 1 || !(time_scale > 0.0))
         return DEMIX_EARG;
     memset(out, 0, sizeof *out);
     cal c = {0};
+    c.time_scale = time_scale;
     demix_engine_options o = *opt;
     int rc;
     for (;;) {

@@ -13,6 +13,12 @@
  * than the budget). Stricter than `demix bench`'s realtime column, which
  * counts the whole period for the engine alone.
  *
+ * One run can be fooled by a machine that is busy at start (another
+ * service starting, a build): its steps are slower than the engine is, so
+ * the capacity comes out low, for the server's whole life. main.c
+ * therefore takes the best of several runs (make_engine: CALIBRATE_RUNS,
+ * more while they disagree) and logs every run.
+ *
  * Threads: the calling thread (main, at start-up); the engine it creates
  * uses opt->pool if given, and is destroyed before returning.
  */
@@ -31,10 +37,14 @@ typedef struct demixd_calibration {
 } demixd_calibration;
 
 /* DEMIX_OK or the engine's status (err says why). max_slots bounds the
- * search (the engine is created with it, halved on DEMIX_ENOMEM). */
+ * search (the engine is created with it, halved on DEMIX_ENOMEM).
+ * time_scale multiplies every measured step time: 1 in production; the
+ * test hook DEMIXD_TEST_CALIBRATE_BUSY (main.c) passes more to act out a
+ * machine busy at start. */
 DEMIX_WARN_UNUSED int demixd_calibrate(const demix_model *model,
                                        const demix_engine_options *opt,
-                                       int max_slots, demixd_calibration *out,
-                                       char *err, size_t err_cap);
+                                       int max_slots, double time_scale,
+                                       demixd_calibration *out, char *err,
+                                       size_t err_cap);
 
 #endif /* DEMIXD_CALIBRATE_H */

@@ -9,6 +9,14 @@
  * offer "demix.v1" (lws refuses the handshake otherwise); one that offers
  * none gets this protocol without a Sec-WebSocket-Protocol answer.
  *
+ * Connections per address (--max-per-address, addr_limit.h): counted when
+ * lws has adopted a connection (SERVER_NEW_CLIENT_INSTANTIATED), released
+ * when its wsi goes (WSI_DESTROY, which lws calls for every wsi it
+ * closes); the entry rides on the wsi's opaque pointer, which an upgrade
+ * to WebSocket keeps. One over the limit is still adopted, so that it gets
+ * an answer: 429 to its requests and to its upgrade (http.c, below), then
+ * the close.
+ *
  * Wake-ups (lws_cancel_service -> EVENT_WAIT_CANCELLED): the thread's
  * ready ring is drained (each stream with news has its session serviced),
  * finished file jobs get their responses started; while stopping, every
@@ -30,6 +38,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "session_impl.h"
@@ -141,6 +150,48 @@ static int origin_refused(demixd_service *svc, struct lws *wsi)
     return 1;
 }
 
+/* The opaque pointer of a connection over --max-per-address. */
+static const char over_limit_marker;
+
+int demixd_conn_over_limit(struct lws *wsi)
+{
+    return lws_get_opaque_user_data(wsi) == (void *)&over_limit_marker;
+}
+
+/* A new connection: count it for its address, or mark it over the limit. */
+static void count_address(demixd_service *svc, struct lws *wsi)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = (int)lws_get_socket_fd(wsi);
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len))
+        return; /* not counted: nothing to release either */
+    demixd_addr_entry *e;
+    int rc = demixd_addr_limit_acquire(svc->d->addr_limit,
+                                       (struct sockaddr *)&ss, len, &e);
+    if (rc == 1) {
+        lws_set_opaque_user_data(wsi, e);
+        return;
+    }
+    lws_set_opaque_user_data(wsi, (void *)&over_limit_marker);
+    demixd_metrics_address_refused(svc->d->metrics);
+    char ip[64] = "?";
+    lws_get_peer_simple(wsi, ip, sizeof ip);
+    demixd_log(DEMIXD_LOG_DEBUG, "per_address_refused",
+               "thread=%d addr=%s max=%d", svc->index, ip,
+               demixd_addr_limit_max(svc->d->addr_limit));
+}
+
+static void uncount_address(demixd_service *svc, struct lws *wsi)
+{
+    void *o = lws_get_opaque_user_data(wsi);
+    if (!o)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    if (o != (void *)&over_limit_marker)
+        demixd_addr_limit_release(svc->d->addr_limit, o);
+}
+
 /* Accept the upgrade on the stream path only. */
 static int filter_ws(demixd_service *svc, struct lws *wsi)
 {
@@ -163,7 +214,15 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         return svc->stopping && svc->drained ? -1 : 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        count_address(svc, wsi);
+        break;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (demixd_conn_over_limit(wsi)) {
+            if (lws_return_http_status(wsi, 429, NULL))
+                return -1;
+            return 1;
+        }
         if (demixd_http_header_bytes(wsi) > DEMIXD_MAX_HEADER_BYTES) {
             if (lws_return_http_status(wsi, 431, NULL))
                 return -1;
@@ -240,6 +299,8 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
             demixd_session_closed(c->session);
             c->session = NULL;
         }
+        if (reason == LWS_CALLBACK_WSI_DESTROY)
+            uncount_address(svc, wsi);
         break;
     default:
         break;

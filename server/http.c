@@ -306,6 +306,13 @@ int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
                                   "The path is not allowed.");
     demixd_log(DEMIXD_LOG_DEBUG, "http_request", "req=%s method=%d uri=%s",
                h->id, method, uri);
+    if (demixd_conn_over_limit(wsi)) {
+        h->close_after = 1;
+        return demixd__http_error(h, 429, "too_many_connections",
+                                  "This address has %d connections open "
+                                  "already; close one and retry.",
+                                  demixd_addr_limit_max(d->addr_limit));
+    }
     if (demixd_http_header_bytes(wsi) > DEMIXD_MAX_HEADER_BYTES) {
         h->close_after = 1;
         return demixd__http_error(h, 431, "headers_too_large",

@@ -66,6 +66,10 @@
  * created for 16384 slots would take gigabytes of work buffers. An H200
  * runs 4096 synchronous steps of the shipped model in 4.2 ms
  * (bench/RESULTS.md, 2026-12-02 evening). */
+#define CALIBRATE_RUNS 3     /* calibration runs at least, the best kept */
+#define CALIBRATE_MAX_RUNS 6 /* while the last two disagree by more than */
+#define CALIBRATE_AGREE 0.1  /* this fraction of the larger */
+#define CALIBRATE_PAUSE_MS 500 /* between runs past CALIBRATE_RUNS */
 #define CALIBRATE_MAX_SLOTS 1024
 #define CALIBRATE_MAX_SLOTS_ACCELERATOR 16384
 /* The CUDA scheduler's copy pool: participants, the scheduler included. */
@@ -208,6 +212,76 @@ static int fit_fd_limit(demixd *d)
     return 0;
 }
 
+/* One calibration run: up to CALIBRATE_MAX_SLOTS, and when those all fit
+ * (an accelerator), up to CALIBRATE_MAX_SLOTS_ACCELERATOR. */
+static int calibrate_once(demixd *d, const demix_engine_options *eo,
+                          double time_scale, demixd_calibration *cal)
+{
+    char err[512], q[512];
+    int rc = demixd_calibrate(d->model, eo, CALIBRATE_MAX_SLOTS, time_scale,
+                              cal, err, sizeof err);
+    if (!rc && cal->capacity >= CALIBRATE_MAX_SLOTS)
+        rc = demixd_calibrate(d->model, eo, CALIBRATE_MAX_SLOTS_ACCELERATOR,
+                              time_scale, cal, err, sizeof err);
+    if (rc)
+        demixd_log(DEMIXD_LOG_ERROR, "calibrate", "status=%s msg=\"%s\"",
+                   demix_errname(rc), demixd_log_quote(err, q, sizeof q));
+    return rc;
+}
+
+/* The capacity without --max-sessions: the best of CALIBRATE_RUNS runs,
+ * and more (up to CALIBRATE_MAX_RUNS, CALIBRATE_PAUSE_MS apart) while the
+ * last two disagree by more than CALIBRATE_AGREE: a machine busy at start
+ * makes a run's steps slow and its capacity low, and that capacity would
+ * otherwise stay for the server's life. Every run is logged (runs=...).
+ * Test hook: DEMIXD_TEST_CALIBRATE_BUSY=K makes the first K runs measure
+ * their steps 4 times slower, as a busy machine would (a warning says so;
+ * never set it in production). */
+static int calibrate_best(demixd *d, const demix_engine_options *eo,
+                          demixd_calibration *best)
+{
+    const char *busy_env = getenv("DEMIXD_TEST_CALIBRATE_BUSY");
+    int busy = busy_env ? atoi(busy_env) : 0;
+    if (busy > 0)
+        demixd_log(DEMIXD_LOG_WARN, "calibrate",
+                   "msg=\"DEMIXD_TEST_CALIBRATE_BUSY=%d: the first %d "
+                   "calibration run(s) act out a busy machine (a test hook)\"",
+                   busy, busy);
+    char runs[256] = "";
+    size_t used = 0;
+    int n = 0, prev = 0;
+    memset(best, 0, sizeof *best);
+    for (; n < CALIBRATE_MAX_RUNS; n++) {
+        if (n >= CALIBRATE_RUNS) {
+            int hi = prev > best->capacity ? prev : best->capacity;
+            int lo = prev < best->capacity ? prev : best->capacity;
+            if (hi - lo <= CALIBRATE_AGREE * hi)
+                break; /* the last run agrees with the best */
+            struct timespec ts = {0, CALIBRATE_PAUSE_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        demixd_calibration cal;
+        if (calibrate_once(d, eo, n < busy ? 4.0 : 1.0, &cal))
+            return -1;
+        if (used < sizeof runs)
+            used += (size_t)snprintf(runs + used, sizeof runs - used, "%s%d",
+                                     n ? "," : "", cal.capacity);
+        if (n == 0 || cal.capacity > best->capacity ||
+            (cal.capacity == best->capacity && cal.step_ms < best->step_ms))
+            *best = cal;
+        prev = cal.capacity;
+    }
+    demixd_log(best->fits_at_one ? DEMIXD_LOG_INFO : DEMIXD_LOG_WARN,
+               "calibrate",
+               "capacity=%d step_ms=%.3f hop_ms=%.3f threads=%d runs=%s%s",
+               best->capacity, best->step_ms, best->hop_ms, d->opt.threads,
+               runs,
+               best->fits_at_one ? ""
+                                 : " msg=\"even one session is slower than "
+                                   "real time\"");
+    return 0;
+}
+
 static int make_engine(demixd *d)
 {
     char err[512], q[512];
@@ -226,26 +300,10 @@ static int make_engine(demixd *d)
         d->capacity = d->opt.max_sessions;
     } else {
         demixd_calibration cal;
-        int rc = demixd_calibrate(d->model, &eo, CALIBRATE_MAX_SLOTS, &cal, err,
-                                  sizeof err);
-        if (!rc && cal.capacity >= CALIBRATE_MAX_SLOTS)
-            rc = demixd_calibrate(d->model, &eo,
-                                  CALIBRATE_MAX_SLOTS_ACCELERATOR, &cal, err,
-                                  sizeof err);
-        if (rc) {
-            demixd_log(DEMIXD_LOG_ERROR, "calibrate", "status=%s msg=\"%s\"",
-                       demix_errname(rc), demixd_log_quote(err, q, sizeof q));
+        if (calibrate_best(d, &eo, &cal))
             return -1;
-        }
         d->capacity = cal.capacity;
         d->max_sessions = cal.capacity;
-        demixd_log(cal.fits_at_one ? DEMIXD_LOG_INFO : DEMIXD_LOG_WARN,
-                   "calibrate",
-                   "capacity=%d step_ms=%.3f hop_ms=%.3f threads=%d%s",
-                   cal.capacity, cal.step_ms, cal.hop_ms, d->opt.threads,
-                   cal.fits_at_one ? ""
-                                   : " msg=\"even one session is slower "
-                                     "than real time\"");
     }
     if (fit_fd_limit(d))
         return -1;
@@ -268,6 +326,29 @@ static int make_engine(demixd *d)
                d->backend, demix_engine_max_slots(d->engine), d->max_sessions,
                d->opt.file_jobs,
                demixd_log_quote(demix_engine_describe(d->engine), q, sizeof q));
+    return 0;
+}
+
+/* --max-per-address: given, it counts every address; not given, the
+ * default leaves loopback out (a proxy on this host, or a local test,
+ * brings many clients on one address). */
+static int make_addr_limit(demixd *d)
+{
+    int given = d->opt.max_per_address >= 0;
+    int max = given ? d->opt.max_per_address : DEMIXD_DEFAULT_PER_ADDRESS;
+    if (demixd_addr_limit_create(max, !given, &d->addr_limit)) {
+        demixd_log(DEMIXD_LOG_ERROR, "per_address", "msg=\"out of memory\"");
+        return -1;
+    }
+    if (max)
+        demixd_log(DEMIXD_LOG_INFO, "per_address",
+                   "max=%d loopback=%s msg=\"at most %d connections per "
+                   "client address%s; beyond: 429\"",
+                   max, given ? "counted" : "free", max,
+                   given ? "" : " (loopback not counted)");
+    else
+        demixd_log(DEMIXD_LOG_INFO, "per_address",
+                   "max=0 msg=\"no limit per client address\"");
     return 0;
 }
 
@@ -350,7 +431,7 @@ int main(int argc, char **argv)
     int have_sig_thread = 0, services_up = 0;
     if (load_tokens(&d) || load(&d) || make_engine(&d))
         goto out;
-    if (demixd_metrics_create(&d.metrics))
+    if (demixd_metrics_create(&d.metrics) || make_addr_limit(&d))
         goto out;
     int threads = service_threads(&d);
     /* the scheduler wakes owners by index: the array exists before it */
@@ -414,6 +495,7 @@ out:
     demix_threadpool_destroy(d.pool);
     demix_model_destroy(d.model);
     demixd_metrics_destroy(d.metrics);
+    demixd_addr_limit_destroy(d.addr_limit);
     demixd_tokens_destroy(d.tokens);
     demixd_log(DEMIXD_LOG_INFO, "stopped", "status=%d", status);
     return status;

@@ -53,6 +53,7 @@ struct demixd_metrics {
     uint64_t sessions_ended[DEMIXD_RESULT_COUNT];
     uint64_t file_ok, file_failed;
     uint64_t auth_refused[2]; /* by demixd_auth_api */
+    uint64_t address_refused;
     float scratch[WINDOW];
 };
 
@@ -153,6 +154,13 @@ void demixd_metrics_auth_refused(demixd_metrics *m, demixd_auth_api api)
         return;
     pthread_mutex_lock(&m->lock);
     m->auth_refused[api]++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void demixd_metrics_address_refused(demixd_metrics *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->address_refused++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -334,6 +342,12 @@ int demixd_metrics_render(demixd_metrics *m, const demixd_gauges *g, char *buf,
         "demixd_auth_refused_total{api=\"file\"} %llu\n",
         (unsigned long long)m->auth_refused[DEMIXD_AUTH_API_STREAM],
         (unsigned long long)m->auth_refused[DEMIXD_AUTH_API_FILE]);
+    put(&b,
+        "# HELP demixd_address_refused_total Connections refused (429) "
+        "because their address had --max-per-address open.\n"
+        "# TYPE demixd_address_refused_total counter\n"
+        "demixd_address_refused_total %llu\n",
+        (unsigned long long)m->address_refused);
     put(&b,
         "# HELP demixd_uptime_seconds Seconds since start.\n"
         "# TYPE demixd_uptime_seconds gauge\ndemixd_uptime_seconds %.3f\n",

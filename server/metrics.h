@@ -18,6 +18,7 @@
  *   demixd_file_jobs_total{result=...} counter finished file API jobs
  *   demixd_sessions_total{result=...}  counter ended sessions by outcome
  *   demixd_auth_refused_total{api="stream"|"file"}
+ *   demixd_address_refused_total
  *                                   counter clients refused for a missing
  *                                           or wrong token
  *   demixd_uptime_seconds           gauge
@@ -97,6 +98,9 @@ typedef enum demixd_auth_api {
 
 /* A client was refused for a missing or wrong token. */
 void demixd_metrics_auth_refused(demixd_metrics *m, demixd_auth_api api);
+
+/* A connection was refused: its address had --max-per-address open. */
+void demixd_metrics_address_refused(demixd_metrics *m);
 
 /* A file job finished: ok or not. */
 void demixd_metrics_file_job(demixd_metrics *m, int ok);

@@ -96,6 +96,10 @@ void demixd_options_usage(FILE *out)
         "                         https://demix.example) get 403; requests\n"
         "                         without Origin (not browsers) pass\n"
         "                         (default: every origin)\n"
+        "      --max-per-address N  connections (so also sessions) from one\n"
+        "                         client IP address at once; beyond: HTTP 429\n"
+        "                         (default %d, loopback not counted; given,\n"
+        "                         it counts loopback too; 0: unlimited)\n"
         "      --idle-timeout S   end a started session (error timeout)\n"
         "                         after S seconds in which nothing was\n"
         "                         received from its client nor taken by it,\n"
@@ -104,7 +108,8 @@ void demixd_options_usage(FILE *out)
         "  -h, --help             this text\n"
         "      --version          the version\n",
         DEMIXD_INSTALL_DATA_DIR, DEFAULT_MODEL_FILE, DEMIXD_SOURCE_DIR,
-        DEFAULT_MODEL_FILE, DEMIXD_INSTALL_DATA_DIR, DEMIXD_SOURCE_DIR);
+        DEFAULT_MODEL_FILE, DEMIXD_INSTALL_DATA_DIR, DEMIXD_SOURCE_DIR,
+        DEMIXD_DEFAULT_PER_ADDRESS);
 }
 
 static int file_exists(const char *path)
@@ -219,6 +224,7 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->file_jobs = 2;
     o->opus_complexity = 10;
     o->idle_timeout_s = 30;
+    o->max_per_address = -1;
     o->min_upload_rate = 16384;
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
@@ -361,6 +367,11 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
             if (r < 0 || whole("--min-upload-rate", v, 0, 1L << 30, &n))
                 return -1;
             o->min_upload_rate = n;
+        } else if ((r = option(argc, argv, &i, "--max-per-address", NULL,
+                               &v))) {
+            if (r < 0 || whole("--max-per-address", v, 0, 1048576, &n))
+                return -1;
+            o->max_per_address = (int)n;
         } else if ((r = option(argc, argv, &i, "--idle-timeout", NULL,
                                &v))) {
             if (r < 0 || whole("--idle-timeout", v, 0, 86400, &n))

@@ -30,6 +30,10 @@
 #include "log.h"
 
 #define DEMIXD_PATH_BYTES 4096
+/* --max-per-address when not given: enough for a household or an office
+ * behind one NAT address, far below what one host could otherwise take
+ * (every slot and descriptor). */
+#define DEMIXD_DEFAULT_PER_ADDRESS 64
 
 #define DEMIXD_MAX_SERVICE_THREADS 1024 /* --service-threads */
 
@@ -51,6 +55,9 @@ typedef struct demixd_options {
     char tls_cert[DEMIXD_PATH_BYTES]; /* PEM; "" (with tls_key ""): no TLS */
     char tls_key[DEMIXD_PATH_BYTES];
     char allow_origin[1024]; /* comma-separated Origins; "": any */
+    /* connections per client address; 0: unlimited; -1 (not given):
+     * DEMIXD_DEFAULT_PER_ADDRESS, loopback not counted */
+    int max_per_address;
     int service_threads; /* 0: one per CPU the engine does not use */
     int steps_in_flight; /* 0: the backend's default (CUDA 2, CPU 1) */
     int drain_seconds;   /* SIGTERM: live sessions go on this long */

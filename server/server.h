@@ -51,6 +51,7 @@
 #include "options.h"
 #include "protocol.h"
 #include "scheduler.h"
+#include "addr_limit.h"
 #include "spsc_ring.h"
 #include "tokens.h"
 
@@ -116,10 +117,14 @@ typedef struct demixd {
     int max_sessions;        /* live session limit */
     char web_root[PATH_MAX]; /* resolved, "" when none */
     demixd_tokens *tokens;   /* NULL: every token is accepted */
+    demixd_addr_limit *addr_limit; /* --max-per-address (thread-safe) */
     demixd_metrics *metrics;
     demixd_scheduler *sched;
     demixd_files *files;
     demixd_service *services;
+    /* --tls-cert: the one client SSL_CTX every service thread's vhost is
+     * given (service.c says why); NULL without TLS */
+    SSL_CTX *client_ssl_ctx;
     int service_count;
     int port;        /* the bound port */
     int listen_fd;   /* the listening socket (listener.h) */
@@ -232,6 +237,9 @@ void demixd_session_force_close(demixd_session *s);
 /* LWS_CALLBACK_HTTP for uri; returns what the callback returns. */
 int demixd_http_request(demixd_service *svc, struct lws *wsi, demixd_conn *c,
                         const char *uri);
+/* 1 when the connection's address had --max-per-address connections open
+ * when it came (callbacks.c): its requests and upgrade get 429. */
+int demixd_conn_over_limit(struct lws *wsi);
 int demixd_http_body(demixd_http *h, const void *in, size_t len);
 int demixd_http_body_done(demixd_http *h);
 int demixd_http_writeable(demixd_http *h);

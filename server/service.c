@@ -115,6 +115,15 @@ static struct lws_context *make_context(demixd_service *svc)
                         LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
         info.ssl_cert_filepath = svc->d->opt.tls_cert;
         info.ssl_private_key_filepath = svc->d->opt.tls_key;
+        /* lws would also make each vhost a client SSL_CTX with the whole
+         * system CA store loaded (about 0.7 MB per service thread, for
+         * client connections demixd never makes), and lws 4.1 cannot free
+         * it again when several contexts exist: the ex_data index it
+         * finds it by is a process global that each context's TLS init
+         * replaces, so every context but the last leaked its store at
+         * exit (LeakSanitizer). One empty context of ours, which lws
+         * leaves to us, avoids both. */
+        info.provided_client_ssl_ctx = svc->d->client_ssl_ctx;
     }
     info.headers = demixd_http_security_headers();
     info.max_http_header_data = DEMIXD_LWS_HEADER_BYTES;
@@ -228,6 +237,11 @@ static void lws_log(int level, const char *line)
 
 int demixd_services_start(demixd *d)
 {
+    if (d->opt.tls_cert[0] && !d->client_ssl_ctx &&
+        !(d->client_ssl_ctx = SSL_CTX_new(TLS_client_method()))) {
+        demixd_log(DEMIXD_LOG_ERROR, "tls", "msg=\"OpenSSL: no SSL_CTX\"");
+        return -1;
+    }
     int lws_levels = LLL_ERR | LLL_WARN;
     if (demixd_log_enabled(DEMIXD_LOG_DEBUG))
         lws_levels |= LLL_NOTICE;
@@ -293,4 +307,6 @@ void demixd_services_free(demixd *d)
     free(d->services);
     d->services = NULL;
     d->service_count = 0;
+    SSL_CTX_free(d->client_ssl_ctx); /* after every context is gone */
+    d->client_ssl_ctx = NULL;
 }

@@ -895,3 +895,20 @@ int fx_unused_port(void)
     close(fd);
     return ntohs(a.sin_port);
 }
+
+int fx_timeout_ms(void)
+{
+    static int ms;
+    if (!ms) {
+        const char *e = getenv("DEMIX_TEST_TIMEOUT_SCALE");
+        int scale = e ? atoi(e) : 1;
+        ms = 60000 * (scale >= 1 && scale <= 100 ? scale : 1);
+    }
+    return ms;
+}
+
+int fx_under_sanitizer(void)
+{
+    const char *e = getenv("DEMIX_TEST_SANITIZER");
+    return e && e[0] && strcmp(e, "0") != 0;
+}

@@ -27,6 +27,8 @@
  * -60 dB (float rounding: about -140); in 16-bit files each stem is
  * rounded on its own, so |x - sum_t s_t| <= T/2 steps per sample and the
  * residual stays below -60 dB at this level (about -80).
+ * (i) inputs of the same file name in different folders: refused together,
+ * never overwritten by a later run, --name-by parent, --overwrite.
  */
 #include "testutil.h"
 #include "audio_files.h"
@@ -546,6 +548,91 @@ static void test_stems_add_up_to_the_input(void **state)
     free(in);
 }
 
+/* (i) Inputs that share a file name (a dataset's a/mixture.wav and
+ * b/mixture.wav): together they are refused (one output folder for two
+ * inputs) with a hint at --name-by parent; a later run never overwrites an
+ * earlier run's stems (the input is an error, the stems stay as they
+ * were); --name-by parent names each by its folder; --overwrite
+ * replaces. The identity model at the inputs' rate: a stem is ID_GAIN
+ * times its input, so whose stems a folder holds is checked sample by
+ * sample. */
+static double stem_diff_from_input(const char *stem_path,
+                                   const char *input_path)
+{
+    SF_INFO a, b;
+    float *s = demix_test_read_audio(stem_path, &a);
+    float *x = demix_test_read_audio(input_path, &b);
+    assert_int_equal(a.frames, b.frames);
+    assert_int_equal(a.channels, b.channels);
+    size_t n = (size_t)(b.frames * b.channels);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= ID_GAIN;
+    double d = demix_test_max_abs_diff(s, x, n);
+    free(s);
+    free(x);
+    return d;
+}
+
+static void test_same_file_names_in_folders(void **state)
+{
+    (void)state;
+    char da[512], db[512], ia[600], ib[600], out[512], p[1024], q[1024];
+    snprintf(da, sizeof da, "%s/set/Song A", g.dir);
+    snprintf(db, sizeof db, "%s/set/Song B", g.dir);
+    assert_int_equal(demix_test_system("mkdir -p '%s' '%s'", da, db), 0);
+    snprintf(ia, sizeof ia, "%s/mixture.wav", da);
+    snprintf(ib, sizeof ib, "%s/mixture.wav", db);
+    size_t frames = 44100 / 2 + 99;
+    float *x = make_signal(44100, 2, frames);
+    demix_test_write_audio(ia, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, x,
+                           frames);
+    for (size_t i = 0; i < 2 * frames; i++)
+        x[i] *= -0.5f; /* B differs from A */
+    demix_test_write_audio(ib, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 2, x,
+                           frames);
+    free(x);
+    snprintf(out, sizeof out, "%s/out_h", g.dir);
+
+    /* together: one output folder for two inputs */
+    assert_int_equal(demix("separate --float32 --threads 1 --model '%s' "
+                           "--out '%s' '%s' '%s'",
+                           g.model_id44, out, ia, ib),
+                     1);
+    assert_non_null(strstr(g.stderr_text, "already used by"));
+    assert_non_null(strstr(g.stderr_text, "--name-by parent"));
+    stem_path(p, sizeof p, out, "mixture", "vocals");
+    assert_true(stem_diff_from_input(p, ia) < 1e-5); /* A's stems */
+
+    /* a later run of B into the same place: refused, A's stems stay */
+    assert_int_equal(demix("separate --float32 --threads 1 --model '%s' "
+                           "--out '%s' '%s'",
+                           g.model_id44, out, ib),
+                     1);
+    assert_non_null(strstr(g.stderr_text, "exists"));
+    assert_non_null(strstr(g.stderr_text, "--overwrite"));
+    assert_true(stem_diff_from_input(p, ia) < 1e-5);
+
+    /* --name-by parent: out/Song A, out/Song B */
+    assert_int_equal(demix("separate --float32 --threads 1 --name-by parent "
+                           "--model '%s' --out '%s' '%s' '%s'",
+                           g.model_id44, out, ia, ib),
+                     0);
+    stem_path(q, sizeof q, out, "Song A", "vocals");
+    assert_true(stem_diff_from_input(q, ia) < 1e-5);
+    stem_path(q, sizeof q, out, "Song B", "vocals");
+    assert_true(stem_diff_from_input(q, ib) < 1e-5);
+
+    /* --overwrite: B replaces A in out/mixture */
+    assert_int_equal(demix("separate --float32 --threads 1 --overwrite "
+                           "--model '%s' --out '%s' '%s'",
+                           g.model_id44, out, ib),
+                     0);
+    assert_true(stem_diff_from_input(p, ib) < 1e-5);
+
+    assert_int_equal(demix("separate --name-by folder '%s'", ia), 2);
+    assert_non_null(strstr(g.stderr_text, "--name-by"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_stems_subset),
         cmocka_unit_test(test_unwritable_out),
         cmocka_unit_test(test_stems_add_up_to_the_input),
+        cmocka_unit_test(test_same_file_names_in_folders),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -111,6 +111,14 @@ static void test_calibrated_capacity_lowered_to_fit(void **state)
         server_fixture_start(&fx, model(), (const char *)NULL) == 0;
     assert_true(started);
     char *log = log_of(&fx);
+    /* A calibrated capacity of 1 (a slow machine, or a sanitizer build)
+     * fits already: there is nothing to lower. */
+    if (strstr(log, "event=calibrate capacity=1 ")) {
+        print_message("# calibrated to 1 session here: nothing to lower\n");
+        free(log);
+        finish(&fx, started);
+        skip();
+    }
     assert_non_null(strstr(log, "level=warn event=fd_limit calibrated="));
     assert_non_null(strstr(log, " sessions=1 limit=67 "));
     assert_non_null(strstr(log, " max_sessions=1 "));

@@ -14,7 +14,9 @@
  * gain-weighted sum of separate's stems; (e) errors: a refused connection,
  * a server error (unknown stem: code and message printed), a connection
  * that drops after the handshake (a fake server in a child process), a
- * missing --url; none leaves files behind.
+ * missing --url; none leaves files behind; (f) a model with other source
+ * names; (g) a URL without the path (appended) and with a wrong one (a
+ * hint names /v1/stream).
  */
 #include "testutil.h"
 #include "audio_files.h"
@@ -461,6 +463,34 @@ static void test_stream_errors(void **state)
                      2);
 }
 
+/* (g) The first hour: --url ws://HOST:PORT without the path gets demixd's
+ * /v1/stream appended (said on stderr) and the stream works; a wrong path
+ * fails with a sentence naming the right one, and writes nothing. */
+static void test_stream_url_without_path(void **state)
+{
+    (void)state;
+    make_inputs();
+    char out[512], p[1024];
+    snprintf(out, sizeof out, "%s/str_url", g.dir);
+    assert_int_equal(demix("stream --url ws://127.0.0.1:%d -o '%s' '%s'",
+                           g.fx.port, out, g.in44),
+                     0);
+    assert_non_null(strstr(g.stderr_text, "the URL has no path; using "
+                                          "ws://127.0.0.1:"));
+    assert_non_null(strstr(g.stderr_text, "/v1/stream"));
+    stem_path(p, sizeof p, out, "song44", "vocals");
+    assert_true(path_exists(p));
+
+    snprintf(out, sizeof out, "%s/str_url_bad", g.dir);
+    assert_int_equal(demix("stream --url ws://127.0.0.1:%d/stream -o '%s' '%s'",
+                           g.fx.port, out, g.in44),
+                     1);
+    assert_non_null(strstr(g.stderr_text, "demixd's stream endpoint is "
+                                          "/v1/stream"));
+    snprintf(p, sizeof p, "%s/song44", out);
+    assert_false(path_exists(p));
+}
+
 /* (f) A model with other source names: without --stems, demix stream reads
  * them from the server (a short mix-mode session) and writes one file per
  * source, each equal to the input times FX_IDENTITY_GAIN (an identity
@@ -524,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_stream_stems_and_mix),
         cmocka_unit_test(test_stream_errors),
         cmocka_unit_test(test_stream_model_with_other_sources),
+        cmocka_unit_test(test_stream_url_without_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,10 +1,14 @@
 /*
  * out_paths.c - see out_paths.h.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
+
 #include "out_paths.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -60,3 +64,20 @@ void out_paths_base_name(const char *path, char *out, size_t cap)
         snprintf(out, cap, "output");
 }
 
+
+int out_paths_parent_name(const char *path, char *out, size_t cap, char *err,
+                          size_t err_cap)
+{
+    char full[PATH_MAX];
+    if (!realpath(path, full)) {
+        snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+        return DEMIX_EIO;
+    }
+    char *slash = strrchr(full, '/');
+    if (slash)
+        *slash = '\0'; /* the folder */
+    slash = strrchr(full, '/');
+    const char *name = slash ? slash + 1 : full;
+    snprintf(out, cap, "%s", name[0] ? name : "output");
+    return DEMIX_OK;
+}

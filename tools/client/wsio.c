@@ -304,7 +304,8 @@ static int send_close(wsio_conn *c, int code, const char *reason)
         size_t rl = reason ? strlen(reason) : 0;
         if (rl > WSIO_FRAME_MAX_CONTROL - 2)
             rl = WSIO_FRAME_MAX_CONTROL - 2;
-        memcpy(p + 2, reason, rl);
+        if (rl) /* reason may be NULL: memcpy must not see it */
+            memcpy(p + 2, reason, rl);
         n = 2 + rl;
     }
     return send_control(c, WSIO_OP_CLOSE, p, n);

@@ -57,6 +57,7 @@
 #include "loadgen_stats.h"
 #include "loadgen_verify.h"
 #include "protocol.h"
+#include "stream_url.h"
 #include "ws_client.h"
 
 #define DEFAULT_SESSIONS 4
@@ -67,6 +68,7 @@
 #define DEFAULT_VERIFY 0.01         /* of the sessions, compared */
 #define DEFAULT_LATE_MS 10.0
 #define DEFAULT_MAX_P99_MS 10.0
+#define DEFAULT_CHAOS_SEED 1
 #define LOADGEN_MAX_SESSIONS 1000000 /* sanity: > the ports of one address */
 #define LOADGEN_MAX_THREADS 1024
 #define FDS_PER_THREAD 4 /* a loop's own: lws's event pipe and random
@@ -94,6 +96,8 @@ typedef struct loadgen_options {
     double late_ms;
     double max_p99_ms;
     client_resume_options resume;
+    double chaos;               /* fraction of the sessions that misbehave */
+    unsigned long long chaos_seed;
     int session_list;
     int json;
     int verbose;
@@ -160,6 +164,11 @@ void cmd_loadgen_usage(FILE *out)
             "                       one; 0: none (default: %g)\n"
             "      --verify-min-snr DB  a compared session below this SNR is a\n"
             "                       mismatch (default: %.0f for PCM, %.0f for Opus)\n"
+            "      --chaos F        this fraction of each round's sessions misbehave\n"
+            "                       (vanish, stall, stop reading, garbage, malformed\n"
+            "                       messages, flood; at least one when above 0,\n"
+            "                       ws:// only); the rest are the round's sessions\n"
+            "      --chaos-seed N   the misbehaviours' generator (default: %d)\n"
             "      --late-ms MS     a hop is late when its added latency exceeds\n"
             "                       this (default: %.0f)\n"
             "      --max-p99-ms MS  a round holds only with p99 added latency at\n"
@@ -194,7 +203,7 @@ void cmd_loadgen_usage(FILE *out)
             DEFAULT_RATE_HZ, default_stems[0], default_stems[1],
             default_stems[2], default_stems[3], DEFAULT_CONNECT_RATE,
             DEFAULT_VERIFY, LOADGEN_VERIFY_PCM_MIN_SNR_DB,
-            LOADGEN_VERIFY_OPUS_MIN_SNR_DB, DEFAULT_LATE_MS,
+            LOADGEN_VERIFY_OPUS_MIN_SNR_DB, DEFAULT_CHAOS_SEED, DEFAULT_LATE_MS,
             DEFAULT_MAX_P99_MS, DEFAULT_TIMEOUT_S,
             CLIENT_RESUME_DEFAULT_ATTEMPTS, CLIENT_RESUME_DEFAULT_WAIT_S,
             CLIENT_RESUME_DEFAULT_TAIL_MS);
@@ -325,6 +334,7 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
     o->max_p99_ms = DEFAULT_MAX_P99_MS;
     o->session_list = 1;
     client_resume_options_default(&o->resume);
+    o->chaos_seed = DEFAULT_CHAOS_SEED;
     int sessions_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -402,6 +412,18 @@ static int parse_args(int argc, char **argv, loadgen_options *o)
                                       "a number of dB",
                                       &o->verify_min_snr_db))
                 return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--chaos", NULL, &v))) {
+            if (r < 0 || parse_number("--chaos", v, 0, 0.9, "a fraction",
+                                      &o->chaos))
+                return DEMIX_EXIT_USAGE;
+        } else if ((r = cli_option(argc, argv, &i, "--chaos-seed", NULL,
+                                   &v))) {
+            double seed;
+            if (r < 0 || parse_number("--chaos-seed", v, 0, 9007199254740991.0,
+                                      "a whole number", &seed) ||
+                seed != floor(seed))
+                return DEMIX_EXIT_USAGE;
+            o->chaos_seed = (unsigned long long)seed;
         } else if ((r = cli_option(argc, argv, &i, "--late-ms", NULL, &v))) {
             if (r < 0 || parse_number("--late-ms", v, 0, 60000,
                                       "a number of milliseconds", &o->late_ms))
@@ -567,12 +589,16 @@ static cJSON *json_header(const run *g)
     return root;
 }
 
-static void print_title(const run *g, int n)
+static void print_title(const run *g, const loadgen_round *r)
 {
     const loadgen_options *o = g->o;
-    printf("demix loadgen: %d session%s x %.1f s against %s (%s, %ld Hz %s, "
+    int n = r->sessions;
+    char chaos[64] = "";
+    if (r->chaos_enabled)
+        snprintf(chaos, sizeof chaos, " (+ %d misbehaving)", r->chaos.clients);
+    printf("demix loadgen: %d session%s%s x %.1f s against %s (%s, %ld Hz %s, "
            "%d stems, %s; %d thread%s)\n",
-           n, n == 1 ? "" : "s", o->seconds, o->url,
+           n, n == 1 ? "" : "s", chaos, o->seconds, o->url,
            demix_proto_codec_name(o->codec), o->rate_hz,
            loadgen_audio_channels(g->audio) == 1 ? "mono" : "stereo",
            g->lr.cfg.stem_count, o->input ? o->input : "generated test signal",
@@ -637,6 +663,8 @@ static int run_all(run *g)
     long to = o->ramp ? o->ramp_to : o->sessions;
     long step = o->ramp ? o->ramp_step : 1;
     int any_failed = 0, mismatched = 0, largest_held = 0, rc = 0;
+    int64_t chaos_unanswered = 0;
+    char chaos_example[256] = "";
     double snr_min = INFINITY;
     char first_failure[256] = "";
     char stop_reason[200] = "";
@@ -655,12 +683,24 @@ static int run_all(run *g)
     for (long n = from; n <= to; n += step) {
         loadgen_round r;
         loadgen_session *s = NULL;
-        if (loadgen_run_round(&g->lr, (int)n, &r, &s)) {
-            loadgen_run_free(&r, s, (int)n);
-            cli_error("out of memory for %ld sessions", n);
+        char err[512];
+        int rr = loadgen_run_round(&g->lr, (int)n, &r, &s, err, sizeof err);
+        if (rr) {
+            loadgen_run_free(&r, s, r.sessions);
+            if (rr == DEMIX_ENOMEM)
+                cli_error("out of memory for %ld sessions", n);
+            else
+                cli_error("%s", err);
             rc = 1;
             break;
         }
+        chaos_unanswered += loadgen_chaos_unanswered(&r.chaos);
+        for (int k = 0; k < LOADGEN_CHAOS_KINDS && !chaos_example[0]; k++)
+            if (r.chaos.kind[k].example[0])
+                snprintf(chaos_example, sizeof chaos_example, "%s: %s",
+                     loadgen_chaos_kind_name((loadgen_chaos_kind)k),
+                     r.chaos.kind[k].example);
+
         any_failed += r.failed;
         mismatched += r.verify.mismatched;
         if (r.verify.snr_db_min < snr_min)
@@ -672,7 +712,7 @@ static int run_all(run *g)
         if (r.held)
             largest_held = (int)n;
         if (root) {
-            cJSON *j = loadgen_report_json(&r, s, (int)n, o->session_list);
+            cJSON *j = loadgen_report_json(&r, s, r.sessions, o->session_list);
             if (!j || !cJSON_AddItemToArray(rounds, j)) {
                 cJSON_Delete(j);
                 cli_error("out of memory for the JSON report");
@@ -681,12 +721,12 @@ static int run_all(run *g)
         } else if (o->ramp) {
             loadgen_report_ramp_row(stdout, &r);
             if (o->verbose)
-                loadgen_report_text(stdout, &r, s, (int)n, 1);
+                loadgen_report_text(stdout, &r, s, r.sessions, 1);
         } else {
-            print_title(g, (int)n);
-            loadgen_report_text(stdout, &r, s, (int)n, o->verbose);
+            print_title(g, &r);
+            loadgen_report_text(stdout, &r, s, r.sessions, o->verbose);
         }
-        loadgen_run_free(&r, s, (int)n);
+        loadgen_run_free(&r, s, r.sessions);
         if (r.interrupted) {
             snprintf(stop_reason, sizeof stop_reason,
                      "interrupted at %ld sessions", n);
@@ -757,6 +797,13 @@ static int run_all(run *g)
                   g->reference_error);
         return 1;
     }
+    if (chaos_unanswered) {
+        cli_error("the server did not answer %lld misbehaving client "
+                  "episode%s as documented; the first: %s",
+                  (long long)chaos_unanswered, chaos_unanswered == 1 ? "" : "s",
+                  chaos_example);
+        return 1;
+    }
     if (mismatched) {
         cli_error("%d compared session%s differ from the reference (lowest "
                   "SNR %.1f dB, below %.0f dB; --verify-min-snr sets the "
@@ -825,6 +872,30 @@ int cmd_loadgen(int argc, char **argv)
     lr->max_p99_ms = o.max_p99_ms;
     lr->late_ms = o.late_ms;
     lr->interrupts = &g_interrupts;
+    /* ws://host:port alone: the stream endpoint's path is appended. */
+    static char url[2048];
+    if (stream_url_complete(o.url, url, sizeof url) == 1) {
+        if (!o.quiet)
+            fprintf(stderr, "demix loadgen: the URL has no path; using %s "
+                            "(demixd's stream endpoint)\n", url);
+        o.url = url;
+        lr->url = url;
+    }
+    if (o.chaos > 0) {
+        char err[256];
+        int tls;
+        if (ws_client_parse_url(o.url, &tls, lr->chaos_host,
+                                sizeof lr->chaos_host, &lr->chaos_port,
+                                lr->chaos_path, sizeof lr->chaos_path, err,
+                                sizeof err) ||
+            tls) {
+            fprintf(stderr, "demix loadgen: --chaos needs a ws:// URL%s%s\n",
+                    tls ? "" : ": ", tls ? "" : err);
+            return DEMIX_EXIT_USAGE;
+        }
+        lr->chaos_fraction = o.chaos;
+        lr->chaos_seed = o.chaos_seed;
+    }
     loadgen_config *c = &lr->cfg;
     c->url = o.url;
     c->token = o.token;

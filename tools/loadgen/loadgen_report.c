@@ -282,6 +282,8 @@ void loadgen_report_text(FILE *out, const loadgen_round *r,
             pct(r->client_cpu_s, r->wall_s), r->threads,
             r->threads == 1 ? "" : "s", lo, hi, hi_at,
             pct(r->main_cpu_s, r->wall_s), mem);
+    if (r->chaos_enabled)
+        loadgen_chaos_report_text(out, &r->chaos);
     if (r->before.asked || r->loaded.asked || r->after.asked) {
         fprintf(out, "server\n");
         print_view(out, "before", &r->before);
@@ -644,7 +646,10 @@ cJSON *loadgen_report_json(const loadgen_round *r, const loadgen_session *s,
                  r->rss_bytes_per_session > 0
                      ? cJSON_CreateNumber((double)r->rss_bytes_per_session)
                      : cJSON_CreateNull()) &&
-        add_item(o, "verify", verify_json(&r->verify));
+        add_item(o, "verify", verify_json(&r->verify)) &&
+        add_item(o, "chaos", r->chaos_enabled
+                                 ? loadgen_chaos_report_json(&r->chaos)
+                                 : cJSON_CreateNull());
     cJSON *errors = ok ? cJSON_AddArrayToObject(o, "errors") : NULL;
     ok = ok && errors;
     for (int i = 0; ok && i < r->error_groups; i++) {

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "latency_hist.h"
+#include "loadgen_chaos.h"
 #include "loadgen_session.h"
 #include "loadgen_stats.h"
 
@@ -102,6 +103,9 @@ typedef struct loadgen_round {
 
     loadgen_server_view before, loaded, after;
     int held; /* see above */
+
+    int chaos_enabled;          /* --chaos: chaos clients ran beside */
+    loadgen_chaos_report chaos; /* their episodes (loadgen_chaos.h) */
 } loadgen_round;
 
 /* Fill the session figures of r from n sessions that have all ended, and

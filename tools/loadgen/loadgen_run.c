@@ -252,10 +252,12 @@ static void start_workers(loadgen_run *g, loadgen_worker *w, int threads,
 }
 
 int loadgen_run_round(loadgen_run *g, int n, loadgen_round *r,
-                      loadgen_session **sessions)
+                      loadgen_session **sessions, char *err, size_t err_cap)
 {
     memset(r, 0, sizeof *r);
     *sessions = NULL;
+    int chaos_clients = loadgen_chaos_count(g->chaos_fraction, n);
+    n -= chaos_clients;
     const loadgen_audio *a = g->cfg.audio;
     r->sessions = n;
     r->seconds = g->seconds;
@@ -292,6 +294,29 @@ int loadgen_run_round(loadgen_run *g, int n, loadgen_round *r,
                                      ? LOADGEN_ROLE_SAMPLE
                                      : LOADGEN_ROLE_LOAD,
                                  &w[j].added);
+    }
+
+    /* The chaos clients begin with the round, on their own thread. */
+    loadgen_chaos *chaos = NULL;
+    if (chaos_clients) {
+        loadgen_chaos_params cp = {
+            .cfg = &g->cfg,
+            .clients = chaos_clients,
+            .seed = g->chaos_seed,
+            .host = g->chaos_host,
+            .port = g->chaos_port,
+            .path = g->chaos_path,
+        };
+        int rc = loadgen_chaos_start(&cp, &chaos, err, err_cap);
+        if (rc) {
+            free(s);
+            free(w);
+            free(r->thread);
+            r->thread = NULL;
+            *sessions = NULL;
+            return rc;
+        }
+        r->chaos_enabled = 1;
     }
 
     double t_start = ws_client_now_s();
@@ -369,6 +394,7 @@ int loadgen_run_round(loadgen_run *g, int n, loadgen_round *r,
         }
     }
     progress_clear(g);
+    loadgen_chaos_stop(chaos, &r->chaos);
     latency_hist_init(&r->added);
     for (int j = 0; j < threads; j++) {
         loadgen_worker_join(&w[j]);

@@ -25,6 +25,7 @@
 
 #include <signal.h>
 
+#include "loadgen_chaos.h"
 #include "loadgen_report.h"
 #include "loadgen_session.h"
 #include "loadgen_stats.h"
@@ -48,6 +49,13 @@ typedef struct loadgen_run {
     double verify_fraction; /* of a round's sessions, compared (0: none) */
     double max_p99_ms, late_ms;
     volatile sig_atomic_t *interrupts; /* Ctrl-C count, from the handler */
+    /* --chaos: this fraction of a round's sessions misbehave
+     * (loadgen_chaos.h), the rest are the round's sessions */
+    double chaos_fraction;
+    uint64_t chaos_seed;
+    char chaos_host[256];
+    int chaos_port;
+    char chaos_path[1024];
 
     /* kept between rounds */
     int baseline; /* the server's sessions before the run */
@@ -67,11 +75,14 @@ void loadgen_run_stats(loadgen_run *g, loadgen_stats *q);
 int loadgen_run_reference(loadgen_run *g, loadgen_reference **out, char *err,
                           size_t err_cap);
 
-/* One round of n sessions until every one has ended. r is filled and
- * judged; *sessions (n of them) and r->thread are the caller's to free
- * (loadgen_run_free). DEMIX_ENOMEM when the sessions do not fit. */
+/* One round of n sessions until every one has ended. With chaos, the
+ * first loadgen_chaos_count(chaos_fraction, n) of them are chaos clients
+ * (r->chaos) and r->sessions the rest, which *sessions holds. r is filled
+ * and judged; *sessions and r->thread are the caller's to free
+ * (loadgen_run_free with r->sessions). DEMIX_ENOMEM when the sessions do
+ * not fit, DEMIX_EIO when the chaos clients cannot start (err says why). */
 int loadgen_run_round(loadgen_run *g, int n, loadgen_round *r,
-                      loadgen_session **sessions);
+                      loadgen_session **sessions, char *err, size_t err_cap);
 
 /* Free a round's sessions and thread figures. */
 void loadgen_run_free(loadgen_round *r, loadgen_session *sessions, int n);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "client_parse.h"
+#include "stream_url.h"
 
 static void ev_open(void *user)
 {
@@ -74,7 +75,8 @@ static void ev_connect_error(void *user, const char *why)
     loadgen_stats *q = user;
     q->done = 1;
     q->failed_connect = 1;
-    snprintf(q->err, sizeof q->err, "cannot connect to %s: %s", q->url, why);
+    snprintf(q->err, sizeof q->err, "cannot connect to %s: %s%s", q->url, why,
+             stream_url_hint(q->url, why));
 }
 
 void loadgen_stats_start(loadgen_stats *q, ws_client_loop *loop,

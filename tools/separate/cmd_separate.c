@@ -52,6 +52,8 @@ typedef struct separate_options {
     long threads;
     demix_precision precision;
     long jobs;
+    int name_by_parent; /* --name-by parent: NAME is the input's folder */
+    int overwrite;      /* --overwrite: replace stems already there */
 } separate_options;
 
 typedef struct input_file {
@@ -82,7 +84,8 @@ void cmd_separate_usage(FILE *out)
             "\n"
             "Split each INPUT (WAV, FLAC, OGG Vorbis/Opus, MP3, any sample rate,\n"
             "mono or stereo) into one file per source: DIR/NAME/SOURCE.wav, where\n"
-            "NAME is the input's file name without its extension. Every output has\n"
+            "NAME is the input's file name without its extension (--name-by parent:\n"
+            "the name of the folder it is in). Every output has\n"
             "the input's length, sample rate and channels, aligned sample for sample.\n"
             "\n"
             "options:\n");
@@ -99,6 +102,11 @@ void cmd_separate_usage(FILE *out)
             "                       (default: one per online CPU, here %d)\n"
             "  -j, --jobs N         files separated at once, in one batched step\n"
             "                       (default: %d)\n"
+            "      --name-by WHAT   file (default): DIR/<file name>/; parent:\n"
+            "                       DIR/<its folder's name>/, for datasets whose\n"
+            "                       files are all called mixture.wav\n"
+            "      --overwrite      replace stems an earlier run wrote (default:\n"
+            "                       such an input is an error, nothing is replaced)\n"
             "  -h, --help           this text\n"
             "\n"
             "exit status: 0 when every input was separated, 1 when any failed,\n"
@@ -142,7 +150,7 @@ static int parse_stems(const char *text, const demix_model_config *cfg,
     }
 }
 
-enum { OPT_FLOAT32 = 256, OPT_STEMS };
+enum { OPT_FLOAT32 = 256, OPT_STEMS, OPT_NAME_BY, OPT_OVERWRITE };
 
 static const struct option separate_longs[] = {
     {"help", no_argument, NULL, 'h'},
@@ -154,6 +162,8 @@ static const struct option separate_longs[] = {
     {"threads", required_argument, NULL, 't'},
     {"precision", required_argument, NULL, 'p'},
     {"jobs", required_argument, NULL, 'j'},
+    {"name-by", required_argument, NULL, OPT_NAME_BY},
+    {"overwrite", no_argument, NULL, OPT_OVERWRITE},
     {NULL, 0, NULL, 0},
 };
 
@@ -196,6 +206,17 @@ static int parse_args(int argc, char **argv, separate_options *o,
             break;
         case OPT_STEMS:
             o->stems = v;
+            break;
+        case OPT_NAME_BY:
+            if (!strcmp(v, "parent") || !strcmp(v, "file")) {
+                o->name_by_parent = !strcmp(v, "parent");
+                break;
+            }
+            fprintf(stderr, "demix separate: --name-by must be file or "
+                            "parent (got '%s')\n", v);
+            return DEMIX_EXIT_USAGE;
+        case OPT_OVERWRITE:
+            o->overwrite = 1;
             break;
         case 'b':
             if (demix_backend_parse(v, &o->backend)) {
@@ -461,7 +482,28 @@ static int load_model(separate_run *r)
     return 0;
 }
 
-/* Check every input before any work: format, channels, name clashes.
+/* 1 when a stem this run would write for `in` is there already (err gets
+ * its path). */
+static int stems_exist(const separate_run *r, const input_file *in, char *err,
+                       size_t err_cap)
+{
+    for (int s = 0; s < r->cfg->num_sources; s++) {
+        if (!((r->mask >> s) & 1u))
+            continue;
+        char path[PATH_BYTES];
+        snprintf(path, sizeof path, "%s/%s/%s.wav", r->o.out_dir, in->name,
+                 r->cfg->source_names[s]);
+        if (access(path, F_OK) == 0) {
+            snprintf(err, err_cap, "%.*s", (int)(err_cap > 1 ? err_cap - 1 : 0),
+                     path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Check every input before any work: format, channels, name clashes,
+ * stems of an earlier run.
  * Failures are reported and counted; -1 only when out of memory. */
 static int check_inputs(separate_run *r)
 {
@@ -489,15 +531,36 @@ static int check_inputs(separate_run *r)
             r->failed++;
             continue;
         }
-        out_paths_base_name(in->path, in->name, sizeof in->name);
+        if (!r->o.name_by_parent) {
+            out_paths_base_name(in->path, in->name, sizeof in->name);
+        } else if (out_paths_parent_name(in->path, in->name, sizeof in->name,
+                                         err, sizeof err)) {
+            cli_error("%s", err);
+            r->failed++;
+            continue;
+        }
         int clash = -1;
         for (int j = 0; j < i && clash < 0; j++)
             if (r->inputs[j].usable && strcmp(r->inputs[j].name, in->name) == 0)
                 clash = j;
         if (clash >= 0) {
-            cli_error("%s: its output folder %s/%s is already used by %s; "
-                      "rename one of them or run them separately",
-                      in->path, r->o.out_dir, in->name, r->inputs[clash].path);
+            cli_error("%s: its output folder %s/%s is already used by %s; %s",
+                      in->path, r->o.out_dir, in->name, r->inputs[clash].path,
+                      r->o.name_by_parent
+                          ? "they are in folders of the same name: run them "
+                            "separately with different --out"
+                          : "give --name-by parent to name each output by "
+                            "its input's folder, or run them separately with "
+                            "different --out");
+            r->failed++;
+            continue;
+        }
+        if (!r->o.overwrite && stems_exist(r, in, err, sizeof err)) {
+            cli_error("%s: %s exists (an earlier run?); nothing is replaced: "
+                      "give --overwrite to replace it, --name-by parent to "
+                      "name the output by the input's folder, or another "
+                      "--out",
+                      in->path, err);
             r->failed++;
             continue;
         }

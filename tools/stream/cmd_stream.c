@@ -50,6 +50,7 @@
 #include "commands.h"
 #include "progress.h"
 #include "protocol.h"
+#include "stream_url.h"
 #include "stream_input.h"
 #include "stream_output.h"
 #include "stream_report.h"
@@ -426,6 +427,13 @@ static int parse_args(int argc, char **argv, stream_options *o)
     if (!o->out_dir[0]) {
         fprintf(stderr, "demix stream: --out needs a folder name\n");
         return DEMIX_EXIT_USAGE;
+    }
+    /* ws://host:port alone: the stream endpoint's path is appended. */
+    static char url[2048];
+    if (stream_url_complete(o->url, url, sizeof url) == 1) {
+        fprintf(stderr, "demix stream: the URL has no path; using %s (demixd's "
+                        "stream endpoint)\n", url);
+        o->url = url;
     }
     char err[256];
     int tls, port;

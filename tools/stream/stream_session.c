@@ -18,6 +18,7 @@
 #include "stream_input.h"
 #include "stream_output.h"
 #include "stream_report.h"
+#include "stream_url.h"
 
 #define TICK_S 0.1              /* idle check period */
 #define CLOSE_GRACE_S 3.0       /* wait for the close after a failure */
@@ -356,7 +357,8 @@ static void ev_connect_error(void *user, const char *why)
     stream_session *s = user;
     client_session_on_connect_error(&s->core);
     char text[CLIENT_SESSION_TEXT_BYTES];
-    snprintf(text, sizeof text, "cannot connect to %s: %s", s->o->url, why);
+    snprintf(text, sizeof text, "cannot connect to %s: %s%s", s->o->url, why,
+             stream_url_hint(s->o->url, why));
     /* The first connection fails at once; one during an outage is an
      * attempt (the server may not be listening again yet). */
     if (client_resume_in_outage(&s->resume))
