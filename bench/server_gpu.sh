@@ -71,7 +71,8 @@ plan)
   # not hold), the baseline and one service thread beside them, then 60 s
   # at the largest count that held for each codec.
   shift
-  # PARTS: which of pcm16,opus,base,one,hold to run (default all)
+  # PARTS: which of pcm16,opus,base,one,hold,soak to run (default all
+  # but soak)
   parts=",${PARTS:-pcm16,opus,base,one,hold},"
   cpus=(--server-cpus "${SERVER_CPUS:-0-9}" --client-cpus "${CLIENT_CPUS:-10-15}"
         --loadgen-args "--threads ${CLIENT_THREADS:-6}")
@@ -87,6 +88,14 @@ plan)
   [[ $parts == *,one,* ]] &&
     "$0" cap one pcm16 "${ONE:-500,1000}" 15 "${cpus[@]}" --keep-going \
     --demixd-args "--service-threads 1" "$@" | grep -v '^{'
+  # soak (not in the default PARTS): SOAK_N PCM16 sessions for SOAK_S
+  # seconds, SOAK_CHAOS of them misbehaving (demix loadgen --chaos), 1 %
+  # of the good ones compared with a clean reference session; rounds.jsonl
+  # keeps the chaos verdicts and demixd's resident size every 10 s
+  [[ $parts == *,soak,* ]] &&
+    "$0" cap soak pcm16 "${SOAK_N:-1000}" "${SOAK_S:-420}" "${cpus[@]}" \
+    --loadgen-args "--threads ${CLIENT_THREADS:-6} --chaos ${SOAK_CHAOS:-0.25} --verify 0.01" \
+    "$@" | grep -v '^{'
   for codec in pcm16 opus; do
     [[ $parts == *,hold,* ]] || continue
     [ -f "$OUTDIR/cap-new-$codec/rounds.jsonl" ] || continue
