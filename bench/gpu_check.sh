@@ -43,7 +43,8 @@ DEBS=(libcjson1 libcjson-dev libopenblas0 libopenblas0-pthread libopenblas-dev
       libkissfft-dev libcmocka0 libcmocka-dev pkgconf pkgconf-bin libpkgconf3
       libsndfile1 libsndfile1-dev libflac12 libmp3lame0 libmpg123-0 libogg0
       libopus0 libvorbis0a libvorbisenc2 libsoxr0 libsoxr-dev libgomp1
-      libwebsockets17 libwebsockets-dev libopus-dev libcap2 libcap-dev libssl-dev)
+      libwebsockets17 libwebsockets-dev libopus-dev libcap2 libcap-dev libssl-dev
+      libssl3)  # libssl-dev's libssl.so points at it; demixd links OpenSSL
 
 if [ "${1:-}" = "--fetch-debs" ]; then
   mkdir -p .debs && cd .debs && exec apt-get download "${DEBS[@]}"
