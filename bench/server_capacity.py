@@ -221,10 +221,12 @@ def run_round(a, port, pid, n):
     # with --chaos, the misbehaving clients are not among the sessions
     # that must keep up; an episode not answered as documented fails
     chaos = [r["chaos"] for r in reps if r.get("chaos")]
+    verify = [r["verify"] for r in reps if r.get("verify")]
     good = n - sum(c.get("clients", 0) for c in chaos)
     held = (rep.get("refused", 1) == 0 and rep.get("failed", 1) == 0 and
             rep.get("kept_up", 0) == good and lost == 0 and
             all(c.get("unanswered", 0) == 0 for c in chaos) and
+            all(v.get("mismatched", 0) == 0 for v in verify) and
             p99_added is not None and p99_added <= a.max_p99_ms)
     return {
         "sessions": n, "codec": a.codec, "held": held,
@@ -250,6 +252,7 @@ def run_round(a, port, pid, n):
             round((rss_peak - rss_base) / n / 1024, 1) if n else None,
         "server_rss_series_mb": [round(b / 2**20, 1) for b in rss.series],
         "chaos": chaos or None,
+        "verify": verify or None,
         "wall_s": round(wall, 2),
     }
 

@@ -27,9 +27,10 @@
  * the old to the new weighted sum at one model-hop boundary, at or after
  * the output already received when the message was sent; (h) 8 concurrent
  * sessions with different audio (rates, channels, codecs), spread by the
- * kernel over the server's service threads (the log says which; at least
- * two are asserted) and batched into shared steps (stats: batch mean
- * above 1), get the same stems as each alone; (i) a client that does not read its output is
+ * accept thread over the server's service threads (the log says which;
+ * each of the four holds one to three) and batched into shared steps
+ * (stats: batch mean above 1), get the same stems as each alone; (i) a
+ * client that does not read its output is
  * paused (its input stops being read) and then gets every frame; (j) both
  * servers exit 0 on SIGTERM (teardown); (k) --opus-complexity 0: a third
  * identity server's Opus output still has lag 0 and SNR > 20 dB, and it
