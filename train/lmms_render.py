@@ -12,9 +12,13 @@ lmms-common), in the layout of ../shared/data:
 Each instrument track of a project (those of the song editor and those
 inside beat/bassline containers) is given a source by the rules of
 `classify` (sample path, then track name, then the names of the FX mixer
-channels it goes through, then the instrument plugin, then the pitch of
-its notes). A project is then rendered once per source present, each
-time in a fresh `lmms render` with every other track muted. One process
+channels it goes through, then the instrument plugin); a track with none
+of these cues is rendered alone and goes to bass when BASS_LOW_SHARE of
+its energy lies below LOW_HZ, else to other (`by_audio`). A project is
+then rendered once per source present, each time in a fresh
+`lmms render` with every other track muted, and left out when its
+`other` stem still holds more than OTHER_LOW_LIMIT of its energy below
+LOW_HZ (a bass part that a cue put in `other`). One process
 per render: `lmms rendertracks` renders all tracks in one process and
 carries effect state from one track to the next; it turned several
 tracks of Oglsdl-Dr8v2 into NaN and 1e9 peaks, where a fresh process
@@ -55,6 +59,10 @@ BITRATE_KBPS = 48
 MIX_CEILING = 0.75        # peak of the stems' sum before Opus
 DECODED_LIMIT = 0.9       # the same after decoding
 LOW_HZ = 150              # low_share: energy below this
+# A project whose `other` stem holds more of its energy below LOW_HZ is
+# left out: some bass part went to `other` (the `other` stems of the
+# kept projects hold 0-8 %, their bass stems 11-99 %).
+OTHER_LOW_LIMIT = 0.15
 SILENT_PEAK = 1e-3        # a stem below -60 dBFS peak is dropped
 PROJECTS = "/usr/share/lmms/projects"
 
@@ -273,7 +281,9 @@ def by_sample(path: str) -> tuple[str, str, bool] | None:
 
 # plugins that are bass synthesizers by design
 BASS_PLUGINS = ("lb302",)
-BASS_PITCH = 48           # MIDI C3: a pitched part below it is bass
+# a track with no cue: decided by its own render (by_audio)
+PITCHED = "pitched"
+BASS_LOW_SHARE = 0.4      # bass when this share of its energy is < LOW_HZ
 
 
 def classify(f: dict) -> tuple[str, str, bool]:
@@ -308,13 +318,30 @@ def classify(f: dict) -> tuple[str, str, bool]:
             True
     if f["plugin"] == "sfxr":
         return "other", "plugin sfxr (sound effects)", False
+    # no cue: the notes' keys do not tell (a plugin preset may sound
+    # octaves away from them), so the track's own render decides
     p = f["pitch"]
-    if p and p["median"] < BASS_PITCH and p["p90"] < BASS_PITCH + 7:
-        return "bass", (f"pitch only: median MIDI {p['median']:.0f}, "
-                        f"90% below {p['p90']}"), True
-    med = "" if not p else f", median MIDI {p['median']:.0f}"
-    return "other", f"pitched {f['plugin']}, no cue{med}", p is not None \
-        and p["median"] < BASS_PITCH + 5
+    med = "" if not p else f" (median MIDI note {p['median']:.0f})"
+    return PITCHED, f"{f['plugin']}, no cue{med}", True
+
+
+def by_audio(share: float, peak: float) -> tuple[str, str, bool]:
+    """(source, rule, ambiguous) of a PITCHED track from its render alone:
+    its low_share and its peak."""
+    if peak < SILENT_PEAK:
+        return "unused", "silent when rendered alone", False
+    src = "bass" if share >= BASS_LOW_SHARE else "other"
+    return src, (f"rendered alone: {share:.0%} of its energy below "
+                 f"{LOW_HZ} Hz"), abs(share - BASS_LOW_SHARE) < 0.15
+
+
+def groups_of(tracks: list[dict]) -> dict:
+    """source -> indices of the tracks that go to it."""
+    groups = {}
+    for t in tracks:
+        if t["source"] in SOURCES:
+            groups.setdefault(t["source"], []).append(t["index"])
+    return groups
 
 
 def plan(path: str) -> dict:
@@ -322,7 +349,7 @@ def plan(path: str) -> dict:
     with the indices of playable_tracks per source."""
     tree = read_project(path)
     root = tree.getroot()
-    tracks, groups = [], {}
+    tracks = []
     for i, (where, t) in enumerate(playable_tracks(root)):
         f = track_facts(root, where, t)
         src, rule, amb = classify(f)
@@ -330,9 +357,7 @@ def plan(path: str) -> dict:
                        "plugin": f["plugin"], "sample": f["sample"],
                        "fx": f["fx"], "notes": f["notes"],
                        "source": src, "rule": rule, "ambiguous": amb})
-        if src != "unused":
-            groups.setdefault(src, []).append(i)
-    return {"tracks": tracks, "sources": groups}
+    return {"tracks": tracks, "sources": groups_of(tracks)}
 
 
 # ------------------------------------------------------------ rendering
@@ -461,6 +486,16 @@ def render_project(path: str, out_root: str, timeout_s: int) -> dict:
              **plan(path)}
     work = tempfile.mkdtemp(prefix=f"lmms-{name}-")
     try:
+        for t in entry["tracks"]:
+            if t["source"] != PITCHED:
+                continue
+            wav = os.path.join(work, f"track{t['index']}.wav")
+            render_source(path, [t["index"]], wav, work, timeout_s)
+            x, _ = soundfile.read(wav, dtype="float32", always_2d=True)
+            os.remove(wav)
+            src, why, amb = by_audio(low_share(x), float(np.abs(x).max()))
+            t.update(source=src, rule=f"{t['rule']}; {why}", ambiguous=amb)
+        entry["sources"] = groups_of(entry["tracks"])
         stems = {}
         for src in SOURCES:
             keep = entry["sources"].get(src)
@@ -483,6 +518,13 @@ def render_project(path: str, out_root: str, timeout_s: int) -> dict:
             raise RuntimeError(f"{name}: every source rendered silent")
         out_dir = os.path.join(out_root, name)
         shutil.rmtree(out_dir, ignore_errors=True)
+        if "other" in stems:
+            share = low_share(stems["other"])
+            if share > OTHER_LOW_LIMIT:
+                entry["skipped"] = (
+                    f"`other` holds {share:.0%} of its energy below "
+                    f"{LOW_HZ} Hz: a bass part the rules did not find")
+                return entry
         entry.update(level_and_encode(stems, out_dir, work))
         entry["stems"] = sorted(stems)
     finally:
@@ -545,32 +587,48 @@ def main(argv=None) -> int:
                              "(apt-get install lmms opus-tools)")
     os.makedirs(args.out, exist_ok=True)
     manifest_path = os.path.join(args.out, "manifest.json")
-    done = {}
+    done, skipped_before = {}, {}
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
-            done = {e["project"]: e for e in json.load(f)["projects"]}
+            old = json.load(f)
+        done = {e["project"]: e for e in old["projects"]}
+        rels = {os.path.splitext(os.path.basename(x))[0]:
+                os.path.relpath(x, args.projects) for x in paths}
+        skipped_before = {rels[n]: why for n, why in old["skipped"].items()
+                          if n in rels}
 
     def one(path):
         rel = os.path.relpath(path, args.projects)
         name = os.path.splitext(os.path.basename(path))[0]
         if rel in done and os.path.isdir(os.path.join(args.out, name)):
             return done[rel]
+        if rel in skipped_before:
+            return {"project": rel, "skipped": skipped_before[rel]}
         e = render_project(path, args.out, args.timeout)
-        print(f"{name}: {e['seconds']:.0f} s, {','.join(e['stems'])}",
-              flush=True)
+        if "skipped" not in e:
+            print(f"{name}: {e['seconds']:.0f} s, {','.join(e['stems'])}",
+                  flush=True)
         return e
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         entries = list(pool.map(one, paths))
     entries.sort(key=lambda e: e["project"])
-    minutes = sum(e["seconds"] for e in entries) / 60
+    skipped = dict(SKIP)
+    for e in entries:
+        if "skipped" in e:
+            skipped[os.path.splitext(os.path.basename(e["project"]))[0]] = \
+                e["skipped"]
+    rendered = [e for e in entries if "skipped" not in e]
+    minutes = sum(e["seconds"] for e in rendered) / 60
     with open(manifest_path, "w") as f:
         json.dump({"source": "Debian lmms-common demo projects",
                    "rate": RATE, "bitrate_kbps": BITRATE_KBPS,
-                   "skipped": SKIP, "minutes": round(minutes, 2),
-                   "projects": entries}, f, indent=1, ensure_ascii=False)
-    write_decisions(entries, os.path.join(args.out, "decisions.tsv"))
-    print(f"{len(entries)} projects, {minutes:.1f} min -> {args.out}")
+                   "skipped": skipped, "minutes": round(minutes, 2),
+                   "projects": rendered}, f, indent=1, ensure_ascii=False)
+    write_decisions(rendered, os.path.join(args.out, "decisions.tsv"))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    print(f"{len(rendered)} projects, {minutes:.1f} min -> {args.out}")
     return 0
 
 

@@ -181,14 +181,25 @@ class RulesTest(unittest.TestCase):
         src, rule, amb = L.classify(facts(name="Choir"))
         self.assertEqual((src, amb), ("other", True))
 
-    def test_plugins_and_pitch(self):
+    def test_plugins_and_tracks_without_cues(self):
         self.assertEqual(L.classify(facts(plugin="lb302"))[0], "bass")
         src, _, amb = L.classify(facts(plugin="kicker"))
         self.assertEqual((src, amb), ("drums", True))
+        # no cue, whatever the notes: its own render decides
         low = facts(pitch={"median": 36, "p90": 43})
-        self.assertEqual(L.classify(low)[:3:2], ("bass", True))
-        high = facts(pitch={"median": 72, "p90": 84})
-        self.assertEqual(L.classify(high)[:3:2], ("other", False))
+        self.assertEqual(L.classify(low)[0], L.PITCHED)
+
+    def test_audio_decides_tracks_without_cues(self):
+        self.assertEqual(L.by_audio(0.8, 0.5)[:3:2], ("bass", False))
+        self.assertEqual(L.by_audio(0.02, 0.5)[:3:2], ("other", False))
+        self.assertEqual(L.by_audio(0.45, 0.5)[:3:2], ("bass", True))
+        self.assertEqual(L.by_audio(0.9, 1e-5)[0], "unused")
+
+    def test_groups_leave_out_unused_and_undecided_tracks(self):
+        tracks = [{"index": i, "source": s} for i, s in enumerate(
+            ["drums", "unused", L.PITCHED, "bass", "drums"])]
+        self.assertEqual(L.groups_of(tracks), {"drums": [0, 4],
+                                               "bass": [3]})
 
     def test_unused_tracks(self):
         self.assertEqual(L.classify(facts(muted=True))[0], "unused")
