@@ -90,6 +90,14 @@ fetch() {
   (cd "$stage/debs" && apt-get download libopusfile0 libopus0 libogg0)
   cp -r ../shared/data/musdb18-7s-train ../shared/data/everything-is-remixed \
     "$stage/real/"
+  # the LMMS demo projects' stems, where train/lmms_render.py made them
+  if [ -d .carry/lmms ]; then
+    mkdir -p "$stage/real/lmms"
+    cp -r .carry/lmms/*/ "$stage/real/lmms/"
+  else
+    echo "fetch: no .carry/lmms (train/lmms_render.py --out .carry/lmms):" \
+      "the lmms set stays out"
+  fi
   python3 train/synth/kit.py "$stage/kit" --cache .carry/debcache
   local tree part total n k sum
   tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- |

@@ -27,6 +27,17 @@ cp -r "../shared/data/musdb18-7s-train/Actions - Devil's Words" \
   "$W/src/musdb18-7s-train/"
 cp -r ../shared/data/everything-is-remixed/{potassium,lithium,caesium} \
   "$W/src/everything-is-remixed/"
+# two short LMMS demo projects (train/lmms_render.py): from .carry/lmms
+# where that was rendered, else rendered now where lmms is installed
+lmms_sample=(Greshz-CoolSnip "Crunk(Demo)")
+if [ -d .carry/lmms/Greshz-CoolSnip ] && [ -d ".carry/lmms/Crunk(Demo)" ]; then
+  mkdir -p "$W/src/lmms"
+  for t in "${lmms_sample[@]}"; do cp -r ".carry/lmms/$t" "$W/src/lmms/"; done
+elif command -v lmms >/dev/null && command -v opusenc >/dev/null; then
+  $PY train/lmms_render.py --out "$W/src/lmms" --only "${lmms_sample[@]}"
+else
+  echo "preflight: no .carry/lmms and no lmms here: the lmms set is not exercised"
+fi
 for set in "$W"/src/*; do
   $PY train/audio_data.py "$set" "$W/data/$(basename "$set")" 2
 done

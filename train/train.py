@@ -42,7 +42,9 @@ DATA_LICENCES = ("MUSDB18 7-s excerpts: academic and non-commercial use "
                  "stems from POP909 (MIT) and Groove MIDI (CC BY 4.0), "
                  "rendered with the soundfonts MuseScore General (MIT), "
                  "sf_GMbank (public domain), TimGM6mb (GPL-2+) and AVL "
-                 "Drumkits (CC BY-SA 3.0); train/DATA.md")
+                 "Drumkits (CC BY-SA 3.0); renders of the LMMS demo "
+                 "projects (GPL-2+, Artistic-2.0, BSD-2-clause, CC BY-SA "
+                 "3.0/4.0); authors in train/DATA.md")
 
 
 def parse_args(argv=None):
@@ -50,8 +52,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="folder of packed sets")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--sets", default="musdb18-7s-train:0.6,"
-                   "everything-is-remixed:0.4",
+    p.add_argument("--sets", default="musdb18-7s-train:0.5,"
+                   "everything-is-remixed:0.3,lmms:0.2",
                    help="real sets, set:weight,... (their shares of the "
                    "real part of each batch; missing sets are skipped)")
     p.add_argument("--synth-weight", type=float, default=0.3,
@@ -245,7 +247,9 @@ def export(model, path, args, steps, hours, summary):
                        f"{'small' if model.small else 'full'}, trained by "
                        "demixd train/train.py",
         "trained_on": "MUSDB18 7-s train excerpts (84 of 94), Everything is "
-                      "Remixed (4 of 5 songs), synthetic MIDI renders",
+                      "Remixed (4 of 5 songs), LMMS demo projects (stems "
+                      "rendered by train/lmms_render.py), synthetic MIDI "
+                      "renders",
         "license": "weights: non-commercial use only, as their MUSDB18 "
                    "training data (" + DATA_LICENCES + ")",
         "training_steps": str(steps),
