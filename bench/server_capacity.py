@@ -53,6 +53,9 @@ def thread_cpu(pid):
         sec = (int(fields[11]) + int(fields[12])) / CLK_TCK
         key = name if name.startswith("demixd-") else "other"
         out[key] = out.get(key, 0.0) + sec
+        # the kernel's share (stime) apart: sockets on loopback also
+        # charge the peer's TCP receive work to the sending thread
+        out[" sys"] = out.get(" sys", 0.0) + int(fields[12]) / CLK_TCK
     return out
 
 
@@ -210,6 +213,7 @@ def run_round(a, port, pid, n):
     steps = (metric(port, "demixd_step_seconds_count") or 0.0) - steps0
     rep = merge_reports(reps)
     cpu = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 3) for k in cpu1}
+    sys_s = cpu.pop(" sys", 0.0)
     total = sum(cpu.values())
     svc = {k: v for k, v in cpu.items() if k.startswith("demixd-svc")}
     added = rep.get("added_latency_ms") or {}
@@ -240,6 +244,7 @@ def run_round(a, port, pid, n):
         "server_hop_wait_ms_le": server_wait,
         "batch_mean": hops / steps if steps else None,
         "server_cpu_s": cpu, "server_cpu_total_s": round(total, 3),
+        "server_cpu_kernel_s": round(sys_s, 3),
         "cpu_us_per_session_hop": total / hops * 1e6 if hops else None,
         "busiest_service_thread_cores":
             max(svc.values()) / wall if svc else None,
