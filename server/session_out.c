@@ -131,12 +131,39 @@ static int out_sink(void *user, const float *frames, size_t n)
     return DEMIX_OK;
 }
 
-/* Sample k of a lane hop's plane (float, or int16 scaled back). */
-static inline float hop_sample(const demixd_session *s, const void *plane,
-                               size_t k)
+/* One plane of keep samples into column dst[i * stride] of mixbuf: int16
+ * scaled back (k / 32768, exact) or float. The sample type is decided
+ * once per plane, not per sample, so the loops stay branch-free. */
+static void plane_to_column(const demixd_session *s, const void *plane,
+                            float *dst, size_t stride, int keep)
 {
-    return s->out_s16 ? (float)((const int16_t *)plane)[k] * (1.0f / 32768.0f)
-                      : ((const float *)plane)[k];
+    if (s->out_s16) {
+        const int16_t *a = plane;
+        for (int i = 0; i < keep; i++)
+            dst[(size_t)i * stride] = (float)a[i] * (1.0f / 32768.0f);
+    } else {
+        const float *a = plane;
+        for (int i = 0; i < keep; i++)
+            dst[(size_t)i * stride] = a[i];
+    }
+}
+
+/* The mean of two planes (a stereo model to a mono client). */
+static void planes_mean_to_column(const demixd_session *s, const void *left,
+                                  const void *right, float *dst,
+                                  size_t stride, int keep)
+{
+    if (s->out_s16) {
+        const int16_t *a = left, *b = right;
+        for (int i = 0; i < keep; i++)
+            dst[(size_t)i * stride] =
+                0.5f * ((float)a[i] * (1.0f / 32768.0f) +
+                        (float)b[i] * (1.0f / 32768.0f));
+    } else {
+        const float *a = left, *b = right;
+        for (int i = 0; i < keep; i++)
+            dst[(size_t)i * stride] = 0.5f * (a[i] + b[i]);
+    }
 }
 
 /* One lane hop (nout planes x C x H, in the session's shape: its stems in
@@ -154,19 +181,13 @@ static void planes_to_mixbuf(demixd_session *s, const void *hop, int keep)
         const void *left = plane, *right = plane + H * sample;
         for (int oc = 0; oc < ch; oc++) {
             float *dst = s->mixbuf + (size_t)(j * ch + oc);
-            if ((size_t)ch == C) {
-                const void *a = plane + (size_t)oc * H * sample;
-                for (int i = 0; i < keep; i++)
-                    dst[(size_t)i * stride] = hop_sample(s, a, (size_t)i);
-            } else if (ch == 1) { /* stereo model, mono out: mean */
-                for (int i = 0; i < keep; i++)
-                    dst[(size_t)i * stride] =
-                        0.5f * (hop_sample(s, left, (size_t)i) +
-                                hop_sample(s, right, (size_t)i));
-            } else { /* mono model, stereo out */
-                for (int i = 0; i < keep; i++)
-                    dst[(size_t)i * stride] = hop_sample(s, left, (size_t)i);
-            }
+            if ((size_t)ch == C)
+                plane_to_column(s, plane + (size_t)oc * H * sample, dst,
+                                stride, keep);
+            else if (ch == 1) /* stereo model, mono out: mean */
+                planes_mean_to_column(s, left, right, dst, stride, keep);
+            else /* mono model, stereo out */
+                plane_to_column(s, left, dst, stride, keep);
         }
     }
 }
@@ -239,7 +260,18 @@ static void put_pcm(const demixd_session *s, uint8_t *p, const float *src,
                     size_t stride, size_t n)
 {
     const int ch = s->ch;
-    if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16) {
+    if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16 && s->out_s16_exact) {
+        /* Every sample is k / 32768 for the engine's int16 k (no
+         * resampling, no mean): x * 32768 is k exactly, so the rounding
+         * and clamping of demix_sample_to_s16 would change nothing. */
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++) {
+                uint16_t u = (uint16_t)(int16_t)(int)(
+                    src[i * stride + (size_t)c] * 32768.0f);
+                *p++ = (uint8_t)(u & 0xff);
+                *p++ = (uint8_t)(u >> 8);
+            }
+    } else if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16) {
         for (size_t i = 0; i < n; i++)
             for (int c = 0; c < ch; c++) {
                 uint16_t u = (uint16_t)demix_sample_to_s16(
