@@ -257,6 +257,8 @@ static void option_name(int code, char *buf, size_t cap)
     snprintf(buf, cap, "-%c", code); /* not reached: every code has a name */
 }
 
+/* text as a whole decimal number in lo..hi into *out; -1 after printing
+ * why not (name: "--port"). */
 static int whole(const char *name, const char *text, long lo, long hi,
                  long *out)
 {
