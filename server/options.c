@@ -1,8 +1,18 @@
 /*
  * options.c - parsing of demixd's command line (options.h).
  *
- * Every option takes its value as "--name VALUE" or "--name=VALUE".
+ * getopt_long(3) reads argv in order, without moving operands: every
+ * option takes its value as "--name VALUE" or "--name=VALUE" (a unique
+ * prefix of the name will do), an alias as "-m VALUE" or "-mVALUE"; "--"
+ * ends the options. demixd takes no operands, so the first is refused by
+ * name. The messages are demixd's own (opterr = 0), each names the option
+ * as "--name", and every usage error is -1 (main.c: exit status 2).
  * Numbers are whole decimal integers within the ranges of the usage text.
+ * -h/--help and --version print and return 1 where they stand: an error
+ * before them still wins.
+ *
+ * getopt's state is global: every parse starts it afresh (optind = 0), so
+ * one process may parse several times (tests/unit/test_server_options.c).
  *
  * Thread context: the main thread, before any other starts
  * (demixd_usable_cpus: any thread).
@@ -12,8 +22,8 @@
 #include "options.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <sched.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -162,27 +172,93 @@ static void default_web(char *buf, size_t cap)
     buf[0] = '\0';
 }
 
-/* "--name V", "--name=V" or the alias "-x V". 1: matched (value set), 0: not
- * this option, -1: value missing. */
-static int option(int argc, char **argv, int *i, const char *name,
-                  const char *alias, const char **value)
+int demixd_usable_cpus(void)
 {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (!strncmp(a, name, n) && a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
-    }
-    if (strcmp(a, name) && (!alias || strcmp(a, alias)))
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "demixd: %s needs a value\n", name);
-        return -1;
-    }
-    *value = argv[++*i];
-    return 1;
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
+/* getopt_long's codes of the options without a short alias: past every
+ * character, so that none can clash with an alias. */
+enum {
+    OPT_HOST = 256,
+    OPT_PORT,
+    OPT_MAX_SESSIONS,
+    OPT_SERVICE_THREADS,
+    OPT_DEVICE,
+    OPT_DRAIN_SECONDS,
+    OPT_STEPS_IN_FLIGHT,
+    OPT_WEB,
+    OPT_MAX_FILE_MB,
+    OPT_MAX_FILE_SECONDS,
+    OPT_FILE_JOBS,
+    OPT_MIN_UPLOAD_RATE,
+    OPT_OPUS_COMPLEXITY,
+    OPT_TOKENS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_ALLOW_ORIGIN,
+    OPT_MAX_PER_ADDRESS,
+    OPT_IDLE_TIMEOUT,
+    OPT_LOG_LEVEL,
+    OPT_VERSION,
+};
+
+/* In the order of the usage text. */
+static const struct option longs[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"backend", required_argument, NULL, 'b'},
+    {"precision", required_argument, NULL, 'p'},
+    {"threads", required_argument, NULL, 't'},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+    {"service-threads", required_argument, NULL, OPT_SERVICE_THREADS},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
+    {"steps-in-flight", required_argument, NULL, OPT_STEPS_IN_FLIGHT},
+    {"web", required_argument, NULL, OPT_WEB},
+    {"max-file-mb", required_argument, NULL, OPT_MAX_FILE_MB},
+    {"max-file-seconds", required_argument, NULL, OPT_MAX_FILE_SECONDS},
+    {"file-jobs", required_argument, NULL, OPT_FILE_JOBS},
+    {"min-upload-rate", required_argument, NULL, OPT_MIN_UPLOAD_RATE},
+    {"opus-complexity", required_argument, NULL, OPT_OPUS_COMPLEXITY},
+    {"tokens", required_argument, NULL, OPT_TOKENS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
+    {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* '+': stop at the first operand instead of moving operands to the end
+ * (demixd takes none; the first is refused by name). ':': a missing value
+ * comes back as ':' rather than '?', so that both get demixd's own message
+ * (opterr is 0 as well: getopt prints nothing). */
+static const char shorts[] = "+:m:b:p:t:h";
+
+/* "--name" of an option's code, for the messages. */
+static void option_name(int code, char *buf, size_t cap)
+{
+    for (const struct option *l = longs; l->name; l++)
+        if (l->val == code) {
+            snprintf(buf, cap, "--%s", l->name);
+            return;
+        }
+    snprintf(buf, cap, "-%c", code); /* not reached: every code has a name */
+}
+
+/* text as a whole decimal number in lo..hi into *out; -1 after printing
+ * why not (name: "--port"). */
 static int whole(const char *name, const char *text, long lo, long hi,
                  long *out)
 {
@@ -200,15 +276,135 @@ static int whole(const char *name, const char *text, long lo, long hi,
     return 0;
 }
 
-int demixd_usable_cpus(void)
+/* whole() into an int field. */
+static int whole_int(const char *name, const char *text, long lo, long hi,
+                     int *out)
 {
-    cpu_set_t set;
-    long n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n < 1)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    long n;
+    if (whole(name, text, lo, hi, &n))
+        return -1;
+    *out = (int)n;
+    return 0;
+}
+
+/* A file name option: not empty, fits the buffer, readable now (a TLS
+ * file that cannot be read fails here, not at the first handshake). */
+static int readable_file(const char *name, const char *v, char *dst)
+{
+    if (!v[0] || strlen(v) >= DEMIXD_PATH_BYTES) {
+        fprintf(stderr, "demixd: %s wants a file name\n", name);
+        return -1;
+    }
+    if (access(v, R_OK)) {
+        fprintf(stderr, "demixd: %s %s: %s\n", name, v, strerror(errno));
+        return -1;
+    }
+    snprintf(dst, DEMIXD_PATH_BYTES, "%s", v);
+    return 0;
+}
+
+/* Store the value v of the option with code `code` ("--name" in name).
+ * 0, or -1 after printing why v is refused. */
+static int set_option(demixd_options *o, int code, const char *name,
+                      const char *v)
+{
+    long n;
+    switch (code) {
+    case 'm':
+        snprintf(o->model_path, sizeof o->model_path, "%s", v);
+        return 0;
+    case 'b':
+        if (demix_backend_parse(v, &o->backend)) {
+            fprintf(stderr,
+                    "demixd: --backend is auto, cpu or cuda, not '%s'\n", v);
+            return -1;
+        }
+        return 0;
+    case 'p':
+        if (!strcmp(v, "fp32"))
+            o->precision = DEMIX_PRECISION_FP32;
+        else if (!strcmp(v, "fast"))
+            o->precision = DEMIX_PRECISION_FAST;
+        else if (!strcmp(v, "default"))
+            o->precision = DEMIX_PRECISION_DEFAULT;
+        else {
+            fprintf(stderr, "demixd: --precision is fp32 or fast, not '%s'\n",
+                    v);
+            return -1;
+        }
+        return 0;
+    case 't':
+        return whole_int(name, v, 1, 1024, &o->threads);
+    case OPT_HOST:
+        if (!v[0] || strlen(v) >= sizeof o->host) {
+            fprintf(stderr, "demixd: --host wants an address\n");
+            return -1;
+        }
+        snprintf(o->host, sizeof o->host, "%s", v);
+        return 0;
+    case OPT_PORT:
+        return whole_int(name, v, 0, 65535, &o->port);
+    case OPT_MAX_SESSIONS:
+        return whole_int(name, v, 1, 1048576, &o->max_sessions);
+    case OPT_SERVICE_THREADS:
+        return whole_int(name, v, 1, DEMIXD_MAX_SERVICE_THREADS,
+                         &o->service_threads);
+    case OPT_DEVICE:
+        return whole_int(name, v, 0, 255, &o->device);
+    case OPT_DRAIN_SECONDS:
+        return whole_int(name, v, 0, 3600, &o->drain_seconds);
+    case OPT_STEPS_IN_FLIGHT:
+        return whole_int(name, v, 1, 2, &o->steps_in_flight);
+    case OPT_WEB:
+        snprintf(o->web_dir, sizeof o->web_dir, "%s", v);
+        return 0;
+    case OPT_MAX_FILE_MB:
+        if (whole(name, v, 1, 4096, &n))
+            return -1;
+        o->max_file_bytes = n << 20;
+        return 0;
+    case OPT_MAX_FILE_SECONDS:
+        return whole_int(name, v, 1, 86400, &o->max_file_seconds);
+    case OPT_FILE_JOBS:
+        return whole_int(name, v, 1, 64, &o->file_jobs);
+    case OPT_MIN_UPLOAD_RATE:
+        return whole(name, v, 0, 1L << 30, &o->min_upload_rate);
+    case OPT_OPUS_COMPLEXITY:
+        return whole_int(name, v, 0, 10, &o->opus_complexity);
+    case OPT_TOKENS:
+        if (!v[0] || strlen(v) >= sizeof o->tokens_path) {
+            fprintf(stderr, "demixd: --tokens wants a file name\n");
+            return -1;
+        }
+        snprintf(o->tokens_path, sizeof o->tokens_path, "%s", v);
+        return 0;
+    case OPT_TLS_CERT:
+        return readable_file(name, v, o->tls_cert);
+    case OPT_TLS_KEY:
+        return readable_file(name, v, o->tls_key);
+    case OPT_ALLOW_ORIGIN:
+        if (!v[0] || strlen(v) >= sizeof o->allow_origin) {
+            fprintf(stderr, "demixd: --allow-origin wants origins such as "
+                            "https://host:port\n");
+            return -1;
+        }
+        snprintf(o->allow_origin, sizeof o->allow_origin, "%s", v);
+        return 0;
+    case OPT_MAX_PER_ADDRESS:
+        return whole_int(name, v, 0, 1048576, &o->max_per_address);
+    case OPT_IDLE_TIMEOUT:
+        return whole_int(name, v, 0, 86400, &o->idle_timeout_s);
+    case OPT_LOG_LEVEL:
+        if (demixd_log_parse_level(v, &o->log_level)) {
+            fprintf(stderr,
+                    "demixd: --log-level is error, warn, info or debug, not "
+                    "'%s'\n",
+                    v);
+            return -1;
+        }
+        return 0;
+    }
+    return -1; /* not reached: getopt_long returns only the codes above */
 }
 
 int demixd_options_parse(int argc, char **argv, demixd_options *o)
@@ -229,177 +425,45 @@ int demixd_options_parse(int argc, char **argv, demixd_options *o)
     o->log_level = DEMIXD_LOG_INFO;
     int have_model = 0, have_web = 0, have_tokens = 0;
 
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        long n;
-        int r;
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    optind = 0; /* glibc: start afresh (a parse before may have stopped
+                   inside a group of short options) */
+    opterr = 0;
+    for (;;) {
+        /* Without permutation argv[at] is the argument being read (optind
+         * moves past it once it is done), the one an error names. */
+        int at = optind ? optind : 1;
+        int c = getopt_long(argc, argv, shorts, longs, NULL);
+        if (c == -1)
+            break;
+        if (c == 'h') {
             demixd_options_usage(stdout);
             return 1;
         }
-        if (!strcmp(a, "--version")) {
+        if (c == OPT_VERSION) {
             printf("demixd %s\n", DEMIXD_VERSION);
             return 1;
         }
-        if ((r = option(argc, argv, &i, "--model", "-m", &v))) {
-            if (r < 0)
-                return -1;
-            snprintf(o->model_path, sizeof o->model_path, "%s", v);
-            have_model = 1;
-        } else if ((r = option(argc, argv, &i, "--backend", "-b", &v))) {
-            if (r < 0)
-                return -1;
-            if (demix_backend_parse(v, &o->backend)) {
-                fprintf(stderr,
-                        "demixd: --backend is auto, cpu or cuda, not "
-                        "'%s'\n",
-                        v);
-                return -1;
-            }
-        } else if ((r = option(argc, argv, &i, "--precision", "-p", &v))) {
-            if (r < 0)
-                return -1;
-            if (!strcmp(v, "fp32"))
-                o->precision = DEMIX_PRECISION_FP32;
-            else if (!strcmp(v, "fast"))
-                o->precision = DEMIX_PRECISION_FAST;
-            else if (!strcmp(v, "default"))
-                o->precision = DEMIX_PRECISION_DEFAULT;
-            else {
-                fprintf(stderr,
-                        "demixd: --precision is fp32 or fast, not "
-                        "'%s'\n",
-                        v);
-                return -1;
-            }
-        } else if ((r = option(argc, argv, &i, "--threads", "-t", &v))) {
-            if (r < 0 || whole("--threads", v, 1, 1024, &n))
-                return -1;
-            o->threads = (int)n;
-        } else if ((r = option(argc, argv, &i, "--host", NULL, &v))) {
-            if (r < 0)
-                return -1;
-            if (!v[0] || strlen(v) >= sizeof o->host) {
-                fprintf(stderr, "demixd: --host wants an address\n");
-                return -1;
-            }
-            snprintf(o->host, sizeof o->host, "%s", v);
-        } else if ((r = option(argc, argv, &i, "--port", NULL, &v))) {
-            if (r < 0 || whole("--port", v, 0, 65535, &n))
-                return -1;
-            o->port = (int)n;
-        } else if ((r = option(argc, argv, &i, "--max-sessions", NULL, &v))) {
-            if (r < 0 || whole("--max-sessions", v, 1, 1048576, &n))
-                return -1;
-            o->max_sessions = (int)n;
-        } else if ((r = option(argc, argv, &i, "--web", NULL, &v))) {
-            if (r < 0)
-                return -1;
-            snprintf(o->web_dir, sizeof o->web_dir, "%s", v);
-            have_web = 1;
-        } else if ((r = option(argc, argv, &i, "--max-file-mb", NULL, &v))) {
-            if (r < 0 || whole("--max-file-mb", v, 1, 4096, &n))
-                return -1;
-            o->max_file_bytes = n << 20;
-        } else if ((r = option(argc, argv, &i, "--max-file-seconds", NULL,
-                               &v))) {
-            if (r < 0 || whole("--max-file-seconds", v, 1, 86400, &n))
-                return -1;
-            o->max_file_seconds = (int)n;
-        } else if ((r = option(argc, argv, &i, "--file-jobs", NULL, &v))) {
-            if (r < 0 || whole("--file-jobs", v, 1, 64, &n))
-                return -1;
-            o->file_jobs = (int)n;
-        } else if ((r = option(argc, argv, &i, "--service-threads", NULL,
-                               &v))) {
-            if (r < 0 || whole("--service-threads", v, 1, DEMIXD_MAX_SERVICE_THREADS, &n))
-                return -1;
-            o->service_threads = (int)n;
-        } else if ((r = option(argc, argv, &i, "--drain-seconds", NULL,
-                               &v))) {
-            if (r < 0 || whole("--drain-seconds", v, 0, 3600, &n))
-                return -1;
-            o->drain_seconds = (int)n;
-        } else if ((r = option(argc, argv, &i, "--steps-in-flight", NULL,
-                               &v))) {
-            if (r < 0 || whole("--steps-in-flight", v, 1, 2, &n))
-                return -1;
-            o->steps_in_flight = (int)n;
-        } else if ((r = option(argc, argv, &i, "--device", NULL, &v))) {
-            if (r < 0 || whole("--device", v, 0, 255, &n))
-                return -1;
-            o->device = (int)n;
-        } else if ((r = option(argc, argv, &i, "--opus-complexity", NULL,
-                               &v))) {
-            if (r < 0 || whole("--opus-complexity", v, 0, 10, &n))
-                return -1;
-            o->opus_complexity = (int)n;
-        } else if ((r = option(argc, argv, &i, "--tls-cert", NULL, &v)) ||
-                   (r = option(argc, argv, &i, "--tls-key", NULL, &v))) {
-            int cert = !strncmp(a, "--tls-cert", 10);
-            char *dst = cert ? o->tls_cert : o->tls_key;
-            if (r < 0)
-                return -1;
-            if (!v[0] || strlen(v) >= DEMIXD_PATH_BYTES) {
-                fprintf(stderr, "demixd: %s wants a file name\n",
-                        cert ? "--tls-cert" : "--tls-key");
-                return -1;
-            }
-            if (access(v, R_OK)) {
-                fprintf(stderr, "demixd: %s %s: %s\n",
-                        cert ? "--tls-cert" : "--tls-key", v, strerror(errno));
-                return -1;
-            }
-            snprintf(dst, DEMIXD_PATH_BYTES, "%s", v);
-        } else if ((r = option(argc, argv, &i, "--allow-origin", NULL,
-                               &v))) {
-            if (r < 0)
-                return -1;
-            if (!v[0] || strlen(v) >= sizeof o->allow_origin) {
-                fprintf(stderr, "demixd: --allow-origin wants origins such "
-                                "as https://host:port\n");
-                return -1;
-            }
-            snprintf(o->allow_origin, sizeof o->allow_origin, "%s", v);
-        } else if ((r = option(argc, argv, &i, "--min-upload-rate", NULL,
-                               &v))) {
-            if (r < 0 || whole("--min-upload-rate", v, 0, 1L << 30, &n))
-                return -1;
-            o->min_upload_rate = n;
-        } else if ((r = option(argc, argv, &i, "--max-per-address", NULL,
-                               &v))) {
-            if (r < 0 || whole("--max-per-address", v, 0, 1048576, &n))
-                return -1;
-            o->max_per_address = (int)n;
-        } else if ((r = option(argc, argv, &i, "--idle-timeout", NULL,
-                               &v))) {
-            if (r < 0 || whole("--idle-timeout", v, 0, 86400, &n))
-                return -1;
-            o->idle_timeout_s = (int)n;
-        } else if ((r = option(argc, argv, &i, "--tokens", NULL, &v))) {
-            if (r < 0)
-                return -1;
-            if (!v[0] || strlen(v) >= sizeof o->tokens_path) {
-                fprintf(stderr, "demixd: --tokens wants a file name\n");
-                return -1;
-            }
-            snprintf(o->tokens_path, sizeof o->tokens_path, "%s", v);
-            have_tokens = 1;
-        } else if ((r = option(argc, argv, &i, "--log-level", NULL, &v))) {
-            if (r < 0)
-                return -1;
-            if (demixd_log_parse_level(v, &o->log_level)) {
-                fprintf(stderr,
-                        "demixd: --log-level is error, warn, info or "
-                        "debug, not '%s'\n",
-                        v);
-                return -1;
-            }
-        } else {
-            fprintf(stderr, "demixd: unknown argument '%s' (see --help)\n", a);
+        if (c == '?') {
+            fprintf(stderr, "demixd: unknown argument '%s' (see --help)\n",
+                    argv[at]);
             return -1;
         }
+        char name[32];
+        option_name(c == ':' ? optopt : c, name, sizeof name);
+        if (c == ':') {
+            fprintf(stderr, "demixd: %s needs a value\n", name);
+            return -1;
+        }
+        if (set_option(o, c, name, optarg))
+            return -1;
+        have_model |= c == 'm';
+        have_web |= c == OPT_WEB;
+        have_tokens |= c == OPT_TOKENS;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "demixd: unknown argument '%s' (see --help)\n",
+                argv[optind]);
+        return -1;
     }
     if (!o->tls_cert[0] != !o->tls_key[0]) {
         fprintf(stderr, "demixd: --tls-cert and --tls-key go together\n");

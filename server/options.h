@@ -7,8 +7,13 @@
  *          [--web DIR] [--max-file-mb N] [--max-file-seconds N]
  *          [--file-jobs N] [--tokens FILE] [--idle-timeout S]
  *          [--min-upload-rate B] [--tls-cert FILE --tls-key FILE]
- *          [--allow-origin ORIGIN[,ORIGIN...]]
- *          [--log-level error|warn|info|debug]
+ *          [--allow-origin ORIGIN[,ORIGIN...]] [--max-per-address N]
+ *          [--drain-seconds N] [--steps-in-flight N]
+ *          [--log-level error|warn|info|debug] [--help] [--version]
+ *
+ * Each value goes as "--name VALUE" or "--name=VALUE" (getopt_long(3):
+ * a unique prefix of a name will do); -m, -b, -p, -t and -h are short for
+ * --model, --backend, --precision, --threads and --help.
  *
  * Defaults are filled by demixd_options_parse: the model is $DEMIX_MODEL,
  * else <datadir>/demixd/models/default.safetensors, else the source tree's
@@ -66,8 +71,10 @@ typedef struct demixd_options {
     demixd_log_level log_level;
 } demixd_options;
 
-/* Parse argv. Returns 0 to run, 1 when --help/--version printed and the
- * program should exit 0, -1 on a usage error (message printed). */
+/* Parse argv (not modified: operands are not moved). Returns 0 to run, 1
+ * when --help/--version printed and the program should exit 0, -1 on a
+ * usage error (message printed on stderr). Uses getopt's global state, so
+ * not thread-safe; it may be called again in the same process. */
 int demixd_options_parse(int argc, char **argv, demixd_options *o);
 
 void demixd_options_usage(FILE *out);
