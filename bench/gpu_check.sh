@@ -44,7 +44,8 @@ DEBS=(libcjson1 libcjson-dev libopenblas0 libopenblas0-pthread libopenblas-dev
       libsndfile1 libsndfile1-dev libflac12 libmp3lame0 libmpg123-0 libogg0
       libopus0 libvorbis0a libvorbisenc2 libsoxr0 libsoxr-dev libgomp1
       libwebsockets17 libwebsockets-dev libopus-dev libcap2 libcap-dev libssl-dev
-      libssl3)  # libssl-dev's libssl.so points at it; demixd links OpenSSL
+      libssl3  # libssl-dev's libssl.so points at it; demixd links OpenSSL
+      libev4 libev-dev libwebsockets-evlib-ev)  # demixd --event-loop epoll
 
 if [ "${1:-}" = "--fetch-debs" ]; then
   mkdir -p .debs && cd .debs && exec apt-get download "${DEBS[@]}"
@@ -70,6 +71,12 @@ if has build || has test || has bench; then
   # .pc files say /usr: point them into the prefix. Their Requires name
   # .pc files we do not carry (needed for static links only, or already
   # satisfied by the libraries' own NEEDED entries).
+  # lws dlopens its libev plugin from the folder it was built for only
+  # (LWS_INSTALL_LIBDIR); without it demixd runs on poll() and says so
+  plugin=$P/usr/lib/x86_64-linux-gnu/libwebsockets-evlib_ev.so
+  if [ -f "$plugin" ] && [ -w /usr/lib/x86_64-linux-gnu ]; then
+    cp "$plugin" /usr/lib/x86_64-linux-gnu/
+  fi
   find "$P" -name '*.pc' -print0 | xargs -0 -r sed -i \
     -e "s|=/usr\$|=$P/usr|" -e "s|=\"/usr\"|=\"$P/usr\"|" \
     -e "s|/usr/|$P/usr/|g" -e '/^Requires/d'

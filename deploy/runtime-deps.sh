@@ -9,6 +9,10 @@
 # libwebsockets19t64 on Ubuntu 24.04) and this follows the build stage's
 # release, whichever it is.
 #
+# lws loads its event-loop plugins with dlopen, which ldd does not see:
+# where the binaries link libwebsockets, the package of its libev plugin
+# (demixd's default --event-loop epoll) is added from beside it.
+#
 # Libraries under /usr/local/cuda* (the CUDA toolkit of the nvidia/cuda
 # images, whose runtime image already has them) are left out. A library
 # that no package owns is an error (exit 1, named on stderr): the runtime
@@ -58,6 +62,18 @@ for lib in $libs; do
     echo "runtime-deps: no package owns $lib" >&2
     status=1
   fi
+done
+for lib in $libs; do
+  case "$lib" in
+  */libwebsockets.so.*)
+    plugin=$(dirname "$(readlink -f "$lib")")/libwebsockets-evlib_ev.so
+    if [ -e "$plugin" ] && pkg=$(owner "$plugin"); then
+      packages+=("$pkg")
+    else
+      echo "runtime-deps: no libev plugin of lws beside $lib (demixd falls back to poll)" >&2
+    fi
+    ;;
+  esac
 done
 if [ ${#packages[@]} -gt 0 ]; then
   printf '%s\n' "${packages[@]}" | sort -u

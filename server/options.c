@@ -114,12 +114,18 @@ void demixd_options_usage(FILE *out)
         "                         after S seconds in which nothing was\n"
         "                         received from its client nor taken by it,\n"
         "                         0..86400 (default 30; 0: never)\n"
-        "      --log-level L      error, warn, info (default) or debug\n"
-        "  -h, --help             this text\n"
-        "      --version          the version\n",
+        "      --log-level L      error, warn, info (default) or debug\n",
         DEMIXD_INSTALL_DATA_DIR, DEFAULT_MODEL_FILE, DEMIXD_SOURCE_DIR,
         DEFAULT_MODEL_FILE, DEMIXD_INSTALL_DATA_DIR, DEMIXD_SOURCE_DIR,
         DEMIXD_DEFAULT_PER_ADDRESS);
+    /* apart: one literal over 4095 bytes is beyond what C11 promises */
+    fputs("      --event-loop K     what the service threads wait in: epoll\n"
+          "                         (libev; the default) or poll (lws's own\n"
+          "                         loop, whose cost per wake-up grows with\n"
+          "                         the thread's sockets)\n"
+          "  -h, --help             this text\n"
+          "      --version          the version\n",
+          out);
 }
 
 static int file_exists(const char *path)
@@ -206,6 +212,7 @@ enum {
     OPT_MAX_PER_ADDRESS,
     OPT_IDLE_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_EVENT_LOOP,
     OPT_VERSION,
 };
 
@@ -235,6 +242,7 @@ static const struct option longs[] = {
     {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"event-loop", required_argument, NULL, OPT_EVENT_LOOP},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -394,6 +402,13 @@ static int set_option(demixd_options *o, int code, const char *name,
         return whole_int(name, v, 0, 1048576, &o->max_per_address);
     case OPT_IDLE_TIMEOUT:
         return whole_int(name, v, 0, 86400, &o->idle_timeout_s);
+    case OPT_EVENT_LOOP:
+        if (demixd_event_loop_parse(v, &o->event_loop)) {
+            fprintf(stderr, "demixd: --event-loop is epoll or poll, not '%s'\n",
+                    v);
+            return -1;
+        }
+        return 0;
     case OPT_LOG_LEVEL:
         if (demixd_log_parse_level(v, &o->log_level)) {
             fprintf(stderr,
@@ -405,6 +420,22 @@ static int set_option(demixd_options *o, int code, const char *name,
         return 0;
     }
     return -1; /* not reached: getopt_long returns only the codes above */
+}
+
+int demixd_event_loop_parse(const char *text, demixd_event_loop_kind *out)
+{
+    if (!strcmp(text, "epoll"))
+        *out = DEMIXD_EVENT_LOOP_EPOLL;
+    else if (!strcmp(text, "poll"))
+        *out = DEMIXD_EVENT_LOOP_POLL;
+    else
+        return -1;
+    return 0;
+}
+
+const char *demixd_event_loop_name(demixd_event_loop_kind kind)
+{
+    return kind == DEMIXD_EVENT_LOOP_EPOLL ? "epoll" : "poll";
 }
 
 int demixd_options_parse(int argc, char **argv, demixd_options *o)

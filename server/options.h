@@ -42,6 +42,12 @@
 
 #define DEMIXD_MAX_SERVICE_THREADS 1024 /* --service-threads */
 
+/* What the service threads wait in (event_loop.h says why). */
+typedef enum {
+    DEMIXD_EVENT_LOOP_EPOLL = 0, /* libev on epoll, lws's foreign loop */
+    DEMIXD_EVENT_LOOP_POLL = 1,  /* lws's own poll() loop */
+} demixd_event_loop_kind;
+
 typedef struct demixd_options {
     char model_path[DEMIXD_PATH_BYTES]; /* "" when no model was found */
     demix_backend backend;
@@ -69,7 +75,12 @@ typedef struct demixd_options {
     int device;          /* CUDA device index */
     char tokens_path[DEMIXD_PATH_BYTES]; /* "" when no tokens are required */
     demixd_log_level log_level;
+    demixd_event_loop_kind event_loop; /* --event-loop */
 } demixd_options;
+
+/* Parse "epoll" / "poll" (--event-loop). 0, or -1 for anything else. */
+int demixd_event_loop_parse(const char *text, demixd_event_loop_kind *out);
+const char *demixd_event_loop_name(demixd_event_loop_kind kind);
 
 /* Parse argv (not modified: operands are not moved). Returns 0 to run, 1
  * when --help/--version printed and the program should exit 0, -1 on a

@@ -113,6 +113,9 @@ typedef struct demixd {
     demix_threadpool *copy_pool; /* the scheduler's copies; may be pool */
     demix_engine *engine;
     char backend[16];
+    /* the service threads' loop (service thread 0 sets it before it
+     * reports its start: epoll unless that fell back to poll) */
+    demixd_event_loop_kind event_loop;
     int capacity;            /* measured real-time capacity (sessions) */
     int max_sessions;        /* live session limit */
     char web_root[PATH_MAX]; /* resolved, "" when none */

@@ -19,8 +19,9 @@
  * next starts; then the accept thread starts. A failure stops the threads
  * already started.
  *
- * Loop. Each thread runs lws_service until its shutdown is complete
- * (callbacks.c sets exit_loop), then destroys its context, clearing
+ * Loop. Each thread runs its event loop (event_loop.h: libev on epoll by
+ * default, lws's poll() with --event-loop poll) until its shutdown is
+ * complete (callbacks.c sets exit_loop), then destroys its context, clearing
  * svc->lws under wake_lock first so no other thread calls
  * lws_cancel_service on it again.
  *
@@ -36,6 +37,7 @@
 
 #include <unistd.h>
 
+#include "event_loop.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
@@ -97,11 +99,16 @@ void demixd_service_adopt(demixd_service *svc)
     demixd_service_wake(svc); /* more than one call's worth: come back */
 }
 
-/* The thread's context, listening on nothing. NULL on failure. */
-static struct lws_context *make_context(demixd_service *svc)
+/* The thread's context, listening on nothing, on `loop` of `kind`. NULL
+ * on failure. */
+static struct lws_context *make_context(demixd_service *svc,
+                                        demixd_event_loop *loop,
+                                        demixd_event_loop_kind kind)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
+    if (demixd_event_loop_init(loop, kind, &info))
+        return NULL;
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
     info.user = svc;
@@ -127,7 +134,33 @@ static struct lws_context *make_context(demixd_service *svc)
     }
     info.headers = demixd_http_security_headers();
     info.max_http_header_data = DEMIXD_LWS_HEADER_BYTES;
-    return lws_create_context(&info);
+    struct lws_context *ctx = lws_create_context(&info);
+    if (!ctx)
+        demixd_event_loop_free(loop);
+    else
+        demixd_event_loop_started(loop, ctx);
+    return ctx;
+}
+
+/* The context on the configured loop; where epoll cannot be had (no
+ * epoll in libev, or lws's libev plugin missing: Debian's
+ * libwebsockets-evlib-ev), on lws's poll() loop, said once. */
+static struct lws_context *make_context_on_loop(demixd_service *svc,
+                                                demixd_event_loop *loop)
+{
+    demixd_event_loop_kind kind = svc->d->opt.event_loop;
+    struct lws_context *ctx = make_context(svc, loop, kind);
+    if (svc->index == 0)
+        svc->d->event_loop = kind;
+    if (ctx || kind == DEMIXD_EVENT_LOOP_POLL)
+        return ctx;
+    if (svc->index == 0) {
+        demixd_log(DEMIXD_LOG_WARN, "event_loop",
+                   "msg=\"no libev/epoll loop for lws (is "
+                   "libwebsockets-evlib-ev installed?): poll() instead\"");
+        svc->d->event_loop = DEMIXD_EVENT_LOOP_POLL;
+    }
+    return make_context(svc, loop, DEMIXD_EVENT_LOOP_POLL);
 }
 
 static void report_start(demixd_service *svc, int status)
@@ -145,7 +178,8 @@ static void *service_main(void *arg)
     char name[16]; /* shown by top -H and /proc: per-thread CPU */
     snprintf(name, sizeof name, "demixd-svc%d", svc->index);
     pthread_setname_np(pthread_self(), name);
-    struct lws_context *ctx = make_context(svc);
+    demixd_event_loop loop;
+    struct lws_context *ctx = make_context_on_loop(svc, &loop);
     if (!ctx) {
         report_start(svc, -1);
         return NULL;
@@ -158,7 +192,7 @@ static void *service_main(void *arg)
     report_start(svc, 1);
     int failed = 0;
     while (!svc->exit_loop)
-        if (lws_service(ctx, 0) < 0) {
+        if (demixd_event_loop_run_once(&loop, ctx) < 0) {
             failed = 1;
             break;
         }
@@ -169,6 +203,7 @@ static void *service_main(void *arg)
     svc->lws = NULL;
     pthread_mutex_unlock(&svc->wake_lock);
     lws_context_destroy(ctx);
+    demixd_event_loop_free(&loop);
     return failed ? (void *)1 : NULL;
 }
 
@@ -270,10 +305,10 @@ int demixd_services_start(demixd *d)
     const int tls = d->opt.tls_cert[0] != '\0';
     demixd_log(DEMIXD_LOG_INFO, "listening",
                "msg=\"listening on %s:%d\" host=%s port=%d ws=%s://%s:%d%s "
-               "tls=%s service_threads=%d",
+               "tls=%s service_threads=%d event_loop=%s",
                d->opt.host, d->port, d->opt.host, d->port, tls ? "wss" : "ws",
                d->opt.host, d->port, DEMIX_PROTO_PATH, tls ? "on" : "off",
-               count);
+               count, demixd_event_loop_name(d->event_loop));
     return 0;
 }
 

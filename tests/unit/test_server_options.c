@@ -115,6 +115,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.max_per_address, -1);
     assert_int_equal(o.min_upload_rate, 16384);
     assert_int_equal(o.log_level, DEMIXD_LOG_INFO);
+    assert_int_equal(o.event_loop, DEMIXD_EVENT_LOOP_EPOLL);
     assert_string_equal(o.tokens_path, "");
     assert_string_equal(o.tls_cert, "");
 }
@@ -188,6 +189,19 @@ static void test_aliases_and_prefixes(void **state)
     REFUSED("demixd: unknown argument '--tls=x' (see --help)\n", "--tls=x");
 }
 
+static void test_event_loop(void **state)
+{
+    (void)state;
+    demixd_options o;
+    assert_int_equal(PARSE(&o, "--event-loop", "poll"), 0);
+    assert_int_equal(o.event_loop, DEMIXD_EVENT_LOOP_POLL);
+    assert_int_equal(PARSE(&o, "--event-loop=epoll"), 0);
+    assert_int_equal(o.event_loop, DEMIXD_EVENT_LOOP_EPOLL);
+    assert_string_equal(demixd_event_loop_name(DEMIXD_EVENT_LOOP_POLL), "poll");
+    assert_string_equal(demixd_event_loop_name(DEMIXD_EVENT_LOOP_EPOLL),
+                        "epoll");
+}
+
 static void test_unknown_options(void **state)
 {
     (void)state;
@@ -207,6 +221,8 @@ static void test_unknown_options(void **state)
     REFUSED("demixd: --log-level is error, warn, info or debug, not "
             "'loud'\n",
             "--log-level", "loud");
+    REFUSED("demixd: --event-loop is epoll or poll, not 'kqueue'\n",
+            "--event-loop", "kqueue");
     REFUSED("demixd: --host wants an address\n", "--host=");
     REFUSED("demixd: --tokens wants a file name\n", "--tokens", "");
     REFUSED("demixd: --allow-origin wants origins such as "
@@ -356,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_both_value_forms),
         cmocka_unit_test(test_aliases_and_prefixes),
+        cmocka_unit_test(test_event_loop),
         cmocka_unit_test(test_unknown_options),
         cmocka_unit_test(test_missing_value),
         cmocka_unit_test(test_numbers_in_range),
