@@ -18,14 +18,16 @@
  *   step is collected while the next one, holding hops of the same lanes,
  *   is in flight (seen in wake_owner). Nothing is allocated by the
  *   server's or the engine's code while they stream (malloc, calloc and
- *   realloc are wrapped for this test: CMakeLists.txt).
- * - ring_bounds_depth1, _depth2: an input ring of 4 hops refuses a write past its room
- *   with DEMIX_ENOSPACE and keeps nothing of it; an output ring of 2 hops
- *   that the owner does not read stops the scheduler after 2 hops (the
- *   input stays queued, demixd_paused_sessions{direction="output"} is 1)
- *   and each pop lets exactly one more hop through (with two steps in
- *   flight too: the room counts the hops in flight); every hop arrives,
- *   in order, equal to the reference; no allocation meanwhile.
+ *   realloc are wrapped for this test, tests/CMakeLists.txt; that sees the
+ *   statically linked code, not libc's or shared libraries' own calls).
+ * - ring_bounds_depth1, _depth2: an input ring of 4 hops refuses a write
+ *   past its room with DEMIX_ENOSPACE and keeps nothing of it; an output
+ *   ring of 2 hops that the owner does not read stops the scheduler after
+ *   2 hops (the input stays queued, demixd_paused_sessions{direction=
+ *   "output"} is 1) and each pop lets exactly one more hop through (with
+ *   two steps in flight too: the room counts the hops in flight); every
+ *   hop arrives, in order, equal to the reference; no allocation
+ *   meanwhile.
  * - release_in_flight: two engine slots, steps_in_flight 2, sessions x
  *   and z streaming, the scheduler held in wake_owner at chosen steps. x
  *   is released while its next hop is in flight: once that step is
@@ -114,8 +116,8 @@ typedef struct fixture {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     /* lock */
-    int news[OWNERS];  /* wake_owner called, not yet seen by the owner */
-    gate_state gate;   /* ARMED: the next wake_owner holds the thread */
+    int news[OWNERS];    /* wake_owner called, not yet seen by the owner */
+    gate_state gate;     /* ARMED: the next wake_owner holds the thread */
     int rows_after_gate; /* rows of the first step collected after it */
     int gate_passed;
     int max_in_flight; /* steps in flight while one was delivered */
@@ -270,13 +272,13 @@ typedef struct session {
     fixture *fx;
     demixd_lane *lane;
     int index, owner, hops;
-    float *in;   /* [hops][H][C], interleaved as a session writes it */
-    float *ref;  /* [hops][T][C][H], the engine on this input alone */
-    float *out;  /* [hops][T][C][H], as received */
+    float *in;  /* [hops][H][C], interleaved as a session writes it */
+    float *ref; /* [hops][T][C][H], the engine on this input alone */
+    float *out; /* [hops][T][C][H], as received */
     int sent, got;
-    int extra;   /* outputs past `hops`: must stay 0 */
-    int errors;  /* refused writes, foreign lanes (owner threads: no
-                    cmocka asserts there) */
+    int extra;  /* outputs past `hops`: must stay 0 */
+    int errors; /* refused writes, foreign lanes (owner threads: no
+                   cmocka asserts there) */
 } session;
 
 /* Input of random music-like scale, and the reference: a fresh slot of a
@@ -306,9 +308,10 @@ static void session_init(fixture *fx, session *se, int index, int owner,
             for (int c = 0; c < fx->C; c++)
                 planar[(size_t)c * (size_t)fx->H + (size_t)k] =
                     fr[(size_t)k * (size_t)fx->C + (size_t)c];
-        assert_int_equal(demix_engine_step(e, 1, &slot, planar,
-                                           se->ref + (size_t)h * fx->out_floats),
-                         DEMIX_OK);
+        assert_int_equal(
+            demix_engine_step(e, 1, &slot, planar,
+                              se->ref + (size_t)h * fx->out_floats),
+            DEMIX_OK);
     }
     demix_engine_destroy(e);
     free(planar);
@@ -410,7 +413,7 @@ typedef struct owner_ctx {
     fixture *fx;
     int k;
     session *ss[PER_OWNER];
-    atomic_int primed;  /* the first writes are done */
+    atomic_int primed; /* the first writes are done */
     int timed_out;
 } owner_ctx;
 
@@ -491,7 +494,6 @@ static uint64_t lane_hops(demixd_lane *lane)
     return hops;
 }
 
-
 static void run_two_owners(int depth)
 {
     fixture fx;
@@ -528,9 +530,8 @@ static void run_two_owners(int depth)
     /* Both owners fill their lanes (IN_HOPS hops each) while it waits. */
     pthread_t threads[OWNERS];
     for (int k = 0; k < OWNERS; k++)
-        assert_int_equal(pthread_create(&threads[k], NULL, owner_main,
-                                        &owners[k]),
-                         0);
+        assert_int_equal(
+            pthread_create(&threads[k], NULL, owner_main, &owners[k]), 0);
     for (int k = 0; k < OWNERS; k++)
         wait_primed(&owners[k]);
     count_allocations(1);
@@ -621,16 +622,16 @@ static void run_ring_bounds(int depth)
         uint64_t want = (uint64_t)(h + 1 + OUT < N ? h + 1 + OUT : N);
         WAIT_UNTIL(lane_hops(lane) == want);
         if (want < N)
-            WAIT_UNTIL(metric(&fx,
-                              "demixd_paused_sessions{direction=\"output\"}") ==
-                       1);
+            WAIT_UNTIL(
+                metric(&fx, "demixd_paused_sessions{direction=\"output\"}") ==
+                1);
         assert_int_equal(lane_hops(lane), want);
     }
     count_allocations(0);
     assert_null(demixd_lane_out_peek(lane));
     check_session(&se);
-    assert_int_equal(metric(&fx, "demixd_paused_sessions{direction=\"output\"}"),
-                     0);
+    assert_int_equal(
+        metric(&fx, "demixd_paused_sessions{direction=\"output\"}"), 0);
     assert_int_equal(atomic_load(&allocations), 0);
     demixd_lane_release(lane);
     fixture_stop(&fx);
@@ -678,8 +679,8 @@ static void test_release_in_flight(void **state)
     for (int i = 0; i < 2; i++) {
         session *se = i ? &z : &x;
         make_lane(&fx, se, IN_HOPS, OUT_HOPS);
-        assert_int_equal(
-            demixd_scheduler_reserve(fx.sched, DEMIXD_LANE_LIVE), DEMIX_OK);
+        assert_int_equal(demixd_scheduler_reserve(fx.sched, DEMIXD_LANE_LIVE),
+                         DEMIX_OK);
         demixd_scheduler_submit(fx.sched, se->lane);
     }
     assert_int_equal(demixd_lane_in_write(z.lane, z.in, (size_t)fx.H),
