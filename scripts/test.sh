@@ -2,7 +2,8 @@
 # The README's test command: installs what is needed, builds, runs every test
 # that needs no GPU (GPU tests skip themselves when no device opens), then
 # the sanitizer runs: unit and integration tests under ASan + UBSan
-# (build-asan/), the server's integration tests under TSan (build-tsan/).
+# (build-asan/), the server's integration tests and threaded unit tests
+# under TSan (build-tsan/).
 # DEMIX_SANITIZERS=0 skips the sanitizer runs; DEMIX_FUZZ_SECONDS=0 the
 # fuzzing. Each stage prints its wall time (the CI budget: docs in
 # DEVELOPERS.md).
@@ -61,5 +62,5 @@ DEMIX_BUILD_DIR=build-tsan scripts/build.sh "${san_args[@]}" -DDEMIX_SANITIZE=th
 stage "build (TSan)"
 TSAN_OPTIONS="suppressions=$root/tests/tsan.supp second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" --timeout 900 \
-    -R '^integration_test_server'
+    -R '^(integration_test_server|unit_test_scheduler$|unit_test_spsc_ring$)'
 stage "tests (TSan)"
