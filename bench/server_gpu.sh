@@ -71,8 +71,8 @@ plan)
   # not hold), the baseline and one service thread beside them, then 60 s
   # at the largest count that held for each codec.
   shift
-  # PARTS: which of pcm16,opus,base,one,hold,soak to run (default all
-  # but soak)
+  # PARTS: which of pcm16,opus,base,one,hold,soak,loops to run (default
+  # all but soak and loops)
   parts=",${PARTS:-pcm16,opus,base,one,hold},"
   cpus=(--server-cpus "${SERVER_CPUS:-0-9}" --client-cpus "${CLIENT_CPUS:-10-15}"
         --loadgen-args "--threads ${CLIENT_THREADS:-6}")
@@ -88,6 +88,24 @@ plan)
   [[ $parts == *,one,* ]] &&
     "$0" cap one pcm16 "${ONE:-500,1000}" 15 "${cpus[@]}" --keep-going \
     --demixd-args "--service-threads 1" "$@" | grep -v '^{'
+  # loops (not in the default PARTS): demixd --event-loop poll against
+  # the default epoll, alternating, 15 s rounds of LOOPS_N PCM16 sessions
+  # (default 2000,2500,3000) and LOOPS_OPUS Opus sessions (default 500,625)
+  if [[ $parts == *,loops,* ]]; then
+    for n in ${LOOPS_N:-2000 2500 3000}; do
+      for loop in poll epoll; do
+        "$0" cap "new-$loop" pcm16 "$n" 15 "${cpus[@]}" --keep-going \
+          --demixd-args "--event-loop $loop" "$@" | grep '^| pcm16'
+      done
+    done
+    for n in ${LOOPS_OPUS:-500 625}; do
+      for loop in poll epoll; do
+        "$0" cap "new-$loop" opus "$n" 15 "${ocpus[@]}" --keep-going \
+          --demixd-args "--opus-complexity ${OPUS_COMPLEXITY:-0} --event-loop $loop" \
+          "$@" | grep '^| opus'
+      done
+    done
+  fi
   # soak (not in the default PARTS): SOAK_N PCM16 sessions for SOAK_S
   # seconds, SOAK_CHAOS of them misbehaving (demix loadgen --chaos), 1 %
   # of the good ones compared with a clean reference session; rounds.jsonl
