@@ -20,19 +20,7 @@ STREAMS=${1:-1,64,1024,16384}
 SECONDS_EACH=${2:-3}
 MODEL=${MODEL:-models/default.safetensors}
 if [ ! -x /tmp/engine-base/tools/demix ]; then
-  export PKG_CONFIG_PATH=$P/usr/lib/x86_64-linux-gnu/pkgconfig
-  if ! { LD_LIBRARY_PATH=$LIBDIRS cmake -S .carry/enginebase -B /tmp/engine-base -G Ninja \
-            -DCMAKE_BUILD_TYPE=Release -DDEMIX_TESTS=OFF -DDEMIX_BENCH=OFF \
-            -DCMAKE_C_FLAGS="-isystem $P/usr/include/x86_64-linux-gnu" \
-            -DCMAKE_CUDA_ARCHITECTURES=90 -DDEMIX_CUDA=ON \
-            -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config || echo "$P/usr/bin/pkgconf")" \
-            -DCMAKE_PREFIX_PATH="$P/usr" >/tmp/engine-base.txt 2>&1 &&
-          LD_LIBRARY_PATH=$LIBDIRS cmake --build /tmp/engine-base -j"$(nproc)" \
-            --target demix >>/tmp/engine-base.txt 2>&1; }; then
-    tail -20 /tmp/engine-base.txt
-    echo "# baseline did not build"
-    exit 1
-  fi
+  bench/build_baseline.sh .carry/enginebase /tmp/engine-base demix || exit 1
 fi
 run() { # LABEL BINARY ARGS...
   local label=$1 bin=$2

@@ -36,18 +36,7 @@ build)
   bench/gpu_check.sh --stages build /tmp/gpu-check || exit 1
   if [ -f .carry/base/CMakeLists.txt ] && [ ! -x /tmp/base-build/server/demixd ]; then
     echo "=== baseline build ($(date +%T))"
-    export PKG_CONFIG_PATH=$P/usr/lib/x86_64-linux-gnu/pkgconfig
-    if ! { LD_LIBRARY_PATH=$LIBDIRS cmake -S .carry/base -B /tmp/base-build -G Ninja \
-             -DCMAKE_BUILD_TYPE=Release -DDEMIX_TESTS=OFF -DDEMIX_BENCH=OFF \
-             -DCMAKE_C_FLAGS="-isystem $P/usr/include/x86_64-linux-gnu" \
-             -DCMAKE_CUDA_ARCHITECTURES=90 -DDEMIX_CUDA=ON \
-             -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config || echo "$P/usr/bin/pkgconf")" \
-             -DCMAKE_PREFIX_PATH="$P/usr" >/tmp/base-build.txt 2>&1 &&
-           LD_LIBRARY_PATH=$LIBDIRS cmake --build /tmp/base-build -j"$(nproc)" \
-             --target demixd >>/tmp/base-build.txt 2>&1; }; then
-      tail -30 /tmp/base-build.txt
-      echo "# baseline did not build"
-    fi
+    bench/build_baseline.sh .carry/base /tmp/base-build demixd
   fi
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   nproc

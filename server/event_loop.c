@@ -60,10 +60,10 @@ int demixd_event_loop_init(demixd_event_loop *el, demixd_event_loop_kind kind,
     return 0;
 }
 
-int demixd_event_loop_run_once(demixd_event_loop *el, struct lws_context *ctx)
+int demixd_event_loop_run_once(demixd_event_loop *el)
 {
     if (el->kind == DEMIXD_EVENT_LOOP_POLL)
-        return lws_service(ctx, 0);
+        return lws_service(el->ctx, 0);
     ev_run((struct ev_loop *)el->ev, EVRUN_ONCE);
     return 0;
 }

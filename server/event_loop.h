@@ -33,12 +33,13 @@ typedef struct demixd_event_loop {
 int demixd_event_loop_init(demixd_event_loop *el, demixd_event_loop_kind kind,
                            struct lws_context_creation_info *info);
 
-/* Wait for and handle at least one event (or return at once if some are
- * pending). < 0: lws's service failed (poll only). */
-int demixd_event_loop_run_once(demixd_event_loop *el, struct lws_context *ctx);
+/* Wait for and handle at least one event of the context given to
+ * demixd_event_loop_started (or return at once if some are pending).
+ * < 0: lws's service failed (poll only). */
+int demixd_event_loop_run_once(demixd_event_loop *el);
 
-/* After lws_create_context on this loop (epoll: starts the timer kick of
- * event_loop.c). */
+/* After lws_create_context on this loop: the context it serves (epoll:
+ * also starts the timer kick of event_loop.c). */
 void demixd_event_loop_started(demixd_event_loop *el, struct lws_context *ctx);
 
 /* After lws_context_destroy: the loop itself. */

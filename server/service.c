@@ -192,7 +192,7 @@ static void *service_main(void *arg)
     report_start(svc, 1);
     int failed = 0;
     while (!svc->exit_loop)
-        if (demixd_event_loop_run_once(&loop, ctx) < 0) {
+        if (demixd_event_loop_run_once(&loop) < 0) {
             failed = 1;
             break;
         }

@@ -446,7 +446,8 @@ static void on_start(demixd_session *s, demix_proto_start *st)
                 shape.sources[j] = s->out_source[j];
         }
         s->out_s16 = shape.format == DEMIX_SAMPLE_S16;
-        s->out_s16_exact = s->out_s16 && s->rate == s->model_rate &&
+        s->out_s16_exact = s->out_codec == DEMIX_PROTO_CODEC_PCM_S16 &&
+                           s->rate == s->model_rate &&
                            (s->ch == s->C || s->C == 1);
         demixd_lane_params sp = {
             .kind = DEMIXD_LANE_LIVE,

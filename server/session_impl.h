@@ -99,8 +99,9 @@ struct demixd_session {
     demix_proto_mode mode;
     int nout;                              /* output streams */
     int out_s16; /* the lane's hops are int16 (else float) planes */
-    int out_s16_exact; /* out_s16 and the client gets the engine's int16
-                        * samples unchanged: same rate, no channel mean */
+    int out_s16_exact; /* PCM16 out and the client gets the engine's
+                        * int16 samples unchanged: same rate, no channel
+                        * mean */
     int out_source[DEMIX_PROTO_MAX_STEMS]; /* STEMS: source of each */
     float gain[DEMIX_PROTO_MAX_STEMS];     /* MIX: gain of each source */
     int opus_bitrate, opus_frame_ms, opus_frame_frames, opus_pre_skip;

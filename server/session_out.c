@@ -260,7 +260,7 @@ static void put_pcm(const demixd_session *s, uint8_t *p, const float *src,
                     size_t stride, size_t n)
 {
     const int ch = s->ch;
-    if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16 && s->out_s16_exact) {
+    if (s->out_s16_exact) {
         /* Every sample is k / 32768 for the engine's int16 k (no
          * resampling, no mean): x * 32768 is k exactly, so the rounding
          * and clamping of demix_sample_to_s16 would change nothing. */
