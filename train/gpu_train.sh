@@ -3,13 +3,15 @@
 # its limits (starts bare, 64 MiB carried per call, 10 min per command,
 # 30 min held; a setsid process outlives the call that starts it):
 #
-#   fetch     (here) gather what a session carries: the real Opus stems,
-#             the libopusfile .debs and the synthetic-render kit
-#             (train/synth/kit.py: fluidsynth and its libraries, five
-#             soundfonts subset to what the renderer plays, the MIDI
+#   fetch     (here) gather what a session carries: the real Opus stems
+#             (../shared/data, and .carry/lmms and .carry/teacher where
+#             train/lmms_render.py and train/teacher_stems.py made them),
+#             the libopusfile .debs and, unless SYNTH=0, the synthetic-
+#             render kit (train/synth/kit.py: fluidsynth and its libraries,
+#             five soundfonts subset to what the renderer plays, the MIDI
 #             archives) into one tar, cut into parts that each fit one call
 #             beside the tree: .carry/calls/K/ for call K (it prints how
-#             many; 4 with a 40 MiB tree)
+#             many: 22 MiB each beside a 40 MiB tree)
 #   stash     copy this call's part to $PARTS; once all parts are there,
 #             check the sum and unpack into $STAGE (real/, debs/, kit/)
 #   render H  render H hours of synthetic songs on all cores into
@@ -42,9 +44,12 @@
 #
 # The machine is given back 30 s after a call ends, and the setsid run with
 # it: keep a call in flight (status after a sleep, then collect) for the
-# whole run. The tree itself is 40 MiB (the shipped model); the bundle is
-# 92 MiB (real stems 43 MB, kit 52 MB), so it travels in 4 calls. One
-# session (30 min of device time):
+# whole run. The tree itself is 40 MiB (the shipped model); the bundle
+# was 92 MiB (real stems 43 MB, kit 52 MB: 4 calls) before the lmms (60 MB)
+# and teacher (about 1.2 MB a minute) sets; with them, SYNTH=0 leaves the
+# kit out (and the render stage with it) to keep the calls few, and the
+# last data call runs `stash prepare smoke start M`. One session (30 min
+# of device time), as first planned:
 #   calls 1-3, carry .carry/calls/K:                               stash
 #   call 4, carry .carry/calls/4:             stash render 3 prepare
 #   call 5:                                   smoke start M
@@ -90,15 +95,23 @@ fetch() {
   (cd "$stage/debs" && apt-get download libopusfile0 libopus0 libogg0)
   cp -r ../shared/data/musdb18-7s-train ../shared/data/everything-is-remixed \
     "$stage/real/"
-  # the LMMS demo projects' stems, where train/lmms_render.py made them
-  if [ -d .carry/lmms ]; then
-    mkdir -p "$stage/real/lmms"
-    cp -r .carry/lmms/*/ "$stage/real/lmms/"
-  else
-    echo "fetch: no .carry/lmms (train/lmms_render.py --out .carry/lmms):" \
-      "the lmms set stays out"
+  # sets made here, where their scripts made them: the LMMS demo projects'
+  # stems and the teacher's pseudo-stems of Debian game music
+  local set made
+  for set in lmms:train/lmms_render.py teacher:train/teacher_stems.py; do
+    made=${set#*:}; set=${set%%:*}
+    if [ -d ".carry/$set" ]; then
+      mkdir -p "$stage/real/$set"
+      cp -r ".carry/$set"/*/ "$stage/real/$set/"
+    else
+      echo "fetch: no .carry/$set ($made --out .carry/$set): the set stays out"
+    fi
+  done
+  # SYNTH=0: no synthetic-render kit (52 MB, three calls' worth) and no
+  # render stage this session
+  if [ "${SYNTH:-1}" != 0 ]; then
+    python3 train/synth/kit.py "$stage/kit" --cache .carry/debcache
   fi
-  python3 train/synth/kit.py "$stage/kit" --cache .carry/debcache
   local tree part total n k sum
   tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- |
     tail -1 | cut -f1)
@@ -155,6 +168,7 @@ render() {
   local hours=$1 seed=${SEED:-}
   say "render $hours h"
   if [ -f "$DATA/synth.npy" ]; then echo "render: $DATA/synth.npy exists"; return; fi
+  if [ ! -d "$KIT" ]; then echo "render: no kit carried (fetch with SYNTH=0)"; return; fi
   if [ -z "$seed" ] && [ -f "models/$NAME.safetensors" ]; then
     seed=$(python3 -c 'import sys; sys.path.insert(0, "train")
 from reference import load_safetensors

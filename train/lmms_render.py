@@ -398,10 +398,12 @@ def render_source(path: str, keep: list[int], wav: str, workdir: str,
                            f"{done.returncode}): {done.stderr[-500:]}")
 
 
-def encode(x, workdir: str, opus: str, bitrate: int) -> None:
+def encode(x, workdir: str, opus: str, bitrate: int, rate: int = RATE
+           ) -> None:
+    """opusenc resamples other rates to 48 kHz itself."""
     import soundfile
     wav = os.path.join(workdir, "encode.wav")
-    soundfile.write(wav, x, RATE, subtype="FLOAT")
+    soundfile.write(wav, x, rate, subtype="FLOAT")
     done = subprocess.run(["opusenc", "--quiet", "--bitrate", str(bitrate),
                            "--serial", "1", wav, opus],
                           capture_output=True, text=True)
@@ -423,7 +425,7 @@ def decode(opus: str, workdir: str):
     return x
 
 
-def low_share(x) -> float:
+def low_share(x, rate: int = RATE) -> float:
     """Share of a stem's energy below LOW_HZ: a check of the grouping
     (an `other` stem that is mostly low end likely holds a bass part)."""
     import numpy as np
@@ -434,20 +436,22 @@ def low_share(x) -> float:
         return 0.0
     power = (np.abs(np.fft.rfft(blocks * np.hanning(n), axis=1)) ** 2
              ).sum(axis=0)
-    cut = int(LOW_HZ * n / RATE)
+    cut = int(LOW_HZ * n / rate)
     return float(power[:cut].sum() / max(power.sum(), 1e-30))
 
 
-def level_and_encode(stems: dict, out_dir: str, workdir: str) -> dict:
-    """stems: source -> float32 [N, 2]. Write OUT_DIR/<source>.opus so
-    that the decoded sum stays below DECODED_LIMIT; returns the levels."""
+def level_and_encode(stems: dict, out_dir: str, workdir: str,
+                     rate: int = RATE) -> dict:
+    """stems: source -> float32 [N, 2] at `rate`. Write
+    OUT_DIR/<source>.opus (48 kHz) so that the decoded sum stays below
+    DECODED_LIMIT; returns the levels."""
     import numpy as np
     n = max(len(x) for x in stems.values())
     stems = {s: np.pad(x, ((0, n - len(x)), (0, 0))) for s, x in
              stems.items()}
     # drop the common silent tail (LMMS renders a bar past the last note)
     loud = np.nonzero(np.abs(sum(stems.values())).max(1) > SILENT_PEAK)[0]
-    end = min(n, int(loud[-1]) + RATE // 2) if len(loud) else n
+    end = min(n, int(loud[-1]) + rate // 2) if len(loud) else n
     stems = {s: x[:end] for s, x in stems.items()}
     peak = float(np.abs(sum(stems.values())).max())
     ceiling, tries = MIX_CEILING, 0
@@ -456,7 +460,7 @@ def level_and_encode(stems: dict, out_dir: str, workdir: str) -> dict:
         gain = ceiling / peak
         for s, x in stems.items():
             encode(x * gain, workdir, os.path.join(out_dir, s + ".opus"),
-                   BITRATE_KBPS)
+                   BITRATE_KBPS, rate)
         dec = [decode(os.path.join(out_dir, s + ".opus"), workdir)
                for s in stems]
         m = min(len(d) for d in dec)
@@ -467,8 +471,8 @@ def level_and_encode(stems: dict, out_dir: str, workdir: str) -> dict:
         tries += 1
     if dpeak >= DECODED_LIMIT:
         raise RuntimeError(f"{out_dir}: decoded mixture peaks at {dpeak}")
-    return {"seconds": round(end / RATE, 2),
-            "low_share": {s: round(low_share(x), 3) for s, x in
+    return {"seconds": round(end / rate, 2),
+            "low_share": {s: round(low_share(x, rate), 3) for s, x in
                           stems.items()},
             "gain_db":
             round(20 * np.log10(gain), 2), "decoded_mix_peak":

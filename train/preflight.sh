@@ -38,6 +38,15 @@ elif command -v lmms >/dev/null && command -v opusenc >/dev/null; then
 else
   echo "preflight: no .carry/lmms and no lmms here: the lmms set is not exercised"
 fi
+# one track of the teacher's pseudo-stems (train/teacher_stems.py) where
+# they were made
+teacher_sample=$(find .carry/teacher -mindepth 1 -maxdepth 1 -type d \
+  ! -name '*.tmp' 2>/dev/null | sort | head -1)
+if [ -n "$teacher_sample" ]; then
+  mkdir -p "$W/src/teacher" && cp -r "$teacher_sample" "$W/src/teacher/"
+else
+  echo "preflight: no .carry/teacher: the teacher set is not exercised"
+fi
 for set in "$W"/src/*; do
   $PY train/audio_data.py "$set" "$W/data/$(basename "$set")" 2
 done
@@ -72,6 +81,12 @@ assert len(log) == 2 and log[-1]["steps"] == 18, [r["steps"] for r in log]
 synth = json.load(open(f"{w}/data/synth.json"))
 names = {t["name"] for t in synth["tracks"]}
 assert names and all(not names & set(r["tracks"]) for r in log), log[-1]
+# the metadata names the sets trained on and the teacher's licence
+import os
+assert "MUSDB18" in meta["trained_on"], meta["trained_on"]
+if os.path.isdir(f"{w}/src/teacher"):
+    assert "HTDemucs" in meta["trained_on"], meta["trained_on"]
+    assert "personal and research use only" in meta["license"], meta["license"]
 x = torch.randn(2, 512 * 8, dtype=torch.float64) * 0.1
 H = m.hop
 err = (stream(m, x)[..., H:] - m(x[None])[0][..., :-H]).abs().max().item()

@@ -37,14 +37,32 @@ from audio_data import RATE, SOURCES, StemBank, draw_batch  # noqa: E402
 from reference import HSTasNet, load_safetensors  # noqa: E402
 from sdr import sdr, summarise  # noqa: E402
 
-DATA_LICENCES = ("MUSDB18 7-s excerpts: academic and non-commercial use "
-                 "only; Everything is Remixed stems: CC0 1.0; synthetic "
-                 "stems from POP909 (MIT) and Groove MIDI (CC BY 4.0), "
-                 "rendered with the soundfonts MuseScore General (MIT), "
-                 "sf_GMbank (public domain), TimGM6mb (GPL-2+) and AVL "
-                 "Drumkits (CC BY-SA 3.0); renders of the LMMS demo "
-                 "projects (GPL-2+, Artistic-2.0, BSD-2-clause, CC BY-SA "
-                 "3.0/4.0); authors in train/DATA.md")
+# what each set is and its licence, for the exported file's metadata
+SET_FACTS = {
+    "musdb18-7s-train": ("MUSDB18 7-s train excerpts (84 of 94)",
+                         "academic and non-commercial use only"),
+    "everything-is-remixed": ("Everything is Remixed (4 of 5 songs)",
+                              "CC0 1.0"),
+    "lmms": ("LMMS demo projects (stems rendered by train/lmms_render.py)",
+             "GPL-2+, Artistic-2.0, BSD-2-clause, CC BY-SA 3.0/4.0"),
+    "teacher": ("Debian game music and Frets on Fire songs with pseudo-stems "
+                "by HTDemucs v4 (train/teacher_stems.py)",
+                "music GPL-2+, CC BY-SA 3.0, MIT; the teacher's weights are "
+                "Meta's, for personal and research use only"),
+    "synth": ("synthetic MIDI renders (train/synth)",
+              "POP909 (MIT) and Groove MIDI (CC BY 4.0), rendered with the "
+              "soundfonts MuseScore General (MIT), sf_GMbank (public "
+              "domain), TimGM6mb (GPL-2+) and AVL Drumkits (CC BY-SA 3.0)"),
+}
+
+
+def set_facts(names) -> tuple[str, str]:
+    """(what, licences) of the sets trained on, for the metadata."""
+    facts = [SET_FACTS.get(n.rstrip("0123456789"), (n, "see train/DATA.md"))
+             for n in names]
+    facts = list(dict.fromkeys(facts))
+    return ("; ".join(f[0] for f in facts),
+            "; ".join(f"{f[0].split(' (')[0]}: {f[1]}" for f in facts))
 
 
 def parse_args(argv=None):
@@ -52,10 +70,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="folder of packed sets")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--sets", default="musdb18-7s-train:0.5,"
-                   "everything-is-remixed:0.3,lmms:0.2",
+    p.add_argument("--sets", default="musdb18-7s-train:0.35,"
+                   "everything-is-remixed:0.2,lmms:0.15,teacher:0.3",
                    help="real sets, set:weight,... (their shares of the "
-                   "real part of each batch; missing sets are skipped)")
+                   "real part of each batch; missing sets are skipped). "
+                   "teacher (train/teacher_stems.py, pseudo-stems of real "
+                   "recordings) weighs most: it is the most music")
     p.add_argument("--synth-weight", type=float, default=0.3,
                    help="share of batch items drawn from the synthetic sets "
                    "(synth*.npy in --data, train/synth/render.py), split "
@@ -128,6 +148,7 @@ def load_banks(args, device):
                 f"{item.split(':')[0]}.npy missing, skipped")
     banks, weights = [], []
     val_tracks = []
+    args.trained_sets = []      # for export's metadata
     for name, weight in set_weights(args, names):
         prefix = os.path.join(args.data, name)
         bank = StemBank(prefix, device)
@@ -138,6 +159,7 @@ def load_banks(args, device):
         if bank.tracks:
             banks.append(bank)
             weights.append(weight)
+            args.trained_sets.append(name)
         # validation is real music only, never a render
         if not name.startswith("synth"):
             val_tracks += [(val, t) for t in val.tracks]
@@ -246,12 +268,10 @@ def export(model, path, args, steps, hours, summary):
         "description": f"HS-TasNet D={model.dim} NB={model.num_basis} "
                        f"{'small' if model.small else 'full'}, trained by "
                        "demixd train/train.py",
-        "trained_on": "MUSDB18 7-s train excerpts (84 of 94), Everything is "
-                      "Remixed (4 of 5 songs), LMMS demo projects (stems "
-                      "rendered by train/lmms_render.py), synthetic MIDI "
-                      "renders",
+        "trained_on": set_facts(args.trained_sets)[0],
         "license": "weights: non-commercial use only, as their MUSDB18 "
-                   "training data (" + DATA_LICENCES + ")",
+                   "training data (" + set_facts(args.trained_sets)[1] +
+                   "; authors in train/DATA.md)",
         "training_steps": str(steps),
         "training_hours": f"{hours:.4f}",
         "validation_sdr": json.dumps(
