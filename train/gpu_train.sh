@@ -42,6 +42,9 @@
 #             1 and 8, about 4 minutes; it shares the GPU with the run)
 #   evalcuda  `demix eval --backend cuda` and `--backend cpu` of the run's
 #             model.safetensors (after collect) or else the shipped file
+#   golden    the golden file of the run's model (make_golden.py, float64)
+#   pack      everything in $OUT but the model's parts and the curve into
+#             small.tar ($OUT returns at most 8 files)
 #
 # The machine is given back 30 s after a call ends, and the setsid run with
 # it: keep a call in flight (status after a sleep, then collect) for the
@@ -322,10 +325,33 @@ collect() {
   ls -la "$out"
 }
 
+golden() {
+  # the run's model's golden file (tests/golden/test_golden.c checks the
+  # CPU engine against it; needed when the model is shipped), computed in
+  # float64 by the PyTorch reference from the exported weights
+  say golden
+  local out=${OUT:-$ROOT/.carry/out} src=/tmp/demix-golden
+  mkdir -p "$src" "$out"
+  cp "$RUN/model.safetensors" "$src/$NAME.safetensors"
+  python3 train/make_golden.py --model "$src/$NAME.safetensors" --hops 32 \
+    --frames 2 --out "$src"
+  cp "$src/${NAME}_golden.safetensors" "$out/"
+}
+
+pack() {
+  # $OUT returns at most 8 files: all but the model's parts and the curve
+  # go into one tar (here: tar -xf small.tar)
+  say pack
+  local out=${OUT:-$ROOT/.carry/out}
+  (cd "$out" && find . -maxdepth 1 -type f ! -name '*.part*' ! -name '*.png' \
+     ! -name small.tar -printf '%f\n' | tar -cf small.tar --remove-files -T - &&
+   ls -la)
+}
+
 while [ $# -gt 0 ]; do
   stage=$1; shift
   case $stage in
-    fetch|stash|prepare|smoke|status|collect|cudacheck|evalcuda) $stage ;;
+    fetch|stash|prepare|smoke|status|collect|cudacheck|evalcuda|golden|pack) $stage ;;
     start|render) $stage "$1"; shift ;;
     *) echo "gpu_train.sh: unknown stage $stage" >&2; exit 2 ;;
   esac
