@@ -40,6 +40,10 @@ build)
   fi
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   nproc
+  # threads per core: whether demixd's and loadgen's CPUs share physical
+  # cores (per-CPU figures of two hyperthreads are not those of two cores)
+  lscpu | grep -E 'Model name|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)|MHz'
+  lscpu -e=CPU,CORE,SOCKET | tr '\n' ';'; echo
   ;;
 cap)
   label=$2 codec=$3 sessions=$4 seconds=$5
