@@ -8,7 +8,10 @@ session, every session kept up, 0 lost hops, p99 added latency within
 --max-p99-ms), the latency figures, the server's mean batch per step, and
 the server's CPU per thread (from /proc/PID/task/*/stat, by thread name:
 demixd-svcK, demixd-sched, the rest), so that the CPU microseconds per
-session-hop and the busiest thread name the bottleneck. Rounds go up the
+session-hop and the busiest thread name the bottleneck; within the service
+threads, /metrics' phase counters split each session-hop's time into
+receive, writeable and wake-up callbacks and the rest ("loop": lws's event
+loop and the kernel's socket calls). Rounds go up the
 list and stop after the first that does not hold (--keep-going: run all).
 
 One JSON object per round goes to OUT/rounds.jsonl, a table to stdout and
@@ -108,6 +111,31 @@ def metric(port, name):
     return None
 
 
+def service_phases(port):
+    """{(kind, phase): value} of demixd_service_phase_{seconds,calls}_total
+    (demixd's service threads: time in and calls of each kind of work)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                  timeout=10).read().decode()
+    return {(m.group(1), m.group(2)): float(m.group(3)) for m in re.finditer(
+        r'demixd_service_phase_(seconds|calls)_total\{phase="([a-z]+)"\} (\S+)',
+        body)}
+
+
+def phase_split(p0, p1, svc_cpu_s, hops):
+    """Microseconds and calls per session-hop of each service-thread phase,
+    and "loop": the service threads' CPU outside them (lws, the kernel)."""
+    if not hops or not p1:
+        return None
+    us = {ph: (p1[(k, ph)] - p0.get((k, ph), 0)) / hops * 1e6
+          for k, ph in p1 if k == "seconds"}
+    calls = {ph: (p1[(k, ph)] - p0.get((k, ph), 0)) / hops
+             for k, ph in p1 if k == "calls"}
+    out = {"us": {k: round(v, 2) for k, v in us.items()},
+           "calls": {k: round(v, 3) for k, v in calls.items()}}
+    out["us"]["loop"] = round(svc_cpu_s / hops * 1e6 - sum(us.values()), 2)
+    return out
+
+
 def hop_wait_hist(port):
     """{upper bound seconds: cumulative count} of demixd_hop_wait_seconds."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
@@ -181,6 +209,7 @@ def run_round(a, port, pid, n):
     hops0 = metric(port, "demixd_hops_total") or 0.0
     wait0 = hop_wait_hist(port)
     steps0 = metric(port, "demixd_step_seconds_count") or 0.0
+    phases0 = service_phases(port)
     t0 = time.time()
     # --clients P: P loadgen processes with N/P sessions each (for a
     # single-threaded loadgen); their reports are merged conservatively
@@ -211,6 +240,7 @@ def run_round(a, port, pid, n):
     hops = (metric(port, "demixd_hops_total") or 0.0) - hops0
     server_wait = hist_quantiles(wait0, hop_wait_hist(port))
     steps = (metric(port, "demixd_step_seconds_count") or 0.0) - steps0
+    phases1 = service_phases(port)
     rep = merge_reports(reps)
     cpu = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 3) for k in cpu1}
     sys_s = cpu.pop(" sys", 0.0)
@@ -246,6 +276,9 @@ def run_round(a, port, pid, n):
         "server_cpu_s": cpu, "server_cpu_total_s": round(total, 3),
         "server_cpu_kernel_s": round(sys_s, 3),
         "cpu_us_per_session_hop": total / hops * 1e6 if hops else None,
+        # where the service threads' time goes, per session-hop
+        "service_phases_per_session_hop": phase_split(
+            phases0, phases1, sum(svc.values()), hops),
         "busiest_service_thread_cores":
             max(svc.values()) / wall if svc else None,
         "scheduler_cores": cpu.get("demixd-sched", 0) / wall,
@@ -310,7 +343,8 @@ def main():
         except subprocess.TimeoutExpired:
             p.kill()
     hdr = ("codec", "N", "held", "p50+", "p99+", "p99.9+", "lost", "batch",
-           "wait p99", "us/hop", "svc max", "sched")
+           "wait p99", "us/hop", "svc rx/wr/wake/loop us", "svc max",
+           "sched")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rows:
         ad = r.get("added_latency_ms") or {}
@@ -321,6 +355,9 @@ def main():
             str(r.get("lost_hops")), f(r.get("batch_mean")),
             f((r.get("server_hop_wait_ms_le") or {}).get("0.99")),
             f(r.get("cpu_us_per_session_hop")),
+            "/".join(f((ph or {}).get("us", {}).get(k)) for k in
+                     ("receive", "writeable", "wake", "loop"))
+            if (ph := r.get("service_phases_per_session_hop")) else "-",
             f(r.get("busiest_service_thread_cores"), 2),
             f(r.get("scheduler_cores"), 2)]) + " |")
     table = "\n".join(lines)

@@ -17,6 +17,9 @@
  * an answer: 429 to its requests and to its upgrade (http.c, below), then
  * the close.
  *
+ * Receive, writeable and wake-up callbacks are timed
+ * (service_phase.c: /metrics' demixd_service_phase_*).
+ *
  * Wake-ups (lws_cancel_service -> EVENT_WAIT_CANCELLED): the thread's
  * ready ring is drained (each stream with news has its session serviced),
  * finished file jobs get their responses started; while stopping, every
@@ -249,11 +252,20 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         c->session = demixd_session_open(svc, wsi);
         return c->session ? 0 : -1;
     case LWS_CALLBACK_RECEIVE:
-        if (c && c->session)
+        if (c && c->session) {
+            int64_t t0 = demixd_now_ns();
             demixd_session_receive(c->session, in, len);
+            demixd_service_phase_done(svc, DEMIXD_PHASE_RECEIVE, t0);
+        }
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return c && c->session ? demixd_session_writeable(c->session) : 0;
+        if (c && c->session) {
+            int64_t t0 = demixd_now_ns();
+            int rc = demixd_session_writeable(c->session);
+            demixd_service_phase_done(svc, DEMIXD_PHASE_WRITEABLE, t0);
+            return rc;
+        }
+        return 0;
     case LWS_CALLBACK_TIMER:
         if (c && c->session)
             demixd_session_timer(c->session);
@@ -266,9 +278,12 @@ int demixd_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
             c->session = NULL;
         }
         return 0;
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
+        int64_t t0 = demixd_now_ns();
         on_wake(svc);
+        demixd_service_phase_done(svc, DEMIXD_PHASE_WAKE, t0);
         return 0;
+    }
     case LWS_CALLBACK_WSI_CREATE:
         /* the acceptor's load count (acceptor.c); lws's own descriptors
          * count too, the same on every thread */

@@ -213,16 +213,22 @@ static int metrics(demixd_http *h)
 {
     demixd *d = h->d;
     int conns[DEMIXD_MAX_SERVICE_THREADS];
-    for (int k = 0; k < d->service_count; k++)
-        conns[k] = demixd_service_connections(&d->services[k]);
+    double cpu[DEMIXD_MAX_SERVICE_THREADS];
     demixd_gauges g = {
         .thread_connections = conns,
+        .thread_cpu_seconds = cpu,
         .threads = d->service_count,
         .sessions = demixd_scheduler_count(d->sched, DEMIXD_LANE_LIVE),
         .max_sessions = d->max_sessions,
         .capacity = d->capacity,
         .file_jobs = demixd_scheduler_count(d->sched, DEMIXD_LANE_FILE),
     };
+    for (int k = 0; k < d->service_count; k++) {
+        conns[k] = demixd_service_connections(&d->services[k]);
+        cpu[k] = demixd_service_cpu_seconds(&d->services[k]);
+        demixd_service_phase_totals(&d->services[k], g.phase_ns,
+                                    g.phase_calls);
+    }
     size_t cap = 16384, len = 0;
     for (;;) {
         char *body = malloc(cap);

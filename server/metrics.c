@@ -32,6 +32,9 @@ _Static_assert(WAIT_BUCKETS + 1 == DEMIXD_HOP_WAIT_BINS,
 static const int batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 #define BATCH_BUCKETS (sizeof batch_bounds / sizeof batch_bounds[0])
 
+static const char *const phase_names[DEMIXD_PHASE_COUNT] = {
+    "receive", "writeable", "wake"};
+
 static const char *const result_names[DEMIXD_RESULT_COUNT] = {
     "ok", "error", "vanished", "refused", "shutdown"};
 
@@ -251,6 +254,27 @@ int demixd_metrics_render(demixd_metrics *m, const demixd_gauges *g, char *buf,
             put(&b, "demixd_service_connections{thread=\"%d\"} %d\n", k,
                 g->thread_connections[k]);
     }
+    if (g->thread_cpu_seconds && g->threads > 0) {
+        put(&b, "# HELP demixd_service_cpu_seconds_total CPU time of each "
+                "service thread.\n"
+                "# TYPE demixd_service_cpu_seconds_total counter\n");
+        for (int k = 0; k < g->threads; k++)
+            put(&b, "demixd_service_cpu_seconds_total{thread=\"%d\"} %.6f\n",
+                k, g->thread_cpu_seconds[k]);
+    }
+    put(&b, "# HELP demixd_service_phase_seconds_total Time the service "
+            "threads spent in each kind of work (the rest of their CPU is "
+            "the event loop and the kernel's socket calls).\n"
+            "# TYPE demixd_service_phase_seconds_total counter\n");
+    for (int k = 0; k < DEMIXD_PHASE_COUNT; k++)
+        put(&b, "demixd_service_phase_seconds_total{phase=\"%s\"} %.6f\n",
+            phase_names[k], (double)g->phase_ns[k] * 1e-9);
+    put(&b, "# HELP demixd_service_phase_calls_total Service-thread calls "
+            "of each kind of work.\n"
+            "# TYPE demixd_service_phase_calls_total counter\n");
+    for (int k = 0; k < DEMIXD_PHASE_COUNT; k++)
+        put(&b, "demixd_service_phase_calls_total{phase=\"%s\"} %llu\n",
+            phase_names[k], (unsigned long long)g->phase_calls[k]);
     put(&b,
         "# HELP demixd_hops_total Session-hops stepped by the engine.\n"
         "# TYPE demixd_hops_total counter\ndemixd_hops_total %llu\n",

@@ -22,6 +22,16 @@
  *                                   counter clients refused for a missing
  *                                           or wrong token
  *   demixd_uptime_seconds           gauge
+ *   demixd_service_cpu_seconds_total{thread="K"}
+ *                                   counter CPU time of each service thread
+ *   demixd_service_phase_seconds_total{phase=...}
+ *   demixd_service_phase_calls_total{phase=...}
+ *                                   counter time inside, and calls of, each
+ *                                           kind of service-thread work
+ *                                           (demixd_service_phase), all
+ *                                           threads; the rest of the
+ *                                           threads' CPU is lws's loop and
+ *                                           the kernel's socket calls
  *
  * Usage sketch:
  *
@@ -44,6 +54,17 @@
 
 typedef struct demixd_metrics demixd_metrics;
 
+/* The kinds of work a service thread times (callbacks.c): a WebSocket
+ * message received (protocol, decode, into the session's lane), a socket
+ * ready to write (hops out of the lane, encode, frame, send), and a
+ * wake-up by the scheduler (draining the thread's ready ring). */
+typedef enum demixd_service_phase {
+    DEMIXD_PHASE_RECEIVE = 0,
+    DEMIXD_PHASE_WRITEABLE,
+    DEMIXD_PHASE_WAKE,
+    DEMIXD_PHASE_COUNT
+} demixd_service_phase;
+
 /* Values owned elsewhere, passed in when rendering. */
 typedef struct demixd_gauges {
     int sessions;
@@ -53,6 +74,11 @@ typedef struct demixd_gauges {
     /* connections per service thread (threads entries; may be NULL) */
     const int *thread_connections;
     int threads;
+    /* CPU seconds per service thread (threads entries; may be NULL) */
+    const double *thread_cpu_seconds;
+    /* the service threads' phase totals, summed over threads */
+    uint64_t phase_ns[DEMIXD_PHASE_COUNT];
+    uint64_t phase_calls[DEMIXD_PHASE_COUNT];
 } demixd_gauges;
 
 typedef enum demixd_session_result {

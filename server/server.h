@@ -80,6 +80,11 @@ typedef struct demixd_service {
     demixd_spsc_ring accepted;
     atomic_int wsi_live; /* its lws connections: the acceptor's load */
     int wsi_base;        /* wsi_live of the bare context (lws's own) */
+    /* time in, and calls of, each kind of work: written by this thread
+     * alone (a relaxed load and store, no read-modify-write), read by
+     * /metrics on any thread */
+    _Atomic uint64_t phase_ns[DEMIXD_PHASE_COUNT];
+    _Atomic uint64_t phase_calls[DEMIXD_PHASE_COUNT];
 
     /* this service thread */
     demixd_session *sessions; /* every WebSocket connection */
@@ -197,6 +202,16 @@ int demixd_acceptor_ring_init(demixd_service *svc);
 int demixd_acceptor_take(demixd_service *svc);
 /* Connections the thread serves now (any thread; a snapshot). */
 int demixd_service_connections(demixd_service *svc);
+
+/* A service thread's phase accounting (callbacks.c): add the time since
+ * t0 (demixd_now_ns) to phase p; the thread itself. The thread's CPU
+ * seconds so far and its phase totals added into ns[] and calls[] (any
+ * thread; a snapshot). */
+void demixd_service_phase_done(demixd_service *svc, demixd_service_phase p,
+                               int64_t t0);
+double demixd_service_cpu_seconds(demixd_service *svc);
+void demixd_service_phase_totals(demixd_service *svc, uint64_t *ns,
+                                 uint64_t *calls);
 
 /* Ask a service thread to look at its ready ring, jobs and, while
  * stopping, sessions. Any thread. */

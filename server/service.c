@@ -245,6 +245,10 @@ int demixd_services_init(demixd *d, int count)
         svc->index = k;
         atomic_init(&svc->wake_pending, 0);
         atomic_init(&svc->wsi_live, 0);
+        for (int p = 0; p < DEMIXD_PHASE_COUNT; p++) {
+            atomic_init(&svc->phase_ns[p], 0);
+            atomic_init(&svc->phase_calls[p], 0);
+        }
         pthread_mutex_init(&svc->wake_lock, NULL);
         d->service_count = k + 1; /* what free() undoes */
         if (demixd_acceptor_ring_init(svc))

@@ -204,6 +204,41 @@ static void test_labelled_counters(void **state)
     demixd_metrics_destroy(m);
 }
 
+/* The service threads' CPU and phase totals come from the gauges and are
+ * printed per thread and per phase, in seconds. */
+static void test_service_phases(void **state)
+{
+    (void)state;
+    demixd_metrics *m = NULL;
+    assert_int_equal(demixd_metrics_create(&m), DEMIX_OK);
+    const int conns[2] = {3, 4};
+    const double cpu[2] = {1.5, 0.25};
+    demixd_gauges g = {.thread_connections = conns,
+                       .thread_cpu_seconds = cpu,
+                       .threads = 2};
+    g.phase_ns[DEMIXD_PHASE_RECEIVE] = 2500000000u;
+    g.phase_ns[DEMIXD_PHASE_WRITEABLE] = 1000;
+    g.phase_calls[DEMIXD_PHASE_RECEIVE] = 7;
+    g.phase_calls[DEMIXD_PHASE_WAKE] = 9;
+    static char text[RENDER_BYTES];
+    render(m, &g, text);
+    expect_line(text, "demixd_service_cpu_seconds_total{thread=\"0\"} 1.500000");
+    expect_line(text, "demixd_service_cpu_seconds_total{thread=\"1\"} 0.250000");
+    expect_line(text,
+                "demixd_service_phase_seconds_total{phase=\"receive\"} 2.500000");
+    expect_line(text,
+                "demixd_service_phase_seconds_total{phase=\"writeable\"} 0.000001");
+    expect_line(text, "demixd_service_phase_seconds_total{phase=\"wake\"} 0.000000");
+    expect_line(text, "demixd_service_phase_calls_total{phase=\"receive\"} 7");
+    expect_line(text, "demixd_service_phase_calls_total{phase=\"writeable\"} 0");
+    expect_line(text, "demixd_service_phase_calls_total{phase=\"wake\"} 9");
+    /* without per-thread CPU (a NULL array) that family is left out */
+    g.thread_cpu_seconds = NULL;
+    render(m, &g, text);
+    assert_null(strstr(text, "demixd_service_cpu_seconds_total"));
+    demixd_metrics_destroy(m);
+}
+
 static void test_render_arguments(void **state)
 {
     (void)state;
@@ -242,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_hop_waits),
         cmocka_unit_test(test_recent_window),
         cmocka_unit_test(test_labelled_counters),
+        cmocka_unit_test(test_service_phases),
         cmocka_unit_test(test_render_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
