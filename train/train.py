@@ -70,12 +70,14 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="folder of packed sets")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--sets", default="musdb18-7s-train:0.35,"
-                   "everything-is-remixed:0.2,lmms:0.15,teacher:0.3",
+    p.add_argument("--sets", default="musdb18-7s-train:0.5,"
+                   "everything-is-remixed:0.3,lmms:0.2",
                    help="real sets, set:weight,... (their shares of the "
                    "real part of each batch; missing sets are skipped). "
-                   "teacher (train/teacher_stems.py, pseudo-stems of real "
-                   "recordings) weighs most: it is the most music")
+                   "The teacher set (train/teacher_stems.py) is opt-in, "
+                   "e.g. ...,teacher:0.1: at 0.3, with the synthetic "
+                   "renders left out, vocals and other lost 1.2-1.4 dB "
+                   "(train/cards/hstasnet-d256-48k.notes.md)")
     p.add_argument("--synth-weight", type=float, default=0.3,
                    help="share of batch items drawn from the synthetic sets "
                    "(synth*.npy in --data, train/synth/render.py), split "
