@@ -100,9 +100,12 @@ if has build; then
     >"$OUTDIR/build.txt" 2>&1 || { tail -40 "$OUTDIR/build.txt"; exit 1; }
   # every GPU test (tests/gpu/test_*.c -> gpu_test_*), so that ctest -L gpu
   # finds them all
-  gpu_tests=$(cd tests/gpu && ls test_*.c | sed 's/^/gpu_/; s/\.c$//')
-  # shellcheck disable=SC2086
-  with_libs cmake --build "$B" -j"$(nproc)" --target $gpu_tests \
+  gpu_tests=()
+  for f in tests/gpu/test_*.c; do
+    f=${f##*/}
+    gpu_tests+=("gpu_${f%.c}")
+  done
+  with_libs cmake --build "$B" -j"$(nproc)" --target "${gpu_tests[@]}" \
     demix_gpu_bench >>"$OUTDIR/build.txt" 2>&1 || { grep -B2 -A20 -m3 'error' "$OUTDIR/build.txt"; tail -20 "$OUTDIR/build.txt"; exit 1; }
   with_libs cmake --build "$B" -j"$(nproc)" --target demix demixd >>"$OUTDIR/build.txt" 2>&1 \
     || echo "# demix or demixd did not build; their stages are skipped"

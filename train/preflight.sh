@@ -60,9 +60,9 @@ PATH=$(dirname "$PY"):$PATH KIT=$W/kit DATA=$W/data SEED=3 \
   train/gpu_train.sh render 0.02
 test -s "$W/data/synth.npy"
 # every set, the opt-in teacher set included (missing sets are skipped)
+sets=musdb18-7s-train:0.4,everything-is-remixed:0.3,lmms:0.2,teacher:0.1
 tiny=(--dim 16 --basis 32 --batch 4 --seconds 1 --amp none --warmup 5
-      --val-tracks 3
-      --sets musdb18-7s-train:0.4,everything-is-remixed:0.3,lmms:0.2,teacher:0.1)
+      --val-tracks 3 --sets "$sets")
 $PY train/train.py --data "$W/data" --out "$W/run1" "${tiny[@]}" --max-steps 12
 $PY train/train.py --data "$W/data" --out "$W/run2" "${tiny[@]}" --max-steps 6 \
   --init "$W/run1/model.safetensors" --history "$W/run1/log.jsonl"
