@@ -150,7 +150,6 @@ def load_banks(args, device):
                 f"{item.split(':')[0]}.npy missing, skipped")
     banks, weights = [], []
     val_tracks = []
-    args.trained_sets = []      # for export's metadata
     for name, weight in set_weights(args, names):
         prefix = os.path.join(args.data, name)
         bank = StemBank(prefix, device)
@@ -161,7 +160,6 @@ def load_banks(args, device):
         if bank.tracks:
             banks.append(bank)
             weights.append(weight)
-            args.trained_sets.append(name)
         # validation is real music only, never a render
         if not name.startswith("synth"):
             val_tracks += [(val, t) for t in val.tracks]
@@ -261,7 +259,8 @@ def lr_at(args, step_in_run, elapsed):
     return args.lr * warm * decay
 
 
-def export(model, path, args, steps, hours, summary):
+def export(model, path, args, sets, steps, hours, summary):
+    """sets: the names of the sets trained on (for the metadata)."""
     med = summary["median"]
     meta = {
         "sample_rate": str(RATE),
@@ -270,9 +269,9 @@ def export(model, path, args, steps, hours, summary):
         "description": f"HS-TasNet D={model.dim} NB={model.num_basis} "
                        f"{'small' if model.small else 'full'}, trained by "
                        "demixd train/train.py",
-        "trained_on": set_facts(args.trained_sets)[0],
+        "trained_on": set_facts(sets)[0],
         "license": "weights: non-commercial use only, as their MUSDB18 "
-                   "training data (" + set_facts(args.trained_sets)[1] +
+                   "training data (" + set_facts(sets)[1] +
                    "; authors in train/DATA.md)",
         "training_steps": str(steps),
         "training_hours": f"{hours:.4f}",
@@ -360,7 +359,7 @@ def main(argv=None):
         log(f"validate step {steps} ({hours:.3f} h): {med} "
             f"mean={summary['mean']:.3f} dB, loss {rec['loss']}")
         export(model, os.path.join(args.out, "model.safetensors"), args,
-               steps, hours, summary)
+               [b.name for b in banks], steps, hours, summary)
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "steps": steps, "hours": hours},
                    os.path.join(args.out, "checkpoint.pt.tmp"))
