@@ -428,14 +428,12 @@ static void on_start(demixd_session *s, demix_proto_start *st)
     }
     if (!rc) {
         /* Ask the engine for what the client gets: 16-bit samples unless
-         * it asked for float32 (Opus encodes from them too), its stems in
-         * its order, or its mix made by the engine: the fewest bytes over
-         * PCIe and through the lane (engine.h's output shapes). */
+         * it asked for float32 (out_setup), its stems in its order, or its
+         * mix made by the engine: the fewest bytes over PCIe and through
+         * the lane (engine.h's output shapes). */
         demix_output_shape shape;
         demix_output_shape_init(&shape, cfg);
-        shape.format = s->out_codec == DEMIX_PROTO_CODEC_PCM_F32
-                           ? DEMIX_SAMPLE_F32
-                           : DEMIX_SAMPLE_S16;
+        shape.format = s->out_s16 ? DEMIX_SAMPLE_S16 : DEMIX_SAMPLE_F32;
         if (s->mode == DEMIX_PROTO_MODE_MIX) {
             shape.mix = 1;
             for (int t = 0; t < s->T; t++)
@@ -445,10 +443,6 @@ static void on_start(demixd_session *s, demix_proto_start *st)
             for (int j = 0; j < s->nout; j++)
                 shape.sources[j] = s->out_source[j];
         }
-        s->out_s16 = shape.format == DEMIX_SAMPLE_S16;
-        s->out_s16_exact = s->out_codec == DEMIX_PROTO_CODEC_PCM_S16 &&
-                           s->rate == s->model_rate &&
-                           (s->ch == s->C || s->C == 1);
         demixd_lane_params sp = {
             .kind = DEMIXD_LANE_LIVE,
             .channels = s->C,

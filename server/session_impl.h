@@ -13,7 +13,8 @@
  *   conv     rs_in's output converted to the model's C channels
  *   mixbuf   one model hop of the chosen stems or the mix, [H][nout*ch]
  *   ostage   rs_out's output, client rate, [frames][nout*ch], drained into
- *            messages as the queue takes them
+ *            messages as the queue takes them; on the exact int16 path
+ *            (out_s16_exact) the lane's hops as int16, without mixbuf
  *   opus_acc one Opus frame per output stream, [nout][F*ch]
  *   txq      outbound messages
  */
@@ -135,8 +136,9 @@ struct demixd_session {
     int64_t hops_out; /* hops taken from the stream */
     resampler *rs_out;
     int lag_out; /* most client frames rs_out holds back */
-    float *mixbuf;
-    float *ostage;
+    float *mixbuf;         /* not made on the exact int16 path */
+    unsigned char *ostage; /* float, or int16 where out_s16_exact */
+    size_t ostage_sample;  /* its bytes per sample */
     size_t ostage_cap, ostage_off, ostage_len; /* frames */
     int out_error;
     int hop_failed; /* a hop's mix or resampling failed (any thread) */

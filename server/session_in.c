@@ -108,14 +108,20 @@ static int in_sink(void *user, const float *frames, size_t n)
 {
     demixd_session *s = user;
     const int ch = s->ch, C = s->C;
+    if (ch == C) { /* already the model's layout */
+        if (demixd_lane_in_write(s->stream, frames, n)) {
+            s->in_error = 1;
+            return DEMIX_ENOSPACE;
+        }
+        s->model_frames += (int64_t)n;
+        return DEMIX_OK;
+    }
     while (n > 0) {
         size_t k = n < s->conv_frames ? n : s->conv_frames;
         for (size_t i = 0; i < k; i++) {
             const float *f = frames + i * (size_t)ch;
             float *o = s->conv + i * (size_t)C;
-            if (ch == C)
-                memcpy(o, f, (size_t)C * sizeof *o);
-            else if (ch == 1)
+            if (ch == 1)
                 for (int c = 0; c < C; c++)
                     o[c] = f[0];
             else
@@ -281,7 +287,10 @@ void demixd__session_audio(demixd_session *s, const uint8_t *msg, size_t len)
             return;
         }
         decode_pcm(s, a.payload, a.frames);
-        size_t bad = demixd_first_bad_sample(s->stage, n * (size_t)s->ch);
+        /* 16-bit samples are k / 32768: always within the limit */
+        size_t bad = s->in_codec == DEMIX_PROTO_CODEC_PCM_F32
+                         ? demixd_first_bad_sample(s->stage, n * (size_t)s->ch)
+                         : n * (size_t)s->ch;
         if (bad < n * (size_t)s->ch) {
             char v[32];
             demixd__session_fail(

@@ -27,6 +27,9 @@
  *
  * Thread context: the session's service thread.
  */
+#define _DEFAULT_SOURCE /* htole16, htole32 */
+
+#include <endian.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,16 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
     int rc;
     s->out_codec = st->output_codec;
     s->mode = st->mode;
+    /* The engine makes 16-bit samples unless the client asked for float32
+     * (Opus encodes from them too). Where they reach a PCM16 client
+     * unchanged (same rate, no channel mean), ostage holds them as they
+     * are, so a hop goes from the lane into messages without a float
+     * round trip (hop_to_ostage_s16). */
+    s->out_s16 = s->out_codec != DEMIX_PROTO_CODEC_PCM_F32;
+    s->out_s16_exact = s->out_codec == DEMIX_PROTO_CODEC_PCM_S16 &&
+                       s->rate == s->model_rate &&
+                       (s->ch == s->C || s->C == 1);
+    s->ostage_sample = s->out_s16_exact ? sizeof(int16_t) : sizeof(float);
     if (s->mode == DEMIX_PROTO_MODE_STEMS) {
         s->nout = st->stem_count;
         for (int j = 0; j < st->stem_count; j++)
@@ -53,12 +66,13 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
     if ((rc = resampler_create(s->model_rate, s->rate, width, &s->rs_out, err,
                                cap)))
         return rc;
-    s->mixbuf = malloc((size_t)s->H * (size_t)width * sizeof *s->mixbuf);
+    if (!s->out_s16_exact)
+        s->mixbuf = malloc((size_t)s->H * (size_t)width * sizeof *s->mixbuf);
     double ratio = (double)s->rate / s->model_rate;
     s->ostage_cap = (size_t)ceil(s->H * ratio) + 2 * RESAMPLE_BLOCK_FRAMES +
                     (size_t)s->lag_out + 64;
-    s->ostage = malloc(s->ostage_cap * (size_t)width * sizeof *s->ostage);
-    if (!s->mixbuf || !s->ostage) {
+    s->ostage = malloc(s->ostage_cap * (size_t)width * s->ostage_sample);
+    if ((!s->out_s16_exact && !s->mixbuf) || !s->ostage) {
         snprintf(err, cap, "out of memory");
         return DEMIX_ENOMEM;
     }
@@ -111,23 +125,65 @@ void demixd__session_out_free(demixd_session *s)
     s->opus_acc = NULL;
 }
 
-/* rs_out's sink: append client-rate frames to ostage. */
-static int out_sink(void *user, const float *frames, size_t n)
+/* Bytes of one ostage frame. */
+static size_t ostage_frame_bytes(const demixd_session *s)
 {
-    demixd_session *s = user;
-    size_t width = (size_t)(s->nout * s->ch);
+    return (size_t)(s->nout * s->ch) * s->ostage_sample;
+}
+
+/* The first staged frame. */
+static unsigned char *ostage_head(const demixd_session *s)
+{
+    return s->ostage + s->ostage_off * ostage_frame_bytes(s);
+}
+
+/* Where n more frames go, moving the staged ones to the front when the
+ * tail lacks room; NULL (and out_error) when ostage cannot take them. */
+static unsigned char *ostage_append(demixd_session *s, size_t n)
+{
+    const size_t fb = ostage_frame_bytes(s);
     if (s->ostage_off + s->ostage_len + n > s->ostage_cap && s->ostage_off) {
-        memmove(s->ostage, s->ostage + s->ostage_off * width,
-                s->ostage_len * width * sizeof *s->ostage);
+        memmove(s->ostage, ostage_head(s), s->ostage_len * fb);
         s->ostage_off = 0;
     }
     if (s->ostage_len + n > s->ostage_cap) {
         s->out_error = 1;
-        return DEMIX_ENOSPACE;
+        return NULL;
     }
-    memcpy(s->ostage + (s->ostage_off + s->ostage_len) * width, frames,
-           n * width * sizeof *frames);
+    unsigned char *at = s->ostage + (s->ostage_off + s->ostage_len) * fb;
     s->ostage_len += n;
+    return at;
+}
+
+/* rs_out's sink: append client-rate frames to ostage (float). */
+static int out_sink(void *user, const float *frames, size_t n)
+{
+    demixd_session *s = user;
+    unsigned char *at = ostage_append(s, n);
+    if (!at)
+        return DEMIX_ENOSPACE;
+    memcpy(at, frames, n * ostage_frame_bytes(s));
+    return DEMIX_OK;
+}
+
+/* The exact int16 path: keep frames of one lane hop (nout planes x C x H
+ * int16) straight into ostage [frames][nout*ch] (int16), row by row so
+ * the stores run on; a mono model feeds both client channels. */
+static int hop_to_ostage_s16(demixd_session *s, const int16_t *hop,
+                             size_t keep)
+{
+    int16_t *dst = (int16_t *)ostage_append(s, keep);
+    if (!dst)
+        return DEMIX_ENOSPACE;
+    const size_t C = (size_t)s->C, H = (size_t)s->H, ch = (size_t)s->ch;
+    const size_t width = (size_t)s->nout * ch;
+    const int16_t *column[DEMIX_PROTO_MAX_STEMS * 2];
+    for (size_t j = 0; j < (size_t)s->nout; j++)
+        for (size_t oc = 0; oc < ch; oc++)
+            column[j * ch + oc] = hop + (j * C + (C == 1 ? 0 : oc)) * H;
+    for (size_t i = 0; i < keep; i++, dst += width)
+        for (size_t w = 0; w < width; w++)
+            dst[w] = column[w][i];
     return DEMIX_OK;
 }
 
@@ -204,6 +260,8 @@ static int process_hop(demixd_session *s, const void *hop)
     }
     if (keep == 0)
         return DEMIX_OK;
+    if (s->out_s16_exact)
+        return hop_to_ostage_s16(s, hop, (size_t)keep);
     planes_to_mixbuf(s, hop, (int)keep);
     return resampler_process(s->rs_out, s->mixbuf, (size_t)keep, out_sink, s);
 }
@@ -232,16 +290,9 @@ static void pad_output(demixd_session *s)
 {
     if (!s->out_final || s->pad_out_left <= 0)
         return;
-    size_t width = (size_t)(s->nout * s->ch);
-    if (s->ostage_off) {
-        memmove(s->ostage, s->ostage + s->ostage_off * width,
-                s->ostage_len * width * sizeof *s->ostage);
-        s->ostage_off = 0;
-    }
     size_t room = s->ostage_cap - s->ostage_len;
     size_t k = (int64_t)room < s->pad_out_left ? room : (size_t)s->pad_out_left;
-    memset(s->ostage + s->ostage_len * width, 0, k * width * sizeof *s->ostage);
-    s->ostage_len += k;
+    memset(ostage_append(s, k), 0, k * ostage_frame_bytes(s));
     s->pad_out_left -= (int64_t)k;
 }
 
@@ -256,38 +307,35 @@ static uint8_t stem_index(const demixd_session *s, int j)
                                            : (uint8_t)s->out_source[j];
 }
 
-static void put_pcm(const demixd_session *s, uint8_t *p, const float *src,
+/* n frames of one output stream (its ch columns of ostage, `stride`
+ * samples apart) -> little-endian payload. Whole samples are stored
+ * (htole + memcpy), which compiles to one store each. */
+static void put_pcm(const demixd_session *s, uint8_t *p, const void *first,
                     size_t stride, size_t n)
 {
-    const int ch = s->ch;
+    const size_t ch = (size_t)s->ch;
     if (s->out_s16_exact) {
-        /* Every sample is k / 32768 for the engine's int16 k (no
-         * resampling, no mean): x * 32768 is k exactly, so the rounding
-         * and clamping of demix_sample_to_s16 would change nothing. */
-        for (size_t i = 0; i < n; i++)
-            for (int c = 0; c < ch; c++) {
-                uint16_t u = (uint16_t)(int16_t)(int)(
-                    src[i * stride + (size_t)c] * 32768.0f);
-                *p++ = (uint8_t)(u & 0xff);
-                *p++ = (uint8_t)(u >> 8);
+        const int16_t *k = first;
+        for (size_t i = 0; i < n; i++, k += stride)
+            for (size_t c = 0; c < ch; c++, p += 2) {
+                uint16_t u = htole16((uint16_t)k[c]);
+                memcpy(p, &u, 2);
             }
     } else if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16) {
-        for (size_t i = 0; i < n; i++)
-            for (int c = 0; c < ch; c++) {
-                uint16_t u = (uint16_t)demix_sample_to_s16(
-                    src[i * stride + (size_t)c]);
-                *p++ = (uint8_t)(u & 0xff);
-                *p++ = (uint8_t)(u >> 8);
+        const float *x = first;
+        for (size_t i = 0; i < n; i++, x += stride)
+            for (size_t c = 0; c < ch; c++, p += 2) {
+                uint16_t u = htole16((uint16_t)demix_sample_to_s16(x[c]));
+                memcpy(p, &u, 2);
             }
     } else {
-        for (size_t i = 0; i < n; i++)
-            for (int c = 0; c < ch; c++) {
+        const float *x = first;
+        for (size_t i = 0; i < n; i++, x += stride)
+            for (size_t c = 0; c < ch; c++, p += 4) {
                 uint32_t u;
-                memcpy(&u, &src[i * stride + (size_t)c], sizeof u);
-                *p++ = (uint8_t)(u & 0xff);
-                *p++ = (uint8_t)(u >> 8);
-                *p++ = (uint8_t)(u >> 16);
-                *p++ = (uint8_t)(u >> 24);
+                memcpy(&u, &x[c], 4);
+                u = htole32(u);
+                memcpy(p, &u, 4);
             }
     }
 }
@@ -321,7 +369,7 @@ static int emit_pcm(demixd_session *s)
         if (txq_free(s) <
             (size_t)s->nout * demixd_txq_entry_bytes(&s->txq, bytes) + reserve)
             return 0;
-        const float *base = s->ostage + s->ostage_off * width;
+        const unsigned char *base = ostage_head(s);
         for (int j = 0; j < s->nout; j++) {
             uint8_t *p = demixd_txq_reserve(&s->txq, bytes);
             if (!p)
@@ -339,7 +387,8 @@ static int emit_pcm(demixd_session *s)
                 return 0;
             }
             put_pcm(s, p + DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES,
-                    base + (size_t)j * (size_t)s->ch, width, n);
+                    base + (size_t)j * (size_t)s->ch * s->ostage_sample,
+                    width, n);
             demixd_txq_commit(&s->txq, DEMIXD_TXQ_BINARY, bytes);
         }
         s->ostage_off += n;
@@ -366,7 +415,7 @@ static int emit_opus(demixd_session *s)
             size_t k = (size_t)(F - s->opus_acc_len);
             if (k > s->ostage_len)
                 k = s->ostage_len;
-            const float *src = s->ostage + s->ostage_off * width;
+            const float *src = (const float *)ostage_head(s);
             for (int j = 0; j < s->nout; j++) {
                 float *acc = s->opus_acc + (size_t)j * (size_t)F * (size_t)ch +
                              (size_t)s->opus_acc_len * (size_t)ch;

@@ -38,7 +38,11 @@
  * so the option reaches the encoders; (l) out-of-range or malformed
  * --opus-complexity, --service-threads, --device, --steps-in-flight and
  * --drain-seconds values stop the start with exit
- * status 2 and a message naming the option and the value.
+ * status 2 and a message naming the option and the value; (m) PCM s16
+ * stereo at the tiny model's rate, two stems in a chosen order and the
+ * mix (the exact int16 path: the engine's 16-bit samples go into the
+ * messages without a float round trip) equal the same session's float32
+ * output rounded to 16 bits.
  */
 #include "testutil.h"
 
@@ -47,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h" /* demix_sample_to_s16 */
 #include "server_fixture.h"
 
 #define ID_RATE 48000
@@ -899,6 +904,69 @@ static void test_slow_reader_is_paused(void **state)
     free(x);
 }
 
+/* (m) What an f32 session got, rounded as 16-bit output rounds it. */
+static void check_s16_equals_rounded_f32(const fx_session *s16,
+                                         const fx_session *f32, int stem,
+                                         int64_t frames, const char *what)
+{
+    const fx_track *a = fx_session_track(s16, stem);
+    const fx_track *b = fx_session_track(f32, stem);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->frames, frames);
+    assert_int_equal(b->frames, frames);
+    assert_true(a->last);
+    double worst = 0, p = peak(b->x, frames * 2);
+    for (int64_t i = 0; i < frames * 2; i++) {
+        float want = (float)demix_sample_to_s16(b->x[i]) / 32768.0f;
+        worst = fmax(worst, fabs((double)a->x[i] - want));
+    }
+    print_message("s16 exact path, %s: largest difference from the rounded "
+                  "f32 output %.3g (peak %.3g)\n",
+                  what, worst, p);
+    assert_true(p > 1e-3); /* the check has something to compare */
+    /* the engine rounds the same float stem; its float arithmetic in the
+     * two output shapes may differ in the last bit, so a sample sitting on
+     * a half step may round the other way: at most one step */
+    assert_true(worst <= 1.0 / 32768.0 + 1e-7);
+}
+
+static void test_pcm_s16_exact_path(void **state)
+{
+    (void)state;
+    int64_t frames = TINY_RATE + 555;
+    float *x = fx_make_signal(TINY_RATE, 2, frames, g.seed + 40);
+    assert_non_null(x);
+    const char *const stems[] = {"other", "drums", NULL};
+    demix_proto_start st;
+    fx_session f32, s16, f32mix, s16mix;
+    fx_start_init(&st, TINY_RATE, 2, DEMIX_PROTO_CODEC_PCM_S16,
+                  DEMIX_PROTO_CODEC_PCM_F32, stems);
+    run_one(&f32, g.tiny.port, &st, x, frames, 1500);
+    fx_start_init(&st, TINY_RATE, 2, DEMIX_PROTO_CODEC_PCM_S16,
+                  DEMIX_PROTO_CODEC_PCM_S16, stems);
+    run_one(&s16, g.tiny.port, &st, x, frames, 1500);
+    check_summary(&s16, frames);
+    assert_int_equal(s16.ready.stem_count, 2);
+    check_s16_equals_rounded_f32(&s16, &f32, 3, frames, "other");
+    check_s16_equals_rounded_f32(&s16, &f32, 0, frames, "drums");
+    assert_null(fx_session_track(&s16, 1));
+    fx_start_init(&st, TINY_RATE, 2, DEMIX_PROTO_CODEC_PCM_S16,
+                  DEMIX_PROTO_CODEC_PCM_F32, NULL);
+    run_one(&f32mix, g.tiny.port, &st, x, frames, 1500);
+    fx_start_init(&st, TINY_RATE, 2, DEMIX_PROTO_CODEC_PCM_S16,
+                  DEMIX_PROTO_CODEC_PCM_S16, NULL);
+    run_one(&s16mix, g.tiny.port, &st, x, frames, 1500);
+    assert_int_equal(s16mix.ready.mode, DEMIX_PROTO_MODE_MIX);
+    check_s16_equals_rounded_f32(&s16mix, &f32mix, DEMIX_PROTO_STEM_MIX,
+                                 frames, "mix");
+    fx_session_free(&f32);
+    fx_session_free(&s16);
+    fx_session_free(&f32mix);
+    fx_session_free(&s16mix);
+    free(x);
+}
+
 /* (l) */
 static void test_bad_codec_options_are_usage_errors(void **state)
 {
@@ -934,6 +1002,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pcm_f32_round_trip),
         cmocka_unit_test(test_pcm_s16_mono_subset),
+        cmocka_unit_test(test_pcm_s16_exact_path),
         cmocka_unit_test(test_pcm_resampled_round_trip),
         cmocka_unit_test(test_opus_round_trip),
         cmocka_unit_test(test_opus_complexity_option),
