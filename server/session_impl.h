@@ -12,9 +12,11 @@
  *            fed to rs_in in chunks while the stream's ring has room
  *   conv     rs_in's output converted to the model's C channels
  *   mixbuf   one model hop of the chosen stems or the mix, [H][nout*ch]
- *   ostage   rs_out's output, client rate, [frames][nout*ch], drained into
- *            messages as the queue takes them; on the exact int16 path
- *            (out_s16_exact) the lane's hops as int16, without mixbuf
+ *   ostage   rs_out's output, client rate, [nout][frames][ch] (each
+ *            output stream's frames together, as its messages carry them),
+ *            drained into messages as the queue takes them; on the exact
+ *            int16 path (out_s16_exact) the lane's hops as int16, without
+ *            mixbuf
  *   opus_acc one Opus frame per output stream, [nout][F*ch]
  *   txq      outbound messages
  */

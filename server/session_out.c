@@ -125,65 +125,84 @@ void demixd__session_out_free(demixd_session *s)
     s->opus_acc = NULL;
 }
 
-/* Bytes of one ostage frame. */
+/* Bytes of one frame of one output stream in ostage. */
 static size_t ostage_frame_bytes(const demixd_session *s)
 {
-    return (size_t)(s->nout * s->ch) * s->ostage_sample;
+    return (size_t)s->ch * s->ostage_sample;
 }
 
-/* The first staged frame. */
-static unsigned char *ostage_head(const demixd_session *s)
+/* Output stream j's staged frame f (counted from the first staged one). */
+static unsigned char *ostage_at(const demixd_session *s, int j, size_t f)
 {
-    return s->ostage + s->ostage_off * ostage_frame_bytes(s);
+    return s->ostage + ((size_t)j * s->ostage_cap + s->ostage_off + f) *
+                           ostage_frame_bytes(s);
 }
 
-/* Where n more frames go, moving the staged ones to the front when the
- * tail lacks room; NULL (and out_error) when ostage cannot take them. */
-static unsigned char *ostage_append(demixd_session *s, size_t n)
+/* Room for n more frames at the end of every output stream's stage,
+ * moving the staged ones to the front when the tail lacks it: *at is the
+ * staged frame where they go. DEMIX_ENOSPACE (and out_error) when ostage
+ * cannot take them. */
+static int ostage_append(demixd_session *s, size_t n, size_t *at)
 {
     const size_t fb = ostage_frame_bytes(s);
     if (s->ostage_off + s->ostage_len + n > s->ostage_cap && s->ostage_off) {
-        memmove(s->ostage, ostage_head(s), s->ostage_len * fb);
+        for (int j = 0; j < s->nout; j++)
+            memmove(s->ostage + (size_t)j * s->ostage_cap * fb,
+                    ostage_at(s, j, 0), s->ostage_len * fb);
         s->ostage_off = 0;
     }
     if (s->ostage_len + n > s->ostage_cap) {
         s->out_error = 1;
-        return NULL;
+        return DEMIX_ENOSPACE;
     }
-    unsigned char *at = s->ostage + (s->ostage_off + s->ostage_len) * fb;
+    *at = s->ostage_len;
     s->ostage_len += n;
-    return at;
+    return DEMIX_OK;
 }
 
-/* rs_out's sink: append client-rate frames to ostage (float). */
+/* rs_out's sink: client-rate frames [n][nout*ch] -> each output stream's
+ * stage (float). */
 static int out_sink(void *user, const float *frames, size_t n)
 {
     demixd_session *s = user;
-    unsigned char *at = ostage_append(s, n);
-    if (!at)
+    size_t at;
+    if (ostage_append(s, n, &at))
         return DEMIX_ENOSPACE;
-    memcpy(at, frames, n * ostage_frame_bytes(s));
+    const size_t ch = (size_t)s->ch, width = (size_t)s->nout * ch;
+    for (int j = 0; j < s->nout; j++) {
+        float *dst = (float *)ostage_at(s, j, at);
+        const float *src = frames + (size_t)j * ch;
+        for (size_t i = 0; i < n; i++)
+            for (size_t c = 0; c < ch; c++)
+                dst[i * ch + c] = src[i * width + c];
+    }
     return DEMIX_OK;
 }
 
 /* The exact int16 path: keep frames of one lane hop (nout planes x C x H
- * int16) straight into ostage [frames][nout*ch] (int16), row by row so
- * the stores run on; a mono model feeds both client channels. */
+ * int16) straight into each output stream's stage (int16, interleaved):
+ * a copy or a zip of two planes, which vectorise; a mono model feeds both
+ * client channels. */
 static int hop_to_ostage_s16(demixd_session *s, const int16_t *hop,
                              size_t keep)
 {
-    int16_t *dst = (int16_t *)ostage_append(s, keep);
-    if (!dst)
+    size_t at;
+    if (ostage_append(s, keep, &at))
         return DEMIX_ENOSPACE;
-    const size_t C = (size_t)s->C, H = (size_t)s->H, ch = (size_t)s->ch;
-    const size_t width = (size_t)s->nout * ch;
-    const int16_t *column[DEMIX_PROTO_MAX_STEMS * 2];
-    for (size_t j = 0; j < (size_t)s->nout; j++)
-        for (size_t oc = 0; oc < ch; oc++)
-            column[j * ch + oc] = hop + (j * C + (C == 1 ? 0 : oc)) * H;
-    for (size_t i = 0; i < keep; i++, dst += width)
-        for (size_t w = 0; w < width; w++)
-            dst[w] = column[w][i];
+    const size_t C = (size_t)s->C, H = (size_t)s->H;
+    for (int j = 0; j < s->nout; j++) {
+        int16_t *dst = (int16_t *)ostage_at(s, j, at);
+        const int16_t *left = hop + (size_t)j * C * H;
+        const int16_t *right = C == 1 ? left : left + H;
+        if (s->ch == 1) { /* then C == 1 too (out_setup) */
+            memcpy(dst, left, keep * sizeof *dst);
+            continue;
+        }
+        for (size_t i = 0; i < keep; i++) {
+            dst[2 * i] = left[i];
+            dst[2 * i + 1] = right[i];
+        }
+    }
     return DEMIX_OK;
 }
 
@@ -292,7 +311,11 @@ static void pad_output(demixd_session *s)
         return;
     size_t room = s->ostage_cap - s->ostage_len;
     size_t k = (int64_t)room < s->pad_out_left ? room : (size_t)s->pad_out_left;
-    memset(ostage_append(s, k), 0, k * ostage_frame_bytes(s));
+    size_t at;
+    if (!k || ostage_append(s, k, &at))
+        return;
+    for (int j = 0; j < s->nout; j++)
+        memset(ostage_at(s, j, at), 0, k * ostage_frame_bytes(s));
     s->pad_out_left -= (int64_t)k;
 }
 
@@ -307,36 +330,39 @@ static uint8_t stem_index(const demixd_session *s, int j)
                                            : (uint8_t)s->out_source[j];
 }
 
-/* n frames of one output stream (its ch columns of ostage, `stride`
- * samples apart) -> little-endian payload. Whole samples are stored
- * (htole + memcpy), which compiles to one store each. */
+/* n frames of one output stream (ch interleaved samples each) ->
+ * little-endian payload. Whole samples are stored (htole + memcpy), so
+ * the loops compile to plain stores (the exact path: a copy). */
 static void put_pcm(const demixd_session *s, uint8_t *p, const void *first,
-                    size_t stride, size_t n)
+                    size_t n)
 {
-    const size_t ch = (size_t)s->ch;
+    const size_t count = n * (size_t)s->ch;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (s->out_s16_exact || s->out_codec == DEMIX_PROTO_CODEC_PCM_F32) {
+        memcpy(p, first, count * s->ostage_sample); /* already the wire's */
+        return;
+    }
+#endif
     if (s->out_s16_exact) {
         const int16_t *k = first;
-        for (size_t i = 0; i < n; i++, k += stride)
-            for (size_t c = 0; c < ch; c++, p += 2) {
-                uint16_t u = htole16((uint16_t)k[c]);
-                memcpy(p, &u, 2);
-            }
+        for (size_t i = 0; i < count; i++) {
+            uint16_t u = htole16((uint16_t)k[i]);
+            memcpy(p + 2 * i, &u, 2);
+        }
     } else if (s->out_codec == DEMIX_PROTO_CODEC_PCM_S16) {
         const float *x = first;
-        for (size_t i = 0; i < n; i++, x += stride)
-            for (size_t c = 0; c < ch; c++, p += 2) {
-                uint16_t u = htole16((uint16_t)demix_sample_to_s16(x[c]));
-                memcpy(p, &u, 2);
-            }
+        for (size_t i = 0; i < count; i++) {
+            uint16_t u = htole16((uint16_t)demix_sample_to_s16(x[i]));
+            memcpy(p + 2 * i, &u, 2);
+        }
     } else {
         const float *x = first;
-        for (size_t i = 0; i < n; i++, x += stride)
-            for (size_t c = 0; c < ch; c++, p += 4) {
-                uint32_t u;
-                memcpy(&u, &x[c], 4);
-                u = htole32(u);
-                memcpy(p, &u, 4);
-            }
+        for (size_t i = 0; i < count; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            u = htole32(u);
+            memcpy(p + 4 * i, &u, 4);
+        }
     }
 }
 
@@ -344,7 +370,6 @@ static void put_pcm(const demixd_session *s, uint8_t *p, const void *first,
 static int emit_pcm(demixd_session *s)
 {
     const size_t fb = demix_proto_frame_bytes(s->out_codec, s->ch);
-    const size_t width = (size_t)(s->nout * s->ch);
     const size_t reserve = demixd__session_txq_reserve(s);
     for (;;) {
         pad_output(s);
@@ -369,7 +394,6 @@ static int emit_pcm(demixd_session *s)
         if (txq_free(s) <
             (size_t)s->nout * demixd_txq_entry_bytes(&s->txq, bytes) + reserve)
             return 0;
-        const unsigned char *base = ostage_head(s);
         for (int j = 0; j < s->nout; j++) {
             uint8_t *p = demixd_txq_reserve(&s->txq, bytes);
             if (!p)
@@ -387,8 +411,7 @@ static int emit_pcm(demixd_session *s)
                 return 0;
             }
             put_pcm(s, p + DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES,
-                    base + (size_t)j * (size_t)s->ch * s->ostage_sample,
-                    width, n);
+                    ostage_at(s, j, 0), n);
             demixd_txq_commit(&s->txq, DEMIXD_TXQ_BINARY, bytes);
         }
         s->ostage_off += n;
@@ -405,7 +428,6 @@ static int emit_pcm(demixd_session *s)
 static int emit_opus(demixd_session *s)
 {
     const int F = s->opus_frame_frames, ch = s->ch;
-    const size_t width = (size_t)(s->nout * ch);
     const size_t reserve = demixd__session_txq_reserve(s);
     const size_t max_bytes =
         DEMIX_PROTO_AUDIO_OUT_HEADER_BYTES + SESSION_OPUS_MAX_PACKET;
@@ -415,15 +437,10 @@ static int emit_opus(demixd_session *s)
             size_t k = (size_t)(F - s->opus_acc_len);
             if (k > s->ostage_len)
                 k = s->ostage_len;
-            const float *src = (const float *)ostage_head(s);
-            for (int j = 0; j < s->nout; j++) {
-                float *acc = s->opus_acc + (size_t)j * (size_t)F * (size_t)ch +
-                             (size_t)s->opus_acc_len * (size_t)ch;
-                for (size_t i = 0; i < k; i++)
-                    for (int c = 0; c < ch; c++)
-                        acc[i * (size_t)ch + (size_t)c] =
-                            src[i * width + (size_t)(j * ch + c)];
-            }
+            for (int j = 0; j < s->nout; j++)
+                memcpy(s->opus_acc + (size_t)j * (size_t)F * (size_t)ch +
+                           (size_t)s->opus_acc_len * (size_t)ch,
+                       ostage_at(s, j, 0), k * ostage_frame_bytes(s));
             s->opus_acc_len += (int)k;
             s->ostage_off += k;
             s->ostage_len -= k;
