@@ -25,6 +25,10 @@ SOURCES = ("drums", "bass", "vocals", "other")
 RATE = 48000
 CHANNELS = 2
 
+# A source whose int16 peak over a whole track is at most this is silent
+# there (about -60 dBFS).
+SILENT_PEAK = 32
+
 # Held out: never trained on, reported as validation SDR.
 VALIDATION = {
     "musdb18-7s-train": {
@@ -204,6 +208,15 @@ class StemBank:
         ok = ok.reshape(len(self.tracks), len(SOURCES))
         self.source_weights = (lengths[:, None] * ok).T.contiguous()
         self.whole_weights = lengths * ok.prod(dim=1)
+        # where each source sounds at all (a missing source file packs as
+        # silence: an instrumental track's vocals): a cross-set item
+        # (draw_batch's `cross`) takes a source only from such tracks
+        sounding = torch.tensor(
+            [[int(audio[i, :, t["start"]:t["start"] + t["length"]]
+                  .abs().max()) > SILENT_PEAK for i in range(len(SOURCES))]
+             for t in self.tracks], dtype=torch.float)
+        sounding = sounding.reshape(len(self.tracks), len(SOURCES))
+        self.sounding_weights = self.source_weights * sounding.T
 
     def track_audio(self, track: dict):
         """float32 [T, C, N] of one whole track."""
@@ -212,13 +225,18 @@ class StemBank:
 
 
 def draw_batch(banks, weights, batch: int, length: int, gen, remix: float,
-               stretch: float):
+               stretch: float, cross: float = 0.0):
     """A batch of `length` samples per item: targets [B, T, C, length].
 
     Each item takes its bank by `weights`; with probability `remix` each
     source comes from its own random track of that bank (remixing across
     songs), else all from one track; tracks are drawn by length, among
-    those whose source is usable (PARTIAL_SOURCES). Each source gets a random gain
+    those whose source is usable (PARTIAL_SOURCES). With probability
+    `cross` (taken first) an item is remixed across sets: each source
+    comes from a bank drawn by `weights` among those where it sounds, and
+    from a track of that bank where it does, so that instrumental sets
+    get voices laid over them and every set's parts meet every other's.
+    Each source gets a random gain
     (-9..+3 dB), a random channel swap, and with probability 0.5 an item
     is resampled by a factor in [1 - stretch, 1 + stretch] (a cheap joint
     pitch and tempo change, by linear interpolation). A mixture that would
@@ -230,30 +248,46 @@ def draw_batch(banks, weights, batch: int, length: int, gen, remix: float,
     T, C = len(SOURCES), CHANNELS
     w = torch.tensor(weights, dtype=torch.float)
     which = torch.multinomial(w, batch, replacement=True, generator=gen)
+    # per source, the banks where it sounds somewhere, by weight
+    sounding = torch.tensor([[wt if float(bk.sounding_weights[t].sum()) > 0
+                              else 0.0 for bk, wt in zip(banks, weights)]
+                             for t in range(T)])
     # read a little extra so that stretching never runs out of samples
     span = int(length * (1 + stretch)) + 2
     out = torch.empty(batch, T, C, span, device=device)
+
+    def offset(track):
+        return torch.randint(0, max(1, track["length"] - span), (1,),
+                             generator=gen).item()
+
     for b in range(batch):
         bank = banks[int(which[b])]
-        tracks = bank.tracks
-        one = torch.rand(1, generator=gen).item() >= remix and \
+        across = cross > 0 and torch.rand(1, generator=gen).item() < cross
+        one = not across and \
+            torch.rand(1, generator=gen).item() >= remix and \
             bank.whole_weights.sum() > 0
         if one:
-            pick = torch.multinomial(bank.whole_weights, 1,
-                                     generator=gen).tolist() * T
+            tr = bank.tracks[torch.multinomial(bank.whole_weights, 1,
+                                               generator=gen).item()]
+            off = offset(tr)
+            parts = [(bank, tr, off)] * T
         else:
-            pick = [torch.multinomial(bank.source_weights[t], 1,
-                                      generator=gen).item()
-                    for t in range(T)]
-        for t in range(T):
-            tr = tracks[pick[t]]
-            if one and t == 0:
-                off0 = torch.randint(0, max(1, tr["length"] - span), (1,),
-                                     generator=gen).item()
-            off = off0 if one else torch.randint(
-                0, max(1, tr["length"] - span), (1,), generator=gen).item()
-            seg = bank.audio[t, :, tr["start"] + off:
-                             tr["start"] + min(off + span, tr["length"])]
+            picks = []
+            for t in range(T):
+                bk = bank
+                if across and sounding[t].sum() > 0:
+                    bk = banks[torch.multinomial(sounding[t], 1,
+                                                 generator=gen).item()]
+                pool = bk.sounding_weights[t] if across else \
+                    bk.source_weights[t]
+                if pool.sum() <= 0:
+                    pool = bk.source_weights[t]
+                picks.append((bk, bk.tracks[torch.multinomial(
+                    pool, 1, generator=gen).item()]))
+            parts = [(bk, tr, offset(tr)) for bk, tr in picks]
+        for t, (bk, tr, off) in enumerate(parts):
+            seg = bk.audio[t, :, tr["start"] + off:
+                           tr["start"] + min(off + span, tr["length"])]
             n = seg.shape[1]
             out[b, t, :, :n] = seg.float() / 32768.0
             if n < span:

@@ -26,7 +26,10 @@
 #             fastest goes to start)
 #   start M   start train.py for M minutes with setsid, continuing from
 #             models/$NAME.safetensors and its .train.jsonl when they exist
-#             (batches: --synth-weight 0.3 synthetic, the rest real)
+#             (batches: --synth-weight 0.3 synthetic, the rest real);
+#             TRAIN_ARGS adds train.py options, e.g. TRAIN_ARGS="--cross
+#             0.3 --sets musdb18-7s-train:0.4,...,teacher:0.1" (smoke
+#             takes them too)
 #   status    the tail of the running log
 #   collect   wait for the run to end (at most $WAIT s), then copy the model
 #             (in 15 MB parts: $OUT returns files of at most 16 MiB), the
@@ -205,8 +208,10 @@ prepare() {
 }
 
 # The --init/--history options of train.py when a shipped model exists, in
-# the array INIT_ARGS (empty otherwise).
+# the array INIT_ARGS (empty otherwise), and $TRAIN_ARGS split into the
+# array EXTRA_ARGS.
 init_args() {
+  read -r -a EXTRA_ARGS <<<"${TRAIN_ARGS:-}"
   INIT_ARGS=()
   if [ -f "models/$NAME.safetensors" ]; then
     INIT_ARGS=(--init "models/$NAME.safetensors" --history "models/$NAME.train.jsonl")
@@ -218,7 +223,8 @@ smoke() {
   init_args
   rm -rf /tmp/demix-smoke
   python3 train/train.py --data "$DATA" --out /tmp/demix-smoke \
-    --max-steps 30 --val-tracks 2 --minutes 5 "${INIT_ARGS[@]}"
+    --max-steps 30 --val-tracks 2 --minutes 5 "${INIT_ARGS[@]}" \
+    "${EXTRA_ARGS[@]}"
   mkdir -p "$RUN"
   # the batch probe (BATCH=N skips it: 128 was the fastest within the
   # step-time limit on 2026-12-02 and nothing since changed the step)
@@ -260,7 +266,7 @@ start() {
   init_args
   setsid nohup python3 train/train.py --data "$DATA" --out "$RUN" \
     --minutes "$minutes" --batch "$batch" ${lr:+--lr "$lr"} "${INIT_ARGS[@]}" \
-    >"$RUN/train.log" 2>&1 </dev/null &
+    "${EXTRA_ARGS[@]}" >"$RUN/train.log" 2>&1 </dev/null &
   sleep 45
   tail -n 20 "$RUN/train.log"
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # train/preflight.sh - the GPU machine's stages, run here on the CPU with a
 # tiny network and a little data, before any device time is spent on them:
-# packing (audio_data.py), the synthetic render stage (gpu_train.sh render:
+# packing (audio_data.py) and draw_batch's set mixing
+# (test_audio_data.py), the synthetic render stage (gpu_train.sh render:
 # the kit's own fluidsynth and libraries, a few short songs straight into
 # the packed set), training steps on real and synthetic sets, validation
 # (real tracks only), export, resume from the export, the batch probe, and
@@ -64,8 +65,11 @@ sets=musdb18-7s-train:0.4,everything-is-remixed:0.3,lmms:0.2,teacher:0.1
 tiny=(--dim 16 --basis 32 --batch 4 --seconds 1 --amp none --warmup 5
       --val-tracks 3 --sets "$sets")
 $PY train/train.py --data "$W/data" --out "$W/run1" "${tiny[@]}" --max-steps 12
+# the continuation remixes across sets (--cross: voices over instrumental
+# items); draw_batch's own tests first
+(cd train && $PY -m unittest -q test_audio_data)
 $PY train/train.py --data "$W/data" --out "$W/run2" "${tiny[@]}" --max-steps 6 \
-  --init "$W/run1/model.safetensors" --history "$W/run1/log.jsonl"
+  --init "$W/run1/model.safetensors" --history "$W/run1/log.jsonl" --cross 0.5
 $PY train/train.py --data "$W/data" --out "$W/run3" "${tiny[@]}" \
   --init "$W/run1/model.safetensors" --probe-batches 2,4
 test -s "$W/run3/batch"

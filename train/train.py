@@ -99,6 +99,10 @@ def parse_args(argv=None):
                    "over the last 30%% of the run's time)")
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--remix", type=float, default=0.5)
+    p.add_argument("--cross", type=float, default=0.0,
+                   help="fraction of items remixed across sets, each "
+                   "source from a set where it sounds (instrumental sets "
+                   "get voices; audio_data.draw_batch)")
     p.add_argument("--stretch", type=float, default=0.05)
     p.add_argument("--amp", choices=("bf16", "none"), default="bf16")
     p.add_argument("--seed", type=int, default=1)
@@ -225,7 +229,7 @@ def probe_batches(args, model, opt, banks, weights, length, gen, amp):
                 sync()
                 t0 = time.time()
             targets = draw_batch(banks, weights, batch, length, gen,
-                                 args.remix, args.stretch)
+                                 args.remix, args.stretch, args.cross)
             with amp:
                 est = model(targets.sum(1))
             loss = (est.float() - targets).abs().mean()
@@ -333,7 +337,8 @@ def main(argv=None):
     length = int(args.seconds * RATE) // model.hop * model.hop
     if not args.init and not args.resume:
         initialise(model, draw_batch(banks, weights, 8, length, gen,
-                                     args.remix, args.stretch).sum(1))
+                                     args.remix, args.stretch,
+                                     args.cross).sum(1))
 
     t0 = time.time()
     step, last_val, losses = 0, t0, []
@@ -381,7 +386,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr_at(args, step, elapsed)
         targets = draw_batch(banks, weights, args.batch, length, gen,
-                             args.remix, args.stretch)
+                             args.remix, args.stretch, args.cross)
         mix = targets.sum(1)
         with amp:
             est = model(mix)
