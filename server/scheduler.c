@@ -73,6 +73,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +119,15 @@ struct demixd_scheduler {
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    /* Kicks without the lock (demixd_scheduler_kick, called for every
+     * hop by every service thread): `work` says a round has news,
+     * `sleeping` that the thread waits on `cond` (set under the lock).
+     * Both sequentially consistent: a kicker stores work then loads
+     * sleeping, the sleeper stores sleeping then loads work, so one of
+     * them sees the other and no wake-up is lost. */
+    atomic_int work, sleeping;
     /* lock */
-    int work, sleeping, stop;
+    int stop;
     demixd_lane **pending; /* [max_live + max_file], FIFO */
     int pending_n;
     int reserved[2];
@@ -143,11 +151,16 @@ void demixd_scheduler_kick(demixd_scheduler *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->lock);
-    s->work = 1;
-    if (s->sleeping)
+    /* Already set: the round that clears it has not begun, and will see
+     * what the caller published before this call. */
+    if (atomic_load(&s->work))
+        return;
+    atomic_store(&s->work, 1);
+    if (atomic_load(&s->sleeping)) {
+        pthread_mutex_lock(&s->lock);
         pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 int demixd_scheduler_reserve(demixd_scheduler *s, demixd_lane_kind kind)
@@ -186,8 +199,8 @@ void demixd_scheduler_submit(demixd_scheduler *s, demixd_lane *st)
     pthread_mutex_lock(&s->lock);
     /* A reservation guarantees room: pending + active <= the limits. */
     s->pending[s->pending_n++] = st;
-    s->work = 1;
-    if (s->sleeping)
+    atomic_store(&s->work, 1);
+    if (atomic_load(&s->sleeping))
         pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
 }
@@ -645,14 +658,14 @@ static void *sched_main(void *arg)
     int idle = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        if (idle && !s->in_flight)
-            while (!s->work && !s->stop) {
-                s->sleeping = 1;
+        if (idle && !s->in_flight) {
+            atomic_store(&s->sleeping, 1);
+            while (!atomic_load(&s->work) && !s->stop)
                 pthread_cond_wait(&s->cond, &s->lock);
-                s->sleeping = 0;
-            }
+            atomic_store(&s->sleeping, 0);
+        }
         int stop = s->stop;
-        s->work = 0;
+        atomic_store(&s->work, 0);
         int np = s->pending_n;
         memcpy(s->admit_buf, s->pending, (size_t)np * sizeof *s->pending);
         s->pending_n = 0;
@@ -790,6 +803,8 @@ int demixd_scheduler_create(const demixd_scheduler_params *p, demixd_scheduler *
     s->wake_user = p->wake_user;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    atomic_init(&s->work, 0);
+    atomic_init(&s->sleeping, 0);
     if (make_buffers(s)) {
         free_sched(s);
         return DEMIX_ENOMEM;
