@@ -11,12 +11,14 @@
  *   stage    one decoded client message, client rate, `ch` interleaved;
  *            fed to rs_in in chunks while the stream's ring has room
  *   conv     rs_in's output converted to the model's C channels
- *   mixbuf   one model hop of the chosen stems or the mix, [H][nout*ch]
+ *   mixbuf   one model hop of the chosen stems or the mix, [H][nout*ch],
+ *            rs_out's input (not made where out_direct)
  *   ostage   rs_out's output, client rate, [nout][frames][ch] (each
  *            output stream's frames together, as its messages carry them),
- *            drained into messages as the queue takes them; on the exact
- *            int16 path (out_s16_exact) the lane's hops as int16, without
- *            mixbuf
+ *            drained into messages as the queue takes them; at the
+ *            model's rate (out_direct) filled from the lane's hops without
+ *            mixbuf, as int16 where the client gets them unchanged
+ *            (out_s16_exact)
  *   opus_acc one Opus frame per output stream, [nout][F*ch]
  *   txq      outbound messages
  */
@@ -102,6 +104,8 @@ struct demixd_session {
     demix_proto_mode mode;
     int nout;                              /* output streams */
     int out_s16; /* the lane's hops are int16 (else float) planes */
+    int out_direct; /* the model's rate, no channel mean: hops go
+                     * straight into ostage (no mixbuf, no resampling) */
     int out_s16_exact; /* PCM16 out and the client gets the engine's
                         * int16 samples unchanged: same rate, no channel
                         * mean */
@@ -138,7 +142,7 @@ struct demixd_session {
     int64_t hops_out; /* hops taken from the stream */
     resampler *rs_out;
     int lag_out; /* most client frames rs_out holds back */
-    float *mixbuf;         /* not made on the exact int16 path */
+    float *mixbuf;         /* not made where out_direct */
     unsigned char *ostage; /* float, or int16 where out_s16_exact */
     size_t ostage_sample;  /* its bytes per sample */
     size_t ostage_cap, ostage_off, ostage_len; /* frames */

@@ -44,14 +44,16 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
     s->out_codec = st->output_codec;
     s->mode = st->mode;
     /* The engine makes 16-bit samples unless the client asked for float32
-     * (Opus encodes from them too). Where they reach a PCM16 client
-     * unchanged (same rate, no channel mean), ostage holds them as they
-     * are, so a hop goes from the lane into messages without a float
-     * round trip (hop_to_ostage_s16). */
+     * (Opus encodes from them too). At the model's rate without a channel
+     * mean (out_direct) a hop goes from the lane straight into ostage
+     * (hop_to_ostage), not through mixbuf and the resampler; where it
+     * then reaches a PCM16 client unchanged (out_s16_exact), ostage holds
+     * the 16-bit samples as they are: no float round trip. */
     s->out_s16 = s->out_codec != DEMIX_PROTO_CODEC_PCM_F32;
-    s->out_s16_exact = s->out_codec == DEMIX_PROTO_CODEC_PCM_S16 &&
-                       s->rate == s->model_rate &&
-                       (s->ch == s->C || s->C == 1);
+    s->out_direct =
+        s->rate == s->model_rate && (s->ch == s->C || s->C == 1);
+    s->out_s16_exact =
+        s->out_direct && s->out_codec == DEMIX_PROTO_CODEC_PCM_S16;
     s->ostage_sample = s->out_s16_exact ? sizeof(int16_t) : sizeof(float);
     if (s->mode == DEMIX_PROTO_MODE_STEMS) {
         s->nout = st->stem_count;
@@ -66,13 +68,13 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
     if ((rc = resampler_create(s->model_rate, s->rate, width, &s->rs_out, err,
                                cap)))
         return rc;
-    if (!s->out_s16_exact)
+    if (!s->out_direct)
         s->mixbuf = malloc((size_t)s->H * (size_t)width * sizeof *s->mixbuf);
     double ratio = (double)s->rate / s->model_rate;
     s->ostage_cap = (size_t)ceil(s->H * ratio) + 2 * RESAMPLE_BLOCK_FRAMES +
                     (size_t)s->lag_out + 64;
     s->ostage = malloc(s->ostage_cap * (size_t)width * s->ostage_sample);
-    if ((!s->out_s16_exact && !s->mixbuf) || !s->ostage) {
+    if ((!s->out_direct && !s->mixbuf) || !s->ostage) {
         snprintf(err, cap, "out of memory");
         return DEMIX_ENOMEM;
     }
@@ -179,29 +181,62 @@ static int out_sink(void *user, const float *frames, size_t n)
     return DEMIX_OK;
 }
 
-/* The exact int16 path: keep frames of one lane hop (nout planes x C x H
- * int16) straight into each output stream's stage (int16, interleaved):
- * a copy or a zip of two planes, which vectorise; a mono model feeds both
- * client channels. */
-static int hop_to_ostage_s16(demixd_session *s, const int16_t *hop,
-                             size_t keep)
+/* One output stream's keep frames from its planes (left, right: the same
+ * plane for a mono model) into its stage, `ch` interleaved: a copy or a
+ * zip, which vectorise; int16 kept, int16 scaled to float (k / 32768,
+ * exact) or float kept. */
+static void zip_s16(int16_t *dst, const int16_t *left, const int16_t *right,
+                    int ch, size_t keep)
+{
+    for (size_t i = 0; i < keep; i++)
+        dst[(size_t)ch * i] = left[i];
+    if (ch == 2)
+        for (size_t i = 0; i < keep; i++)
+            dst[2 * i + 1] = right[i];
+}
+
+static void zip_s16_to_float(float *dst, const int16_t *left,
+                             const int16_t *right, int ch, size_t keep)
+{
+    for (size_t i = 0; i < keep; i++)
+        dst[(size_t)ch * i] = (float)left[i] * (1.0f / 32768.0f);
+    if (ch == 2)
+        for (size_t i = 0; i < keep; i++)
+            dst[2 * i + 1] = (float)right[i] * (1.0f / 32768.0f);
+}
+
+static void zip_float(float *dst, const float *left, const float *right,
+                      int ch, size_t keep)
+{
+    for (size_t i = 0; i < keep; i++)
+        dst[(size_t)ch * i] = left[i];
+    if (ch == 2)
+        for (size_t i = 0; i < keep; i++)
+            dst[2 * i + 1] = right[i];
+}
+
+/* out_direct: keep frames of one lane hop (nout planes x C x H) straight
+ * into each output stream's stage, in its sample type. */
+static int hop_to_ostage(demixd_session *s, const void *hop, size_t keep)
 {
     size_t at;
     if (ostage_append(s, keep, &at))
         return DEMIX_ENOSPACE;
-    const size_t C = (size_t)s->C, H = (size_t)s->H;
+    const size_t plane = (size_t)s->H * (s->out_s16 ? 2 : 4);
     for (int j = 0; j < s->nout; j++) {
-        int16_t *dst = (int16_t *)ostage_at(s, j, at);
-        const int16_t *left = hop + (size_t)j * C * H;
-        const int16_t *right = C == 1 ? left : left + H;
-        if (s->ch == 1) { /* then C == 1 too (out_setup) */
-            memcpy(dst, left, keep * sizeof *dst);
-            continue;
-        }
-        for (size_t i = 0; i < keep; i++) {
-            dst[2 * i] = left[i];
-            dst[2 * i + 1] = right[i];
-        }
+        const unsigned char *left =
+            (const unsigned char *)hop + (size_t)j * (size_t)s->C * plane;
+        const unsigned char *right = s->C == 1 ? left : left + plane;
+        void *dst = ostage_at(s, j, at);
+        if (s->out_s16_exact)
+            zip_s16(dst, (const int16_t *)left, (const int16_t *)right,
+                    s->ch, keep);
+        else if (s->out_s16)
+            zip_s16_to_float(dst, (const int16_t *)left,
+                             (const int16_t *)right, s->ch, keep);
+        else
+            zip_float(dst, (const float *)left, (const float *)right, s->ch,
+                      keep);
     }
     return DEMIX_OK;
 }
@@ -279,8 +314,8 @@ static int process_hop(demixd_session *s, const void *hop)
     }
     if (keep == 0)
         return DEMIX_OK;
-    if (s->out_s16_exact)
-        return hop_to_ostage_s16(s, hop, (size_t)keep);
+    if (s->out_direct)
+        return hop_to_ostage(s, hop, (size_t)keep);
     planes_to_mixbuf(s, hop, (int)keep);
     return resampler_process(s->rs_out, s->mixbuf, (size_t)keep, out_sink, s);
 }
