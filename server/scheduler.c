@@ -157,9 +157,13 @@ void demixd_scheduler_kick(demixd_scheduler *s)
         return;
     atomic_store(&s->work, 1);
     if (atomic_load(&s->sleeping)) {
+        /* Taking the lock waits until the sleeper is inside cond_wait (it
+         * holds the lock from its check of `work` until then); the signal
+         * goes after the unlock, so the woken thread does not block on
+         * the lock still held here (one futex call, not two). */
         pthread_mutex_lock(&s->lock);
-        pthread_cond_signal(&s->cond);
         pthread_mutex_unlock(&s->lock);
+        pthread_cond_signal(&s->cond);
     }
 }
 

@@ -606,6 +606,11 @@ int demixd_session_writeable(demixd_session *s)
         size_t n;
         if (!demixd_txq_peek(&s->txq, &type, &p, &n))
             break;
+        /* Whether the socket takes more is a poll() system call: asked
+         * only before a second write, not after the one batch that
+         * usually empties the queue. */
+        if (i > 0 && lws_send_pipe_choked(s->wsi))
+            break;
         if (type == DEMIXD_TXQ_CLOSE) {
             if (s->life == DEMIXD_SESSION_SETTLING)
                 return 0; /* the timer asks again once the slot is back */
@@ -635,8 +640,6 @@ int demixd_session_writeable(demixd_session *s)
         }
         demixd_txq_pop_n(&s->txq, entries);
         s->traffic_ns = demixd_now_ns();
-        if (lws_send_pipe_choked(s->wsi))
-            break;
     }
     service(s);
     return 0;
