@@ -236,6 +236,23 @@ def residual_of(x, stems: dict) -> float:
                                    1e-30)))
 
 
+# Stems that miss their mixture by more than this (dB relative to it) are
+# not kept: the teacher's sources add up to its input within -14 dB or
+# better on music it separates (most tracks -20 to -35 dB), and the few
+# that came out near 0 dB (a Singularity track whose channels largely
+# cancel) have stems that are no separation of the mixture at all.
+MAX_TEACHER_RESIDUAL_DB = -10.0
+
+
+def teacher_missed(x, stems: dict):
+    """Why stems of x are not kept (a sentence), or None when they are."""
+    residual_db = residual_of(x, stems)
+    if residual_db > MAX_TEACHER_RESIDUAL_DB:
+        return (f"the stems miss the mixture by {residual_db:.1f} dB "
+                f"(more than {MAX_TEACHER_RESIDUAL_DB:g} dB)")
+    return None
+
+
 def add_to_other(stems: dict, part) -> None:
     """Add a separately recorded part (a Frets on Fire guitar file) to the
     `other` stem, cut or padded to the stems' length."""
@@ -255,6 +272,12 @@ def make_track(job: dict, teacher: str, out_root: str) -> dict:
         stems = separate(teacher, x, workdir)
         took = time.time() - t0
         residual_db = residual_of(x, stems)
+        missed = teacher_missed(x, stems)
+        if missed:
+            return dict({k: v for k, v in job.items() if k != "path"},
+                        teacher_seconds=round(took, 1),
+                        teacher_residual_db=round(residual_db, 1),
+                        rejected=missed)
         if "guitar" in job:
             add_to_other(stems, read_44k(job["guitar"]))
         out_dir = os.path.join(out_root, job["name"])
@@ -295,7 +318,8 @@ def main(argv=None) -> int:
                 if os.path.exists(manifest_path) else {})
     t0 = time.time()
     for i, job in enumerate(jobs):
-        if os.path.isdir(os.path.join(args.out, job["name"])):
+        if os.path.isdir(os.path.join(args.out, job["name"])) or \
+                manifest.get(job["name"], {}).get("rejected"):
             continue
         if args.budget_min and time.time() - t0 > args.budget_min * 60:
             print(f"teacher_stems: budget of {args.budget_min} min spent, "
@@ -308,10 +332,13 @@ def main(argv=None) -> int:
         m = manifest[job["name"]]
         print(f"[{i + 1}/{len(jobs)}] {job['name']}: {m['seconds']} s, "
               f"teacher {m['teacher_seconds']} s, residual "
-              f"{m['teacher_residual_db']} dB", flush=True)
-    total = sum(m["seconds"] for m in manifest.values())
-    print(f"teacher_stems: {len(manifest)} tracks, {total / 60:.1f} min "
-          f"in {args.out}")
+              f"{m['teacher_residual_db']} dB"
+              + (f": not kept, {m['rejected']}" if "rejected" in m else ""),
+              flush=True)
+    kept = [m for m in manifest.values() if "rejected" not in m]
+    total = sum(m["seconds"] for m in kept)
+    print(f"teacher_stems: {len(kept)} tracks, {total / 60:.1f} min "
+          f"in {args.out} ({len(manifest) - len(kept)} not kept)")
     return 0
 
 

@@ -83,6 +83,15 @@ class StemArithmetic(unittest.TestCase):
                  "vocals": 0 * x}
         self.assertAlmostEqual(T.residual_of(x, parts), -20.0, places=4)
 
+    def test_stems_that_miss_the_mixture_are_not_kept(self):
+        x = np.ones((1000, 2), np.float32)
+        close = {"drums": 0.9 * x, "bass": 0 * x, "other": 0 * x,
+                 "vocals": 0 * x}                    # -20 dB: kept
+        self.assertIsNone(T.teacher_missed(x, close))
+        off = {"drums": -0.5 * x, "bass": 0 * x, "other": 0 * x,
+               "vocals": 0 * x}                      # +3.5 dB: not kept
+        self.assertIn("miss the mixture by 3.5 dB", T.teacher_missed(x, off))
+
     def test_guitar_goes_to_other_cut_or_padded(self):
         stems = {s: np.zeros((10, 2), np.float32) for s in T.TEACHER_SOURCES}
         T.add_to_other(stems, np.ones((4, 2), np.float32))
