@@ -144,7 +144,6 @@ struct demixd_session {
     int lag_out; /* most client frames rs_out holds back */
     float *mixbuf;         /* not made where out_direct */
     unsigned char *ostage; /* float, or int16 where out_s16_exact */
-    size_t ostage_sample;  /* its bytes per sample */
     size_t ostage_cap, ostage_off, ostage_len; /* frames */
     int out_error;
     int hop_failed; /* a hop's mix or resampling failed (any thread) */

@@ -37,6 +37,12 @@
 #include "log.h"
 #include "session_impl.h"
 
+/* Bytes of one ostage sample: int16 on the exact path, else float. */
+static size_t ostage_sample(const demixd_session *s)
+{
+    return s->out_s16_exact ? sizeof(int16_t) : sizeof(float);
+}
+
 int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
                               char *err, size_t cap)
 {
@@ -54,7 +60,6 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
         s->rate == s->model_rate && (s->ch == s->C || s->C == 1);
     s->out_s16_exact =
         s->out_direct && s->out_codec == DEMIX_PROTO_CODEC_PCM_S16;
-    s->ostage_sample = s->out_s16_exact ? sizeof(int16_t) : sizeof(float);
     if (s->mode == DEMIX_PROTO_MODE_STEMS) {
         s->nout = st->stem_count;
         for (int j = 0; j < st->stem_count; j++)
@@ -73,7 +78,7 @@ int demixd__session_out_setup(demixd_session *s, const demix_proto_start *st,
     double ratio = (double)s->rate / s->model_rate;
     s->ostage_cap = (size_t)ceil(s->H * ratio) + 2 * RESAMPLE_BLOCK_FRAMES +
                     (size_t)s->lag_out + 64;
-    s->ostage = malloc(s->ostage_cap * (size_t)width * s->ostage_sample);
+    s->ostage = malloc(s->ostage_cap * (size_t)width * ostage_sample(s));
     if ((!s->out_direct && !s->mixbuf) || !s->ostage) {
         snprintf(err, cap, "out of memory");
         return DEMIX_ENOMEM;
@@ -130,7 +135,7 @@ void demixd__session_out_free(demixd_session *s)
 /* Bytes of one frame of one output stream in ostage. */
 static size_t ostage_frame_bytes(const demixd_session *s)
 {
-    return (size_t)s->ch * s->ostage_sample;
+    return (size_t)s->ch * ostage_sample(s);
 }
 
 /* Output stream j's staged frame f (counted from the first staged one). */
@@ -374,7 +379,7 @@ static void put_pcm(const demixd_session *s, uint8_t *p, const void *first,
     const size_t count = n * (size_t)s->ch;
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (s->out_s16_exact || s->out_codec == DEMIX_PROTO_CODEC_PCM_F32) {
-        memcpy(p, first, count * s->ostage_sample); /* already the wire's */
+        memcpy(p, first, count * ostage_sample(s)); /* already the wire's */
         return;
     }
 #endif
