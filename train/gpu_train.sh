@@ -103,11 +103,14 @@ fetch() {
   cp -r ../shared/data/musdb18-7s-train ../shared/data/everything-is-remixed \
     "$stage/real/"
   # sets made here, where their scripts made them: the LMMS demo projects'
-  # stems and the teacher's pseudo-stems of Debian game music
+  # stems and the teacher's pseudo-stems of Debian game music; LOCAL_SETS
+  # names those to carry (default both), to keep a session's calls few
   local set made
   for set in lmms:train/lmms_render.py teacher:train/teacher_stems.py; do
     made=${set#*:}; set=${set%%:*}
-    if [ -d ".carry/$set" ]; then
+    if [[ " ${LOCAL_SETS-lmms teacher} " != *" $set "* ]]; then
+      echo "fetch: .carry/$set left out (LOCAL_SETS)"
+    elif [ -d ".carry/$set" ]; then
       mkdir -p "$stage/real/$set"
       cp -r ".carry/$set"/*/ "$stage/real/$set/"
     else
@@ -129,10 +132,13 @@ fetch() {
   sum=$(sha256sum .carry/bundle.tar | cut -d' ' -f1)
   n=$(((total + part - 1) / part))
   mkdir -p .carry/calls
-  split -b "$part" -d -a 1 .carry/bundle.tar .carry/calls/bundle.
+  # three-digit suffixes (a bundle of 290 MB is 13 parts), renamed to
+  # bundle.K-1 as stash reads them
+  split -b "$part" -d -a 3 .carry/bundle.tar .carry/calls/bundle.
   for ((k = 0; k < n; k++)); do
     mkdir -p ".carry/calls/$((k + 1))"
-    mv ".carry/calls/bundle.$k" ".carry/calls/$((k + 1))/"
+    mv ".carry/calls/bundle.$(printf %03d "$k")" \
+      ".carry/calls/$((k + 1))/bundle.$k"
     printf 'parts %d\nsha256 %s\n' "$n" "$sum" >".carry/calls/$((k + 1))/bundle.txt"
   done
   rm .carry/bundle.tar
