@@ -69,7 +69,13 @@
 # 8.3 GB of GPU memory. (2026-12-02, before the renders: the data calls,
 # prepare and smoke took 3.5 minutes with the start, cudacheck 1.5 beside
 # the run, collect and evalcuda 1 after it.) If call 4 nears its 10
-# minutes, render fewer hours. The next session continues from
+# minutes, render fewer hours. Measured 2026-12-07 on an H200 (teacher
+# set, renders, no LMMS: LOCAL_SETS=teacher, 225 MiB in 11 calls): each
+# warm stash call 5 s; render 3 h 270 s (0.39 CPU-s per second of audio);
+# prepare 35 s; smoke 40 s; then 16 minutes of training at 0.56-0.60
+# s/step; collect, evalcuda, golden and pack 40 s after the run. With the
+# first call's start that was 25 of the 30 minutes (3 more went to a
+# failed start). The next session continues from
 # models/$NAME.safetensors (float16 weights, optimiser re-warmed) and
 # appends to models/$NAME.train.jsonl.
 #
